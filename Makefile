@@ -1,0 +1,90 @@
+# ingestd: build, dependencies, run, tests, install.
+#
+#   make            build ./ingestd
+#   make run        build and start ingestd in the foreground on its embedded default
+#   make check      all tests: unit (Check) and integration (the real binary on loopback)
+#   make install    PREFIX=/usr/local DESTDIR=
+
+CC	?= cc
+PREFIX	?= /usr/local
+SBINDIR	?= $(PREFIX)/sbin
+MANDIR	?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+PKGS	 = libevent libconfig
+CFLAGS	?= -O2 -g
+CFLAGS	+= -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -Icommon -Iserver -Iworker
+CFLAGS	+= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+# Debian packages the build and the tests need; `make deps` installs the missing ones.
+DEB_PKGS = gcc make pkg-config libevent-dev libconfig-dev check python3 util-linux \
+	   groff-base man-db procps iproute2
+
+COMMON_SRC = common/addr.c common/config.c common/log.c
+SERVER_SRC = server/backoff.c server/daemon.c server/listeners.c server/master.c \
+	     server/pidfile.c server/slots.c server/supervise.c
+WORKER_SRC = worker/accept.c worker/conn.c worker/worker.c
+LIB_SRC	   = $(COMMON_SRC) $(SERVER_SRC) $(WORKER_SRC)
+LIB_OBJ	   = $(LIB_SRC:.c=.o)
+UNIT_SRC   = $(wildcard tests/unit/*.c)
+
+.PHONY: all deps run check unit integration check-docs install clean man
+
+all: ingestd
+
+ingestd: server/main.o $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+cfgdoc: common/cfgdoc.o common/config.o common/addr.o common/log.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+%.o: %.c $(wildcard common/*.h server/*.h worker/*.h)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing$$(echo $$missing | sed 's/^/ /')"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+run: deps ingestd
+	./ingestd -f
+
+tests/unit/run: $(UNIT_SRC) $(LIB_OBJ)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags check) $(LDFLAGS) -o $@ $(UNIT_SRC) $(LIB_OBJ) \
+		$(LDLIBS) $(shell pkg-config --libs check)
+
+unit: tests/unit/run
+	tests/unit/run
+
+integration: ingestd
+	python3 tests/integration/run.py
+
+# The man page's settings section and the sample config are rendered from the
+# settings table; this fails when they differ from what is committed.
+check-docs: cfgdoc
+	./cfgdoc man man/ingestd.conf.5 | diff -u man/ingestd.conf.5 -
+	./cfgdoc conf | diff -u etc/ingestd.conf -
+	for m in man/*.[0-9]; do groff -ww -z -mandoc $$m 2>&1 | (! grep .) || exit 1; done
+
+man: cfgdoc
+	./cfgdoc man man/ingestd.conf.5 > man/ingestd.conf.5.new && mv man/ingestd.conf.5.new man/ingestd.conf.5
+	./cfgdoc conf > etc/ingestd.conf
+
+check: deps
+	$(MAKE) all tests/unit/run cfgdoc
+	$(MAKE) check-docs unit integration
+
+install: ingestd
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(SYSCONFDIR)/ingestd
+	install -m 755 ingestd $(DESTDIR)$(SBINDIR)/ingestd
+	install -m 644 man/ingestd.8 $(DESTDIR)$(MANDIR)/man8/ingestd.8
+	install -m 644 man/ingestd.conf.5 $(DESTDIR)$(MANDIR)/man5/ingestd.conf.5
+	test -e $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf || \
+		install -m 644 etc/ingestd.conf $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf
+
+clean:
+	rm -f ingestd cfgdoc tests/unit/run */*.o tests/*/*.o

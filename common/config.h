@@ -1,0 +1,82 @@
+/*
+ * config: the settings table, and the immutable config of one generation.
+ *
+ * Every setting is a row of cfg_settings[] (name, type, default, range,
+ * whether a reload may change it, and its documentation).  The table drives
+ * parsing and validation, `ingestd -T`, man/ingestd.conf.5 and the sample
+ * etc/ingestd.conf, so a setting cannot exist in one and be missing in
+ * another.
+ */
+#ifndef INGESTD_CONFIG_H
+#define INGESTD_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "addr.h"
+
+#define CFG_DEFAULT_PATH	"/etc/ingestd/ingestd.conf"
+#define CFG_EMBEDDED_NAME	"(embedded default)"
+#define CFG_MAX_LISTENERS	64
+#define CFG_MAX_WORKERS		512
+
+enum cfg_scope { CS_MAIN, CS_LOG, CS_LISTENER, CS_COUNT };
+enum cfg_type { CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN };
+enum accept_mode { ACCEPT_SHARED, ACCEPT_REUSEPORT };
+
+struct cfg_setting {
+	const char	*name;
+	enum cfg_scope	 scope;
+	enum cfg_type	 type;
+	const char	*def;		/* default, as written in a config file */
+	long		 min, max;	/* CT_INT, CT_SECONDS (in seconds) */
+	const char	*choices;	/* CT_ENUM: "a|b|c", stored as the index */
+	int		 reloadable;
+	size_t		 offset;	/* into struct config or struct listener_cfg */
+	const char	*doc;
+};
+
+struct cfg_addr {
+	char		*text;
+	struct addr	 addr;
+};
+
+struct listener_cfg {
+	char		*name;
+	struct cfg_addr	 listen;
+	int		 backlog;
+	int		 accept_mode;
+	int		 line;		/* where it was defined, for messages */
+};
+
+struct config {
+	int		 refs;		/* holders: the master and each worker slot */
+	char		*path;		/* file name, or CFG_EMBEDDED_NAME */
+	int		 workers;	/* resolved: "auto" is one per CPU */
+	int		 workers_auto;
+	char		*user;
+	char		*group;
+	char		*pid_file;
+	long		 shutdown_timeout_ms;
+	int		 worker_connections;
+	int		 log_level;
+	char		*log_target;
+	struct listener_cfg *listeners;
+	int		 nlisteners;
+};
+
+extern const struct cfg_setting cfg_settings[];
+extern const char *const cfg_scope_names[CS_COUNT];
+extern const char cfg_embedded[];
+
+struct config	*cfg_load(const char *path, char *err, size_t errlen);
+struct config	*cfg_parse_string(const char *text, const char *name, char *err, size_t errlen);
+void		 cfg_free(struct config *);
+struct config	*cfg_ref(struct config *);
+void		 cfg_unref(struct config *);
+void		 cfg_keep_fixed(struct config *next, const struct config *cur);
+void		 cfg_dump(const struct config *, FILE *);
+const char	*cfg_format(const struct cfg_setting *, const void *base, char *buf, size_t size);
+const char	*cfg_type_name(const struct cfg_setting *);
+
+#endif

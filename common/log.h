@@ -1,0 +1,41 @@
+/*
+ * log: the daemon's own messages, to stderr, syslog or a file.
+ *
+ * Every failure is logged once, where it happens.  log_warn() appends
+ * strerror(errno); log_warnx() does not.  fatal()/fatalx() log and exit 1
+ * and are for start-up and broken master invariants only.
+ */
+#ifndef INGESTD_LOG_H
+#define INGESTD_LOG_H
+
+#include <stdarg.h>
+#include <time.h>
+
+enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
+
+/* Rate limiter: at most one line per period; counts what it suppressed. */
+struct log_limit {
+	time_t	 last;
+	unsigned suppressed;
+};
+
+int	 log_level_parse(const char *name);
+const char *log_level_name(int level);
+
+void	 log_init_stderr(void);
+int	 log_open(const char *target, int level);	/* "stderr", "syslog" or a path */
+int	 log_reopen(void);
+void	 log_set_ident(const char *ident);
+
+void	 log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	 log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	 log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	 log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	 log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	 log_limited(struct log_limit *, int level, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+void	 fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void	 fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+#endif

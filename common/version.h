@@ -1,0 +1,4 @@
+#ifndef INGESTD_VERSION_H
+#define INGESTD_VERSION_H
+#define INGESTD_VERSION	"0.1.0"
+#endif

@@ -1,0 +1,281 @@
+/*
+ * listeners: bind, keep across reloads, close when unused.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "listeners.h"
+#include "log.h"
+
+struct lsock {
+	struct addr	 addr;
+	char		*text;
+	int		 mode;
+	int		 backlog;
+	int		 fresh;		/* bound by the lsn_open() in progress */
+	int		 nfds;
+	int		 fds[CFG_MAX_WORKERS];
+	struct lsock	*next;
+};
+
+static struct lsock *socks;
+
+static struct lsock *
+find(const struct addr *a, int mode)
+{
+	for (struct lsock *ls = socks; ls; ls = ls->next)
+		if (ls->mode == mode && addr_equal(&ls->addr, a))
+			return ls;
+	return NULL;
+}
+
+/* A unix socket path left by a dead process is removed; a live one is an error. */
+static int
+clear_unix_path(const struct lsock *ls)
+{
+	const struct sockaddr_un *sun = (const struct sockaddr_un *)&ls->addr.ss;
+	struct stat st;
+	int fd, live;
+
+	if (stat(sun->sun_path, &st) == -1)
+		return 0;
+	if (!S_ISSOCK(st.st_mode)) {
+		log_warnx("listen %s: the path exists and is not a socket", ls->text);
+		return -1;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	live = connect(fd, (const struct sockaddr *)sun, ls->addr.len) == 0;
+	close(fd);
+	if (live) {
+		log_warnx("listen %s: another process is listening on this socket", ls->text);
+		return -1;
+	}
+	return unlink(sun->sun_path);
+}
+
+static int
+bind_one(const struct lsock *ls)
+{
+	int fam = ls->addr.ss.ss_family, on = 1, fd;
+
+	if (fam == AF_UNIX && clear_unix_path(ls) == -1)
+		return -1;
+	if ((fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+		log_warn("listen %s: socket", ls->text);
+		return -1;
+	}
+	if (fam != AF_UNIX && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1)
+		goto fail;
+	if (fam == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) == -1)
+		goto fail;
+	if (ls->mode == ACCEPT_REUSEPORT &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&ls->addr.ss, ls->addr.len) == -1 ||
+	    listen(fd, ls->backlog) == -1)
+		goto fail;
+	return fd;
+fail:
+	log_warn("listen %s: cannot bind", ls->text);
+	close(fd);
+	return -1;
+}
+
+static void
+free_sock(struct lsock *ls, int unlink_path)
+{
+	for (int i = 0; i < ls->nfds; i++)
+		if (ls->fds[i] != -1)
+			close(ls->fds[i]);
+	if (unlink_path && ls->addr.ss.ss_family == AF_UNIX)
+		unlink(((struct sockaddr_un *)&ls->addr.ss)->sun_path);
+	free(ls->text);
+	free(ls);
+}
+
+static struct lsock *
+new_sock(const struct listener_cfg *l)
+{
+	struct lsock *ls = calloc(1, sizeof(*ls));
+
+	if (ls == NULL || (ls->text = strdup(l->listen.text)) == NULL)
+		fatal("calloc");
+	ls->addr = l->listen.addr;
+	ls->mode = l->accept_mode;
+	ls->backlog = l->backlog;
+	ls->fresh = 1;
+	for (int i = 0; i < CFG_MAX_WORKERS; i++)
+		ls->fds[i] = -1;
+	ls->next = socks;
+	socks = ls;
+	return ls;
+}
+
+/* Make sure the socket of worker number id exists. */
+static int
+ensure_fd(struct lsock *ls, int id)
+{
+	int slot = ls->mode == ACCEPT_REUSEPORT ? id : 0;
+
+	if (ls->fds[slot] == -1 && (ls->fds[slot] = bind_one(ls)) == -1)
+		return -1;
+	if (slot >= ls->nfds)
+		ls->nfds = slot + 1;
+	return ls->fds[slot];
+}
+
+/* A changed backlog applies to a kept socket by calling listen() again. */
+static void
+update_backlog(struct lsock *ls, int backlog)
+{
+	if (ls->backlog == backlog)
+		return;
+	ls->backlog = backlog;
+	for (int i = 0; i < ls->nfds; i++)
+		if (ls->fds[i] != -1 && listen(ls->fds[i], backlog) == -1)
+			log_warn("listen %s: cannot change backlog", ls->text);
+}
+
+static void
+drop_fresh(void)
+{
+	struct lsock **pp = &socks;
+
+	while (*pp) {
+		struct lsock *ls = *pp;
+
+		if (ls->fresh) {
+			*pp = ls->next;
+			free_sock(ls, 1);
+		} else {
+			pp = &ls->next;
+		}
+	}
+}
+
+/*
+ * Bind every listener of cf for worker numbers 0..nworkers-1, keeping the
+ * sockets that already exist.  On failure, what this call bound is closed
+ * again and the running listeners are untouched.
+ */
+int
+lsn_open(const struct config *cf, int nworkers)
+{
+	for (int i = 0; i < cf->nlisteners; i++) {
+		const struct listener_cfg *l = &cf->listeners[i];
+		struct lsock *ls = find(&l->listen.addr, l->accept_mode);
+
+		if (ls == NULL)
+			ls = new_sock(l);
+		for (int id = 0; id < nworkers; id++) {
+			if (ensure_fd(ls, id) == -1) {
+				drop_fresh();
+				return -1;
+			}
+		}
+	}
+	for (int i = 0; i < cf->nlisteners; i++) {
+		const struct listener_cfg *l = &cf->listeners[i];
+		struct lsock *ls = find(&l->listen.addr, l->accept_mode);
+
+		ls->fresh = 0;
+		update_backlog(ls, l->backlog);
+	}
+	return 0;
+}
+
+int
+lsn_fd(const struct listener_cfg *l, int id)
+{
+	struct lsock *ls = find(&l->listen.addr, l->accept_mode);
+
+	return ls ? ensure_fd(ls, id) : -1;
+}
+
+static int
+named_by(const struct lsock *ls, const struct config *const *live, int nlive)
+{
+	for (int i = 0; i < nlive; i++)
+		for (int j = 0; j < live[i]->nlisteners; j++)
+			if (live[i]->listeners[j].accept_mode == ls->mode &&
+			    addr_equal(&live[i]->listeners[j].listen.addr, &ls->addr))
+				return 1;
+	return 0;
+}
+
+/*
+ * Close what nobody can use any more: sockets that no live config names,
+ * and reuseport sockets of worker numbers beyond those alive.
+ */
+void
+lsn_retire(const struct config *const *live, int nlive, int nworkers_live)
+{
+	struct lsock **pp = &socks;
+
+	while (*pp) {
+		struct lsock *ls = *pp;
+
+		if (!named_by(ls, live, nlive)) {
+			log_info("listen %s: closed, no longer configured", ls->text);
+			*pp = ls->next;
+			free_sock(ls, 1);
+			continue;
+		}
+		if (ls->mode == ACCEPT_REUSEPORT) {
+			for (int i = nworkers_live; i < ls->nfds; i++) {
+				if (ls->fds[i] != -1) {
+					close(ls->fds[i]);
+					ls->fds[i] = -1;
+				}
+			}
+			if (ls->nfds > nworkers_live)
+				ls->nfds = nworkers_live;
+		}
+		pp = &ls->next;
+	}
+}
+
+/* In a new worker: close every listening socket it does not serve. */
+void
+lsn_close_others(const int *keep, int nkeep)
+{
+	for (struct lsock *ls = socks; ls; ls = ls->next) {
+		for (int i = 0; i < ls->nfds; i++) {
+			int fd = ls->fds[i], kept = 0;
+
+			for (int k = 0; k < nkeep; k++)
+				kept |= keep[k] == fd;
+			if (fd != -1 && !kept)
+				close(fd);
+		}
+	}
+}
+
+void
+lsn_close_all(int unlink_paths)
+{
+	while (socks) {
+		struct lsock *ls = socks;
+
+		socks = ls->next;
+		free_sock(ls, unlink_paths);
+	}
+}
+
+int
+lsn_count_fds(void)
+{
+	int n = 0;
+
+	for (struct lsock *ls = socks; ls; ls = ls->next)
+		for (int i = 0; i < ls->nfds; i++)
+			n += ls->fds[i] != -1;
+	return n;
+}

@@ -1,0 +1,22 @@
+/*
+ * listeners: the listening sockets, owned by the master.
+ *
+ * A socket is keyed by its address and accept mode, so a reload that keeps
+ * a listener keeps its socket and the connections queued on it.  A shared
+ * listener has one socket; a reuseport listener has one per worker number.
+ * Sockets that neither the current config nor a live worker's config names
+ * are closed.
+ */
+#ifndef INGESTD_LISTENERS_H
+#define INGESTD_LISTENERS_H
+
+#include "config.h"
+
+int	 lsn_open(const struct config *, int nworkers);
+int	 lsn_fd(const struct listener_cfg *, int worker_id);
+void	 lsn_retire(const struct config *const *live, int nlive, int nworkers_live);
+void	 lsn_close_others(const int *keep, int nkeep);
+void	 lsn_close_all(int unlink_paths);
+int	 lsn_count_fds(void);
+
+#endif

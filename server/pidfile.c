@@ -1,0 +1,111 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "pidfile.h"
+
+static int	 pid_fd = -1;
+static char	 pid_path[PATH_MAX];
+
+/* The pid in the file, or 0 when there is none; errors are logged. */
+pid_t
+pidfile_read(const char *path)
+{
+	char buf[32];
+	long pid;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		if (errno != ENOENT)
+			log_warn("pid file %s", path);
+		return 0;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	pid = strtol(buf, NULL, 10);
+	return pid > 0 && pid < INT_MAX ? (pid_t)pid : 0;
+}
+
+static void
+make_parent(const char *path)
+{
+	char dir[PATH_MAX];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
+		return;
+	*slash = '\0';
+	if (mkdir(dir, 0755) == -1 && errno != EEXIST)
+		log_warn("pid file: cannot create %s", dir);
+}
+
+/*
+ * Open and lock the pid file before anything is bound.  Fails when another
+ * master holds the lock.
+ */
+int
+pidfile_acquire(const char *path)
+{
+	make_parent(path);
+	if ((pid_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
+		log_warn("pid file %s: cannot open", path);
+		return -1;
+	}
+	if (flock(pid_fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			log_warnx("ingestd is already running as pid %ld (pid file %s)",
+			    (long)pidfile_read(path), path);
+		else
+			log_warn("pid file %s: cannot lock", path);
+		close(pid_fd);
+		pid_fd = -1;
+		return -1;
+	}
+	snprintf(pid_path, sizeof(pid_path), "%s", path);
+	return 0;
+}
+
+/* Write our pid; called after daemonizing, so that it is the master's. */
+int
+pidfile_write(void)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+
+	if (ftruncate(pid_fd, 0) == -1 || pwrite(pid_fd, buf, n, 0) != n) {
+		log_warn("pid file %s: cannot write", pid_path);
+		return -1;
+	}
+	return 0;
+}
+
+void
+pidfile_remove(void)
+{
+	if (pid_fd == -1)
+		return;
+	unlink(pid_path);
+	close(pid_fd);
+	pid_fd = -1;
+}
+
+/* Workers must not keep the lock alive after their master is gone. */
+void
+pidfile_close_in_child(void)
+{
+	if (pid_fd != -1)
+		close(pid_fd);
+	pid_fd = -1;
+}

@@ -1,0 +1,171 @@
+/*
+ * accept: take connections off the listening sockets.
+ *
+ * A readable listener is accepted until EAGAIN.  Accepting pauses when the
+ * worker holds worker_connections connections (it resumes when one closes)
+ * and when the process runs out of descriptors (EMFILE/ENFILE): then the
+ * reserve descriptor is given up to accept and close the connection at the
+ * head of the queue, so that its client is told at once instead of hanging,
+ * and accepting resumes after ACCEPT_PAUSE_MS.  Nothing spins.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "accept.h"
+#include "conn.h"
+#include "log.h"
+#include "worker.h"
+
+#define ACCEPT_PAUSE_MS	100
+
+struct acceptor {
+	int			 fd;
+	struct event		*ev;
+	const struct listener_cfg *l;
+};
+
+static struct acceptor	 acc[CFG_MAX_LISTENERS];
+static int		 nacc;
+static int		 paused;
+static int		 reserve_fd = -1;
+static struct event	*resume_timer;
+static struct log_limit	 emfile_limit, full_limit;
+
+static void
+set_enabled(int on)
+{
+	for (int i = 0; i < nacc; i++) {
+		if (acc[i].ev == NULL)
+			continue;
+		if (on)
+			event_add(acc[i].ev, NULL);
+		else
+			event_del(acc[i].ev);
+	}
+}
+
+static void
+pause_accepting(void)
+{
+	paused = 1;
+	set_enabled(0);
+}
+
+void
+acc_resume(void)
+{
+	if (!paused || wrk.draining || conn_count() >= wrk.cf->worker_connections)
+		return;
+	if (reserve_fd == -1)
+		reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (reserve_fd == -1)
+		return;		/* still out of descriptors: the timer tries again */
+	paused = 0;
+	set_enabled(1);
+}
+
+static void
+on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	acc_resume();
+	if (paused && reserve_fd == -1) {
+		struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+
+		evtimer_add(resume_timer, &tv);
+	}
+}
+
+static void
+out_of_descriptors(struct acceptor *a)
+{
+	struct timeval tv = { 0, ACCEPT_PAUSE_MS * 1000 };
+	int fd;
+
+	log_limited(&emfile_limit, LOG_LVL_WARNING, "%s: listener %s: accept: %s; pausing for %d ms",
+	    wrk.name, a->l->name, strerror(errno), ACCEPT_PAUSE_MS);
+	if (reserve_fd != -1) {
+		close(reserve_fd);
+		reserve_fd = -1;
+		if ((fd = accept4(a->fd, NULL, NULL, SOCK_CLOEXEC)) != -1)
+			close(fd);
+	}
+	pause_accepting();
+	evtimer_add(resume_timer, &tv);
+}
+
+static void
+on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct acceptor *a = arg;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd;
+
+	(void)what;
+	while (!paused) {
+		if (conn_count() >= wrk.cf->worker_connections) {
+			log_limited(&full_limit, LOG_LVL_WARNING,
+			    "%s: worker_connections (%d) reached; pausing accept", wrk.name,
+			    wrk.cf->worker_connections);
+			pause_accepting();
+			return;
+		}
+		len = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1) {
+			if (errno == EMFILE || errno == ENFILE)
+				out_of_descriptors(a);
+			else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log_warn("%s: listener %s: accept", wrk.name, a->l->name);
+			if (errno != ECONNABORTED && errno != EINTR)
+				return;
+			continue;
+		}
+		conn_new(fd, a->l, (struct sockaddr *)&ss, len);
+	}
+}
+
+int
+acc_init(const struct config *cf, const int *fds)
+{
+	if ((reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1) {
+		log_warn("%s: /dev/null", wrk.name);
+		return -1;
+	}
+	resume_timer = evtimer_new(wrk.base, on_resume, NULL);
+	nacc = cf->nlisteners;
+	for (int i = 0; i < nacc; i++) {
+		acc[i].fd = fds[i];
+		acc[i].l = &cf->listeners[i];
+		acc[i].ev = event_new(wrk.base, fds[i], EV_READ | EV_PERSIST, on_accept, &acc[i]);
+		if (acc[i].ev == NULL || event_add(acc[i].ev, NULL) == -1) {
+			log_warnx("%s: listener %s: cannot watch the socket", wrk.name, acc[i].l->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Draining: this worker stops accepting for good.  The master keeps the sockets. */
+void
+acc_close(void)
+{
+	for (int i = 0; i < nacc; i++) {
+		if (acc[i].ev) {
+			event_free(acc[i].ev);
+			acc[i].ev = NULL;
+		}
+		close(acc[i].fd);
+	}
+	nacc = 0;
+	if (resume_timer)
+		evtimer_del(resume_timer);
+}

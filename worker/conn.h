@@ -1,0 +1,29 @@
+/*
+ * conn: one client connection in a worker.
+ *
+ * A connection reads what its client sends and counts bytes and
+ * LF-terminated records; the record pipeline (framing, parsers, sinks)
+ * plugs in where conn.c hands over the bytes it read.
+ */
+#ifndef INGESTD_CONN_H
+#define INGESTD_CONN_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config.h"
+
+struct conn_totals {
+	uint64_t	accepted;
+	uint64_t	closed;
+	uint64_t	bytes;
+	uint64_t	records;
+};
+
+void	 conn_init(void);
+int	 conn_new(int fd, const struct listener_cfg *, const struct sockaddr *, socklen_t);
+int	 conn_count(void);
+void	 conn_close_all(const char *reason);
+const struct conn_totals *conn_totals(void);
+
+#endif

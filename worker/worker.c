@@ -1,0 +1,245 @@
+/*
+ * worker: the life of one worker process.
+ *
+ *   drop privileges -> event_base -> accept -> tell the master "ready" -> loop
+ *
+ * It drains (stops accepting, finishes open connections, exits) on the
+ * master's drain command, on SIGQUIT, or when its master dies (EOF on the
+ * channel).  It stops at once on the stop command, SIGTERM or SIGINT.  A
+ * drain that outlasts shutdown_timeout closes what is left.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "accept.h"
+#include "channel.h"
+#include "conn.h"
+#include "log.h"
+#include "worker.h"
+
+struct worker wrk;
+
+static struct event *chan_ev, *drain_timer, *sig_ev;
+static int chan_fd = -1, sig_fd = -1;
+
+static void
+libevent_log(int severity, const char *msg)
+{
+	if (severity >= EVENT_LOG_WARN)
+		log_warnx("libevent: %s", msg);
+	else
+		log_debug("libevent: %s", msg);
+}
+
+/*
+ * Switch to user/group when started as root.  Failing here is fatal for
+ * every worker alike, so the master must not respawn: exit EXIT_FATAL.
+ */
+static void
+drop_privileges(const struct config *cf)
+{
+	struct passwd *pw = NULL;
+	struct group *gr;
+	gid_t gid;
+
+	if (getuid() != 0 || (!cf->user[0] && !cf->group[0]))
+		return;
+	if (cf->user[0] && (pw = getpwnam(cf->user)) == NULL) {
+		log_error("%s: no such user \"%s\"", wrk.name, cf->user);
+		exit(EXIT_FATAL);
+	}
+	gid = pw ? pw->pw_gid : getgid();
+	if (cf->group[0]) {
+		if ((gr = getgrnam(cf->group)) == NULL) {
+			log_error("%s: no such group \"%s\"", wrk.name, cf->group);
+			exit(EXIT_FATAL);
+		}
+		gid = gr->gr_gid;
+	}
+	if ((pw ? initgroups(pw->pw_name, gid) : setgroups(1, &gid)) == -1 ||
+	    setresgid(gid, gid, gid) == -1 ||
+	    (pw && setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)) {
+		log_error("%s: cannot switch to user \"%s\" group %ld: %s", wrk.name, cf->user,
+		    (long)gid, strerror(errno));
+		exit(EXIT_FATAL);
+	}
+}
+
+static void
+on_drain_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	log_notice("%s: shutdown_timeout passed with %d connections open; closing them",
+	    wrk.name, conn_count());
+	conn_close_all("shutdown_timeout");
+}
+
+static void
+drain(const char *why)
+{
+	long ms = wrk.cf->shutdown_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (wrk.draining)
+		return;
+	wrk.draining = 1;
+	log_info("%s: draining (%s), %d connections open", wrk.name, why, conn_count());
+	acc_close();
+	if (conn_count() == 0) {
+		event_base_loopexit(wrk.base, NULL);
+		return;
+	}
+	drain_timer = evtimer_new(wrk.base, on_drain_deadline, NULL);
+	evtimer_add(drain_timer, &tv);
+}
+
+static void
+stop(const char *why)
+{
+	log_info("%s: stopping (%s), closing %d connections", wrk.name, why, conn_count());
+	wrk.draining = 1;
+	acc_close();
+	conn_close_all("stop");
+	event_base_loopexit(wrk.base, NULL);
+}
+
+/* Called by conn after each close. */
+void
+worker_conn_closed(void)
+{
+	if (wrk.draining) {
+		if (conn_count() == 0)
+			event_base_loopexit(wrk.base, NULL);
+		return;
+	}
+	acc_resume();
+}
+
+static void
+on_channel(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[16];
+	ssize_t n;
+
+	(void)what;
+	(void)arg;
+	n = read(fd, buf, sizeof(buf));
+	if (n == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		event_del(chan_ev);
+		drain("the master is gone");
+		return;
+	}
+	for (ssize_t i = 0; i < n; i++) {
+		if (buf[i] == CHAN_DRAIN)
+			drain("told by the master");
+		else if (buf[i] == CHAN_STOP)
+			stop("told by the master");
+		else if (buf[i] == CHAN_REOPEN)
+			log_reopen();
+	}
+}
+
+static void
+on_signal(evutil_socket_t fd, short what, void *arg)
+{
+	struct signalfd_siginfo si;
+
+	(void)what;
+	(void)arg;
+	while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGQUIT)
+			drain("SIGQUIT");
+		else if (si.ssi_signo == SIGUSR1)
+			log_reopen();
+		else
+			stop(si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+	}
+}
+
+/*
+ * Signals arrive through a signalfd: the master's libevent signal handling,
+ * inherited over fork, stays out of the worker's way.
+ */
+static void
+setup_signals(void)
+{
+	sigset_t set;
+
+	/* The master's business; a worker must not die of them. */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR2, SIG_IGN);
+	signal(SIGTTIN, SIG_IGN);
+	signal(SIGTTOU, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	if ((sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1) {
+		log_warn("%s: signalfd", wrk.name);
+		exit(EXIT_FATAL);
+	}
+	sig_ev = event_new(wrk.base, sig_fd, EV_READ | EV_PERSIST, on_signal, NULL);
+	event_add(sig_ev, NULL);
+}
+
+static void
+cleanup(void)
+{
+	const struct conn_totals *t = conn_totals();
+
+	log_info("%s: exiting: %llu connections, %llu records, %llu bytes", wrk.name,
+	    (unsigned long long)t->accepted, (unsigned long long)t->records,
+	    (unsigned long long)t->bytes);
+	event_free(sig_ev);
+	close(sig_fd);
+	if (chan_ev)
+		event_free(chan_ev);
+	if (drain_timer)
+		event_free(drain_timer);
+	close(chan_fd);
+	event_base_free(wrk.base);
+}
+
+void
+worker_main(const struct config *cf, unsigned gen, int id, int chan, const int *fds)
+{
+	char ready = CHAN_READY;
+
+	wrk.cf = cf;
+	wrk.gen = gen;
+	wrk.id = id;
+	snprintf(wrk.name, sizeof(wrk.name), "worker %d (generation %u)", id, gen);
+	chan_fd = chan;
+	drop_privileges(cf);
+	event_set_log_callback(libevent_log);
+	if ((wrk.base = event_base_new()) == NULL) {
+		log_error("%s: event_base_new failed", wrk.name);
+		exit(EXIT_FATAL);
+	}
+	setup_signals();
+	conn_init();
+	if (acc_init(cf, fds) == -1)
+		exit(EXIT_FATAL);
+	evutil_make_socket_nonblocking(chan);
+	chan_ev = event_new(wrk.base, chan, EV_READ | EV_PERSIST, on_channel, NULL);
+	event_add(chan_ev, NULL);
+	if (write(chan, &ready, 1) != 1)
+		drain("the master is gone");
+	event_base_dispatch(wrk.base);
+	cleanup();
+	exit(0);
+}
