@@ -14,6 +14,11 @@ PKGS	 = libevent libconfig
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -Icommon -Iserver -Iworker
 CFLAGS	+= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+# make SANITIZE=1 ...: the same build under AddressSanitizer and UBSan (make clean first).
+ifeq ($(SANITIZE),1)
+CFLAGS	+= -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDFLAGS	+= -fsanitize=address,undefined
+endif
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.

@@ -43,7 +43,7 @@ const struct cfg_setting cfg_settings[] = {
 	  "Where ingestd logs: \"syslog\" (facility daemon), \"stderr\", or a file "
 	  "path (reopened on SIGUSR1). The -f option always logs to stderr." },
 	{ "name", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(name),
-	  "Name of the listener in logs and events; empty means the listen address. "
+	  "Name of the listener in log messages; empty means the listen address. "
 	  "Names are unique." },
 	{ "listen", CS_LISTENER, CT_LISTEN, NULL, 0, 0, NULL, 1, L(listen),
 	  "Required. \"IPv4:port\", \"[IPv6]:port\", \"*:port\" (every IPv4 address) "
@@ -51,7 +51,7 @@ const struct cfg_setting cfg_settings[] = {
 	{ "backlog", CS_LISTENER, CT_INT, "4096", 1, 65535, NULL, 1, L(backlog),
 	  "Length of the kernel's queue of connections not yet accepted "
 	  "(capped by net.core.somaxconn)." },
-	{ "accept_mode", CS_LISTENER, CT_ENUM, "shared", 0, 0, "shared|reuseport", 1, L(accept_mode),
+	{ "accept_mode", CS_LISTENER, CT_ENUM, "shared", 0, 0, "shared|reuseport", 0, L(accept_mode),
 	  "\"shared\": one socket polled by every worker. \"reuseport\": one SO_REUSEPORT "
 	  "socket per worker slot, kept across reloads; the kernel spreads connections "
 	  "evenly, but a busy worker delays its own queue." },
@@ -70,16 +70,28 @@ struct ctx {
 	size_t		 errlen;
 };
 
+/*
+ * Report an error at a setting of the file, or at the file as a whole when
+ * where is NULL (a setting missing altogether has no line).  libconfig knows
+ * the file of each setting, so errors in @include files name that file.
+ */
 static int
-fail(struct ctx *c, int line, const char *setting, const char *fmt, ...)
+fail(struct ctx *c, const config_setting_t *where, const char *setting, const char *fmt, ...)
 {
+	const char *file = where ? config_setting_source_file(where) : NULL;
+	int line = where ? config_setting_source_line(where) : 0;
 	char why[512];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	snprintf(c->err, c->errlen, "%s:%d: %s: %s", c->file, line, setting, why);
+	if (file == NULL)
+		file = c->file;
+	if (line > 0)
+		snprintf(c->err, c->errlen, "%s:%d: %s: %s", file, line, setting, why);
+	else
+		snprintf(c->err, c->errlen, "%s: %s: %s", file, setting, why);
 	return -1;
 }
 
@@ -123,54 +135,56 @@ store_string(void *field, const char *s)
 }
 
 static int
-set_int(struct ctx *c, const struct cfg_setting *s, void *field, long v, int line, const char *name)
+set_int(struct ctx *c, const struct cfg_setting *s, void *field, long v,
+    const config_setting_t *where, const char *name)
 {
 	if (v < s->min || v > s->max)
-		return fail(c, line, name, "must be from %ld to %ld", s->min, s->max);
+		return fail(c, where, name, "must be from %ld to %ld", s->min, s->max);
 	*(int *)field = (int)v;
 	return 0;
 }
 
 static int
-set_seconds(struct ctx *c, const struct cfg_setting *s, void *field, double v, int line,
-    const char *name)
+set_seconds(struct ctx *c, const struct cfg_setting *s, void *field, double v,
+    const config_setting_t *where, const char *name)
 {
 	if (!(v >= s->min && v <= s->max))
-		return fail(c, line, name, "must be from %ld to %ld seconds", s->min, s->max);
+		return fail(c, where, name, "must be from %ld to %ld seconds", s->min, s->max);
 	*(long *)field = (long)(v * 1000 + 0.5);
 	return 0;
 }
 
 static int
-set_enum(struct ctx *c, const struct cfg_setting *s, void *field, const char *word, int line,
-    const char *name)
+set_enum(struct ctx *c, const struct cfg_setting *s, void *field, const char *word,
+    const config_setting_t *where, const char *name)
 {
 	int i = enum_index(s->choices, word);
 
 	if (i == -1)
-		return fail(c, line, name, "\"%s\" is not one of %s", word, s->choices);
+		return fail(c, where, name, "\"%s\" is not one of %s", word, s->choices);
 	*(int *)field = i;
 	return 0;
 }
 
 static int
-set_listen(struct ctx *c, void *field, const char *text, int line, const char *name)
+set_listen(struct ctx *c, void *field, const char *text, const config_setting_t *where,
+    const char *name)
 {
 	struct cfg_addr *a = field;
 	const char *why;
 
 	if (addr_parse(text, &a->addr, &why) == -1)
-		return fail(c, line, name, "\"%s\": %s", text, why);
+		return fail(c, where, name, "\"%s\": %s", text, why);
 	store_string(&a->text, text);
 	return 0;
 }
 
 static int
-set_workers(struct ctx *c, const struct cfg_setting *s, struct config *cf, long v, int line,
-    const char *name)
+set_workers(struct ctx *c, const struct cfg_setting *s, struct config *cf, long v,
+    const config_setting_t *where, const char *name)
 {
 	cf->workers_auto = 0;
-	return set_int(c, s, &cf->workers, v, line, name);
+	return set_int(c, s, &cf->workers, v, where, name);
 }
 
 static const char *const type_names[] = {
@@ -190,44 +204,45 @@ static int
 set_from_file(struct ctx *c, const struct cfg_setting *s, void *base, config_setting_t *v,
     const char *name)
 {
-	int line = config_setting_source_line(v), t = config_setting_type(v);
+	int t = config_setting_type(v);
 	void *field = (char *)base + s->offset;
 	int is_int = t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
 
 	switch (s->type) {
 	case CT_INT:
 		if (is_int)
-			return set_int(c, s, field, config_setting_get_int64(v), line, name);
+			return set_int(c, s, field, config_setting_get_int64(v), v, name);
 		break;
 	case CT_SECONDS:
 		if (is_int || t == CONFIG_TYPE_FLOAT)
 			return set_seconds(c, s, field, is_int ? (double)config_setting_get_int64(v) :
-			    config_setting_get_float(v), line, name);
+			    config_setting_get_float(v), v, name);
 		break;
 	case CT_WORKERS:
 		if (is_int)
-			return set_workers(c, s, base, config_setting_get_int64(v), line, name);
+			return set_workers(c, s, base, config_setting_get_int64(v), v, name);
 		if (t == CONFIG_TYPE_STRING && strcmp(config_setting_get_string(v), "auto") == 0) {
 			((struct config *)base)->workers_auto = 1;
 			return 0;
 		}
 		break;
 	case CT_STRING:
-		if (t == CONFIG_TYPE_STRING) {
-			store_string(field, config_setting_get_string(v));
-			return 0;
-		}
-		break;
+		if (t != CONFIG_TYPE_STRING)
+			break;
+		if (strlen(config_setting_get_string(v)) > CFG_STRING_MAX)
+			return fail(c, v, name, "longer than %d bytes", CFG_STRING_MAX);
+		store_string(field, config_setting_get_string(v));
+		return 0;
 	case CT_ENUM:
 		if (t == CONFIG_TYPE_STRING)
-			return set_enum(c, s, field, config_setting_get_string(v), line, name);
+			return set_enum(c, s, field, config_setting_get_string(v), v, name);
 		break;
 	case CT_LISTEN:
 		if (t == CONFIG_TYPE_STRING)
-			return set_listen(c, field, config_setting_get_string(v), line, name);
+			return set_listen(c, field, config_setting_get_string(v), v, name);
 		break;
 	}
-	return fail(c, line, name, "expected %s", cfg_type_name(s));
+	return fail(c, v, name, "expected %s", cfg_type_name(s));
 }
 
 /* Store a setting's default; the table's defaults are known to be valid. */
@@ -285,7 +300,7 @@ load_group(struct ctx *c, config_setting_t *group, enum cfg_scope scope, void *b
 			continue;
 		if (!is_known(scope, e->name)) {
 			snprintf(name, sizeof(name), "%s%s", prefix, e->name);
-			return fail(c, config_setting_source_line(e), name, "unknown setting");
+			return fail(c, e, name, "unknown setting");
 		}
 	}
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
@@ -301,8 +316,7 @@ load_group(struct ctx *c, config_setting_t *group, enum cfg_scope scope, void *b
 		} else if (s->def != NULL) {
 			set_default(s, base);
 		} else {
-			return fail(c, group ? config_setting_source_line(group) : 0, name,
-			    "required setting is missing");
+			return fail(c, group, name, "required setting is missing");
 		}
 	}
 	return 0;
@@ -311,18 +325,17 @@ load_group(struct ctx *c, config_setting_t *group, enum cfg_scope scope, void *b
 static int
 load_listeners(struct ctx *c, struct config *cf, config_setting_t *list)
 {
-	int line = list ? config_setting_source_line(list) : 0;
 	int n;
 
 	if (list == NULL)
-		return fail(c, 0, "listeners", "at least one listener is required");
+		return fail(c, NULL, "listeners", "at least one listener is required");
 	if (!config_setting_is_list(list) && !config_setting_is_array(list))
-		return fail(c, line, "listeners", "expected a list: ( { listen = \"...\"; } )");
+		return fail(c, list, "listeners", "expected a list: ( { listen = \"...\"; } )");
 	n = config_setting_length(list);
 	if (n == 0)
-		return fail(c, line, "listeners", "at least one listener is required");
+		return fail(c, list, "listeners", "at least one listener is required");
 	if (n > CFG_MAX_LISTENERS)
-		return fail(c, line, "listeners", "at most %d listeners", CFG_MAX_LISTENERS);
+		return fail(c, list, "listeners", "at most %d listeners", CFG_MAX_LISTENERS);
 	if ((cf->listeners = calloc(n, sizeof(*cf->listeners))) == NULL)
 		fatal("calloc");
 	for (int i = 0; i < n; i++) {
@@ -332,9 +345,8 @@ load_listeners(struct ctx *c, struct config *cf, config_setting_t *list)
 
 		cf->nlisteners = i + 1;
 		snprintf(prefix, sizeof(prefix), "listeners[%d].", i);
-		l->line = config_setting_source_line(g);
 		if (!config_setting_is_group(g))
-			return fail(c, l->line, "listeners", "expected a group { ... } for each listener");
+			return fail(c, g, "listeners", "expected a group { ... } for each listener");
 		if (load_group(c, g, CS_LISTENER, l, prefix) == -1)
 			return -1;
 		if (l->name[0] == '\0')
@@ -344,24 +356,25 @@ load_listeners(struct ctx *c, struct config *cf, config_setting_t *list)
 }
 
 static int
-check_listeners(struct ctx *c, const struct config *cf)
+check_listeners(struct ctx *c, const struct config *cf, const config_setting_t *list)
 {
 	for (int i = 0; i < cf->nlisteners; i++) {
 		const struct listener_cfg *a = &cf->listeners[i];
+		const config_setting_t *g = config_setting_get_elem(list, i);
 		char name[64];
 
 		for (int j = 0; j < i; j++) {
 			const struct listener_cfg *b = &cf->listeners[j];
 
-			if (strcmp(a->name, b->name) == 0) {
-				snprintf(name, sizeof(name), "listeners[%d].name", i);
-				return fail(c, a->line, name, "\"%s\" is already the name of listeners[%d]",
-				    a->name, j);
-			}
 			if (addr_equal(&a->listen.addr, &b->listen.addr)) {
 				snprintf(name, sizeof(name), "listeners[%d].listen", i);
-				return fail(c, a->line, name, "%s is already used by listeners[%d]",
+				return fail(c, g, name, "%s is already used by listeners[%d]",
 				    a->listen.text, j);
+			}
+			if (strcmp(a->name, b->name) == 0) {
+				snprintf(name, sizeof(name), "listeners[%d].name", i);
+				return fail(c, g, name, "\"%s\" is already the name of listeners[%d]",
+				    a->name, j);
 			}
 		}
 	}
@@ -375,12 +388,12 @@ check_identity(struct ctx *c, const struct config *cf, config_t *lc)
 
 	if (cf->user[0] && getpwnam(cf->user) == NULL) {
 		v = config_lookup(lc, "user");
-		return fail(c, v ? config_setting_source_line(v) : 0, "user",
+		return fail(c, v, "user",
 		    "no such user \"%s\"", cf->user);
 	}
 	if (cf->group[0] && getgrnam(cf->group) == NULL) {
 		v = config_lookup(lc, "group");
-		return fail(c, v ? config_setting_source_line(v) : 0, "group",
+		return fail(c, v, "group",
 		    "no such group \"%s\"", cf->group);
 	}
 	return 0;
@@ -390,21 +403,22 @@ static struct config *
 load(config_t *lc, const char *name, char *err, size_t errlen)
 {
 	struct ctx c = { name, err, errlen };
-	config_setting_t *root = config_root_setting(lc), *log;
+	config_setting_t *root = config_root_setting(lc), *log, *list;
 	struct config *cf;
 
 	if ((cf = calloc(1, sizeof(*cf))) == NULL || (cf->path = strdup(name)) == NULL)
 		fatal("calloc");
 	cf->refs = 1;
 	log = config_setting_get_member(root, "log");
+	list = config_setting_get_member(root, "listeners");
 	if (log != NULL && !config_setting_is_group(log)) {
-		fail(&c, config_setting_source_line(log), "log", "expected a group { level = ...; }");
+		fail(&c, log, "log", "expected a group { level = ...; }");
 		goto bad;
 	}
 	if (load_group(&c, root, CS_MAIN, cf, "") == -1 ||
 	    load_group(&c, log, CS_LOG, cf, "log.") == -1 ||
-	    load_listeners(&c, cf, config_setting_get_member(root, "listeners")) == -1 ||
-	    check_listeners(&c, cf) == -1 ||
+	    load_listeners(&c, cf, list) == -1 ||
+	    check_listeners(&c, cf, list) == -1 ||
 	    check_identity(&c, cf, lc) == -1)
 		goto bad;
 	if (cf->workers_auto) {
@@ -532,9 +546,23 @@ cfg_format(const struct cfg_setting *s, const void *base, char *buf, size_t size
 	case CT_INT:
 		snprintf(buf, size, "%d", *(const int *)field);
 		break;
-	case CT_SECONDS:
-		snprintf(buf, size, "%g", *(const long *)field / 1000.0);
+	case CT_SECONDS: {
+		long ms = *(const long *)field;
+
+		int n = ms % 1000 ? 3 : 0;
+		long frac = ms % 1000;
+
+		/* exact milliseconds, without trailing zeros: 2.5, 1000.001, 30 */
+		while (n > 0 && frac % 10 == 0) {
+			frac /= 10;
+			n--;
+		}
+		if (n == 0)
+			snprintf(buf, size, "%ld", ms / 1000);
+		else
+			snprintf(buf, size, "%ld.%0*ld", ms / 1000, n, frac);
 		break;
+	}
 	case CT_WORKERS:
 		if (((const struct config *)base)->workers_auto)
 			snprintf(buf, size, "\"auto\"");
@@ -554,21 +582,18 @@ cfg_format(const struct cfg_setting *s, const void *base, char *buf, size_t size
 	return buf;
 }
 
-/*
- * A reload cannot change a setting that is not reloadable: keep the running
- * value and say so.
- */
-void
-cfg_keep_fixed(struct config *next, const struct config *cur)
+static void
+keep_scope(enum cfg_scope scope, void *next, const void *cur, const char *prefix)
 {
-	char a[1024], b[1024];
+	char a[CFG_VALUE_MAX], b[CFG_VALUE_MAX];
 
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
-		if (s->reloadable || s->scope == CS_LISTENER)
+		if (s->reloadable || s->scope != scope)
 			continue;
 		if (strcmp(cfg_format(s, next, a, sizeof(a)), cfg_format(s, cur, b, sizeof(b))) == 0)
 			continue;
-		log_warnx("reload: %s cannot change without a restart; keeping %s", s->name, b);
+		log_warnx("reload: %s%s cannot change without a restart; keeping %s", prefix,
+		    s->name, b);
 		if (s->type == CT_STRING)
 			store_string((char *)next + s->offset, *(char *const *)((const char *)cur + s->offset));
 		else
@@ -577,10 +602,31 @@ cfg_keep_fixed(struct config *next, const struct config *cur)
 	}
 }
 
+/*
+ * A reload cannot change a setting that is not reloadable: keep the running
+ * value and say so.  For a listener, "running" means the listener with the
+ * same address in the running config.
+ */
+void
+cfg_keep_fixed(struct config *next, const struct config *cur)
+{
+	keep_scope(CS_MAIN, next, cur, "");
+	keep_scope(CS_LOG, next, cur, "log.");
+	for (int i = 0; i < next->nlisteners; i++) {
+		struct listener_cfg *l = &next->listeners[i];
+		char prefix[64];
+
+		snprintf(prefix, sizeof(prefix), "listeners[%d].", i);
+		for (int j = 0; j < cur->nlisteners; j++)
+			if (addr_equal(&l->listen.addr, &cur->listeners[j].listen.addr))
+				keep_scope(CS_LISTENER, l, &cur->listeners[j], prefix);
+	}
+}
+
 static void
 dump_scope(const void *base, enum cfg_scope scope, const char *indent, FILE *fp)
 {
-	char buf[1024];
+	char buf[CFG_VALUE_MAX];
 
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++)
 		if (s->scope == scope)

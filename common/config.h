@@ -19,6 +19,8 @@
 #define CFG_EMBEDDED_NAME	"(embedded default)"
 #define CFG_MAX_LISTENERS	64
 #define CFG_MAX_WORKERS		512
+#define CFG_STRING_MAX		4095	/* bytes in a string setting */
+#define CFG_VALUE_MAX		(4 * CFG_STRING_MAX + 3)	/* a value as cfg_format writes it */
 
 enum cfg_scope { CS_MAIN, CS_LOG, CS_LISTENER, CS_COUNT };
 enum cfg_type { CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN };
@@ -46,7 +48,6 @@ struct listener_cfg {
 	struct cfg_addr	 listen;
 	int		 backlog;
 	int		 accept_mode;
-	int		 line;		/* where it was defined, for messages */
 };
 
 struct config {

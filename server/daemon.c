@@ -66,3 +66,22 @@ daemon_ready(int ok)
 			close(fd);
 	}
 }
+
+/*
+ * A worker forked before start-up completes must not hold the pipe or the
+ * starting command's stderr: whoever reads them would wait for the worker.
+ */
+void
+daemon_close_in_child(void)
+{
+	int fd;
+
+	if (ready_fd == -1)
+		return;
+	close(ready_fd);
+	ready_fd = -1;
+	if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) != -1) {
+		dup2(fd, 2);
+		close(fd);
+	}
+}

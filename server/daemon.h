@@ -7,5 +7,6 @@
 
 int	 daemon_start(void);
 void	 daemon_ready(int ok);
+void	 daemon_close_in_child(void);
 
 #endif

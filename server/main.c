@@ -117,6 +117,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "ingestd: unexpected argument \"%s\"\n", argv[optind]);
 		usage(EX_USAGE);
 	}
+	/* With -p, signalling needs no config: a broken one must not stop "-s stop". */
+	if (signal_cmd && opt.pid_path && !test)
+		return signal_master(signal_cmd, opt.pid_path);
 	if ((cf = master_load_config(&opt, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "ingestd: %s\n", err);
 		if (test)

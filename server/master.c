@@ -58,20 +58,28 @@ master_pid_path(const struct options *opt, const struct config *cf)
 }
 
 /*
- * Each worker may hold worker_connections sockets besides its listeners;
- * raise the soft limit (and, as root, the hard one) to fit.
+ * A worker holds worker_connections sockets besides its listeners; the
+ * master holds every listening socket (one per worker with reuseport) and a
+ * channel per worker.  Raise the soft limit (as root, the hard one too) to
+ * fit the larger of the two.
  */
 static void
 raise_nofile(const struct config *cf)
 {
-	rlim_t need = (rlim_t)cf->worker_connections + NOFILE_SLACK +
-	    (rlim_t)cf->nlisteners * CFG_MAX_WORKERS;
-	struct rlimit rl;
+	rlim_t listening = 0, need;
+	struct rlimit rl, want;
 
+	for (int i = 0; i < cf->nlisteners; i++)
+		listening += cf->listeners[i].accept_mode == ACCEPT_REUSEPORT ? cf->workers : 1;
+	need = NOFILE_SLACK + listening + (rlim_t)cf->worker_connections;
+	if (need < NOFILE_SLACK + listening + 2 * (rlim_t)cf->workers)
+		need = NOFILE_SLACK + listening + 2 * (rlim_t)cf->workers;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= need)
 		return;
-	if (rl.rlim_max < need && geteuid() == 0)
-		rl.rlim_max = need;
+	/* Root may raise the hard limit too, up to what the system allows. */
+	want.rlim_cur = want.rlim_max = need > rl.rlim_max ? need : rl.rlim_max;
+	if (need > rl.rlim_max && setrlimit(RLIMIT_NOFILE, &want) == 0)
+		return;
 	rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
 		getrlimit(RLIMIT_NOFILE, &rl);
@@ -90,7 +98,8 @@ chown_log(const struct config *cf)
 	uid_t uid = (uid_t)-1;
 	gid_t gid = (gid_t)-1;
 
-	if (geteuid() != 0 || cf->log_target[0] != '/' || srv.opt.foreground)
+	if (geteuid() != 0 || srv.opt.foreground || strcmp(cf->log_target, "syslog") == 0 ||
+	    strcmp(cf->log_target, "stderr") == 0)
 		return;
 	if (cf->user[0] && (pw = getpwnam(cf->user)) != NULL)
 		uid = pw->pw_uid;
@@ -204,27 +213,38 @@ stop(void)
 	master_check_exit();
 }
 
+/*
+ * No worker of gen can run.  A new generation from a reload is given up and
+ * the one serving before keeps running; when the serving generation itself
+ * has nothing left that can run, the master exits 1.
+ */
 void
 master_generation_failed(unsigned gen)
 {
 	if (gen != srv.gen)
-		return;
-	if (srv.serving_gen == 0) {
-		log_error("no worker can run; exiting");
-		srv.exit_code = 1;
-		stop();
-		return;
+		return;		/* a newer generation is starting; it decides */
+	if (gen > srv.serving_gen && srv.serving_gen != 0) {
+		log_error("reload failed: no worker of generation %u can run; generation %u keeps "
+		    "running", gen, srv.serving_gen);
+		sup_discard_gen(gen);
+		cfg_unref(srv.cf);
+		srv.cf = srv.prev_cf;
+		srv.prev_cf = NULL;
+		srv.gen = srv.serving_gen;
+		srv.nworkers = srv.cf->workers;
+		apply_log(srv.cf);
+		sup_retire_listeners();
+		if (slot_count(&srv.slots, srv.gen, SLOT_ACTIVE) > 0) {
+			if (reload_pending) {
+				reload_pending = 0;
+				reload();
+			}
+			return;
+		}
 	}
-	log_error("reload failed: no worker of generation %u can run; generation %u keeps running",
-	    gen, srv.serving_gen);
-	sup_discard_gen(gen);
-	cfg_unref(srv.cf);
-	srv.cf = srv.prev_cf;
-	srv.prev_cf = NULL;
-	srv.gen = srv.serving_gen;
-	srv.nworkers = slot_count(&srv.slots, srv.gen, SLOT_ACTIVE);
-	apply_log(srv.cf);
-	sup_retire_listeners();
+	log_error("no worker can run; exiting");
+	srv.exit_code = 1;
+	stop();
 }
 
 void

@@ -37,18 +37,21 @@ pidfile_read(const char *path)
 	return pid > 0 && pid < INT_MAX ? (pid_t)pid : 0;
 }
 
+/* mkdir -p of the file's directory (mode 0755). */
 static void
 make_parent(const char *path)
 {
 	char dir[PATH_MAX];
-	char *slash;
 
 	snprintf(dir, sizeof(dir), "%s", path);
-	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
-		return;
-	*slash = '\0';
-	if (mkdir(dir, 0755) == -1 && errno != EEXIST)
-		log_warn("pid file: cannot create %s", dir);
+	for (char *p = dir + 1; (p = strchr(p, '/')) != NULL; p++) {
+		*p = '\0';
+		if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
+			log_warn("pid file: cannot create %s", dir);
+			return;
+		}
+		*p = '/';
+	}
 }
 
 /*

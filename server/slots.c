@@ -42,6 +42,8 @@ slot_release(struct slot *s)
 struct slot *
 slot_by_pid(struct slot_table *t, pid_t pid)
 {
+	if (pid <= 0)
+		return NULL;
 	for (int i = 0; i < SLOT_MAX; i++)
 		if (t->s[i].state != SLOT_FREE && t->s[i].pid == pid)
 			return &t->s[i];

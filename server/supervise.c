@@ -19,6 +19,7 @@
 
 #include "backoff.h"
 #include "channel.h"
+#include "daemon.h"
 #include "listeners.h"
 #include "log.h"
 #include "master.h"
@@ -100,6 +101,7 @@ become_worker(struct slot *me, int chan, const int *fds, const sigset_t *mask)
 			close(srv.slots.s[i].chan);
 	lsn_close_others(fds, me->cf->nlisteners);
 	pidfile_close_in_child();
+	daemon_close_in_child();
 	sigprocmask(SIG_SETMASK, mask, NULL);
 	worker_main(me->cf, me->gen, me->id, chan, fds);
 }
@@ -294,6 +296,7 @@ sup_resize(int delta)
 		srv.nworkers--;
 		if ((s = slot_find(&srv.slots, srv.gen, srv.nworkers)) != NULL)
 			sup_drain(s, s->cf->shutdown_timeout_ms);
+		sup_retire_listeners();
 	}
 	log_notice("workers: now %d in generation %u", srv.nworkers, srv.gen);
 }
@@ -313,25 +316,25 @@ describe_exit(int status, char *buf, size_t size)
 static void
 worker_exited(struct slot *s, int status)
 {
-	long uptime = now_ms() - s->started_ms;
+	long uptime = now_ms() - s->started_ms, pid = s->pid;
 	char how[128];
 
 	describe_exit(status, how, sizeof(how));
 	close_channel(s);
 	s->pid = 0;
 	if (s->state == SLOT_DRAINING || srv.state != MASTER_RUNNING) {
-		log_info("worker %d (generation %u) %s", s->id, s->gen, how);
+		log_info("worker %d (pid %ld, generation %u) %s", s->id, pid, s->gen, how);
 		release(s);
 		return;
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_FATAL) {
-		log_error("worker %d (generation %u) %s: a fatal error, not respawned",
-		    s->id, s->gen, how);
+		log_error("worker %d (pid %ld, generation %u) %s: a fatal error, not respawned",
+		    s->id, pid, s->gen, how);
 		s->state = SLOT_FAILED;
 	} else {
 		s->backoff_ms = backoff_next(s->backoff_ms, uptime);
-		log_warnx("worker %d (generation %u) %s unexpectedly after %ld ms; respawning in %ld ms",
-		    s->id, s->gen, how, uptime, s->backoff_ms);
+		log_warnx("worker %d (pid %ld, generation %u) %s unexpectedly after %ld ms; "
+		    "respawning in %ld ms", s->id, pid, s->gen, how, uptime, s->backoff_ms);
 		schedule_respawn(s);
 	}
 	check_generation(s->gen);
@@ -353,27 +356,29 @@ sup_reap(void)
 	master_check_exit();
 }
 
-/* Close the listening sockets that no config in use names any more. */
+/*
+ * Close the listening sockets nobody will accept on again: those that
+ * neither the newest config nor the one still serving names, and reuseport
+ * sockets beyond the highest worker number that is not draining.  A
+ * draining worker stops accepting at once, so it does not count: a socket
+ * kept open for it would queue connections nobody takes.
+ */
 void
 sup_retire_listeners(void)
 {
-	const struct config *live[SLOT_MAX + 1];
-	int n = 0, top = srv.nworkers;
+	const struct config *live[2];
+	int n = 0, top = 0;
 
-	if (srv.state == MASTER_RUNNING)
-		live[n++] = srv.cf;
+	if (srv.state != MASTER_RUNNING)
+		return;
+	live[n++] = srv.cf;
+	if (srv.prev_cf)
+		live[n++] = srv.prev_cf;
 	for (int i = 0; i < SLOT_MAX; i++) {
 		const struct slot *s = &srv.slots.s[i];
-		int seen = 0;
 
-		if (s->state == SLOT_FREE)
-			continue;
-		if (s->id + 1 > top)
+		if (s->state != SLOT_FREE && s->state != SLOT_DRAINING && s->id + 1 > top)
 			top = s->id + 1;
-		for (int j = 0; j < n; j++)
-			seen |= live[j] == s->cf;
-		if (!seen)
-			live[n++] = s->cf;
 	}
 	lsn_retire(live, n, top);
 }

@@ -154,11 +154,17 @@ acc_init(const struct config *cf, const int *fds)
 	return 0;
 }
 
-/* Draining: this worker stops accepting for good.  The master keeps the sockets. */
+/*
+ * Stop accepting for good.  A draining worker first takes the connections
+ * already queued: on a reuseport socket that is being retired nobody else
+ * would, and the kernel would reset them.
+ */
 void
-acc_close(void)
+acc_close(int take_queued)
 {
 	for (int i = 0; i < nacc; i++) {
+		if (take_queued && !paused)
+			on_accept(acc[i].fd, EV_READ, &acc[i]);
 		if (acc[i].ev) {
 			event_free(acc[i].ev);
 			acc[i].ev = NULL;

@@ -8,6 +8,6 @@
 
 int	 acc_init(const struct config *, const int *fds);
 void	 acc_resume(void);
-void	 acc_close(void);
+void	 acc_close(int take_queued);
 
 #endif

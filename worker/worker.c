@@ -92,8 +92,8 @@ drain(const char *why)
 	if (wrk.draining)
 		return;
 	wrk.draining = 1;
+	acc_close(1);
 	log_info("%s: draining (%s), %d connections open", wrk.name, why, conn_count());
-	acc_close();
 	if (conn_count() == 0) {
 		event_base_loopexit(wrk.base, NULL);
 		return;
@@ -107,7 +107,7 @@ stop(const char *why)
 {
 	log_info("%s: stopping (%s), closing %d connections", wrk.name, why, conn_count());
 	wrk.draining = 1;
-	acc_close();
+	acc_close(0);
 	conn_close_all("stop");
 	event_base_loopexit(wrk.base, NULL);
 }

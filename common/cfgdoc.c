@@ -1,0 +1,199 @@
+/*
+ * cfgdoc: render the settings table as documentation.
+ *
+ *   cfgdoc man man/ingestd.conf.5   the page, with the part between
+ *                                   ".\" BEGIN SETTINGS" and ".\" END SETTINGS"
+ *                                   rendered from the table
+ *   cfgdoc conf                     the sample etc/ingestd.conf
+ *
+ * `make man` writes both; `make check` fails when the committed files differ.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+#define BEGIN_MARK	".\\\" BEGIN SETTINGS"
+#define END_MARK	".\\\" END SETTINGS"
+#define SAMPLE_LISTEN	"127.0.0.1:5514"
+
+static const char *const scope_titles[CS_COUNT] = {
+	"Global settings", "The log group", "Listeners",
+};
+
+static const char *const scope_intros[CS_COUNT] = {
+	NULL,
+	"Settings inside\n.Ic \"log = { ... };\"",
+	"Each element of the list\n.Ic \"listeners = ( { ... }, { ... } );\"\n"
+	"is one listening socket with these settings.",
+};
+
+/* Text for a troff body line: no leading dot or quote, backslashes escaped. */
+static void
+roff_text(const char *s, FILE *fp)
+{
+	int bol = 1;
+
+	for (; *s; s++) {
+		if (bol && (*s == '.' || *s == '\''))
+			fputs("\\&", fp);
+		if (*s == '\\')
+			fputs("\\e", fp);
+		else
+			fputc(*s, fp);
+		bol = *s == '\n';
+		/* A sentence ends a line, as troff wants. */
+		if (*s == '.' && s[1] == ' ') {
+			fputc('\n', fp);
+			s++;
+			bol = 1;
+		}
+	}
+	fputc('\n', fp);
+}
+
+static void
+roff_setting(const struct cfg_setting *s, FILE *fp)
+{
+	fprintf(fp, ".It Ic %s Ar %s\n", s->name, s->type == CT_ENUM ? s->choices :
+	    s->type == CT_SECONDS ? "seconds" : s->type == CT_INT ? "number" :
+	    s->type == CT_WORKERS ? "auto | number" : "string");
+	roff_text(s->doc, fp);
+	if (s->def == NULL)
+		fputs("There is no default.\n", fp);
+	else if (s->def[0] == '\0')
+		fputs("Default: empty.\n", fp);
+	else
+		fprintf(fp, "Default:\n.Ql %s .\n", s->def);
+	if (s->type == CT_INT || s->type == CT_SECONDS || s->type == CT_WORKERS)
+		fprintf(fp, "From %ld to %ld.\n", s->min, s->max);
+	fputs(s->reloadable ? "A reload applies a change.\n" :
+	    "A change needs a restart; a reload keeps the running value.\n", fp);
+}
+
+static void
+roff_settings(FILE *fp)
+{
+	fputs(BEGIN_MARK "\n.\\\" Rendered from the table in common/config.c by `make man`.\n", fp);
+	for (int sc = 0; sc < CS_COUNT; sc++) {
+		fprintf(fp, ".Ss %s\n", scope_titles[sc]);
+		if (scope_intros[sc])
+			fprintf(fp, "%s\n", scope_intros[sc]);
+		fputs(".Bl -tag -width Ds\n", fp);
+		for (const struct cfg_setting *s = cfg_settings; s->name; s++)
+			if ((int)s->scope == sc)
+				roff_setting(s, fp);
+		fputs(".El\n", fp);
+	}
+	fputs(END_MARK "\n", fp);
+}
+
+static int
+man(const char *path)
+{
+	char line[4096];
+	int inside = 0, found = 0;
+	FILE *fp = fopen(path, "r");
+
+	if (fp == NULL) {
+		perror(path);
+		return 1;
+	}
+	while (fgets(line, sizeof(line), fp)) {
+		if (strncmp(line, BEGIN_MARK, strlen(BEGIN_MARK)) == 0) {
+			roff_settings(stdout);
+			inside = found = 1;
+		} else if (strncmp(line, END_MARK, strlen(END_MARK)) == 0) {
+			inside = 0;
+		} else if (!inside) {
+			fputs(line, stdout);
+		}
+	}
+	fclose(fp);
+	if (!found)
+		fprintf(stderr, "cfgdoc: %s has no \"%s\" line\n", path, BEGIN_MARK);
+	return !found;
+}
+
+/* A '#' comment wrapped at 72 columns; indent is tabs. */
+static void
+comment(const char *indent, const char *text)
+{
+	const char *p = text;
+
+	while (*p) {
+		size_t room = 72 - 8 * strlen(indent), n = strlen(p);
+
+		if (n > room) {
+			n = room;
+			while (n > 0 && p[n] != ' ')
+				n--;
+			if (n == 0)
+				n = strcspn(p, " ");
+		}
+		printf("%s# %.*s\n", indent, (int)n, p);
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+}
+
+static void
+conf_scope(enum cfg_scope sc, const char *indent)
+{
+	int first = 1;
+
+	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
+		char range[64] = "";
+
+		if ((int)s->scope != (int)sc)
+			continue;
+		if (!first)
+			printf("\n");
+		first = 0;
+		comment(indent, s->doc);
+		if (s->type == CT_INT || s->type == CT_SECONDS || s->type == CT_WORKERS)
+			snprintf(range, sizeof(range), "From %ld to %ld.", s->min, s->max);
+		if (s->type == CT_ENUM)
+			snprintf(range, sizeof(range), "One of %s.", s->choices);
+		if (range[0] || !s->reloadable) {
+			char more[160];
+
+			snprintf(more, sizeof(more), "%s%s%s", range, range[0] && !s->reloadable ?
+			    " " : "", s->reloadable ? "" : "Needs a restart to change.");
+			comment(indent, more);
+		}
+		if (s->def == NULL)
+			printf("%s%s = \"%s\";\n", indent, s->name, SAMPLE_LISTEN);
+		else if (s->type == CT_INT || s->type == CT_SECONDS)
+			printf("%s%s = %s;\n", indent, s->name, s->def);
+		else
+			printf("%s%s = \"%s\";\n", indent, s->name, s->def);
+	}
+}
+
+static int
+conf(void)
+{
+	printf("# ingestd.conf: every setting, set to its default.  See ingestd.conf(5).\n"
+	    "# Rendered from the table in common/config.c by `make man`.\n\n");
+	conf_scope(CS_MAIN, "");
+	printf("\nlog = {\n");
+	conf_scope(CS_LOG, "\t");
+	printf("};\n\n# One group per listening socket.\nlisteners = (\n\t{\n");
+	conf_scope(CS_LISTENER, "\t\t");
+	printf("\t}\n);\n");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "man") == 0)
+		return man(argv[2]);
+	if (argc == 2 && strcmp(argv[1], "conf") == 0)
+		return conf();
+	fprintf(stderr, "usage: cfgdoc man FILE | cfgdoc conf\n");
+	return 64;
+}

@@ -1,0 +1,23 @@
+/*
+ * Runs every unit suite in one SRunner (fork mode, so a crashing test is
+ * reported as an error instead of ending the run).  Exit status 1 when any
+ * check failed or errored.
+ */
+#include <stdlib.h>
+
+#include "tests.h"
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(config_suite());
+	int failed;
+
+	srunner_add_suite(sr, addr_suite());
+	srunner_add_suite(sr, backoff_suite());
+	srunner_add_suite(sr, slots_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

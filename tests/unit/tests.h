@@ -1,0 +1,14 @@
+/*
+ * Unit tests: one Check suite per module under test, all run by main.c.
+ */
+#ifndef INGESTD_TESTS_H
+#define INGESTD_TESTS_H
+
+#include <check.h>
+
+Suite	*addr_suite(void);	/* test_addr.c:    common/addr.c */
+Suite	*backoff_suite(void);	/* test_backoff.c: server/backoff.c */
+Suite	*config_suite(void);	/* test_config.c:  common/config.c */
+Suite	*slots_suite(void);	/* test_slots.c:   server/slots.c */
+
+#endif
