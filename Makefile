@@ -22,18 +22,17 @@ endif
 LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
-DEB_PKGS = gcc make pkg-config libevent-dev libconfig-dev check python3 util-linux \
-	   groff-base man-db procps iproute2
+DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
+	   python3 util-linux groff-base man-db procps iproute2
 
-COMMON_SRC = common/addr.c common/config.c common/log.c
-SERVER_SRC = server/backoff.c server/daemon.c server/listeners.c server/master.c \
-	     server/pidfile.c server/slots.c server/supervise.c
-WORKER_SRC = worker/accept.c worker/conn.c worker/worker.c
+COMMON_SRC = $(filter-out common/cfgdoc.c, $(wildcard common/*.c))
+SERVER_SRC = $(filter-out server/main.c, $(wildcard server/*.c))
+WORKER_SRC = $(wildcard worker/*.c)
 LIB_SRC	   = $(COMMON_SRC) $(SERVER_SRC) $(WORKER_SRC)
 LIB_OBJ	   = $(LIB_SRC:.c=.o)
 UNIT_SRC   = $(wildcard tests/unit/*.c)
 
-.PHONY: all deps run check unit integration check-docs install clean man
+.PHONY: all deps run check unit integration check-docs install clean man fuzz
 
 all: ingestd
 
@@ -82,6 +81,25 @@ check: deps
 	$(MAKE) all tests/unit/run cfgdoc
 	$(MAKE) check-docs unit integration
 
+# libFuzzer targets: tests/fuzz/fuzz_NAME.c drives worker/NAME.c, with its
+# seed corpus in tests/fuzz/corpus/NAME.  FUZZ_TIME seconds per target.
+FUZZ_TIME ?= 60
+FUZZ_NAMES = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	      -D_GNU_SOURCE -Icommon -Iworker
+
+tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c worker/%.c $(wildcard worker/*.h)
+	clang $(FUZZ_CFLAGS) -o $@ $< worker/$*.c
+
+fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
+	@for n in $(FUZZ_NAMES); do \
+		echo "fuzz $$n: $(FUZZ_TIME) s"; mkdir -p tests/fuzz/corpus/$$n tests/fuzz/findings; \
+		tests/fuzz/fuzz_$$n -max_total_time=$(FUZZ_TIME) -max_len=70000 \
+			-artifact_prefix=tests/fuzz/findings/$$n- tests/fuzz/corpus/$$n \
+			2>tests/fuzz/findings/$$n.log || { tail -50 tests/fuzz/findings/$$n.log; exit 1; }; \
+		tail -1 tests/fuzz/findings/$$n.log; \
+	done
+
 install: ingestd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(SYSCONFDIR)/ingestd
@@ -92,4 +110,4 @@ install: ingestd
 		install -m 644 etc/ingestd.conf $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf
 
 clean:
-	rm -f ingestd cfgdoc tests/unit/run */*.o tests/*/*.o
+	rm -f ingestd cfgdoc tests/unit/run */*.o tests/*/*.o $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)

@@ -16,10 +16,14 @@
 
 #define BEGIN_MARK	".\\\" BEGIN SETTINGS"
 #define END_MARK	".\\\" END SETTINGS"
-#define SAMPLE_LISTEN	"127.0.0.1:5514"
+/* Values the sample config shows for settings that have no default. */
+static const char *const samples[][2] = {
+	{ "listen", "127.0.0.1:5514" },
+	{ "name", "default" },
+};
 
 static const char *const scope_titles[CS_COUNT] = {
-	"Global settings", "The log group", "Listeners",
+	"Global settings", "The log group", "Listeners", "Sinks",
 };
 
 static const char *const scope_intros[CS_COUNT] = {
@@ -27,6 +31,10 @@ static const char *const scope_intros[CS_COUNT] = {
 	"Settings inside\n.Ic \"log = { ... };\"",
 	"Each element of the list\n.Ic \"listeners = ( { ... }, { ... } );\"\n"
 	"is one listening socket with these settings.",
+	"Each element of the list\n.Ic \"sinks = ( { ... }, { ... } );\"\n"
+	"is a named destination for events.\n"
+	"Without a sinks list, there is one file sink named\n.Qq default\n"
+	"with the defaults below.",
 };
 
 /* Text for a troff body line: no leading dot or quote, backslashes escaped. */
@@ -58,7 +66,8 @@ roff_setting(const struct cfg_setting *s, FILE *fp)
 {
 	fprintf(fp, ".It Ic %s Ar %s\n", s->name, s->type == CT_ENUM ? s->choices :
 	    s->type == CT_SECONDS ? "seconds" : s->type == CT_INT ? "number" :
-	    s->type == CT_WORKERS ? "auto | number" : "string");
+	    s->type == CT_WORKERS ? "auto | number" : s->type == CT_SIZE ? "size" :
+	    s->type == CT_NAMES ? "list" : "string");
 	roff_text(s->doc, fp);
 	if (s->def == NULL)
 		fputs("There is no default.\n", fp);
@@ -66,8 +75,9 @@ roff_setting(const struct cfg_setting *s, FILE *fp)
 		fputs("Default: empty.\n", fp);
 	else
 		fprintf(fp, "Default:\n.Ql %s .\n", s->def);
-	if (s->type == CT_INT || s->type == CT_SECONDS || s->type == CT_WORKERS)
-		fprintf(fp, "From %ld to %ld.\n", s->min, s->max);
+	if (s->type == CT_INT || s->type == CT_SECONDS || s->type == CT_WORKERS || s->type == CT_SIZE)
+		fprintf(fp, "From %ld to %ld%s.\n", s->min, s->max,
+		    s->type == CT_SIZE ? " bytes" : "");
 	fputs(s->reloadable ? "A reload applies a change.\n" :
 	    "A change needs a restart; a reload keeps the running value.\n", fp);
 }
@@ -139,6 +149,15 @@ comment(const char *indent, const char *text)
 	}
 }
 
+static const char *
+sample(const char *name)
+{
+	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++)
+		if (strcmp(samples[i][0], name) == 0)
+			return samples[i][1];
+	return "";
+}
+
 static void
 conf_scope(enum cfg_scope sc, const char *indent)
 {
@@ -153,8 +172,10 @@ conf_scope(enum cfg_scope sc, const char *indent)
 			printf("\n");
 		first = 0;
 		comment(indent, s->doc);
-		if (s->type == CT_INT || s->type == CT_SECONDS || s->type == CT_WORKERS)
-			snprintf(range, sizeof(range), "From %ld to %ld.", s->min, s->max);
+		if (s->type == CT_INT || s->type == CT_SECONDS || s->type == CT_WORKERS ||
+		    s->type == CT_SIZE)
+			snprintf(range, sizeof(range), "From %ld to %ld%s.", s->min, s->max,
+			    s->type == CT_SIZE ? " bytes" : "");
 		if (s->type == CT_ENUM)
 			snprintf(range, sizeof(range), "One of %s.", s->choices);
 		if (range[0] || !s->reloadable) {
@@ -165,9 +186,11 @@ conf_scope(enum cfg_scope sc, const char *indent)
 			comment(indent, more);
 		}
 		if (s->def == NULL)
-			printf("%s%s = \"%s\";\n", indent, s->name, SAMPLE_LISTEN);
+			printf("%s%s = \"%s\";\n", indent, s->name, sample(s->name));
 		else if (s->type == CT_INT || s->type == CT_SECONDS)
 			printf("%s%s = %s;\n", indent, s->name, s->def);
+		else if (s->type == CT_NAMES)
+			printf("%s%s = [ ];\n", indent, s->name);
 		else
 			printf("%s%s = \"%s\";\n", indent, s->name, s->def);
 	}
@@ -183,6 +206,8 @@ conf(void)
 	conf_scope(CS_LOG, "\t");
 	printf("};\n\n# One group per listening socket.\nlisteners = (\n\t{\n");
 	conf_scope(CS_LISTENER, "\t\t");
+	printf("\t}\n);\n\n# One group per destination of events.\nsinks = (\n\t{\n");
+	conf_scope(CS_SINK, "\t\t");
 	printf("\t}\n);\n");
 	return 0;
 }

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <libconfig.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -19,6 +20,10 @@
 
 #define M(f)	offsetof(struct config, f)
 #define L(f)	offsetof(struct listener_cfg, f)
+#define S(f)	offsetof(struct sink_cfg, f)
+#define KIB	1024L
+#define MIB	(1024L * KIB)
+#define GIB	(1024L * MIB)
 
 const struct cfg_setting cfg_settings[] = {
 	{ "workers", CS_MAIN, CT_WORKERS, "auto", 1, CFG_MAX_WORKERS, NULL, 1, M(workers),
@@ -55,14 +60,58 @@ const struct cfg_setting cfg_settings[] = {
 	  "\"shared\": one socket polled by every worker. \"reuseport\": one SO_REUSEPORT "
 	  "socket per worker slot, kept across reloads; the kernel spreads connections "
 	  "evenly, but a busy worker delays its own queue." },
+	{ "framing", CS_LISTENER, CT_ENUM, "auto", 0, 0, "auto|lf|octet-counted", 1, L(framing),
+	  "How the byte stream is cut into records: \"lf\" (a record ends at LF; a CR "
+	  "before it is removed), \"octet-counted\" (RFC 6587: \"LEN SP MSG\"; an invalid "
+	  "count closes the connection), or \"auto\": a record that starts with a count, "
+	  "a space and a syslog PRI such as \"<13>\" is octet-counted, any other is "
+	  "LF-framed, so \"54 <1 minute elapsed\" is a plain line." },
+	{ "format", CS_LISTENER, CT_ENUM, "auto", 0, 0, "auto|syslog|json|raw", 1, L(format),
+	  "How a record is parsed: RFC 5424 or RFC 3164 syslog, a JSON object, or raw "
+	  "text. \"auto\" decides per record: \"<\" is syslog, \"{\" is JSON, "
+	  "anything else raw." },
+	{ "max_record", CS_LISTENER, CT_SIZE, "64K", 16, 16 * MIB, NULL, 1, L(max_record),
+	  "Longest record kept: a longer one is cut to this size, marked "
+	  "\"truncated\":true, and the rest of it is skipped; the connection goes on." },
+	{ "on_parse_error", CS_LISTENER, CT_ENUM, "keep", 0, 0, "keep|drop", 1, L(on_parse_error),
+	  "A record that fails to parse is delivered with its raw text in msg and the "
+	  "reason in parse_error (\"keep\"), or counted and dropped (\"drop\")." },
+	{ "sinks", CS_LISTENER, CT_NAMES, "", 0, 0, NULL, 1, L(sinks),
+	  "Names of the sinks this listener's events go to, e.g. [ \"archive\", "
+	  "\"stream\" ]; empty means every sink." },
+	{ "name", CS_SINK, CT_STRING, NULL, 0, 0, NULL, 1, S(name),
+	  "Required. Name of the sink, used in listeners' sinks and in log messages. "
+	  "Names are unique." },
+	{ "type", CS_SINK, CT_ENUM, "file", 0, 0, "file|stdout", 1, S(type),
+	  "\"file\": append to path. \"stdout\": write to standard output (with -f)." },
+	{ "path", CS_SINK, CT_STRING, "ingestd-events.jsonl", 0, 0, NULL, 1, S(path),
+	  "File the events are appended to, one JSON object per line. strftime(3) "
+	  "patterns such as %Y%m%d are expanded in UTC when a batch is written, which "
+	  "rotates the file by time. A relative path is relative to the directory "
+	  "ingestd was started in. Every worker appends whole lines to the same file." },
+	{ "flush_interval", CS_SINK, CT_SECONDS, "0.1", 0, 60, NULL, 1, S(flush_interval_ms),
+	  "Events are written in batches: when 256 KiB are waiting, and at the latest "
+	  "this many seconds after the first event of a batch." },
+	{ "sync", CS_SINK, CT_ENUM, "none", 0, 0, "none|interval|always", 1, S(sync),
+	  "When written data is forced to disk with fdatasync(2): never (\"none\", the "
+	  "kernel decides), after the batches of each flush_interval (\"interval\"), or "
+	  "after every batch (\"always\")." },
+	{ "queue", CS_SINK, CT_SIZE, "16M", 64 * KIB, 4 * GIB, NULL, 1, S(queue),
+	  "Bytes of events a worker holds for this sink while they cannot be written "
+	  "(a slow or full disk). When the queue is full, see overflow." },
+	{ "overflow", CS_SINK, CT_ENUM, "block", 0, 0, "block|drop", 1, S(overflow),
+	  "What a full queue does: \"block\" stops reading from the worker's clients "
+	  "(TCP flow control pushes back on them) until half the queue is written; "
+	  "\"drop\" discards new events and counts them." },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
-const char *const cfg_scope_names[CS_COUNT] = { "", "log", "listeners" };
+const char *const cfg_scope_names[CS_COUNT] = { "", "log", "listeners", "sinks" };
 
 const char cfg_embedded[] =
     "pid_file = \"ingestd.pid\";\n"
-    "listeners = ( { name = \"default\"; listen = \"127.0.0.1:5514\"; } );\n";
+    "listeners = ( { name = \"default\"; listen = \"127.0.0.1:5514\"; } );\n"
+    "sinks = ( { name = \"default\"; type = \"file\"; path = \"ingestd-events.jsonl\"; } );\n";
 
 struct ctx {
 	const char	*file;
@@ -179,6 +228,79 @@ set_listen(struct ctx *c, void *field, const char *text, const config_setting_t 
 	return 0;
 }
 
+/* "65536", "64K", "16M", "1G": binary multiples. */
+static int
+parse_size(const char *text, long *v)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(text, &end, 10);
+	if (errno || end == text || n < 0)
+		return -1;
+	switch (*end) {
+	case 'K': case 'k': n = n > LONG_MAX / KIB ? -1 : n * KIB; end++; break;
+	case 'M': case 'm': n = n > LONG_MAX / MIB ? -1 : n * MIB; end++; break;
+	case 'G': case 'g': n = n > LONG_MAX / GIB ? -1 : n * GIB; end++; break;
+	}
+	if (*end != '\0' || n < 0)
+		return -1;
+	*v = n;
+	return 0;
+}
+
+static int
+set_size(struct ctx *c, const struct cfg_setting *s, void *field, config_setting_t *v,
+    const char *name)
+{
+	int t = config_setting_type(v);
+	long n;
+
+	if (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)
+		n = config_setting_get_int64(v);
+	else if (t != CONFIG_TYPE_STRING || parse_size(config_setting_get_string(v), &n) == -1)
+		return fail(c, v, name, "expected %s", cfg_type_name(s));
+	if (n < s->min || n > s->max)
+		return fail(c, v, name, "must be from %ld to %ld bytes", s->min, s->max);
+	*(long *)field = n;
+	return 0;
+}
+
+static void
+free_names(struct cfg_names *nm)
+{
+	for (int i = 0; i < nm->n; i++)
+		free(nm->v[i]);
+	free(nm->v);
+	nm->v = NULL;
+	nm->n = 0;
+}
+
+static int
+set_names(struct ctx *c, const struct cfg_setting *s, void *field, config_setting_t *v,
+    const char *name)
+{
+	struct cfg_names *nm = field;
+	int n;
+
+	if (!config_setting_is_array(v) && !config_setting_is_list(v))
+		return fail(c, v, name, "expected %s", cfg_type_name(s));
+	free_names(nm);
+	n = config_setting_length(v);
+	if ((nm->v = calloc(n + 1, sizeof(*nm->v))) == NULL)
+		fatal("calloc");
+	for (int i = 0; i < n; i++) {
+		config_setting_t *e = config_setting_get_elem(v, i);
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			return fail(c, e, name, "expected %s", cfg_type_name(s));
+		nm->n = i + 1;
+		store_string(&nm->v[i], config_setting_get_string(e));
+	}
+	return 0;
+}
+
 static int
 set_workers(struct ctx *c, const struct cfg_setting *s, struct config *cf, long v,
     const config_setting_t *where, const char *name)
@@ -190,7 +312,8 @@ set_workers(struct ctx *c, const struct cfg_setting *s, struct config *cf, long 
 static const char *const type_names[] = {
 	[CT_INT] = "an integer", [CT_SECONDS] = "a number of seconds",
 	[CT_STRING] = "a string", [CT_ENUM] = "a string", [CT_WORKERS] = "\"auto\" or an integer",
-	[CT_LISTEN] = "an address string",
+	[CT_LISTEN] = "an address string", [CT_SIZE] = "a size (65536, \"64K\", \"16M\", \"1G\")",
+	[CT_NAMES] = "a list of strings",
 };
 
 const char *
@@ -241,6 +364,10 @@ set_from_file(struct ctx *c, const struct cfg_setting *s, void *base, config_set
 		if (t == CONFIG_TYPE_STRING)
 			return set_listen(c, field, config_setting_get_string(v), v, name);
 		break;
+	case CT_SIZE:
+		return set_size(c, s, field, v, name);
+	case CT_NAMES:
+		return set_names(c, s, field, v, name);
 	}
 	return fail(c, v, name, "expected %s", cfg_type_name(s));
 }
@@ -267,7 +394,11 @@ set_default(const struct cfg_setting *s, void *base)
 	case CT_ENUM:
 		*(int *)field = enum_index(s->choices, s->def);
 		break;
+	case CT_SIZE:
+		parse_size(s->def, (long *)field);
+		break;
 	case CT_LISTEN:
+	case CT_NAMES:
 		break;
 	}
 }
@@ -296,7 +427,7 @@ load_group(struct ctx *c, config_setting_t *group, enum cfg_scope scope, void *b
 		config_setting_t *e = config_setting_get_elem(group, i);
 
 		if (scope == CS_MAIN && (strcmp(e->name, "log") == 0 ||
-		    strcmp(e->name, "listeners") == 0))
+		    strcmp(e->name, "listeners") == 0 || strcmp(e->name, "sinks") == 0))
 			continue;
 		if (!is_known(scope, e->name)) {
 			snprintf(name, sizeof(name), "%s%s", prefix, e->name);
@@ -322,35 +453,128 @@ load_group(struct ctx *c, config_setting_t *group, enum cfg_scope scope, void *b
 	return 0;
 }
 
+/*
+ * Load a list of groups ("listeners", "sinks") into an array of elements
+ * of size elsize, each filled from the table's scope.
+ */
 static int
-load_listeners(struct ctx *c, struct config *cf, config_setting_t *list)
+load_list(struct ctx *c, config_setting_t *list, const char *what, const char *noun,
+    enum cfg_scope scope, size_t elsize, int max, void **array, int *count)
 {
 	int n;
 
-	if (list == NULL)
-		return fail(c, NULL, "listeners", "at least one listener is required");
 	if (!config_setting_is_list(list) && !config_setting_is_array(list))
-		return fail(c, list, "listeners", "expected a list: ( { listen = \"...\"; } )");
-	n = config_setting_length(list);
-	if (n == 0)
-		return fail(c, list, "listeners", "at least one listener is required");
-	if (n > CFG_MAX_LISTENERS)
-		return fail(c, list, "listeners", "at most %d listeners", CFG_MAX_LISTENERS);
-	if ((cf->listeners = calloc(n, sizeof(*cf->listeners))) == NULL)
+		return fail(c, list, what, "expected a list: ( { ... }, { ... } )");
+	if ((n = config_setting_length(list)) == 0)
+		return fail(c, list, what, "at least one %s is required", noun);
+	if (n > max)
+		return fail(c, list, what, "at most %d %ss", max, noun);
+	if ((*array = calloc(n, elsize)) == NULL)
 		fatal("calloc");
 	for (int i = 0; i < n; i++) {
 		config_setting_t *g = config_setting_get_elem(list, i);
-		struct listener_cfg *l = &cf->listeners[i];
 		char prefix[32];
 
-		cf->nlisteners = i + 1;
-		snprintf(prefix, sizeof(prefix), "listeners[%d].", i);
+		*count = i + 1;
+		snprintf(prefix, sizeof(prefix), "%s[%d].", what, i);
 		if (!config_setting_is_group(g))
-			return fail(c, g, "listeners", "expected a group { ... } for each listener");
-		if (load_group(c, g, CS_LISTENER, l, prefix) == -1)
+			return fail(c, g, what, "expected a group { ... } for each %s", noun);
+		if (load_group(c, g, scope, (char *)*array + i * elsize, prefix) == -1)
 			return -1;
-		if (l->name[0] == '\0')
-			store_string(&l->name, l->listen.text);
+	}
+	return 0;
+}
+
+static int
+load_listeners(struct ctx *c, struct config *cf, config_setting_t *list)
+{
+	if (list == NULL)
+		return fail(c, NULL, "listeners", "at least one listener is required");
+	if (load_list(c, list, "listeners", "listener", CS_LISTENER, sizeof(*cf->listeners), CFG_MAX_LISTENERS,
+	    (void **)&cf->listeners, &cf->nlisteners) == -1)
+		return -1;
+	for (int i = 0; i < cf->nlisteners; i++)
+		if (cf->listeners[i].name[0] == '\0')
+			store_string(&cf->listeners[i].name, cf->listeners[i].listen.text);
+	return 0;
+}
+
+/* Without a sinks list, events go to one file sink named "default". */
+static int
+load_sinks(struct ctx *c, struct config *cf, config_setting_t *list)
+{
+	if (list != NULL)
+		return load_list(c, list, "sinks", "sink", CS_SINK, sizeof(*cf->sinks), CFG_MAX_SINKS,
+		    (void **)&cf->sinks, &cf->nsinks);
+	if ((cf->sinks = calloc(1, sizeof(*cf->sinks))) == NULL)
+		fatal("calloc");
+	cf->nsinks = 1;
+	for (const struct cfg_setting *s = cfg_settings; s->name; s++)
+		if (s->scope == CS_SINK && s->def != NULL)
+			set_default(s, &cf->sinks[0]);
+	store_string(&cf->sinks[0].name, "default");
+	return 0;
+}
+
+static int
+check_sinks(struct ctx *c, const struct config *cf, const config_setting_t *list)
+{
+	for (int i = 0; i < cf->nsinks; i++) {
+		const struct sink_cfg *a = &cf->sinks[i];
+		const config_setting_t *g = list ? config_setting_get_elem(list, i) : NULL;
+		char name[64];
+
+		snprintf(name, sizeof(name), "sinks[%d].path", i);
+		if (a->type == SINK_FILE && a->path[0] == '\0')
+			return fail(c, g, name, "a file sink needs a path");
+		for (int j = 0; j < i; j++) {
+			const struct sink_cfg *b = &cf->sinks[j];
+
+			if (a->type == SINK_FILE && b->type == SINK_FILE && strcmp(a->path, b->path) == 0)
+				return fail(c, g, name, "\"%s\" is already the path of sinks[%d]",
+				    a->path, j);
+			if (strcmp(a->name, b->name) == 0) {
+				snprintf(name, sizeof(name), "sinks[%d].name", i);
+				return fail(c, g, name, "\"%s\" is already the name of sinks[%d]",
+				    a->name, j);
+			}
+		}
+	}
+	return 0;
+}
+
+static int
+sink_index(const struct config *cf, const char *name)
+{
+	for (int i = 0; i < cf->nsinks; i++)
+		if (strcmp(cf->sinks[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/* Turn each listener's sink names into indices; no names means every sink. */
+static int
+resolve_sinks(struct ctx *c, struct config *cf, const config_setting_t *list)
+{
+	for (int i = 0; i < cf->nlisteners; i++) {
+		struct listener_cfg *l = &cf->listeners[i];
+		const config_setting_t *g = config_setting_get_elem(list, i);
+		const config_setting_t *where = config_setting_get_member(g, "sinks");
+		char name[64];
+
+		snprintf(name, sizeof(name), "listeners[%d].sinks", i);
+		l->nsink_idx = 0;
+		for (int k = 0; k < (l->sinks.n ? l->sinks.n : cf->nsinks); k++) {
+			int idx = l->sinks.n ? sink_index(cf, l->sinks.v[k]) : k;
+
+			if (idx == -1)
+				return fail(c, where, name, "no sink is named \"%s\"", l->sinks.v[k]);
+			for (int j = 0; j < l->nsink_idx; j++)
+				if (l->sink_idx[j] == idx)
+					return fail(c, where, name, "\"%s\" is listed twice",
+					    l->sinks.v[k]);
+			l->sink_idx[l->nsink_idx++] = idx;
+		}
 	}
 	return 0;
 }
@@ -363,6 +587,10 @@ check_listeners(struct ctx *c, const struct config *cf, const config_setting_t *
 		const config_setting_t *g = config_setting_get_elem(list, i);
 		char name[64];
 
+		if (a->accept_mode == ACCEPT_REUSEPORT && a->listen.addr.ss.ss_family == AF_UNIX) {
+			snprintf(name, sizeof(name), "listeners[%d].accept_mode", i);
+			return fail(c, g, name, "reuseport needs a TCP address, not a unix socket");
+		}
 		for (int j = 0; j < i; j++) {
 			const struct listener_cfg *b = &cf->listeners[j];
 
@@ -403,7 +631,7 @@ static struct config *
 load(config_t *lc, const char *name, char *err, size_t errlen)
 {
 	struct ctx c = { name, err, errlen };
-	config_setting_t *root = config_root_setting(lc), *log, *list;
+	config_setting_t *root = config_root_setting(lc), *log, *list, *sinks;
 	struct config *cf;
 
 	if ((cf = calloc(1, sizeof(*cf))) == NULL || (cf->path = strdup(name)) == NULL)
@@ -411,6 +639,7 @@ load(config_t *lc, const char *name, char *err, size_t errlen)
 	cf->refs = 1;
 	log = config_setting_get_member(root, "log");
 	list = config_setting_get_member(root, "listeners");
+	sinks = config_setting_get_member(root, "sinks");
 	if (log != NULL && !config_setting_is_group(log)) {
 		fail(&c, log, "log", "expected a group { level = ...; }");
 		goto bad;
@@ -419,6 +648,9 @@ load(config_t *lc, const char *name, char *err, size_t errlen)
 	    load_group(&c, log, CS_LOG, cf, "log.") == -1 ||
 	    load_listeners(&c, cf, list) == -1 ||
 	    check_listeners(&c, cf, list) == -1 ||
+	    load_sinks(&c, cf, sinks) == -1 ||
+	    check_sinks(&c, cf, sinks) == -1 ||
+	    resolve_sinks(&c, cf, list) == -1 ||
 	    check_identity(&c, cf, lc) == -1)
 		goto bad;
 	if (cf->workers_auto) {
@@ -484,6 +716,8 @@ free_strings(enum cfg_scope scope, void *base)
 			free(*(char **)((char *)base + s->offset));
 		else if (s->type == CT_LISTEN)
 			free(((struct cfg_addr *)((char *)base + s->offset))->text);
+		else if (s->type == CT_NAMES)
+			free_names((struct cfg_names *)((char *)base + s->offset));
 	}
 }
 
@@ -495,6 +729,9 @@ cfg_free(struct config *cf)
 	for (int i = 0; i < cf->nlisteners; i++)
 		free_strings(CS_LISTENER, &cf->listeners[i]);
 	free(cf->listeners);
+	for (int i = 0; i < cf->nsinks; i++)
+		free_strings(CS_SINK, &cf->sinks[i]);
+	free(cf->sinks);
 	free_strings(CS_MAIN, cf);
 	free_strings(CS_LOG, cf);
 	free(cf->path);
@@ -533,6 +770,34 @@ quote(const char *s, char *buf, size_t size)
 	}
 	buf[o++] = '"';
 	buf[o] = '\0';
+}
+
+static void
+format_size(long v, char *buf, size_t size)
+{
+	if (v >= GIB && v % GIB == 0)
+		snprintf(buf, size, "\"%ldG\"", v / GIB);
+	else if (v >= MIB && v % MIB == 0)
+		snprintf(buf, size, "\"%ldM\"", v / MIB);
+	else if (v >= KIB && v % KIB == 0)
+		snprintf(buf, size, "\"%ldK\"", v / KIB);
+	else
+		snprintf(buf, size, "%ld", v);
+}
+
+/* [ "a", "b" ]; [ ] when empty. */
+static void
+format_names(const struct cfg_names *nm, char *buf, size_t size)
+{
+	size_t o = snprintf(buf, size, "[ ");
+
+	for (int i = 0; i < nm->n && o + 8 < size; i++) {
+		quote(nm->v[i], buf + o, size - o - 4);
+		o += strlen(buf + o);
+		if (i + 1 < nm->n)
+			o += snprintf(buf + o, size - o, ", ");
+	}
+	snprintf(buf + o, size - o, "%s]", nm->n ? " " : "");
 }
 
 /* A value as it would be written in the config file. */
@@ -577,6 +842,12 @@ cfg_format(const struct cfg_setting *s, const void *base, char *buf, size_t size
 		break;
 	case CT_LISTEN:
 		quote(((const struct cfg_addr *)field)->text, buf, size);
+		break;
+	case CT_SIZE:
+		format_size(*(const long *)field, buf, size);
+		break;
+	case CT_NAMES:
+		format_names(field, buf, size);
 		break;
 	}
 	return buf;
@@ -647,6 +918,12 @@ cfg_dump(const struct config *cf, FILE *fp)
 		fprintf(fp, "\t{\n");
 		dump_scope(&cf->listeners[i], CS_LISTENER, "\t\t", fp);
 		fprintf(fp, "\t}%s\n", i + 1 < cf->nlisteners ? "," : "");
+	}
+	fprintf(fp, ");\nsinks = (\n");
+	for (int i = 0; i < cf->nsinks; i++) {
+		fprintf(fp, "\t{\n");
+		dump_scope(&cf->sinks[i], CS_SINK, "\t\t", fp);
+		fprintf(fp, "\t}%s\n", i + 1 < cf->nsinks ? "," : "");
 	}
 	fprintf(fp, ");\n");
 }

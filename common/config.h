@@ -18,20 +18,29 @@
 #define CFG_DEFAULT_PATH	"/etc/ingestd/ingestd.conf"
 #define CFG_EMBEDDED_NAME	"(embedded default)"
 #define CFG_MAX_LISTENERS	64
+#define CFG_MAX_SINKS		32
 #define CFG_MAX_WORKERS		512
 #define CFG_STRING_MAX		4095	/* bytes in a string setting */
 #define CFG_VALUE_MAX		(4 * CFG_STRING_MAX + 3)	/* a value as cfg_format writes it */
 
-enum cfg_scope { CS_MAIN, CS_LOG, CS_LISTENER, CS_COUNT };
-enum cfg_type { CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN };
+enum cfg_scope { CS_MAIN, CS_LOG, CS_LISTENER, CS_SINK, CS_COUNT };
+enum cfg_type { CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN, CT_SIZE, CT_NAMES };
 enum accept_mode { ACCEPT_SHARED, ACCEPT_REUSEPORT };
+/* Listener settings; the values are the index in the table's choices. */
+enum framing_mode { FRAMING_AUTO, FRAMING_LF, FRAMING_OCTET };
+enum record_format { FORMAT_AUTO, FORMAT_SYSLOG, FORMAT_JSON, FORMAT_RAW };
+enum parse_error_action { ON_ERROR_KEEP, ON_ERROR_DROP };
+/* Sink settings. */
+enum sink_type { SINK_FILE, SINK_STDOUT };
+enum sink_sync { SYNC_NONE, SYNC_INTERVAL, SYNC_ALWAYS };
+enum sink_overflow { OVERFLOW_BLOCK, OVERFLOW_DROP };
 
 struct cfg_setting {
 	const char	*name;
 	enum cfg_scope	 scope;
 	enum cfg_type	 type;
 	const char	*def;		/* default, as written in a config file */
-	long		 min, max;	/* CT_INT, CT_SECONDS (in seconds) */
+	long		 min, max;	/* CT_INT, CT_SIZE (bytes), CT_SECONDS (seconds) */
 	const char	*choices;	/* CT_ENUM: "a|b|c", stored as the index */
 	int		 reloadable;
 	size_t		 offset;	/* into struct config or struct listener_cfg */
@@ -43,11 +52,34 @@ struct cfg_addr {
 	struct addr	 addr;
 };
 
+/* A list of names; empty means "all" where the setting says so. */
+struct cfg_names {
+	char		**v;
+	int		  n;
+};
+
 struct listener_cfg {
 	char		*name;
 	struct cfg_addr	 listen;
 	int		 backlog;
 	int		 accept_mode;
+	int		 framing;
+	int		 format;
+	long		 max_record;
+	int		 on_parse_error;
+	struct cfg_names sinks;
+	int		 sink_idx[CFG_MAX_SINKS];	/* resolved: indices into sinks */
+	int		 nsink_idx;
+};
+
+struct sink_cfg {
+	char		*name;
+	int		 type;
+	char		*path;
+	long		 flush_interval_ms;
+	int		 sync;
+	long		 queue;
+	int		 overflow;
 };
 
 struct config {
@@ -64,6 +96,8 @@ struct config {
 	char		*log_target;
 	struct listener_cfg *listeners;
 	int		 nlisteners;
+	struct sink_cfg	*sinks;
+	int		 nsinks;
 };
 
 extern const struct cfg_setting cfg_settings[];

@@ -99,8 +99,18 @@ assert_cfg_equal(const struct config *a, const struct config *b)
 	ck_assert_int_eq(a->workers, b->workers);
 	ck_assert_int_eq(a->workers_auto, b->workers_auto);
 	ck_assert_int_eq(a->nlisteners, b->nlisteners);
+	ck_assert_int_eq(a->nsinks, b->nsinks);
+	for (int i = 0; i < a->nsinks; i++) {
+		for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
+			if (s->scope != CS_SINK)
+				continue;
+			ck_assert_msg(strcmp(cfg_format(s, &a->sinks[i], x, sizeof(x)),
+			    cfg_format(s, &b->sinks[i], y, sizeof(y))) == 0,
+			    "sinks[%d].%s: %s != %s", i, s->name, x, y);
+		}
+	}
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
-		if (s->scope == CS_LISTENER)
+		if (s->scope == CS_LISTENER || s->scope == CS_SINK)
 			continue;
 		ck_assert_msg(strcmp(cfg_format(s, a, x, sizeof(x)), cfg_format(s, b, y, sizeof(y))) == 0,
 		    "%s%s%s: %s != %s", cfg_scope_names[s->scope], s->scope ? "." : "", s->name, x, y);
@@ -290,9 +300,9 @@ static const struct bad_conf wrong_type[] = {
 	{ H2 "log = \"stderr\";\n" LST, 3, "log", "expected a group { level = ...; }" },
 	{ H2 "log = ( { level = \"info\"; } );\n" LST, 3, "log", "expected a group { level = ...; }" },
 	{ H2 "listeners = \"127.0.0.1:5514\";\n", 3, "listeners",
-	  "expected a list: ( { listen = \"...\"; } )" },
+	  "expected a list: ( { ... }, { ... } )" },
 	{ H2 "listeners = { listen = \"127.0.0.1:5514\"; };\n", 3, "listeners",
-	  "expected a list: ( { listen = \"...\"; } )" },
+	  "expected a list: ( { ... }, { ... } )" },
 	{ H2 "listeners = (\n  { listen = \"127.0.0.1:1\"; },\n  \"127.0.0.1:2\" );\n", 5,
 	  "listeners", "expected a group { ... } for each listener" },
 	{ H2 "listeners = [ \"127.0.0.1:2\" ];\n", 3,
@@ -441,6 +451,85 @@ static const struct bad_conf bad_listeners[] = {
 	  "  { name = \"127.0.0.1:1\"; listen = \"127.0.0.1:2\"; }\n"
 	  ");\n", 5, "listeners[1].name", "\"127.0.0.1:1\" is already the name of listeners[0]" },
 };
+
+/* The pipeline settings of listeners and the sinks list. */
+static const struct bad_conf bad_pipeline[] = {
+	{ H2 "listeners = ( { listen = \"/tmp/u.sock\"; accept_mode = \"reuseport\"; } );\n",
+	  3, "listeners[0].accept_mode", "reuseport needs a TCP address, not a unix socket" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; framing = \"cr\"; } );\n",
+	  3, "listeners[0].framing", "\"cr\" is not one of auto|lf|octet-counted" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; max_record = \"64Q\"; } );\n", 3,
+	  "listeners[0].max_record", "expected a size (65536, \"64K\", \"16M\", \"1G\")" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; max_record = 15; } );\n", 3,
+	  "listeners[0].max_record", "must be from 16 to 16777216 bytes" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; max_record = \"17M\"; } );\n", 3,
+	  "listeners[0].max_record", "must be from 16 to 16777216 bytes" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; sinks = \"a\"; } );\n", 3,
+	  "listeners[0].sinks", "expected a list of strings" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\";\n sinks = [ \"nope\" ]; } );\n", 4,
+	  "listeners[0].sinks", "no sink is named \"nope\"" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\";\n sinks = ( \"default\", 1 ); } );\n", 4,
+	  "listeners[0].sinks", "expected a list of strings" },
+	{ H2 LST "sinks = ( { name = \"a\"; },\n { name = \"b\"; path = \"x\"; },\n"
+	  " { name = \"a\"; path = \"y\"; } );\n", 6, "sinks[2].name",
+	  "\"a\" is already the name of sinks[0]" },
+	{ H2 LST "sinks = ( { name = \"a\"; path = \"/tmp/e.jsonl\"; },\n"
+	  " { name = \"b\"; path = \"/tmp/e.jsonl\"; } );\n", 5, "sinks[1].path",
+	  "\"/tmp/e.jsonl\" is already the path of sinks[0]" },
+	{ H2 LST "sinks = ( { name = \"a\"; path = \"\"; } );\n", 4, "sinks[0].path",
+	  "a file sink needs a path" },
+	{ H2 LST "sinks = ( { path = \"x\"; } );\n", 4, "sinks[0].name",
+	  "required setting is missing" },
+	{ H2 LST "sinks = ( { name = \"a\"; queue = \"1K\"; } );\n", 4, "sinks[0].queue",
+	  "must be from 65536 to 4294967296 bytes" },
+	{ H2 LST "sinks = ( { name = \"a\"; sync = \"often\"; } );\n", 4, "sinks[0].sync",
+	  "\"often\" is not one of none|interval|always" },
+	{ H2 LST "sinks = ( { name = \"a\"; bogus = 1; } );\n", 4, "sinks[0].bogus",
+	  "unknown setting" },
+	{ H2 LST "sinks = ( );\n", 4, "sinks", "at least one sink is required" },
+	{ H2 LST "sinks = ( 1 );\n", 4, "sinks", "expected a group { ... } for each sink" },
+};
+
+START_TEST(pipeline_error)
+{
+	const struct bad_conf *b = &bad_pipeline[_i];
+
+	ASSERT_ERROR(b->text, b->line, b->setting, b->what);
+}
+END_TEST
+
+/* Sizes, sink lists and the default sink. */
+START_TEST(pipeline_settings)
+{
+	struct config *cf = load_ok(
+	    "listeners = ( { listen = \"127.0.0.1:1\"; max_record = \"1M\"; sinks = [ \"b\" ]; },\n"
+	    "  { listen = \"127.0.0.1:2\"; max_record = 100; framing = \"octet-counted\";\n"
+	    "    format = \"json\"; on_parse_error = \"drop\"; } );\n"
+	    "sinks = ( { name = \"a\"; }, { name = \"b\"; path = \"b.jsonl\"; queue = \"2G\"; } );\n");
+
+	ck_assert_int_eq(cf->listeners[0].max_record, 1048576);
+	ck_assert_int_eq(cf->listeners[0].nsink_idx, 1);
+	ck_assert_int_eq(cf->listeners[0].sink_idx[0], 1);
+	ck_assert_int_eq(cf->listeners[1].max_record, 100);
+	ck_assert_int_eq(cf->listeners[1].framing, FRAMING_OCTET);
+	ck_assert_int_eq(cf->listeners[1].format, FORMAT_JSON);
+	ck_assert_int_eq(cf->listeners[1].on_parse_error, ON_ERROR_DROP);
+	ck_assert_int_eq(cf->listeners[1].nsink_idx, 2);	/* no list: every sink */
+	ck_assert_int_eq(cf->nsinks, 2);
+	ck_assert_int_eq(cf->sinks[1].queue, 2L * 1024 * 1024 * 1024);
+	ck_assert_int_eq(cf->sinks[0].queue, 16 * 1024 * 1024);
+	ck_assert_int_eq(cf->sinks[0].flush_interval_ms, 100);
+	ck_assert_str_eq(cf->sinks[0].path, "ingestd-events.jsonl");
+	cfg_free(cf);
+
+	cf = load_ok(LST);		/* no sinks list: one file sink, "default" */
+	ck_assert_int_eq(cf->nsinks, 1);
+	ck_assert_str_eq(cf->sinks[0].name, "default");
+	ck_assert_int_eq(cf->sinks[0].type, SINK_FILE);
+	ck_assert_int_eq(cf->listeners[0].nsink_idx, 1);
+	cfg_free(cf);
+}
+END_TEST
 
 START_TEST(listeners_error)
 {
@@ -742,12 +831,14 @@ START_TEST(table_is_consistent)
 
 			ck_assert_msg(d >= s->min && d <= s->max, "%s: default out of range", s->name);
 		}
-		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN, "%s: no default", s->name);
+		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
+		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 12);
+	ck_assert_int_eq(n, 24);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_LISTENER], "listeners");
+	ck_assert_str_eq(cfg_scope_names[CS_SINK], "sinks");
 }
 END_TEST
 
@@ -759,14 +850,17 @@ START_TEST(table_defaults_are_applied)
 
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
 		const void *base = s->scope == CS_LISTENER ? (const void *)&cf->listeners[0] :
-		    (const void *)cf;
+		    s->scope == CS_SINK ? (const void *)&cf->sinks[0] : (const void *)cf;
 
 		if (s->def == NULL)
 			continue;
 		if (s->scope == CS_LISTENER && strcmp(s->name, "name") == 0)
 			continue;	/* empty means the listen text */
-		if (s->type == CT_STRING || s->type == CT_ENUM || s->type == CT_WORKERS)
+		if (s->type == CT_STRING || s->type == CT_ENUM || s->type == CT_WORKERS ||
+		    s->type == CT_SIZE)
 			snprintf(want, sizeof(want), "\"%s\"", s->def);
+		else if (s->type == CT_NAMES)
+			snprintf(want, sizeof(want), "[ ]");
 		else
 			snprintf(want, sizeof(want), "%s", s->def);
 		ck_assert_msg(strcmp(cfg_format(s, base, buf, sizeof(buf)), want) == 0,
@@ -828,10 +922,14 @@ START_TEST(dump_text)
 	    "pid_file = \"/tmp/x.pid\";\nshutdown_timeout = 0.5;\n"
 	    "log = { level = \"debug\"; target = \"stderr\"; };\n"
 	    "listeners = (\n"
-	    "  { name = \"syslog\"; listen = \"*:5514\"; backlog = 128; accept_mode = \"reuseport\"; },\n"
-	    "  { listen = \"[::1]:6514\"; }\n"
-	    ");\n");
-	char *text = dump_to_string(cf), want[2048];
+	    "  { name = \"syslog\"; listen = \"*:5514\"; backlog = 128; accept_mode = \"reuseport\";\n"
+	    "    framing = \"lf\"; format = \"syslog\"; max_record = 1000; sinks = [ \"b\", \"a\" ]; },\n"
+	    "  { listen = \"[::1]:6514\"; on_parse_error = \"drop\"; max_record = \"1M\"; }\n"
+	    ");\n"
+	    "sinks = ( { name = \"a\"; path = \"/tmp/a-%Y.jsonl\"; queue = 1048576; },\n"
+	    "  { name = \"b\"; type = \"stdout\"; flush_interval = 1.25; sync = \"always\";\n"
+	    "    overflow = \"drop\"; } );\n");
+	char *text = dump_to_string(cf), want[4096];
 
 	snprintf(want, sizeof(want),
 	    "# effective configuration from %s\n"
@@ -851,12 +949,42 @@ START_TEST(dump_text)
 	    "\t\tlisten = \"*:5514\";\n"
 	    "\t\tbacklog = 128;\n"
 	    "\t\taccept_mode = \"reuseport\";\n"
+	    "\t\tframing = \"lf\";\n"
+	    "\t\tformat = \"syslog\";\n"
+	    "\t\tmax_record = 1000;\n"
+	    "\t\ton_parse_error = \"keep\";\n"
+	    "\t\tsinks = [ \"b\", \"a\" ];\n"
 	    "\t},\n"
 	    "\t{\n"
 	    "\t\tname = \"[::1]:6514\";\n"
 	    "\t\tlisten = \"[::1]:6514\";\n"
 	    "\t\tbacklog = 4096;\n"
 	    "\t\taccept_mode = \"shared\";\n"
+	    "\t\tframing = \"auto\";\n"
+	    "\t\tformat = \"auto\";\n"
+	    "\t\tmax_record = \"1M\";\n"
+	    "\t\ton_parse_error = \"drop\";\n"
+	    "\t\tsinks = [ ];\n"
+	    "\t}\n"
+	    ");\n"
+	    "sinks = (\n"
+	    "\t{\n"
+	    "\t\tname = \"a\";\n"
+	    "\t\ttype = \"file\";\n"
+	    "\t\tpath = \"/tmp/a-%%Y.jsonl\";\n"
+	    "\t\tflush_interval = 0.1;\n"
+	    "\t\tsync = \"none\";\n"
+	    "\t\tqueue = \"1M\";\n"
+	    "\t\toverflow = \"block\";\n"
+	    "\t},\n"
+	    "\t{\n"
+	    "\t\tname = \"b\";\n"
+	    "\t\ttype = \"stdout\";\n"
+	    "\t\tpath = \"ingestd-events.jsonl\";\n"
+	    "\t\tflush_interval = 1.25;\n"
+	    "\t\tsync = \"always\";\n"
+	    "\t\tqueue = \"16M\";\n"
+	    "\t\toverflow = \"drop\";\n"
 	    "\t}\n"
 	    ");\n", path);
 	ck_assert_str_eq(text, want);
@@ -1096,6 +1224,8 @@ config_suite(void)
 	LOOP(err, enum_error, bad_enum);
 	LOOP(err, listen_error, bad_listen);
 	LOOP(err, listeners_error, bad_listeners);
+	LOOP(err, pipeline_error, bad_pipeline);
+	tcase_add_test(err, pipeline_settings);
 	LOOP(err, identity_error, bad_identity);
 	tcase_add_test(err, missing_listeners);
 	tcase_add_test(err, error_after_partial_load);
