@@ -82,7 +82,8 @@ check: deps
 	$(MAKE) check-docs unit integration
 
 # libFuzzer targets: tests/fuzz/fuzz_NAME.c drives worker/NAME.c, with its
-# seed corpus in tests/fuzz/corpus/NAME.  FUZZ_TIME seconds per target.
+# seed corpus in tests/fuzz/corpus/NAME (read only: what a run finds goes to
+# tests/fuzz/findings/, which git ignores).  FUZZ_TIME seconds per target.
 FUZZ_TIME ?= 60
 FUZZ_NAMES = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -93,9 +94,10 @@ tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c worker/%.c $(wildcard worker/*.h)
 
 fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 	@for n in $(FUZZ_NAMES); do \
-		echo "fuzz $$n: $(FUZZ_TIME) s"; mkdir -p tests/fuzz/corpus/$$n tests/fuzz/findings; \
+		echo "fuzz $$n: $(FUZZ_TIME) s"; mkdir -p tests/fuzz/findings/corpus-$$n; \
 		tests/fuzz/fuzz_$$n -max_total_time=$(FUZZ_TIME) -max_len=70000 \
-			-artifact_prefix=tests/fuzz/findings/$$n- tests/fuzz/corpus/$$n \
+			-artifact_prefix=tests/fuzz/findings/$$n- \
+			tests/fuzz/findings/corpus-$$n tests/fuzz/corpus/$$n \
 			2>tests/fuzz/findings/$$n.log || { tail -50 tests/fuzz/findings/$$n.log; exit 1; }; \
 		tail -1 tests/fuzz/findings/$$n.log; \
 	done

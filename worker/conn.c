@@ -1,22 +1,30 @@
 /*
  * conn: per-connection state, the read path and every way a connection
- * ends (peer closed, read error, drain deadline, fast stop).
+ * ends (peer closed, read error, framing error, drain deadline, fast stop).
  *
- * Reads go into one worker-wide buffer: a connection holds no buffer of
- * its own while it has nothing pending.  One wake-up reads at most
+ * Reads go into one worker-wide buffer and records are framed in place;
+ * only a record split across reads is kept, in the connection's framer, so
+ * an idle connection holds no buffer.  One wake-up reads at most
  * CONN_READS_PER_WAKE times, so a client that sends as fast as it can does
- * not starve the others in the same worker.
+ * not starve the others in the same worker.  While a sink is full, no
+ * connection reads (conn_set_reading): TCP flow control pushes back.
  */
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
 #include "conn.h"
+#include "event.h"
+#include "framing.h"
+#include "json.h"
 #include "log.h"
+#include "records.h"
+#include "sink.h"
 #include "worker.h"
 
 #define CONN_READ_BUF		65536
@@ -26,22 +34,28 @@ struct conn {
 	int			 fd;
 	struct event		 ev;
 	const struct listener_cfg *l;
+	struct framer		 fr;
 	uint64_t		 bytes;
 	uint64_t		 records;
 	struct conn		*prev, *next;
 	char			 peer[ADDR_STRLEN];
+	size_t			 prefixlen;
+	char			*prefix;	/* ,"peer":"...","listener":"..." */
 };
 
 static struct conn	*conns;
 static int		 nconns;
+static int		 reading = 1;
 static struct conn_totals totals;
 static char		 readbuf[CONN_READ_BUF];
+static struct log_limit	 framing_limit;
 
 void
 conn_init(void)
 {
 	conns = NULL;
 	nconns = 0;
+	reading = 1;
 	memset(&totals, 0, sizeof(totals));
 }
 
@@ -72,44 +86,61 @@ conn_close(struct conn *c, const char *reason)
 		c->next->prev = c->prev;
 	nconns--;
 	totals.closed++;
+	frame_free(&c->fr);
+	free(c->prefix);
 	free(c);
 	worker_conn_closed();
 }
 
-static uint64_t
-count_records(const char *p, size_t n)
+static void
+on_record(void *arg, const char *rec, size_t len, int truncated)
 {
-	const char *end = p + n;
-	uint64_t records = 0;
+	struct conn *c = arg;
+	struct event_meta *m = &wrk.meta;
 
-	while ((p = memchr(p, '\n', end - p)) != NULL) {
-		records++;
-		p++;
+	c->records++;
+	m->prefix = c->prefix;
+	m->prefixlen = c->prefixlen;
+	records_route(m, c->l, rec, len, truncated);
+}
+
+/* Returns -1 when the connection was closed. */
+static int
+feed(struct conn *c, const char *data, size_t n)
+{
+	const char *why = NULL;
+
+	if (frame_feed(&c->fr, data, n, on_record, c, &why) == -1) {
+		totals.framing_errors++;
+		log_limited(&framing_limit, LOG_LVL_WARNING, "%s: %s %s: closing: %s", wrk.name,
+		    c->l->name, c->peer, why);
+		conn_close(c, why);
+		return -1;
 	}
-	return records;
+	return 0;
 }
 
 static void
 on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	struct timespec now;
 
 	(void)what;
-	for (int i = 0; i < CONN_READS_PER_WAKE; i++) {
+	for (int i = 0; i < CONN_READS_PER_WAKE && reading; i++) {
 		ssize_t n = read(fd, readbuf, sizeof(readbuf));
 
 		if (n > 0) {
-			uint64_t r = count_records(readbuf, n);
-
+			clock_gettime(CLOCK_REALTIME, &now);
+			event_set_time(&wrk.meta, &now);
 			c->bytes += n;
-			c->records += r;
 			totals.bytes += n;
-			totals.records += r;
-			if ((size_t)n < sizeof(readbuf))
+			if (feed(c, readbuf, n) == -1 || (size_t)n < sizeof(readbuf))
 				return;
 			continue;
 		}
 		if (n == 0) {
+			frame_finish(&c->fr, on_record, c);
 			conn_close(c, "closed by peer");
 		} else if (errno != EAGAIN && errno != EINTR) {
 			char why[64];
@@ -119,6 +150,28 @@ on_read(evutil_socket_t fd, short what, void *arg)
 		}
 		return;
 	}
+}
+
+/* Pre-encode what every event of this connection carries. */
+static int
+make_prefix(struct conn *c)
+{
+	size_t nl = strlen(c->l->name), np = strlen(c->peer);
+	struct obuf o;
+
+	o.cap = JSON_STRING_MAX(np) + JSON_STRING_MAX(nl) + 32;
+	o.len = 0;
+	if ((o.p = malloc(o.cap)) == NULL)
+		return -1;
+	memcpy(o.p, ",\"peer\":", 8);
+	o.len = 8;
+	json_string(&o, c->peer, np);
+	memcpy(o.p + o.len, ",\"listener\":", 12);
+	o.len += 12;
+	json_string(&o, c->l->name, nl);
+	c->prefix = o.p;
+	c->prefixlen = o.len;
+	return 0;
 }
 
 int
@@ -137,8 +190,16 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 		snprintf(c->peer, sizeof(c->peer), "unix");
 	else
 		addr_format(sa, len, c->peer, sizeof(c->peer));
+	if (make_prefix(c) == -1) {
+		log_warn("%s: %s: out of memory for a connection", wrk.name, l->name);
+		close(fd);
+		free(c);
+		return -1;
+	}
+	frame_init(&c->fr, (enum frame_mode)l->framing, l->max_record);
 	event_assign(&c->ev, wrk.base, fd, EV_READ | EV_PERSIST, on_read, c);
-	event_add(&c->ev, NULL);
+	if (reading)
+		event_add(&c->ev, NULL);
 	c->next = conns;
 	if (conns)
 		conns->prev = c;
@@ -146,6 +207,23 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 	nconns++;
 	totals.accepted++;
 	return 0;
+}
+
+/* Back-pressure from the sinks: stop or resume reading on every connection. */
+void
+conn_set_reading(int on)
+{
+	if (on == reading)
+		return;
+	reading = on;
+	for (struct conn *c = conns; c; c = c->next) {
+		if (on)
+			event_add(&c->ev, NULL);
+		else
+			event_del(&c->ev);
+	}
+	if (on)	/* data that arrived meanwhile: the events fire again since it is level-triggered */
+		log_debug("%s: reading from clients again", wrk.name);
 }
 
 void

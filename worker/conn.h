@@ -1,9 +1,8 @@
 /*
  * conn: one client connection in a worker.
  *
- * A connection reads what its client sends and counts bytes and
- * LF-terminated records; the record pipeline (framing, parsers, sinks)
- * plugs in where conn.c hands over the bytes it read.
+ * A connection reads what its client sends, cuts it into records with its
+ * listener's framing, and hands each record to the record pipeline.
  */
 #ifndef INGESTD_CONN_H
 #define INGESTD_CONN_H
@@ -17,12 +16,13 @@ struct conn_totals {
 	uint64_t	accepted;
 	uint64_t	closed;
 	uint64_t	bytes;
-	uint64_t	records;
+	uint64_t	framing_errors;	/* connections closed for a bad octet count */
 };
 
 void	 conn_init(void);
 int	 conn_new(int fd, const struct listener_cfg *, const struct sockaddr *, socklen_t);
 int	 conn_count(void);
+void	 conn_set_reading(int on);
 void	 conn_close_all(const char *reason);
 const struct conn_totals *conn_totals(void);
 

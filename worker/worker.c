@@ -13,6 +13,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <time.h>
 #include <sys/signalfd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@
 #include "channel.h"
 #include "conn.h"
 #include "log.h"
+#include "records.h"
+#include "sink.h"
 #include "worker.h"
 
 struct worker wrk;
@@ -107,6 +110,7 @@ stop(const char *why)
 {
 	log_info("%s: stopping (%s), closing %d connections", wrk.name, why, conn_count());
 	wrk.draining = 1;
+	wrk.stopping = 1;
 	acc_close(0);
 	conn_close_all("stop");
 	event_base_loopexit(wrk.base, NULL);
@@ -122,6 +126,14 @@ worker_conn_closed(void)
 		return;
 	}
 	acc_resume();
+}
+
+/* Log rotation: the log file and the file sinks are opened by name again. */
+static void
+reopen(void)
+{
+	log_reopen();
+	sink_reopen_all();
 }
 
 static void
@@ -146,7 +158,7 @@ on_channel(evutil_socket_t fd, short what, void *arg)
 		else if (buf[i] == CHAN_STOP)
 			stop("told by the master");
 		else if (buf[i] == CHAN_REOPEN)
-			log_reopen();
+			reopen();
 	}
 }
 
@@ -161,7 +173,7 @@ on_signal(evutil_socket_t fd, short what, void *arg)
 		if (si.ssi_signo == SIGQUIT)
 			drain("SIGQUIT");
 		else if (si.ssi_signo == SIGUSR1)
-			log_reopen();
+			reopen();
 		else
 			stop(si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
 	}
@@ -196,14 +208,37 @@ setup_signals(void)
 	event_add(sig_ev, NULL);
 }
 
+static long
+deadline_ms(long from_now)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000 + from_now;
+}
+
 static void
 cleanup(void)
 {
 	const struct conn_totals *t = conn_totals();
+	const struct record_stats *r = records_stats();
+	long grace = wrk.stopping || wrk.cf->shutdown_timeout_ms < 1000 ? 1000 :
+	    wrk.cf->shutdown_timeout_ms;
 
-	log_info("%s: exiting: %llu connections, %llu records, %llu bytes", wrk.name,
-	    (unsigned long long)t->accepted, (unsigned long long)t->records,
-	    (unsigned long long)t->bytes);
+	sink_close_all(deadline_ms(grace));
+	log_info("%s: exiting: %llu connections, %llu bytes, %llu records (%llu truncated, "
+	    "%llu parse errors, %llu dropped by on_parse_error)", wrk.name,
+	    (unsigned long long)t->accepted, (unsigned long long)t->bytes,
+	    (unsigned long long)r->records, (unsigned long long)r->truncated,
+	    (unsigned long long)r->parse_errors, (unsigned long long)r->parse_dropped);
+	for (int i = 0; i < wrk.cf->nsinks; i++) {
+		const struct sink_stats *st = sink_stats(i);
+
+		log_info("%s: sink %s: %llu events, %llu bytes written, %llu dropped, %llu failed "
+		    "writes", wrk.name, wrk.cf->sinks[i].name, (unsigned long long)st->events,
+		    (unsigned long long)st->bytes, (unsigned long long)st->dropped,
+		    (unsigned long long)st->errors);
+	}
 	event_free(sig_ev);
 	close(sig_fd);
 	if (chan_ev)
@@ -232,6 +267,7 @@ worker_main(const struct config *cf, unsigned gen, int id, int chan, const int *
 	}
 	setup_signals();
 	conn_init();
+	sink_open_all(cf);
 	if (acc_init(cf, fds) == -1)
 		exit(EXIT_FATAL);
 	evutil_make_socket_nonblocking(chan);

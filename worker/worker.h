@@ -7,6 +7,7 @@
 #define INGESTD_WORKER_H
 
 #include "config.h"
+#include "event.h"
 
 struct event_base;
 
@@ -16,7 +17,9 @@ struct worker {
 	unsigned		 gen;
 	int			 id;
 	int			 draining;
+	int			 stopping;	/* fast stop: give the sinks one second */
 	char			 name[48];	/* "worker 3 (generation 2)" for messages */
+	struct event_meta	 meta;		/* receive time of the current read */
 };
 
 extern struct worker wrk;

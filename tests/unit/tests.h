@@ -9,6 +9,9 @@
 Suite	*addr_suite(void);	/* test_addr.c:    common/addr.c */
 Suite	*backoff_suite(void);	/* test_backoff.c: server/backoff.c */
 Suite	*config_suite(void);	/* test_config.c:  common/config.c */
+Suite	*framing_suite(void);	/* test_framing.c: worker/framing.c */
+Suite	*json_suite(void);	/* test_json.c:    worker/json.c */
+Suite	*parse_syslog_suite(void);	/* test_parse_syslog.c: worker/parse_syslog.c */
 Suite	*slots_suite(void);	/* test_slots.c:   server/slots.c */
 
 #endif

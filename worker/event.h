@@ -1,0 +1,39 @@
+/*
+ * event: encode one record as one line of JSON (NDJSON).
+ *
+ *   {"received_at":"2026-11-24T00:43:19.318123Z","peer":"127.0.0.1:40112",
+ *    "listener":"syslog","facility":"user","severity":"notice",
+ *    "timestamp":"...","host":"...","app":"...","procid":"...","msgid":"...",
+ *    "sd":{"id":{"name":"value"}},"msg":"..."}
+ *
+ * A JSON record becomes "body":{...}; a raw record "msg"; a record that
+ * fails to parse keeps its text in "msg" with the reason in "parse_error";
+ * a truncated one has "truncated":true.  Absent fields are left out.
+ * Output is valid UTF-8 JSON whatever the input bytes.
+ */
+#ifndef INGESTD_EVENT_H
+#define INGESTD_EVENT_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "config.h"
+#include "json.h"
+
+/* Most bytes event_encode appends: every field is an escaped slice of the record. */
+#define EVENT_MAX(len, metalen)	(8 * (len) + (metalen) + 512)
+
+enum event_result { EVENT_OK, EVENT_PARSE_ERROR, EVENT_DROPPED };
+
+struct event_meta {
+	char		 received_at[64];	/* RFC 3339 UTC, microseconds */
+	time_t		 now;
+	const char	*prefix;	/* ,"peer":"...","listener":"..." pre-encoded */
+	size_t		 prefixlen;
+};
+
+void			 event_set_time(struct event_meta *, const struct timespec *);
+enum event_result	 event_encode(struct obuf *, const struct event_meta *,
+			    const struct listener_cfg *, const char *rec, size_t len, int truncated);
+
+#endif

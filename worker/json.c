@@ -1,0 +1,499 @@
+/*
+ * json: check a JSON record and write JSON text, for events.
+ *
+ * Both directions share one 256-entry table: a byte with entry 0 is plain
+ * ASCII that goes through as is, which is what almost every byte of a log
+ * record is, so runs of them are found with one lookup per byte and copied
+ * with memcpy.  Parsing is iterative with a fixed stack of JSON_MAX_DEPTH
+ * closing brackets: a record cannot make us recurse.
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "json.h"
+
+#define U	'u'	/* control character: \u00XX */
+#define X	'x'	/* 0x80-0xff: valid UTF-8 is copied, any other byte is \ufffd */
+
+/* How json_string writes each byte: 0 as is, else the letter after '\\'. */
+static const unsigned char esc[256] = {
+	U,  U,  U,  U,  U,  U,  U,  U, 'b','t','n', U, 'f','r', U,  U,	/* 00 */
+	U,  U,  U,  U,  U,  U,  U,  U,  U,  U,  U,  U,  U,  U,  U,  U,	/* 10 */
+	0,  0, '"', 0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,	/* 20 */
+	0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,	/* 30 */
+	0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,	/* 40 */
+	0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0, '\\',0,  0,  0,	/* 50 */
+	0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,	/* 60 */
+	0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,	/* 70 */
+	X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,	/* 80 */
+	X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,	/* 90 */
+	X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,	/* a0 */
+	X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,	/* b0 */
+	X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,	/* c0 */
+	X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,	/* d0 */
+	X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,	/* e0 */
+	X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,  X,	/* f0 */
+};
+
+#undef U
+#undef X
+
+struct jparse {
+	const unsigned char	*p;	/* next byte to read */
+	const unsigned char	*end;
+	const unsigned char	*run;	/* first byte read but not yet copied */
+	char			*o;	/* where the run goes */
+	const char		*why;
+};
+
+/*
+ * Length of the well-formed UTF-8 sequence (RFC 3629) at p, or 0.  The
+ * ranges of the second byte rule out overlong forms (after E0, F0),
+ * surrogates (after ED) and code points beyond U+10FFFF (after F4).
+ */
+static size_t
+utf8_len(const unsigned char *p, const unsigned char *end)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t i, n;
+
+	if (*p < 0xc2 || *p > 0xf4)
+		return 0;
+	n = *p < 0xe0 ? 2 : *p < 0xf0 ? 3 : 4;
+	if ((size_t)(end - p) < n)
+		return 0;
+	switch (*p) {
+	case 0xe0:
+		lo = 0xa0;
+		break;
+	case 0xed:
+		hi = 0x9f;
+		break;
+	case 0xf0:
+		lo = 0x90;
+		break;
+	case 0xf4:
+		hi = 0x8f;
+		break;
+	}
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
+static int
+fail(struct jparse *jp, const char *why)
+{
+	jp->why = why;
+	return -1;
+}
+
+static int
+is_ws(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int
+is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+is_letter(unsigned char c)
+{
+	c |= 0x20;
+	return c >= 'a' && c <= 'z';
+}
+
+/*
+ * Skip whitespace.  Output is the input minus this whitespace, so only here
+ * does the run read so far have to be copied out.
+ */
+static void
+skip_ws(struct jparse *jp)
+{
+	size_t n;
+
+	if (jp->p == jp->end || !is_ws(*jp->p))
+		return;
+	n = jp->p - jp->run;
+	memcpy(jp->o, jp->run, n);
+	jp->o += n;
+	while (jp->p < jp->end && is_ws(*jp->p))
+		jp->p++;
+	jp->run = jp->p;
+}
+
+static int
+hex_digit(unsigned char c)
+{
+	if (is_digit(c))
+		return c - '0';
+	c |= 0x20;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* The value of the 4 hex digits at p, or -1. */
+static long
+hex4(const unsigned char *p)
+{
+	long v = 0;
+	int d, i;
+
+	for (i = 0; i < 4; i++) {
+		if ((d = hex_digit(p[i])) == -1)
+			return -1;
+		v = v << 4 | d;
+	}
+	return v;
+}
+
+/*
+ * Check the escape at *pp (a backslash) and step over it.  A \u escape of
+ * a high surrogate must be followed at once by one of a low surrogate, or
+ * the string would not decode to Unicode.
+ */
+static int
+escape(struct jparse *jp, const unsigned char **pp)
+{
+	const unsigned char *p = *pp;
+	size_t left = jp->end - p;
+	long u, lo;
+
+	if (left < 2)
+		return fail(jp, "unterminated string");
+	switch (p[1]) {
+	case '"': case '\\': case '/':
+	case 'b': case 'f': case 'n': case 'r': case 't':
+		*pp = p + 2;
+		return 0;
+	case 'u':
+		break;
+	default:
+		return fail(jp, "bad escape");
+	}
+	if (left < 6)
+		return fail(jp, "unterminated string");
+	if ((u = hex4(p + 2)) == -1)
+		return fail(jp, "bad escape");
+	if (u >= 0xdc00 && u <= 0xdfff)
+		return fail(jp, "unpaired surrogate");
+	if (u >= 0xd800 && u <= 0xdbff) {
+		if (left < 12 || p[6] != '\\' || p[7] != 'u' ||
+		    (lo = hex4(p + 8)) < 0xdc00 || lo > 0xdfff)
+			return fail(jp, "unpaired surrogate");
+		p += 6;
+	}
+	*pp = p + 6;
+	return 0;
+}
+
+/* Check the string at jp->p (its opening quote) and step over it. */
+static int
+string(struct jparse *jp)
+{
+	const unsigned char *p = jp->p + 1, *end = jp->end;
+	size_t n;
+
+	for (;;) {
+		while (p < end && esc[*p] == 0)
+			p++;
+		if (p == end)
+			return fail(jp, "unterminated string");
+		if (*p == '"')
+			break;
+		if (*p == '\\') {
+			if (escape(jp, &p) == -1)
+				return -1;
+		} else if (*p < 0x20)
+			return fail(jp, "control character in string");
+		else if ((n = utf8_len(p, end)) == 0)
+			return fail(jp, "invalid UTF-8 in string");
+		else
+			p += n;
+	}
+	jp->p = p + 1;
+	return 0;
+}
+
+static const unsigned char *
+digits(const unsigned char *p, const unsigned char *end)
+{
+	while (p < end && is_digit(*p))
+		p++;
+	return p;
+}
+
+/*
+ * -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, and no number character
+ * or letter right after it: "01", "1.2.3" and "0x10" are one bad number,
+ * not two tokens.
+ */
+static int
+number(struct jparse *jp)
+{
+	const unsigned char *p = jp->p, *end = jp->end, *q;
+
+	if (p < end && *p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if ((q = digits(p, end)) != p)
+		p = q;
+	else
+		return fail(jp, "bad number");
+	if (p < end && *p == '.') {
+		if ((q = digits(p + 1, end)) == p + 1)
+			return fail(jp, "bad number");
+		p = q;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if ((q = digits(p, end)) == p)
+			return fail(jp, "bad number");
+		p = q;
+	}
+	if (p < end && (is_digit(*p) || is_letter(*p) || *p == '.' ||
+	    *p == '+' || *p == '-'))
+		return fail(jp, "bad number");
+	jp->p = p;
+	return 0;
+}
+
+static int
+literal(struct jparse *jp, const char *word, size_t n)
+{
+	size_t left = jp->end - jp->p;
+
+	if (left < n)
+		return fail(jp, memcmp(jp->p, word, left) == 0 ?
+		    "unexpected end" : "bad literal");
+	if (memcmp(jp->p, word, n) != 0)
+		return fail(jp, "bad literal");
+	jp->p += n;
+	if (jp->p < jp->end && is_letter(*jp->p))
+		return fail(jp, "bad literal");
+	return 0;
+}
+
+/* A member's name and its colon; the value follows. */
+static int
+key(struct jparse *jp)
+{
+	skip_ws(jp);
+	if (jp->p == jp->end)
+		return fail(jp, "unexpected end");
+	if (*jp->p != '"')
+		return fail(jp, "expected string key");
+	if (string(jp) == -1)
+		return -1;
+	skip_ws(jp);
+	if (jp->p == jp->end)
+		return fail(jp, "unexpected end");
+	if (*jp->p != ':')
+		return fail(jp, "expected ':'");
+	jp->p++;
+	return 0;
+}
+
+/*
+ * Read one value.  A bracket is pushed, and then the value read is the
+ * container's first member, so an empty container returns at its closing
+ * bracket, which the caller pops.
+ */
+static int
+value(struct jparse *jp, char *close, int *depth)
+{
+	for (;;) {
+		skip_ws(jp);
+		if (jp->p == jp->end)
+			return fail(jp, "unexpected end");
+		switch (*jp->p) {
+		case '{':
+		case '[':
+			if (*depth == JSON_MAX_DEPTH)
+				return fail(jp, "nested too deeply");
+			close[(*depth)++] = *jp->p == '{' ? '}' : ']';
+			jp->p++;
+			skip_ws(jp);
+			if (jp->p < jp->end && *jp->p == close[*depth - 1])
+				return 0;
+			if (close[*depth - 1] == '}' && key(jp) == -1)
+				return -1;
+			break;
+		case '"':
+			return string(jp);
+		case 't':
+			return literal(jp, "true", 4);
+		case 'f':
+			return literal(jp, "false", 5);
+		case 'n':
+			return literal(jp, "null", 4);
+		case '-': case '+': case '.':
+		case '0': case '1': case '2': case '3': case '4':
+		case '5': case '6': case '7': case '8': case '9':
+			return number(jp);
+		default:
+			return fail(jp, "unexpected character");
+		}
+	}
+}
+
+/* Parse from the opening brace at jp->p to its closing brace. */
+static int
+parse(struct jparse *jp)
+{
+	char close[JSON_MAX_DEPTH];	/* what ends each open container */
+	int depth = 0;
+	char c;
+
+	for (;;) {
+		if (value(jp, close, &depth) == -1)
+			return -1;
+		for (;;) {
+			skip_ws(jp);
+			if (jp->p == jp->end)
+				return fail(jp, "unexpected end");
+			c = close[depth - 1];
+			if (*jp->p == c) {
+				jp->p++;
+				if (--depth == 0)
+					return 0;
+				continue;
+			}
+			if (*jp->p != ',')
+				return fail(jp, c == '}' ?
+				    "expected ',' or '}'" : "expected ',' or ']'");
+			jp->p++;
+			skip_ws(jp);
+			if (jp->p < jp->end && *jp->p == c)
+				return fail(jp, "trailing comma");
+			if (c == '}' && key(jp) == -1)
+				return -1;
+			break;
+		}
+	}
+}
+
+int
+json_copy_object(struct obuf *out, const char *rec, size_t len, const char **why)
+{
+	struct jparse jp;
+	size_t n;
+
+	jp.p = jp.run = (const unsigned char *)rec;
+	jp.end = jp.p + len;
+	jp.o = out->p + out->len;
+	jp.why = NULL;
+	skip_ws(&jp);
+	if (jp.p == jp.end)
+		jp.why = "unexpected end";
+	else if (*jp.p != '{')
+		jp.why = "not an object";
+	else if (parse(&jp) == 0) {
+		skip_ws(&jp);
+		if (jp.p != jp.end)
+			jp.why = "trailing data";
+	}
+	if (jp.why != NULL) {
+		*why = jp.why;
+		return -1;
+	}
+	n = jp.p - jp.run;
+	memcpy(jp.o, jp.run, n);
+	out->len = jp.o + n - out->p;
+	return 0;
+}
+
+static char *
+escape_byte(char *o, unsigned char c)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	*o++ = '\\';
+	switch (esc[c]) {
+	case 'x':
+		memcpy(o, "ufffd", 5);
+		return o + 5;
+	case 'u':
+		memcpy(o, "u00", 3);
+		o[3] = hex[c >> 4];
+		o[4] = hex[c & 0xf];
+		return o + 5;
+	default:
+		*o++ = esc[c];
+		return o;
+	}
+}
+
+/*
+ * Write p..end as the inside of a JSON string: runs of plain ASCII and of
+ * valid UTF-8 are copied whole, every other byte is escaped alone.
+ */
+static char *
+string_body(char *o, const unsigned char *p, const unsigned char *end)
+{
+	const unsigned char *run;
+	size_t n;
+
+	while (p < end) {
+		run = p;
+		for (;;) {
+			while (p < end && esc[*p] == 0)
+				p++;
+			if (p == end || *p < 0x80 || (n = utf8_len(p, end)) == 0)
+				break;
+			p += n;
+		}
+		memcpy(o, run, p - run);
+		o += p - run;
+		if (p < end)
+			o = escape_byte(o, *p++);
+	}
+	return o;
+}
+
+void
+json_string(struct obuf *out, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	char *o = out->p + out->len;
+
+	*o++ = '"';
+	o = string_body(o, p, p + len);
+	*o++ = '"';
+	out->len = o - out->p;
+}
+
+/*
+ * RFC 5424 6.3.3: only \" \\ and \] are escapes; any other backslash is
+ * itself.  A backslash is ASCII, so cutting the value at one never splits
+ * a UTF-8 sequence.
+ */
+void
+json_sd_value(struct obuf *out, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s, *end = p + len, *bs;
+	char *o = out->p + out->len;
+
+	*o++ = '"';
+	while (p < end && (bs = memchr(p, '\\', end - p)) != NULL) {
+		o = string_body(o, p, bs);
+		p = bs + 1;
+		if (p < end && (*p == '"' || *p == '\\' || *p == ']'))
+			bs = p++;	/* the escaped byte stands for itself */
+		o = string_body(o, bs, bs + 1);
+	}
+	o = string_body(o, p, end);
+	*o++ = '"';
+	out->len = o - out->p;
+}

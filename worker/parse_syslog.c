@@ -1,0 +1,593 @@
+/*
+ * parse_syslog: RFC 5424 and RFC 3164 syslog records, parsed in place.
+ *
+ * The record is not NUL-terminated: every scanner takes the end pointer
+ * and checks it before each byte it reads.  One pass, no allocation, no
+ * locale: the character classes below are plain ASCII ranges.
+ *
+ * Leniency, where senders are sloppy but the meaning is clear:
+ * - RFC 5424 header fields longer than the RFC limits are accepted (they
+ *   must still be non-empty PRINTUSASCII), and so are SD names; a time
+ *   fraction may have up to 9 digits (nanoseconds, as some libraries send).
+ * - RFC 3164 never fails after a good PRI: a timestamp that is not
+ *   recognised is part of the message, as RFC 3164 4.3.2 has relays do.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "parse_syslog.h"
+
+#define FRAC_MAX	9		/* digits of a time fraction */
+#define FUTURE_MAX	(31 * 86400)	/* BSD stamps: seconds ahead of now */
+
+_Static_assert(19 + 1 + FRAC_MAX + 6 < sizeof(((struct syslog_msg *)0)->ts),
+    "the longest RFC 3339 timestamp fits in ts");
+
+/* Date and time of a timestamp; the year is not used for BSD ones. */
+struct stamp {
+	int	year, mon, day, hour, min, sec;
+};
+
+static const char *const TRUNCATED = "truncated header";
+static const char *const BAD_SD = "bad structured data";
+
+static int
+digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* PRINTUSASCII (%d33-126): what RFC 5424 header fields are made of. */
+static int
+printus(char c)
+{
+	return c >= '!' && c <= '~';
+}
+
+/* Host names, IPv4 and IPv6 addresses; ':' alone does not make a tag. */
+static int
+hostch(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || digit(c) ||
+	    c == '.' || c == '_' || c == '-' || c == ':';
+}
+
+/* Any printable but ':' and '[', which end a tag. */
+static int
+tagch(char c)
+{
+	return printus(c) && c != ':' && c != '[';
+}
+
+/* SD-NAME: printable but '=', ']' and '"' (SP is not printable here). */
+static int
+sdnamech(char c)
+{
+	return printus(c) && c != '=' && c != ']' && c != '"';
+}
+
+static struct slice
+slice(const char *p, const char *e)
+{
+	struct slice s = { p, (size_t)(e - p) };
+
+	return s;
+}
+
+/* Two digits at p (both readable) as a number in [lo, hi], else -1. */
+static int
+num2(const char *p, int lo, int hi)
+{
+	int v;
+
+	if (!digit(p[0]) || !digit(p[1]))
+		return -1;
+	v = (p[0] - '0') * 10 + (p[1] - '0');
+	return v >= lo && v <= hi ? v : -1;
+}
+
+/* "HH:MM:SS" at p, 8 readable bytes; a leap second is allowed. */
+static int
+hms(const char *p, struct stamp *t)
+{
+	return (t->hour = num2(p, 0, 23)) >= 0 && p[2] == ':' &&
+	    (t->min = num2(p + 3, 0, 59)) >= 0 && p[5] == ':' &&
+	    (t->sec = num2(p + 6, 0, 60)) >= 0;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS", 19 readable bytes at p. */
+static int
+datetime(const char *p, struct stamp *t)
+{
+	int hi, lo;
+
+	if ((hi = num2(p, 0, 99)) < 0 || (lo = num2(p + 2, 0, 99)) < 0)
+		return 0;
+	t->year = hi * 100 + lo;
+	return p[4] == '-' && (t->mon = num2(p + 5, 1, 12)) >= 0 &&
+	    p[7] == '-' && (t->day = num2(p + 8, 1, 31)) >= 0 &&
+	    (p[10] == 'T' || p[10] == 't') && hms(p + 11, t);
+}
+
+/* Length of "Z" or "+HH:MM" / "-HH:MM" at p, else 0. */
+static size_t
+offset(const char *p, const char *e)
+{
+	if (p < e && (*p == 'Z' || *p == 'z'))
+		return 1;
+	if (e - p >= 6 && (*p == '+' || *p == '-') && num2(p + 1, 0, 23) >= 0 &&
+	    p[3] == ':' && num2(p + 4, 0, 59) >= 0)
+		return 6;
+	return 0;
+}
+
+/*
+ * Length of the RFC 3339 timestamp at p, or 0.  At most 19 + 1 + FRAC_MAX
+ * + 6 = 35 bytes, so it always fits in struct syslog_msg's ts.
+ */
+static size_t
+rfc3339(const char *p, const char *e)
+{
+	struct stamp t;
+	const char *q = p + 19, *frac;
+	size_t off;
+
+	if (e - p < 20 || !datetime(p, &t))
+		return 0;
+	if (*q == '.') {
+		for (frac = ++q; q < e && q - frac < FRAC_MAX && digit(*q); q++)
+			;
+		if (q == frac)
+			return 0;
+	}
+	if ((off = offset(q, e)) == 0)
+		return 0;
+	return (size_t)(q - p) + off;
+}
+
+/* "Jan".."Dec" as 1..12, English whatever the case; 3 readable bytes. */
+static int
+month(const char *p)
+{
+	static const char names[] = "janfebmaraprmayjunjulaugsepoctnovdec";
+	int i;
+
+	for (i = 0; i < 12; i++)
+		if ((p[0] | 0x20) == names[3 * i] && (p[1] | 0x20) == names[3 * i + 1] &&
+		    (p[2] | 0x20) == names[3 * i + 2])
+			return i + 1;
+	return 0;
+}
+
+static int
+leap(int64_t y)
+{
+	return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+}
+
+/* Feb 29 passes: whether its year is leap is only known later. */
+static int
+monthday(int mon, int day)
+{
+	static const int days[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+
+	return day >= 1 && day <= days[mon - 1];
+}
+
+/*
+ * Length of the BSD timestamp "Mmm dd hh:mm:ss" at p, else 0.  The day may
+ * be "dd", " d" or "d": senders pad it with a space, a zero or nothing.
+ */
+static size_t
+bsdstamp(const char *p, const char *e, struct stamp *t)
+{
+	size_t i;
+
+	if (e - p < 14 || (t->mon = month(p)) == 0 || p[3] != ' ')
+		return 0;
+	if (p[4] == ' ' && digit(p[5])) {
+		t->day = p[5] - '0';
+		i = 6;
+	} else if ((t->day = num2(p + 4, 0, 99)) >= 0)
+		i = 6;
+	else if (digit(p[4])) {
+		t->day = p[4] - '0';
+		i = 5;
+	} else
+		return 0;
+	if ((size_t)(e - p) < i + 9 || p[i] != ' ' || !hms(p + i + 1, t) ||
+	    !monthday(t->mon, t->day))
+		return 0;
+	return i + 9;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static int64_t
+days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+/* The year of the day z days after 1970-01-01. */
+static int64_t
+year_of_days(int64_t z)
+{
+	int64_t era, doe, yoe, doy, mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	return yoe + era * 400 + (mp >= 10);
+}
+
+static int64_t
+floor_div(int64_t a, int64_t b)
+{
+	return a / b - (a % b < 0);
+}
+
+static void
+put2(char *d, int v)
+{
+	d[0] = '0' + v / 10;
+	d[1] = '0' + v % 10;
+}
+
+/*
+ * A BSD timestamp has no year: take now's (UTC), or the one before when
+ * that would put the message more than FUTURE_MAX ahead of now (December
+ * logs read in January).  Feb 29 of a common year is a sender's broken
+ * clock: it goes to the latest leap year before, so ts is always a real
+ * date.  With now outside years 1..9999, ts is left empty.
+ */
+static void
+bsdformat(char *ts, const struct stamp *t, time_t now)
+{
+	int64_t y = year_of_days(floor_div(now, 86400)), secs;
+
+	if (y < 1 || y > 9999)
+		return;
+	secs = days_from_civil(y, t->mon, t->day) * 86400 +
+	    t->hour * 3600 + t->min * 60 + t->sec;
+	if (secs - now > FUTURE_MAX)
+		y--;
+	if (t->mon == 2 && t->day == 29)
+		while (!leap(y))
+			y--;
+	put2(ts, (int)(y / 100));
+	put2(ts + 2, (int)(y % 100));
+	ts[4] = '-';
+	put2(ts + 5, t->mon);
+	ts[7] = '-';
+	put2(ts + 8, t->day);
+	ts[10] = 'T';
+	put2(ts + 11, t->hour);
+	ts[13] = ':';
+	put2(ts + 14, t->min);
+	ts[16] = ':';
+	put2(ts + 17, t->sec);
+	ts[19] = 'Z';
+	ts[20] = '\0';
+}
+
+static void
+copyts(char *ts, const char *p, size_t n)
+{
+	memcpy(ts, p, n);
+	ts[n] = '\0';
+}
+
+/* "<" 1-3 digits ">", no leading zero but in "<0>"; p[0] is '<'. */
+static const char *
+pri(const char *p, const char *e, int *v, const char **why)
+{
+	const char *s = ++p;
+	int n = 0;
+
+	for (; p < e && p - s < 3 && digit(*p); p++)
+		n = n * 10 + (*p - '0');
+	if (p == s || p == e || *p != '>' || (*s == '0' && p - s > 1)) {
+		*why = "no PRI";
+		return NULL;
+	}
+	if (n > 191) {
+		*why = "PRI out of range";
+		return NULL;
+	}
+	*v = n;
+	return p + 1;
+}
+
+/*
+ * An RFC 5424 header field and its SP: one or more PRINTUSASCII, "-" for
+ * absent.  Returns what follows, or NULL with *why set.
+ */
+static const char *
+field(const char *p, const char *e, struct slice *f, const char *bad, const char **why)
+{
+	const char *s = p;
+
+	while (p < e && printus(*p))
+		p++;
+	if (p == e) {
+		*why = TRUNCATED;
+		return NULL;
+	}
+	if (p == s || *p != ' ') {
+		*why = bad;
+		return NULL;
+	}
+	*f = slice(s, p);
+	if (f->n == 1 && *s == '-')
+		f->n = 0;
+	return p + 1;
+}
+
+/* The RFC 5424 TIMESTAMP and its SP, copied as sent, "" for "-". */
+static const char *
+stamp5424(const char *p, const char *e, char *ts, const char **why)
+{
+	size_t n = 0;
+
+	if (p < e && *p == '-')
+		n = 1;
+	else if ((n = rfc3339(p, e)) != 0)
+		copyts(ts, p, n);
+	if (p + n == e) {
+		*why = TRUNCATED;
+		return NULL;
+	}
+	if (n == 0 || p[n] != ' ') {
+		*why = "bad timestamp";
+		return NULL;
+	}
+	return p + n + 1;
+}
+
+/* A run of SD-NAME characters at p: its end, or NULL when empty. */
+static const char *
+sdname(const char *p, const char *e)
+{
+	const char *s = p;
+
+	while (p < e && sdnamech(*p))
+		p++;
+	return p == s ? NULL : p;
+}
+
+/*
+ * A PARAM-VALUE up to its closing '"': the end of the value, or NULL.  A
+ * backslash takes the next byte with it, which covers \" \\ \] and leaves
+ * other pairs as they are, as RFC 5424 6.3.3 says.  An unescaped ']' is
+ * taken as it comes: inside quotes its meaning is clear.
+ */
+static const char *
+sdvalue(const char *p, const char *e)
+{
+	for (; p < e; p++) {
+		if (*p == '"')
+			return p;
+		if (*p == '\\' && ++p == e)
+			return NULL;
+	}
+	return NULL;
+}
+
+/*
+ * One SD-ELEMENT "[id name="value" ...]" at p (p[0] is '['): returns what
+ * follows it, or NULL when it is malformed.  With fn, calls it for every
+ * parameter, or once with an empty name and value when there is none:
+ * parsing and walking share this one grammar.
+ */
+static const char *
+sdelement(const char *p, const char *e, syslog_sd_fn *fn, void *arg)
+{
+	struct slice id, name, value;
+	const char *q;
+	int params = 0;
+
+	if ((q = sdname(p + 1, e)) == NULL)
+		return NULL;
+	id = slice(p + 1, q);
+	while (q < e && *q == ' ') {
+		name.p = q + 1;
+		if ((q = sdname(name.p, e)) == NULL || e - q < 2 || q[0] != '=' ||
+		    q[1] != '"')
+			return NULL;
+		name.n = (size_t)(q - name.p);
+		value.p = q + 2;
+		if ((q = sdvalue(value.p, e)) == NULL)
+			return NULL;
+		value.n = (size_t)(q - value.p);
+		q++;
+		if (fn != NULL)
+			fn(arg, id, name, value);
+		params++;
+	}
+	if (q == e || *q != ']')
+		return NULL;
+	if (fn != NULL && params == 0)
+		fn(arg, id, slice(q, q), slice(q, q));
+	return q + 1;
+}
+
+/* STRUCTURED-DATA, then the end or the SP before MSG. */
+static const char *
+sd5424(const char *p, const char *e, struct slice *sd, const char **why)
+{
+	const char *q = p;
+
+	if (p == e) {
+		*why = TRUNCATED;
+		return NULL;
+	}
+	if (*p == '-')
+		q = p + 1;
+	else
+		while (q < e && *q == '[')
+			if ((q = sdelement(q, e, NULL, NULL)) == NULL) {
+				*why = BAD_SD;
+				return NULL;
+			}
+	if (q == p || (q < e && *q != ' ')) {
+		*why = BAD_SD;
+		return NULL;
+	}
+	if (*p == '[')
+		*sd = slice(p, q);
+	return q < e ? q + 1 : q;
+}
+
+/* MSG: any bytes, without the UTF-8 BOM that says they are UTF-8. */
+static struct slice
+msg5424(const char *p, const char *e)
+{
+	if (e - p >= 3 && p[0] == '\xef' && p[1] == '\xbb' && p[2] == '\xbf')
+		p += 3;
+	return slice(p, e);
+}
+
+/* After "<PRI>1 ". */
+static int
+parse5424(const char *p, const char *e, struct syslog_msg *m, const char **why)
+{
+	if ((p = stamp5424(p, e, m->ts, why)) == NULL ||
+	    (p = field(p, e, &m->host, "bad hostname", why)) == NULL ||
+	    (p = field(p, e, &m->app, "bad app name", why)) == NULL ||
+	    (p = field(p, e, &m->procid, "bad procid", why)) == NULL ||
+	    (p = field(p, e, &m->msgid, "bad msgid", why)) == NULL ||
+	    (p = sd5424(p, e, &m->sd, why)) == NULL)
+		return -1;
+	m->version = 1;
+	m->msg = msg5424(p, e);
+	return 0;
+}
+
+/*
+ * An RFC 3164 timestamp, BSD or RFC 3339, followed by SP or the end:
+ * returns what follows the SP and sets ts, or returns NULL.
+ */
+static const char *
+stamp3164(const char *p, const char *e, time_t now, char *ts)
+{
+	struct stamp t;
+	size_t n;
+	int bsd = 0;
+
+	if ((n = bsdstamp(p, e, &t)) != 0)
+		bsd = 1;
+	else if ((n = rfc3339(p, e)) == 0)
+		return NULL;
+	if (p + n < e && p[n] != ' ')
+		return NULL;
+	if (bsd)
+		bsdformat(ts, &t, now);
+	else
+		copyts(ts, p, n);
+	return p + n < e ? p + n + 1 : p + n;
+}
+
+/*
+ * The host name after a timestamp, as rsyslog guesses it: a token of
+ * host-name characters followed by SP, not ending with ':' ("host:" is a
+ * tag).  Returns what follows the SP, or p when there is none.
+ */
+static const char *
+host3164(const char *p, const char *e, struct slice *host)
+{
+	const char *q = p;
+
+	while (q < e && hostch(*q))
+		q++;
+	if (q == p || q == e || *q != ' ' || q[-1] == ':')
+		return p;
+	*host = slice(p, q);
+	return q + 1;
+}
+
+/*
+ * "tag: " or "tag[pid]: " at p (or the same ending the record): sets app
+ * (and procid) and returns where the message starts, after the SP; or
+ * returns p.  A colon without SP ("10:20:30", "http://") is not a tag.
+ */
+static const char *
+tag3164(const char *p, const char *e, struct syslog_msg *m)
+{
+	const char *q = p, *tagend, *pid = NULL, *pidend = NULL;
+
+	while (q < e && tagch(*q))
+		q++;
+	if (q == p)
+		return p;
+	tagend = q;
+	if (q < e && *q == '[') {
+		for (pid = ++q; q < e && printus(*q) && *q != '[' && *q != ']'; q++)
+			;
+		if (q == e || *q != ']')
+			return p;
+		pidend = q++;
+	}
+	if (q == e || *q != ':' || (++q < e && *q != ' '))
+		return p;
+	m->app = slice(p, tagend);
+	if (pid != NULL)
+		m->procid = slice(pid, pidend);
+	return q < e ? q + 1 : q;
+}
+
+/* After "<PRI>": anything that is not "1 " is taken as RFC 3164. */
+static void
+parse3164(const char *p, const char *e, time_t now, struct syslog_msg *m)
+{
+	const char *q;
+
+	if ((q = stamp3164(p, e, now, m->ts)) != NULL)
+		p = host3164(q, e, &m->host);
+	p = tag3164(p, e, m);
+	m->msg = slice(p, e);
+}
+
+int
+syslog_parse(const char *rec, size_t len, time_t now, struct syslog_msg *m,
+    const char **why)
+{
+	const char *p, *e;
+
+	/* Checked before rec + len is formed: rec may be NULL when len is 0. */
+	if (len < 3 || rec[0] != '<') {
+		*why = "no PRI";
+		return -1;
+	}
+	e = rec + len;
+	m->version = 0;
+	m->ts[0] = '\0';
+	m->host = m->app = m->procid = m->msgid = m->sd = m->msg = slice(rec, rec);
+	if ((p = pri(rec, e, &m->pri, why)) == NULL)
+		return -1;
+	if (e - p >= 2 && p[0] == '1' && p[1] == ' ')
+		return parse5424(p + 2, e, m, why);
+	parse3164(p, e, now, m);
+	return 0;
+}
+
+void
+syslog_sd_walk(struct slice sd, syslog_sd_fn *fn, void *arg)
+{
+	const char *p, *e;
+
+	if (sd.n == 0)
+		return;
+	p = sd.p;
+	e = sd.p + sd.n;
+	while (p != NULL && p < e && *p == '[')
+		p = sdelement(p, e, fn, arg);
+}

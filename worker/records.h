@@ -1,0 +1,24 @@
+/*
+ * records: route one framed record to its listener's sinks as an event.
+ */
+#ifndef INGESTD_RECORDS_H
+#define INGESTD_RECORDS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "event.h"
+
+struct record_stats {
+	uint64_t	records;
+	uint64_t	truncated;
+	uint64_t	parse_errors;	/* delivered with parse_error */
+	uint64_t	parse_dropped;	/* dropped by on_parse_error = "drop" */
+};
+
+void	 records_route(const struct event_meta *, const struct listener_cfg *, const char *rec,
+	    size_t len, int truncated);
+const struct record_stats *records_stats(void);
+
+#endif

@@ -1,0 +1,333 @@
+/*
+ * sink: queues, batched writes and back-pressure for the file and stdout
+ * sinks of one worker.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "sink.h"
+#include "worker.h"
+
+#define RETRY_MIN_MS	100
+#define RETRY_MAX_MS	5000
+
+struct sink {
+	const struct sink_cfg	*cf;
+	int			 idx;
+	struct obuf		 q;		/* whole lines not yet written */
+	int			 fd;
+	char			 path[PATH_MAX];	/* expanded path fd was opened as */
+	struct event		*timer;		/* flush_interval, or retry back-off */
+	long			 retry_ms;	/* 0 while writes succeed */
+	int			 blocked;	/* a "block" sink over its queue */
+	int			 unsynced;	/* written since the last fdatasync */
+	struct sink_stats	 st;
+	struct log_limit	 errlog, droplog;
+};
+
+static struct sink	 sinks[CFG_MAX_SINKS];
+static int		 nsinks;
+static int		 nblocked;
+
+static void	on_timer(evutil_socket_t, short, void *);
+
+static void
+arm(struct sink *s, long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	evtimer_add(s->timer, &tv);
+}
+
+/* Expand the strftime patterns of path for now (UTC). */
+static int
+expand_path(const struct sink *s, char *buf, size_t size)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	if (strchr(s->cf->path, '%') == NULL) {
+		snprintf(buf, size, "%s", s->cf->path);
+		return 0;
+	}
+	return strftime(buf, size, s->cf->path, &tm) == 0 ? -1 : 0;
+}
+
+/* Make fd the file for the current time: rotation by strftime and reopen. */
+static int
+open_current(struct sink *s)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (s->cf->type == SINK_STDOUT) {
+		s->fd = STDOUT_FILENO;
+		return 0;
+	}
+	if (expand_path(s, path, sizeof(path)) == -1) {
+		log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: path \"%s\" expands to nothing",
+		    wrk.name, s->cf->name, s->cf->path);
+		return -1;
+	}
+	if (s->fd != -1 && strcmp(path, s->path) == 0)
+		return 0;
+	if ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) == -1) {
+		log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: cannot open %s: %s", wrk.name,
+		    s->cf->name, path, strerror(errno));
+		return -1;
+	}
+	if (s->fd != -1)
+		close(s->fd);
+	s->fd = fd;
+	snprintf(s->path, sizeof(s->path), "%s", path);
+	return 0;
+}
+
+/*
+ * A short write (disk full) may end inside a line.  Under the file's lock
+ * nobody appended after us, so cut the file back to our last whole line;
+ * returns how many queued bytes are now in the file.
+ */
+static size_t
+keep_whole_lines(struct sink *s, size_t written)
+{
+	off_t end = lseek(s->fd, 0, SEEK_CUR);
+	size_t keep = written;
+
+	while (keep > 0 && s->q.p[keep - 1] != '\n')
+		keep--;
+	if (keep < written && (end == -1 || ftruncate(s->fd, end - (off_t)(written - keep)) == -1))
+		log_warn("%s: sink %s: cannot remove a partial line from %s", wrk.name, s->cf->name,
+		    s->path);
+	return keep;
+}
+
+/* One batch to the file; returns the bytes consumed from the queue, or -1. */
+static ssize_t
+write_file(struct sink *s)
+{
+	int locked = s->cf->type == SINK_FILE;
+	ssize_t n;
+
+	if (locked && flock(s->fd, LOCK_EX) == -1)
+		return -1;
+	do
+		n = write(s->fd, s->q.p, s->q.len);
+	while (n == -1 && errno == EINTR);
+	if (n > 0 && (size_t)n < s->q.len && locked)
+		n = keep_whole_lines(s, n);
+	if (locked) {
+		int saved = errno;
+
+		flock(s->fd, LOCK_UN);
+		errno = saved;
+	}
+	if (n >= 0 && (size_t)n < s->q.len && errno == 0)
+		errno = ENOSPC;		/* a short write is the kernel saying "full" */
+	return n;
+}
+
+static void
+update_blocked(struct sink *s)
+{
+	int over = s->cf->overflow == OVERFLOW_BLOCK &&
+	    s->q.len >= (size_t)(s->blocked ? s->cf->queue / 2 : s->cf->queue);
+
+	if (over == s->blocked)
+		return;
+	s->blocked = over;
+	nblocked += over ? 1 : -1;
+	if (over)
+		log_limited(&s->droplog, LOG_LVL_WARNING, "%s: sink %s: queue full (%ld bytes); "
+		    "not reading from clients until it drains", wrk.name, s->cf->name, s->cf->queue);
+	conn_set_reading(nblocked == 0);
+}
+
+/* Write what is queued; on failure keep it and retry with a back-off. */
+static void
+flush(struct sink *s)
+{
+	ssize_t n = -1;
+
+	if (s->q.len == 0)
+		return;
+	errno = 0;
+	if (open_current(s) == 0)
+		n = write_file(s);
+	if (n > 0) {
+		s->st.bytes += n;
+		s->q.len -= n;
+		memmove(s->q.p, s->q.p + n, s->q.len);
+		s->unsynced = 1;
+		if (s->cf->sync == SYNC_ALWAYS && s->fd > 2 && fdatasync(s->fd) == 0)
+			s->unsynced = 0;
+	}
+	if (s->q.len == 0) {
+		if (s->retry_ms)
+			log_notice("%s: sink %s: writing again", wrk.name, s->cf->name);
+		s->retry_ms = 0;
+	} else {
+		s->st.errors++;
+		s->retry_ms = s->retry_ms ? s->retry_ms * 2 : RETRY_MIN_MS;
+		if (s->retry_ms > RETRY_MAX_MS)
+			s->retry_ms = RETRY_MAX_MS;
+		if (errno)
+			log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: write %s: %s; %zu bytes "
+			    "queued, retrying in %ld ms", wrk.name, s->cf->name, s->path,
+			    strerror(errno), s->q.len, s->retry_ms);
+		arm(s, s->retry_ms);
+	}
+	update_blocked(s);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct sink *s = arg;
+
+	(void)fd;
+	(void)what;
+	flush(s);
+	if (s->cf->sync == SYNC_INTERVAL && s->unsynced && s->fd > 2 && fdatasync(s->fd) == 0)
+		s->unsynced = 0;
+}
+
+int
+sink_open_all(const struct config *cf)
+{
+	nsinks = cf->nsinks;
+	nblocked = 0;
+	for (int i = 0; i < nsinks; i++) {
+		struct sink *s = &sinks[i];
+
+		memset(s, 0, sizeof(*s));
+		s->cf = &cf->sinks[i];
+		s->idx = i;
+		s->fd = -1;
+		s->timer = evtimer_new(wrk.base, on_timer, s);
+		if (open_current(s) == -1)
+			log_warnx("%s: sink %s: events are queued until the file can be opened",
+			    wrk.name, s->cf->name);
+	}
+	return 0;
+}
+
+/*
+ * Room for need more bytes in the queue, or NULL when a "drop" sink is
+ * full.  A "block" sink grows past its queue by what one read brings; the
+ * worker then stops reading (update_blocked).
+ */
+struct obuf *
+sink_reserve(int idx, size_t need)
+{
+	struct sink *s = &sinks[idx];
+	struct obuf *q = &s->q;
+
+	if (s->cf->overflow == OVERFLOW_DROP && q->len + need > (size_t)s->cf->queue)
+		return NULL;
+	if (q->len + need > q->cap) {
+		size_t cap = q->cap ? q->cap : SINK_BATCH + need;
+		char *p;
+
+		while (cap < q->len + need)
+			cap *= 2;
+		if ((p = realloc(q->p, cap)) == NULL) {
+			log_warn("%s: sink %s: queue", wrk.name, s->cf->name);
+			return NULL;
+		}
+		q->p = p;
+		q->cap = cap;
+	}
+	return q;
+}
+
+/* A line was appended: write a full batch now, else within flush_interval. */
+void
+sink_commit(int idx)
+{
+	struct sink *s = &sinks[idx];
+	size_t batch = SINK_BATCH < s->cf->queue / 2 ? SINK_BATCH : s->cf->queue / 2;
+
+	s->st.events++;
+	if (s->retry_ms)
+		update_blocked(s);	/* writes fail: the retry timer is armed */
+	else if (s->q.len >= batch)
+		flush(s);
+	else if (!evtimer_pending(s->timer, NULL))
+		arm(s, s->cf->flush_interval_ms);
+}
+
+void
+sink_dropped(int idx)
+{
+	struct sink *s = &sinks[idx];
+
+	s->st.dropped++;
+	log_limited(&s->droplog, LOG_LVL_WARNING, "%s: sink %s: queue full; dropping events "
+	    "(%llu so far)", wrk.name, s->cf->name, (unsigned long long)s->st.dropped);
+}
+
+int
+sink_blocked(void)
+{
+	return nblocked > 0;
+}
+
+/* SIGUSR1: the next batch opens the file by name again. */
+void
+sink_reopen_all(void)
+{
+	for (int i = 0; i < nsinks; i++) {
+		struct sink *s = &sinks[i];
+
+		if (s->cf->type == SINK_FILE && s->fd != -1) {
+			close(s->fd);
+			s->fd = -1;
+		}
+	}
+}
+
+/* Exit: write what is queued, retrying until the deadline; report losses. */
+void
+sink_close_all(long deadline_ms)
+{
+	struct timespec ts;
+
+	for (int i = 0; i < nsinks; i++) {
+		struct sink *s = &sinks[i];
+
+		for (;;) {
+			s->retry_ms = 0;
+			flush(s);
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			if (s->q.len == 0 || ts.tv_sec * 1000L + ts.tv_nsec / 1000000 >= deadline_ms)
+				break;
+			usleep(RETRY_MIN_MS * 1000);
+		}
+		if (s->q.len)
+			log_error("%s: sink %s: %zu bytes of events could not be written and are lost",
+			    wrk.name, s->cf->name, s->q.len);
+		evtimer_del(s->timer);
+		event_free(s->timer);
+		if (s->cf->type == SINK_FILE && s->fd != -1)
+			close(s->fd);
+		free(s->q.p);
+	}
+	nsinks = 0;
+}
+
+const struct sink_stats *
+sink_stats(int idx)
+{
+	return &sinks[idx].st;
+}
