@@ -32,7 +32,7 @@ LIB_SRC	   = $(COMMON_SRC) $(SERVER_SRC) $(WORKER_SRC)
 LIB_OBJ	   = $(LIB_SRC:.c=.o)
 UNIT_SRC   = $(wildcard tests/unit/*.c)
 
-.PHONY: all deps run check unit integration check-docs install clean man fuzz
+.PHONY: all deps run check unit integration check-docs install clean man fuzz bench
 
 all: ingestd
 
@@ -102,6 +102,17 @@ fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 		tail -1 tests/fuzz/findings/$$n.log; \
 	done
 
+tests/bench/micro: tests/bench/micro.c worker/framing.o worker/parse_syslog.o worker/json.o \
+		worker/event.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+
+tests/bench/blast: tests/bench/blast.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+
+# Not part of make check: figures, not pass/fail.  Never run two at once.
+bench: deps ingestd tests/bench/micro tests/bench/blast
+	python3 tests/bench/bench.py
+
 install: ingestd
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
 		$(DESTDIR)$(SYSCONFDIR)/ingestd
@@ -112,4 +123,5 @@ install: ingestd
 		install -m 644 etc/ingestd.conf $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf
 
 clean:
-	rm -f ingestd cfgdoc tests/unit/run */*.o tests/*/*.o $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
+	rm -f ingestd cfgdoc tests/unit/run */*.o tests/*/*.o $(FUZZ_NAMES:%=tests/fuzz/fuzz_%) \
+		tests/bench/micro tests/bench/blast
