@@ -23,7 +23,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
-	   python3 util-linux groff-base man-db procps iproute2
+	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2
 
 COMMON_SRC = $(filter-out common/cfgdoc.c, $(wildcard common/*.c))
 SERVER_SRC = $(filter-out server/main.c, $(wildcard server/*.c))

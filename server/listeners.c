@@ -88,13 +88,23 @@ fail:
 	return -1;
 }
 
+/*
+ * Close a socket's descriptors; with unlink_path, also remove its unix
+ * socket file, but only if this process bound it: a failed bind must not
+ * remove the live socket of another server.
+ */
 static void
 free_sock(struct lsock *ls, int unlink_path)
 {
-	for (int i = 0; i < ls->nfds; i++)
-		if (ls->fds[i] != -1)
+	int bound = 0;
+
+	for (int i = 0; i < ls->nfds; i++) {
+		if (ls->fds[i] != -1) {
 			close(ls->fds[i]);
-	if (unlink_path && ls->addr.ss.ss_family == AF_UNIX)
+			bound = 1;
+		}
+	}
+	if (unlink_path && bound && ls->addr.ss.ss_family == AF_UNIX)
 		unlink(((struct sockaddr_un *)&ls->addr.ss)->sun_path);
 	free(ls->text);
 	free(ls);

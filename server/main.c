@@ -50,10 +50,8 @@ signal_master(const char *cmd, const char *pid_path)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd, commands[i].name) == 0)
 			sig = commands[i].sig;
-	if ((pid = pidfile_read(pid_path)) == 0) {
-		log_warnx("no running ingestd: no pid in %s", pid_path);
+	if ((pid = pidfile_owner(pid_path)) == 0)
 		return 1;
-	}
 	if (kill(pid, sig) == -1) {
 		log_warn("cannot signal ingestd (pid %ld from %s)", (long)pid, pid_path);
 		return 1;

@@ -112,3 +112,29 @@ pidfile_close_in_child(void)
 		close(pid_fd);
 	pid_fd = -1;
 }
+
+/*
+ * The pid of the live master that holds the pid file's lock, or 0 (logged)
+ * when there is none: a stale file may name an unrelated process.
+ */
+pid_t
+pidfile_owner(const char *path)
+{
+	pid_t pid = pidfile_read(path);
+	int fd, locked;
+
+	if (pid == 0) {
+		log_warnx("no running ingestd: no pid in %s", path);
+		return 0;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	locked = flock(fd, LOCK_SH | LOCK_NB) == -1 && errno == EWOULDBLOCK;
+	close(fd);
+	if (!locked) {
+		log_warnx("no running ingestd: %s is stale (no master holds it; it names pid %ld)",
+		    path, (long)pid);
+		return 0;
+	}
+	return pid;
+}

@@ -15,5 +15,6 @@ int	 pidfile_write(void);
 void	 pidfile_remove(void);
 void	 pidfile_close_in_child(void);
 pid_t	 pidfile_read(const char *path);
+pid_t	 pidfile_owner(const char *path);
 
 #endif

@@ -156,14 +156,15 @@ acc_init(const struct config *cf, const int *fds)
 
 /*
  * Stop accepting for good.  A draining worker first takes the connections
- * already queued: on a reuseport socket that is being retired nobody else
- * would, and the kernel would reset them.
+ * queued on its reuseport sockets: nobody else accepts from those, and the
+ * kernel would reset them when the socket is retired.  A shared socket's
+ * queue is left to the workers that keep accepting.
  */
 void
 acc_close(int take_queued)
 {
 	for (int i = 0; i < nacc; i++) {
-		if (take_queued && !paused)
+		if (take_queued && !paused && acc[i].l->accept_mode == ACCEPT_REUSEPORT)
 			on_accept(acc[i].fd, EV_READ, &acc[i]);
 		if (acc[i].ev) {
 			event_free(acc[i].ev);
