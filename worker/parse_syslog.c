@@ -556,6 +556,24 @@ parse3164(const char *p, const char *e, time_t now, struct syslog_msg *m)
 	m->msg = slice(p, e);
 }
 
+/*
+ * After "<PRI>1 ": RFC 5424 when what follows can be read as the start of a
+ * timestamp ("-", four digits and "-") or is nothing or a space (a broken
+ * 5424 header); "<13>1 apple pie" is an RFC 3164 message that begins "1 ".
+ */
+static int
+looks_5424(const char *p, const char *e)
+{
+	if (p == e || p[0] == '-' || p[0] == ' ')
+		return 1;
+	if (e - p < 5 || p[4] != '-')
+		return 0;
+	for (int i = 0; i < 4; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+	return 1;
+}
+
 int
 syslog_parse(const char *rec, size_t len, time_t now, struct syslog_msg *m,
     const char **why)
@@ -573,7 +591,7 @@ syslog_parse(const char *rec, size_t len, time_t now, struct syslog_msg *m,
 	m->host = m->app = m->procid = m->msgid = m->sd = m->msg = slice(rec, rec);
 	if ((p = pri(rec, e, &m->pri, why)) == NULL)
 		return -1;
-	if (e - p >= 2 && p[0] == '1' && p[1] == ' ')
+	if (e - p >= 2 && p[0] == '1' && p[1] == ' ' && looks_5424(p + 2, e))
 		return parse5424(p + 2, e, m, why);
 	parse3164(p, e, now, m);
 	return 0;

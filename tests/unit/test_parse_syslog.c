@@ -453,6 +453,14 @@ START_TEST(no_timestamp)
 	ck_slice(m.app, "");
 	ck_slice(m.msg, "hello world");
 
+	/* "1 " not followed by a 5424 timestamp: an RFC 3164 message */
+	ck_assert_int_eq(P("<13>1 apple pie"), 0);
+	ck_assert_int_eq(m.version, 0);
+	ck_slice(m.msg, "1 apple pie");
+	ck_assert_int_eq(P("<13>1 bad-ts host app - - -"), 0);
+	ck_assert_int_eq(m.version, 0);
+	ck_slice(m.msg, "1 bad-ts host app - - -");
+
 	ck_assert_int_eq(P("<13>myapp[12]: text"), 0);
 	ck_assert_str_eq(m.ts, "");
 	ck_slice(m.host, "");
@@ -681,7 +689,7 @@ START_TEST(rfc5424_timestamp_errors)
 	struct syslog_msg m;
 	const char *why;
 
-	ck_bad("<13>1 bad-ts host app - - -", "bad timestamp");
+	ck_bad("<13>1 2026-1-24T00:00:00Z h a p m -", "bad timestamp");
 	ck_bad("<13>1 2026-13-24T00:00:00Z h a p m -", "bad timestamp");
 	ck_bad("<13>1 2026-11-00T00:00:00Z h a p m -", "bad timestamp");
 	ck_bad("<13>1 2026-11-32T00:00:00Z h a p m -", "bad timestamp");
