@@ -109,6 +109,8 @@ datetime(const char *p, struct stamp *t)
 	    (p[10] == 'T' || p[10] == 't') && hms(p + 11, t);
 }
 
+static size_t	local_time(const char *, const char *);
+
 /* Length of "Z" or "+HH:MM" / "-HH:MM" at p, else 0. */
 static size_t
 offset(const char *p, const char *e)
@@ -128,21 +130,29 @@ offset(const char *p, const char *e)
 static size_t
 rfc3339(const char *p, const char *e)
 {
+	size_t n = local_time(p, e), off;
+
+	if (n == 0 || (off = offset(p + n, e)) == 0)
+		return 0;
+	return n + off;
+}
+
+/* Length of "YYYY-MM-DDTHH:MM:SS[.frac]" at p (no zone yet), or 0. */
+static size_t
+local_time(const char *p, const char *e)
+{
 	struct stamp t;
 	const char *q = p + 19, *frac;
-	size_t off;
 
-	if (e - p < 20 || !datetime(p, &t))
+	if (e - p < 19 || !datetime(p, &t))
 		return 0;
-	if (*q == '.') {
+	if (q < e && *q == '.') {
 		for (frac = ++q; q < e && q - frac < FRAC_MAX && digit(*q); q++)
 			;
 		if (q == frac)
 			return 0;
 	}
-	if ((off = offset(q, e)) == 0)
-		return 0;
-	return (size_t)(q - p) + off;
+	return (size_t)(q - p);
 }
 
 /* "Jan".."Dec" as 1..12, English whatever the case; 3 readable bytes. */
@@ -473,26 +483,34 @@ parse5424(const char *p, const char *e, struct syslog_msg *m, const char **why)
 }
 
 /*
- * An RFC 3164 timestamp, BSD or RFC 3339, followed by SP or the end:
- * returns what follows the SP and sets ts, or returns NULL.
+ * An RFC 3164 timestamp followed by SP or the end: BSD, RFC 3339, or an
+ * RFC 3339 date and time without a zone (as syslog-ng's loggen and
+ * ts-format(iso) on a local clock send it), read as UTC like a BSD one.
+ * Returns what follows the SP and sets ts, or returns NULL.
  */
 static const char *
 stamp3164(const char *p, const char *e, time_t now, char *ts)
 {
 	struct stamp t;
 	size_t n;
-	int bsd = 0;
+	int bsd = 0, zoneless = 0;
 
 	if ((n = bsdstamp(p, e, &t)) != 0)
 		bsd = 1;
-	else if ((n = rfc3339(p, e)) == 0)
-		return NULL;
+	else if ((n = rfc3339(p, e)) == 0) {
+		if ((n = local_time(p, e)) == 0)
+			return NULL;
+		zoneless = 1;
+	}
 	if (p + n < e && p[n] != ' ')
 		return NULL;
-	if (bsd)
+	if (bsd) {
 		bsdformat(ts, &t, now);
-	else
+	} else {
 		copyts(ts, p, n);
+		if (zoneless)
+			strcat(ts, "Z");
+	}
 	return p + n < e ? p + n + 1 : p + n;
 }
 

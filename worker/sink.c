@@ -71,10 +71,13 @@ open_current(struct sink *s)
 	int fd;
 
 	if (s->cf->type == SINK_STDOUT) {
-		s->fd = STDOUT_FILENO;
-		return 0;
-	}
-	if (expand_path(s, path, sizeof(path)) == -1) {
+		/*
+		 * Every worker inherited the same open stdout, and flock(2) locks
+		 * belong to an open file: each worker opens it anew to get a lock
+		 * of its own (O_APPEND, in case stdout is a file).
+		 */
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", STDOUT_FILENO);
+	} else if (expand_path(s, path, sizeof(path)) == -1) {
 		log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: path \"%s\" expands to nothing",
 		    wrk.name, s->cf->name, s->cf->path);
 		return -1;
@@ -112,26 +115,27 @@ keep_whole_lines(struct sink *s, size_t written)
 	return keep;
 }
 
-/* One batch to the file; returns the bytes consumed from the queue, or -1. */
+/*
+ * One batch, under the file's lock; returns the bytes consumed from the
+ * queue, or -1.  A pipe or terminal (stdout) cannot be cut back, but then
+ * write(2) blocks until it has taken everything.
+ */
 static ssize_t
 write_file(struct sink *s)
 {
-	int locked = s->cf->type == SINK_FILE;
+	int regular = s->cf->type == SINK_FILE, saved;
 	ssize_t n;
 
-	if (locked && flock(s->fd, LOCK_EX) == -1)
+	if (flock(s->fd, LOCK_EX) == -1)
 		return -1;
 	do
 		n = write(s->fd, s->q.p, s->q.len);
 	while (n == -1 && errno == EINTR);
-	if (n > 0 && (size_t)n < s->q.len && locked)
+	if (n > 0 && (size_t)n < s->q.len && regular)
 		n = keep_whole_lines(s, n);
-	if (locked) {
-		int saved = errno;
-
-		flock(s->fd, LOCK_UN);
-		errno = saved;
-	}
+	saved = errno;
+	flock(s->fd, LOCK_UN);
+	errno = saved;
 	if (n >= 0 && (size_t)n < s->q.len && errno == 0)
 		errno = ENOSPC;		/* a short write is the kernel saying "full" */
 	return n;
@@ -169,7 +173,7 @@ flush(struct sink *s)
 		s->q.len -= n;
 		memmove(s->q.p, s->q.p + n, s->q.len);
 		s->unsynced = 1;
-		if (s->cf->sync == SYNC_ALWAYS && s->fd > 2 && fdatasync(s->fd) == 0)
+		if (s->cf->sync == SYNC_ALWAYS && fdatasync(s->fd) == 0)
 			s->unsynced = 0;
 	}
 	if (s->q.len == 0) {
@@ -198,7 +202,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	flush(s);
-	if (s->cf->sync == SYNC_INTERVAL && s->unsynced && s->fd > 2 && fdatasync(s->fd) == 0)
+	if (s->cf->sync == SYNC_INTERVAL && s->unsynced && fdatasync(s->fd) == 0)
 		s->unsynced = 0;
 }
 
@@ -233,7 +237,8 @@ sink_reserve(int idx, size_t need)
 	struct sink *s = &sinks[idx];
 	struct obuf *q = &s->q;
 
-	if (s->cf->overflow == OVERFLOW_DROP && q->len + need > (size_t)s->cf->queue)
+	/* need is a worst case for any bytes; a queue with room takes one more event */
+	if (s->cf->overflow == OVERFLOW_DROP && q->len >= (size_t)s->cf->queue)
 		return NULL;
 	if (q->len + need > q->cap) {
 		size_t cap = q->cap ? q->cap : SINK_BATCH + need;
@@ -290,7 +295,7 @@ sink_reopen_all(void)
 	for (int i = 0; i < nsinks; i++) {
 		struct sink *s = &sinks[i];
 
-		if (s->cf->type == SINK_FILE && s->fd != -1) {
+		if (s->fd != -1) {
 			close(s->fd);
 			s->fd = -1;
 		}
@@ -319,7 +324,7 @@ sink_close_all(long deadline_ms)
 			    wrk.name, s->cf->name, s->q.len);
 		evtimer_del(s->timer);
 		event_free(s->timer);
-		if (s->cf->type == SINK_FILE && s->fd != -1)
+		if (s->fd != -1)
 			close(s->fd);
 		free(s->q.p);
 	}

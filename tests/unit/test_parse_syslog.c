@@ -453,6 +453,16 @@ START_TEST(no_timestamp)
 	ck_slice(m.app, "");
 	ck_slice(m.msg, "hello world");
 
+	/* loggen's RFC 3164: an ISO date and time without a zone, read as UTC */
+	ck_assert_int_eq(P("<38>2026-11-24T01:17:40 localhost prg00000[1234]: seq: 0000000000"), 0);
+	ck_assert_str_eq(m.ts, "2026-11-24T01:17:40Z");
+	ck_slice(m.host, "localhost");
+	ck_slice(m.app, "prg00000");
+	ck_slice(m.procid, "1234");
+	ck_slice(m.msg, "seq: 0000000000");
+	ck_assert_int_eq(P("<38>2026-11-24T01:17:40.123456789 h a: x"), 0);
+	ck_assert_str_eq(m.ts, "2026-11-24T01:17:40.123456789Z");
+
 	/* "1 " not followed by a 5424 timestamp: an RFC 3164 message */
 	ck_assert_int_eq(P("<13>1 apple pie"), 0);
 	ck_assert_int_eq(m.version, 0);
