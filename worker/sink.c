@@ -8,7 +8,6 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,13 +70,15 @@ open_current(struct sink *s)
 	int fd;
 
 	if (s->cf->type == SINK_STDOUT) {
-		/*
-		 * Every worker inherited the same open stdout, and flock(2) locks
-		 * belong to an open file: each worker opens it anew to get a lock
-		 * of its own (O_APPEND, in case stdout is a file).
-		 */
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", STDOUT_FILENO);
-	} else if (expand_path(s, path, sizeof(path)) == -1) {
+		if (s->fd == -1 && (s->fd = dup(STDOUT_FILENO)) == -1) {
+			log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: stdout: %s", wrk.name,
+			    s->cf->name, strerror(errno));
+			return -1;
+		}
+		snprintf(s->path, sizeof(s->path), "stdout");
+		return 0;
+	}
+	if (expand_path(s, path, sizeof(path)) == -1) {
 		log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: path \"%s\" expands to nothing",
 		    wrk.name, s->cf->name, s->cf->path);
 		return -1;
@@ -116,8 +117,24 @@ keep_whole_lines(struct sink *s, size_t written)
 }
 
 /*
+ * A POSIX record lock on the whole file.  Unlike flock(2), it belongs to the
+ * process, so workers that share one open stdout (a pipe, a socket, a
+ * terminal) exclude each other too.
+ */
+static int
+lock(int fd, short type)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+	int rc;
+
+	while ((rc = fcntl(fd, F_SETLKW, &fl)) == -1 && errno == EINTR)
+		;
+	return rc;
+}
+
+/*
  * One batch, under the file's lock; returns the bytes consumed from the
- * queue, or -1.  A pipe or terminal (stdout) cannot be cut back, but then
+ * queue, or -1.  A pipe or socket (stdout) cannot be cut back, but then
  * write(2) blocks until it has taken everything.
  */
 static ssize_t
@@ -126,7 +143,7 @@ write_file(struct sink *s)
 	int regular = s->cf->type == SINK_FILE, saved;
 	ssize_t n;
 
-	if (flock(s->fd, LOCK_EX) == -1)
+	if (lock(s->fd, F_WRLCK) == -1)
 		return -1;
 	do
 		n = write(s->fd, s->q.p, s->q.len);
@@ -134,7 +151,7 @@ write_file(struct sink *s)
 	if (n > 0 && (size_t)n < s->q.len && regular)
 		n = keep_whole_lines(s, n);
 	saved = errno;
-	flock(s->fd, LOCK_UN);
+	lock(s->fd, F_UNLCK);
 	errno = saved;
 	if (n >= 0 && (size_t)n < s->q.len && errno == 0)
 		errno = ENOSPC;		/* a short write is the kernel saying "full" */

@@ -4,7 +4,7 @@
  * Each sink has a queue of whole JSON lines in one buffer.  Lines are
  * written in batches (SINK_BATCH bytes, or flush_interval after the first
  * line of a batch).  A file sink appends with one write(2) per batch under
- * an flock(2) of the file, so that lines of several workers never
+ * a lock of the file, so that lines of several workers never
  * interleave, and a short write (disk full) is cut back to its last whole
  * line: the file never holds half a line.  A failing write is retried with
  * a back-off; meanwhile the queue fills, and a full "block" sink makes the
