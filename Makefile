@@ -39,7 +39,7 @@ all: ingestd
 ingestd: server/main.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-cfgdoc: common/cfgdoc.o common/config.o common/addr.o common/log.o
+cfgdoc: common/cfgdoc.o $(COMMON_SRC:.c=.o)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 %.o: %.c $(wildcard common/*.h server/*.h worker/*.h)

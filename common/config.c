@@ -79,6 +79,19 @@ const struct cfg_setting cfg_settings[] = {
 	{ "sinks", CS_LISTENER, CT_NAMES, "", 0, 0, NULL, 1, L(sinks),
 	  "Names of the sinks this listener's events go to, e.g. [ \"archive\", "
 	  "\"stream\" ]; empty means every sink." },
+	{ "idle_timeout", CS_LISTENER, CT_SECONDS, "300", 0, 86400, NULL, 1, L(idle_timeout_ms),
+	  "A connection that sends nothing for this many seconds is closed; 0: never. "
+	  "Frees the descriptors of clients that connect and go quiet." },
+	{ "record_timeout", CS_LISTENER, CT_SECONDS, "10", 0, 3600, NULL, 1, L(record_timeout_ms),
+	  "A record that has begun must be complete within this many seconds, however "
+	  "its bytes trickle in, or the connection is closed; 0: no limit. This stops "
+	  "slowloris clients, which keep connections open by sending a byte now and then." },
+	{ "allow", CS_LISTENER, CT_NAMES, "", 0, 0, NULL, 1, L(allow),
+	  "IPv4 and IPv6 addresses or CIDR blocks, e.g. [ \"10.0.0.0/8\", \"::1\" ], that "
+	  "may connect; empty: every address not denied. Does not apply to unix sockets." },
+	{ "deny", CS_LISTENER, CT_NAMES, "", 0, 0, NULL, 1, L(deny),
+	  "Addresses or CIDR blocks whose connections are closed as soon as they are "
+	  "accepted, before anything is read; deny wins over allow." },
 	{ "name", CS_SINK, CT_STRING, NULL, 0, 0, NULL, 1, S(name),
 	  "Required. Name of the sink, used in listeners' sinks and in log messages. "
 	  "Names are unique." },
@@ -580,6 +593,41 @@ resolve_sinks(struct ctx *c, struct config *cf, const config_setting_t *list)
 }
 
 static int
+parse_cidrs(struct ctx *c, const struct cfg_names *nm, struct cidr **v, int *n,
+    const config_setting_t *where, const char *name)
+{
+	const char *why;
+
+	if ((*v = calloc(nm->n + 1, sizeof(**v))) == NULL)
+		fatal("calloc");
+	for (*n = 0; *n < nm->n; (*n)++)
+		if (cidr_parse(nm->v[*n], &(*v)[*n], &why) == -1)
+			return fail(c, where, name, "\"%s\": %s", nm->v[*n], why);
+	return 0;
+}
+
+/* Turn each listener's allow and deny lists into address blocks. */
+static int
+resolve_acls(struct ctx *c, struct config *cf, const config_setting_t *list)
+{
+	for (int i = 0; i < cf->nlisteners; i++) {
+		struct listener_cfg *l = &cf->listeners[i];
+		const config_setting_t *g = config_setting_get_elem(list, i);
+		char name[64];
+
+		snprintf(name, sizeof(name), "listeners[%d].allow", i);
+		if (parse_cidrs(c, &l->allow, &l->allow_v, &l->nallow,
+		    config_setting_get_member(g, "allow"), name) == -1)
+			return -1;
+		snprintf(name, sizeof(name), "listeners[%d].deny", i);
+		if (parse_cidrs(c, &l->deny, &l->deny_v, &l->ndeny,
+		    config_setting_get_member(g, "deny"), name) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int
 check_listeners(struct ctx *c, const struct config *cf, const config_setting_t *list)
 {
 	for (int i = 0; i < cf->nlisteners; i++) {
@@ -651,6 +699,7 @@ load(config_t *lc, const char *name, char *err, size_t errlen)
 	    load_sinks(&c, cf, sinks) == -1 ||
 	    check_sinks(&c, cf, sinks) == -1 ||
 	    resolve_sinks(&c, cf, list) == -1 ||
+	    resolve_acls(&c, cf, list) == -1 ||
 	    check_identity(&c, cf, lc) == -1)
 		goto bad;
 	if (cf->workers_auto) {
@@ -726,8 +775,11 @@ cfg_free(struct config *cf)
 {
 	if (cf == NULL)
 		return;
-	for (int i = 0; i < cf->nlisteners; i++)
+	for (int i = 0; i < cf->nlisteners; i++) {
 		free_strings(CS_LISTENER, &cf->listeners[i]);
+		free(cf->listeners[i].allow_v);
+		free(cf->listeners[i].deny_v);
+	}
 	free(cf->listeners);
 	for (int i = 0; i < cf->nsinks; i++)
 		free_strings(CS_SINK, &cf->sinks[i]);

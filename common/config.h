@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "addr.h"
+#include "cidr.h"
 
 #define CFG_DEFAULT_PATH	"/etc/ingestd/ingestd.conf"
 #define CFG_EMBEDDED_NAME	"(embedded default)"
@@ -70,6 +71,11 @@ struct listener_cfg {
 	struct cfg_names sinks;
 	int		 sink_idx[CFG_MAX_SINKS];	/* resolved: indices into sinks */
 	int		 nsink_idx;
+	long		 idle_timeout_ms;
+	long		 record_timeout_ms;
+	struct cfg_names allow, deny;
+	struct cidr	*allow_v, *deny_v;		/* resolved from allow, deny */
+	int		 nallow, ndeny;
 };
 
 struct sink_cfg {

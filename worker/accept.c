@@ -6,17 +6,20 @@
  * and when the process runs out of descriptors (EMFILE/ENFILE): then the
  * reserve descriptor is given up to accept and close the connection at the
  * head of the queue, so that its client is told at once instead of hanging,
- * and accepting resumes after ACCEPT_PAUSE_MS.  Nothing spins.
+ * and accepting resumes after ACCEPT_PAUSE_MS.  Nothing spins.  A peer
+ * that the listener's allow/deny lists refuse is closed before any read.
  */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "accept.h"
+#include "addr.h"
 #include "conn.h"
 #include "log.h"
 #include "worker.h"
@@ -34,7 +37,45 @@ static int		 nacc;
 static int		 paused;
 static int		 reserve_fd = -1;
 static struct event	*resume_timer;
-static struct log_limit	 emfile_limit, full_limit;
+static struct log_limit	 emfile_limit, full_limit, acl_limit;
+static uint64_t		 refused_acl;
+
+static int
+listed(const struct cidr *v, int n, const struct sockaddr *sa)
+{
+	for (int i = 0; i < n; i++)
+		if (cidr_match(&v[i], sa))
+			return 1;
+	return 0;
+}
+
+/* The listener's allow and deny lists; deny wins, and unix peers pass. */
+static int
+permitted(const struct listener_cfg *l, const struct sockaddr *sa)
+{
+	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+		return 1;
+	if (listed(l->deny_v, l->ndeny, sa))
+		return 0;
+	return l->nallow == 0 || listed(l->allow_v, l->nallow, sa);
+}
+
+static void
+refuse(int fd, const struct acceptor *a, const struct sockaddr *sa, socklen_t len)
+{
+	char peer[ADDR_STRLEN];
+
+	close(fd);
+	refused_acl++;
+	log_limited(&acl_limit, LOG_LVL_NOTICE, "%s: listener %s: refused %s (allow/deny)", wrk.name,
+	    a->l->name, addr_format(sa, len, peer, sizeof(peer)));
+}
+
+uint64_t
+acc_refused_acl(void)
+{
+	return refused_acl;
+}
 
 static void
 set_enabled(int on)
@@ -129,7 +170,10 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 				return;
 			continue;
 		}
-		conn_new(fd, a->l, (struct sockaddr *)&ss, len);
+		if (!permitted(a->l, (struct sockaddr *)&ss))
+			refuse(fd, a, (struct sockaddr *)&ss, len);
+		else
+			conn_new(fd, a->l, (struct sockaddr *)&ss, len);
 	}
 }
 

@@ -4,10 +4,13 @@
 #ifndef INGESTD_ACCEPT_H
 #define INGESTD_ACCEPT_H
 
+#include <stdint.h>
+
 #include "config.h"
 
 int	 acc_init(const struct config *, const int *fds);
 void	 acc_resume(void);
 void	 acc_close(int take_queued);
+uint64_t acc_refused_acl(void);
 
 #endif

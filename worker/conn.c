@@ -8,6 +8,13 @@
  * CONN_READS_PER_WAKE times, so a client that sends as fast as it can does
  * not starve the others in the same worker.  While a sink is full, no
  * connection reads (conn_set_reading): TCP flow control pushes back.
+ *
+ * Two timers guard each connection: idle_timeout, reset by every read, and
+ * record_timeout, armed when a record begins and not reset by the bytes that
+ * trickle in, so a slowloris client is cut off.  Both use libevent's common
+ * timeouts: every timer of one duration sits in one queue, so arming,
+ * resetting and expiring cost O(1), whatever the number of connections.
+ * Neither fires while the worker itself is not reading (back-pressure).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -33,6 +40,9 @@
 struct conn {
 	int			 fd;
 	struct event		 ev;
+	struct event		 idle_ev;	/* idle_timeout */
+	struct event		 rec_ev;	/* record_timeout, while a record is open */
+	const struct timeval	*idle_tv, *rec_tv;	/* common timeouts, or NULL */
 	const struct listener_cfg *l;
 	struct framer		 fr;
 	uint64_t		 bytes;
@@ -48,7 +58,27 @@ static int		 nconns;
 static int		 reading = 1;
 static struct conn_totals totals;
 static char		 readbuf[CONN_READ_BUF];
-static struct log_limit	 framing_limit;
+static struct log_limit	 framing_limit, timeout_limit;
+
+/* libevent's common-timeout handle for a duration: one queue per duration. */
+static const struct timeval *
+common_timeout(long ms)
+{
+	static struct { long ms; const struct timeval *tv; } known[2 * CFG_MAX_LISTENERS];
+	static int nknown;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (ms <= 0)
+		return NULL;
+	for (int i = 0; i < nknown; i++)
+		if (known[i].ms == ms)
+			return known[i].tv;
+	if (nknown == 2 * CFG_MAX_LISTENERS)
+		return NULL;	/* cannot happen: two durations per listener */
+	known[nknown].ms = ms;
+	known[nknown].tv = event_base_init_common_timeout(wrk.base, &tv);
+	return known[nknown++].tv;
+}
 
 void
 conn_init(void)
@@ -77,6 +107,8 @@ conn_close(struct conn *c, const char *reason)
 	log_debug("%s: %s %s closed (%s): %llu bytes, %llu records", wrk.name, c->l->name, c->peer,
 	    reason, (unsigned long long)c->bytes, (unsigned long long)c->records);
 	event_del(&c->ev);
+	event_del(&c->idle_ev);
+	event_del(&c->rec_ev);
 	close(c->fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -121,6 +153,19 @@ feed(struct conn *c, const char *data, size_t n)
 }
 
 static void
+arm_timers(struct conn *c)
+{
+	int open = frame_in_record(&c->fr);
+
+	if (c->idle_tv)
+		event_add(&c->idle_ev, c->idle_tv);
+	if (c->rec_tv && open && !evtimer_pending(&c->rec_ev, NULL))
+		event_add(&c->rec_ev, c->rec_tv);
+	else if (!open)
+		event_del(&c->rec_ev);
+}
+
+static void
 on_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -135,7 +180,10 @@ on_read(evutil_socket_t fd, short what, void *arg)
 			event_set_time(&wrk.meta, &now);
 			c->bytes += n;
 			totals.bytes += n;
-			if (feed(c, readbuf, n) == -1 || (size_t)n < sizeof(readbuf))
+			if (feed(c, readbuf, n) == -1)
+				return;
+			arm_timers(c);
+			if ((size_t)n < sizeof(readbuf))
 				return;
 			continue;
 		}
@@ -150,6 +198,44 @@ on_read(evutil_socket_t fd, short what, void *arg)
 		}
 		return;
 	}
+}
+
+/*
+ * A timer ran out.  While the worker is not reading (a sink is full), the
+ * client is not to blame: wait another period.
+ */
+static void
+expire(struct conn *c, struct event *ev, const struct timeval *tv, const char *why,
+    uint64_t *count)
+{
+	if (!reading) {
+		event_add(ev, tv);
+		return;
+	}
+	(*count)++;
+	log_limited(&timeout_limit, LOG_LVL_INFO, "%s: %s %s: closing: %s", wrk.name, c->l->name,
+	    c->peer, why);
+	conn_close(c, why);
+}
+
+static void
+on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	expire(c, &c->idle_ev, c->idle_tv, "idle_timeout", &totals.idle_timeouts);
+}
+
+static void
+on_record_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	expire(c, &c->rec_ev, c->rec_tv, "record_timeout", &totals.record_timeouts);
 }
 
 /* Pre-encode what every event of this connection carries. */
@@ -198,6 +284,12 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 	}
 	frame_init(&c->fr, (enum frame_mode)l->framing, l->max_record);
 	event_assign(&c->ev, wrk.base, fd, EV_READ | EV_PERSIST, on_read, c);
+	evtimer_assign(&c->idle_ev, wrk.base, on_idle, c);
+	evtimer_assign(&c->rec_ev, wrk.base, on_record_timeout, c);
+	c->idle_tv = common_timeout(l->idle_timeout_ms);
+	c->rec_tv = common_timeout(l->record_timeout_ms);
+	if (c->idle_tv)		/* a client that never sends is idle from the start */
+		event_add(&c->idle_ev, c->idle_tv);
 	if (reading)
 		event_add(&c->ev, NULL);
 	c->next = conns;

@@ -17,6 +17,8 @@ struct conn_totals {
 	uint64_t	closed;
 	uint64_t	bytes;
 	uint64_t	framing_errors;	/* connections closed for a bad octet count */
+	uint64_t	idle_timeouts;
+	uint64_t	record_timeouts;
 };
 
 void	 conn_init(void);

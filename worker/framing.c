@@ -486,3 +486,10 @@ frame_free(struct framer *f)
 	buf_drop(f);
 	frame_init(f, f->mode, f->max_record);
 }
+
+/* Whether a record has begun and is not complete yet (for record_timeout). */
+int
+frame_in_record(const struct framer *f)
+{
+	return f->state != S_START && f->state != S_ERROR;
+}

@@ -52,6 +52,7 @@ int	 frame_feed(struct framer *, const char *data, size_t n, frame_record_fn *, 
 	    const char **why);
 void	 frame_finish(struct framer *, frame_record_fn *, void *arg);
 size_t	 frame_buffered(const struct framer *);
+int	 frame_in_record(const struct framer *);
 void	 frame_free(struct framer *);
 
 #endif

@@ -231,6 +231,10 @@ cleanup(void)
 	    (unsigned long long)t->accepted, (unsigned long long)t->bytes,
 	    (unsigned long long)r->records, (unsigned long long)r->truncated,
 	    (unsigned long long)r->parse_errors, (unsigned long long)r->parse_dropped);
+	log_info("%s: closed %llu connections for idle_timeout, %llu for record_timeout, %llu for "
+	    "framing errors; refused %llu by allow/deny", wrk.name,
+	    (unsigned long long)t->idle_timeouts, (unsigned long long)t->record_timeouts,
+	    (unsigned long long)t->framing_errors, (unsigned long long)acc_refused_acl());
 	for (int i = 0; i < wrk.cf->nsinks; i++) {
 		const struct sink_stats *st = sink_stats(i);
 

@@ -488,6 +488,12 @@ static const struct bad_conf bad_pipeline[] = {
 	  "unknown setting" },
 	{ H2 LST "sinks = ( );\n", 4, "sinks", "at least one sink is required" },
 	{ H2 LST "sinks = ( 1 );\n", 4, "sinks", "expected a group { ... } for each sink" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\";\n allow = [ \"10.1.2.3/8\" ]; } );\n", 4,
+	  "listeners[0].allow", "\"10.1.2.3/8\": host bits are set after the prefix length" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\";\n deny = [ \"::1\", \"x\" ]; } );\n", 4,
+	  "listeners[0].deny", "\"x\": not an IPv4 or IPv6 address" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; record_timeout = 3601; } );\n", 3,
+	  "listeners[0].record_timeout", "must be from 0 to 3600 seconds" },
 };
 
 START_TEST(pipeline_error)
@@ -834,7 +840,7 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 24);
+	ck_assert_int_eq(n, 28);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_LISTENER], "listeners");
@@ -924,7 +930,9 @@ START_TEST(dump_text)
 	    "listeners = (\n"
 	    "  { name = \"syslog\"; listen = \"*:5514\"; backlog = 128; accept_mode = \"reuseport\";\n"
 	    "    framing = \"lf\"; format = \"syslog\"; max_record = 1000; sinks = [ \"b\", \"a\" ]; },\n"
-	    "  { listen = \"[::1]:6514\"; on_parse_error = \"drop\"; max_record = \"1M\"; }\n"
+	    "  { listen = \"[::1]:6514\"; on_parse_error = \"drop\"; max_record = \"1M\";\n"
+	    "    idle_timeout = 0; record_timeout = 2.5; allow = [ \"10.0.0.0/8\", \"::1\" ];\n"
+	    "    deny = [ \"10.1.0.0/16\" ]; }\n"
 	    ");\n"
 	    "sinks = ( { name = \"a\"; path = \"/tmp/a-%Y.jsonl\"; queue = 1048576; },\n"
 	    "  { name = \"b\"; type = \"stdout\"; flush_interval = 1.25; sync = \"always\";\n"
@@ -954,6 +962,10 @@ START_TEST(dump_text)
 	    "\t\tmax_record = 1000;\n"
 	    "\t\ton_parse_error = \"keep\";\n"
 	    "\t\tsinks = [ \"b\", \"a\" ];\n"
+	    "\t\tidle_timeout = 300;\n"
+	    "\t\trecord_timeout = 10;\n"
+	    "\t\tallow = [ ];\n"
+	    "\t\tdeny = [ ];\n"
 	    "\t},\n"
 	    "\t{\n"
 	    "\t\tname = \"[::1]:6514\";\n"
@@ -965,6 +977,10 @@ START_TEST(dump_text)
 	    "\t\tmax_record = \"1M\";\n"
 	    "\t\ton_parse_error = \"drop\";\n"
 	    "\t\tsinks = [ ];\n"
+	    "\t\tidle_timeout = 0;\n"
+	    "\t\trecord_timeout = 2.5;\n"
+	    "\t\tallow = [ \"10.0.0.0/8\", \"::1\" ];\n"
+	    "\t\tdeny = [ \"10.1.0.0/16\" ];\n"
 	    "\t}\n"
 	    ");\n"
 	    "sinks = (\n"

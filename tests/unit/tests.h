@@ -8,6 +8,7 @@
 
 Suite	*addr_suite(void);	/* test_addr.c:    common/addr.c */
 Suite	*backoff_suite(void);	/* test_backoff.c: server/backoff.c */
+Suite	*cidr_suite(void);	/* test_cidr.c:    common/cidr.c */
 Suite	*config_suite(void);	/* test_config.c:  common/config.c */
 Suite	*framing_suite(void);	/* test_framing.c: worker/framing.c */
 Suite	*json_suite(void);	/* test_json.c:    worker/json.c */
