@@ -58,7 +58,7 @@ static int		 nconns;
 static int		 reading = 1;
 static struct conn_totals totals;
 static char		 readbuf[CONN_READ_BUF];
-static struct log_limit	 framing_limit, timeout_limit;
+static struct log_limit	 framing_limit, idle_limit, record_limit;
 
 /* libevent's common-timeout handle for a duration: one queue per duration. */
 static const struct timeval *
@@ -152,17 +152,23 @@ feed(struct conn *c, const char *data, size_t n)
 	return 0;
 }
 
+/*
+ * After a read: the idle clock restarts; the record clock runs from the
+ * first byte of the record still open, so it restarts only when this read
+ * completed a record (records_before) and began another.
+ */
 static void
-arm_timers(struct conn *c)
+arm_timers(struct conn *c, uint64_t records_before)
 {
 	int open = frame_in_record(&c->fr);
 
 	if (c->idle_tv)
 		event_add(&c->idle_ev, c->idle_tv);
-	if (c->rec_tv && open && !evtimer_pending(&c->rec_ev, NULL))
-		event_add(&c->rec_ev, c->rec_tv);
-	else if (!open)
+	if (!open)
 		event_del(&c->rec_ev);
+	else if (c->rec_tv && (c->records != records_before ||
+	    !evtimer_pending(&c->rec_ev, NULL)))
+		event_add(&c->rec_ev, c->rec_tv);
 }
 
 static void
@@ -176,13 +182,15 @@ on_read(evutil_socket_t fd, short what, void *arg)
 		ssize_t n = read(fd, readbuf, sizeof(readbuf));
 
 		if (n > 0) {
+			uint64_t records_before = c->records;
+
 			clock_gettime(CLOCK_REALTIME, &now);
 			event_set_time(&wrk.meta, &now);
 			c->bytes += n;
 			totals.bytes += n;
 			if (feed(c, readbuf, n) == -1)
 				return;
-			arm_timers(c);
+			arm_timers(c, records_before);
 			if ((size_t)n < sizeof(readbuf))
 				return;
 			continue;
@@ -206,15 +214,15 @@ on_read(evutil_socket_t fd, short what, void *arg)
  */
 static void
 expire(struct conn *c, struct event *ev, const struct timeval *tv, const char *why,
-    uint64_t *count)
+    uint64_t *count, struct log_limit *ll)
 {
 	if (!reading) {
 		event_add(ev, tv);
 		return;
 	}
 	(*count)++;
-	log_limited(&timeout_limit, LOG_LVL_INFO, "%s: %s %s: closing: %s", wrk.name, c->l->name,
-	    c->peer, why);
+	log_limited(ll, LOG_LVL_INFO, "%s: %s %s: closing: %s", wrk.name, c->l->name, c->peer,
+	    why);
 	conn_close(c, why);
 }
 
@@ -225,7 +233,7 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	expire(c, &c->idle_ev, c->idle_tv, "idle_timeout", &totals.idle_timeouts);
+	expire(c, &c->idle_ev, c->idle_tv, "idle_timeout", &totals.idle_timeouts, &idle_limit);
 }
 
 static void
@@ -235,7 +243,8 @@ on_record_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	expire(c, &c->rec_ev, c->rec_tv, "record_timeout", &totals.record_timeouts);
+	expire(c, &c->rec_ev, c->rec_tv, "record_timeout", &totals.record_timeouts,
+	    &record_limit);
 }
 
 /* Pre-encode what every event of this connection carries. */

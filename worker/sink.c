@@ -21,7 +21,6 @@
 
 struct sink {
 	const struct sink_cfg	*cf;
-	int			 idx;
 	struct obuf		 q;		/* whole lines not yet written */
 	int			 fd;
 	char			 path[PATH_MAX];	/* expanded path fd was opened as */
@@ -174,6 +173,20 @@ update_blocked(struct sink *s)
 	conn_set_reading(nblocked == 0);
 }
 
+/*
+ * A queue that grew while the disk was slow or full gives its memory back
+ * once it is written out; a batch-sized buffer stays for the next events.
+ */
+static void
+release_backlog(struct sink *s)
+{
+	if (s->q.cap <= 4 * SINK_BATCH)
+		return;
+	free(s->q.p);
+	s->q.p = NULL;
+	s->q.cap = 0;
+}
+
 /* Write what is queued; on failure keep it and retry with a back-off. */
 static void
 flush(struct sink *s)
@@ -197,6 +210,7 @@ flush(struct sink *s)
 		if (s->retry_ms)
 			log_notice("%s: sink %s: writing again", wrk.name, s->cf->name);
 		s->retry_ms = 0;
+		release_backlog(s);
 	} else {
 		s->st.errors++;
 		s->retry_ms = s->retry_ms ? s->retry_ms * 2 : RETRY_MIN_MS;
@@ -233,7 +247,6 @@ sink_open_all(const struct config *cf)
 
 		memset(s, 0, sizeof(*s));
 		s->cf = &cf->sinks[i];
-		s->idx = i;
 		s->fd = -1;
 		s->timer = evtimer_new(wrk.base, on_timer, s);
 		if (open_current(s) == -1)

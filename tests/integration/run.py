@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """
 Integration tests for ingestd: the real binary, driven as an operator drives
-it, on loopback only (127.0.0.1, ::1 and unix sockets).
+it, on loopback only (127.0.0.0/8, ::1 and unix sockets; clients bind 127.0.0.2-5
+for the allow/deny and slowloris cases).
 
     python3 tests/integration/run.py [NAME...]      (what `make integration` runs)
 
@@ -33,10 +34,12 @@ Python 3 standard library only.
 import calendar
 import collections
 import ctypes
+import errno
 import json
 import os
 import re
 import select
+import selectors
 import shutil
 import signal
 import socket
@@ -2772,6 +2775,667 @@ def rfc3164_iso_timestamp(ctx):
           and ev.get("msg", "").startswith("seq: "),
           f"loggen's RFC 3164 line gives {json.dumps(ev)}: its timestamp "
           "\"2026-11-24T01:17:40\" (no zone) is not recognised, so host, app and procid stay in msg")
+
+
+# ================================================================== defences
+#
+# A listener's first defences: idle_timeout (a connection that sends nothing
+# is closed), record_timeout (a record that has begun must end in time, the
+# slowloris defence), and allow/deny (a refused peer is closed right after
+# accept, before any read).  Each worker says at exit how many connections
+# each of them closed; the cases count these and what the clients saw.
+
+DEFENCE_EXIT_RE = re.compile(r"ingestd\[(\d+)\]: \w+: worker \d+ \(generation \d+\): closed (\d+) "
+                             r"connections for idle_timeout, (\d+) for record_timeout, (\d+) for "
+                             r"framing errors; refused (\d+) by allow/deny")
+LORIS_SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+BLAST3164_EVENT_RE = re.compile(
+    rb'\{"received_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z","peer":"127\.0\.0\.1:\d+",'
+    rb'"listener":"l0","facility":"user","severity":"notice","timestamp":"[^"]+","host":"host",'
+    rb'"app":"app","procid":"(\d+)","msg":"c=(\d+) s=(\d+) the quick brown fox jumps over the '
+    rb'lazy dog, again and again"\}\n')
+
+
+class SinkLines:
+    """
+    Whole lines in a growing file so far, counted in a reused buffer: cheap
+    enough to poll while timing a client (LineCount holds what it reads, and
+    its page faults cost as much CPU as the server's work on 2 cores).
+    """
+
+    def __init__(self, path):
+        self.path, self.offset, self.lines = path, 0, 0
+        self.buf = bytearray(1 << 20)
+
+    def __call__(self):
+        try:
+            f = open(self.path, "rb", buffering=0)
+        except FileNotFoundError:
+            return self.lines
+        with f:
+            f.seek(self.offset)
+            for _ in range(1024):           # bounded: 1 GiB a call
+                n = f.readinto(self.buf)
+                if not n:
+                    break
+                self.offset += n
+                self.lines += self.buf.count(b"\n", 0, n)
+        return self.lines
+
+
+def defence_counts(s, workers=None):
+    """The workers' "closed N connections for idle_timeout, ..." lines summed, as a dict."""
+    rows = [tuple(int(x) for x in m.groups()[1:]) for m in DEFENCE_EXIT_RE.finditer(s.log())]
+    if workers is not None:
+        check(len(rows) == workers, f"{len(rows)} workers logged what their defences closed, "
+              f"expected {workers}; log ends: {tail(s.log())}")
+    sums = [sum(col) for col in zip(*rows)] if rows else [0] * 4
+    return dict(zip(("idle", "record", "framing", "refused"), sums))
+
+
+def check_defences(s, workers, **expect):
+    got = defence_counts(s, workers)
+    want = dict(dict(idle=0, record=0, framing=0, refused=0), **expect)
+    check(got == want, f"the workers' exit lines count {got}, expected {want}")
+
+
+def connect_from(ctx, src, addr, timeout=2):
+    """A TCP client socket bound to the source address src (closed by the cleanup)."""
+    s = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_STREAM)
+    ctx.socks.append(s)
+    s.settimeout(timeout)
+    s.bind((src, 0))
+    s.connect(addr)
+    return s
+
+
+def play(plan, socks, seconds, step=0.02):
+    """
+    Send each (at, name, data) of plan at its time (seconds from now) on
+    socks[name], watching every socket for the server's close, for seconds.
+    {name: (state, seconds from the start)} for each socket the server closed.
+    """
+    t0 = time.monotonic()
+    plan = sorted(plan, key=lambda p: p[0])
+    closed, i = {}, 0
+    while True:
+        now = time.monotonic() - t0
+        while i < len(plan) and plan[i][0] <= now:
+            _, name, data = plan[i]
+            i += 1
+            if name not in closed:
+                try:
+                    socks[name].sendall(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    closed[name] = ("reset", time.monotonic() - t0)
+        for name, sk in socks.items():
+            if name not in closed:
+                st = peer_state(sk)
+                if st != "open":
+                    closed[name] = (st, time.monotonic() - t0)
+        if now >= seconds:
+            return closed
+        time.sleep(step)
+
+
+def refused_at_once(sock, what, within=1.0):
+    """The server closes sock (EOF or RST) within `within` seconds."""
+    t0 = time.monotonic()
+    st = wait_closed(sock, within + 1)
+    took = time.monotonic() - t0
+    check(st in ("eof", "reset") and took <= within,
+          f"{what}: the connection is {st} {took:.2f} s after it was made, expected refused at once")
+    return st
+
+
+class Slowloris(threading.Thread):
+    """
+    n connections, from the source addresses in turn, each sending one byte
+    of a record that never ends every interval seconds, all in one selectors
+    loop, until the server closes it (EOF or RST) or max_seconds pass.
+    first[i] and closed[i]: when connection i sent its first byte and when it
+    saw the close (time.monotonic()); `connected` is set once every
+    connection sent its first byte (or failed).
+    """
+    RECORD = b"<13>slowloris: a record that never ends, sent one byte at a time " * 2
+
+    def __init__(self, addr, sources, n, interval=0.7, max_seconds=15):
+        super().__init__(daemon=True)
+        self.addr, self.sources, self.n = addr, sources, n
+        self.interval, self.max_seconds = interval, max_seconds
+        self.halt = threading.Event()
+        self.connected = threading.Event()
+        self.first, self.closed = [None] * n, [None] * n
+        self.sent = [0] * n
+        self.how = collections.Counter()        # eof, reset, ...
+        self.errors = collections.Counter()     # connections that failed before their first byte
+        self.crash = None
+
+    def open_at(self, t):
+        """How many connections had sent their first byte and were not closed at time t."""
+        return sum(1 for f, c in zip(self.first, self.closed)
+                   if f is not None and f <= t and (c is None or c > t))
+
+    def run(self):
+        sel = selectors.DefaultSelector()
+        socks, due = {}, collections.deque()
+        try:
+            deadline = time.monotonic() + self.max_seconds
+            for i in range(self.n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                try:
+                    s.bind((self.sources[i % len(self.sources)], 0))
+                    err = s.connect_ex(self.addr)
+                except OSError as e:
+                    err = e.errno
+                if err not in (0, errno.EINPROGRESS):
+                    self.errors[f"connect: {os.strerror(err)}"] += 1
+                    s.close()
+                    continue
+                socks[i] = s
+                sel.register(s, selectors.EVENT_WRITE, i)
+            connecting = len(socks)
+
+            def drop(i, how):
+                self.closed[i] = time.monotonic()
+                self.how[how] += 1
+                sel.unregister(socks[i])
+                socks.pop(i).close()
+
+            while socks and time.monotonic() < deadline and not self.halt.is_set():
+                if not connecting:
+                    self.connected.set()
+                wait = 0.05 if not due else min(0.05, max(0.0, due[0][0] - time.monotonic()))
+                for key, _ in sel.select(wait):
+                    i, s = key.data, key.fileobj
+                    if self.first[i] is None:           # the connect finished
+                        connecting -= 1
+                        err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        try:
+                            if err:
+                                raise OSError(err, os.strerror(err))
+                            s.send(self.RECORD[:1])
+                        except OSError as e:
+                            self.errors[f"connect: {e.strerror}"] += 1
+                            sel.unregister(s)
+                            socks.pop(i).close()
+                            continue
+                        self.first[i] = time.monotonic()
+                        self.sent[i] = 1
+                        sel.modify(s, selectors.EVENT_READ, i)
+                        due.append((self.first[i] + self.interval, i))
+                        continue
+                    try:
+                        data = s.recv(64)
+                    except BlockingIOError:
+                        continue
+                    except ConnectionResetError:
+                        drop(i, "reset")
+                        continue
+                    drop(i, "eof" if data == b"" else "data")
+                now = time.monotonic()
+                while due and due[0][0] <= now:
+                    _, i = due.popleft()
+                    if i not in socks:
+                        continue
+                    k = self.sent[i] % len(self.RECORD)
+                    try:
+                        self.sent[i] += socks[i].send(self.RECORD[k:k + 1])
+                    except BlockingIOError:
+                        pass
+                    except (BrokenPipeError, ConnectionResetError):
+                        drop(i, "reset")
+                        continue
+                    due.append((now + self.interval, i))
+        except Exception as e:          # reported by the case
+            self.crash = f"{type(e).__name__}: {e}"
+        finally:
+            for s in socks.values():
+                s.close()
+            sel.close()
+            self.connected.set()
+
+    def finish(self):
+        self.halt.set()
+        self.join(10)
+        check(not self.is_alive(), "the slowloris loop did not stop")
+
+
+@case
+def idle_timeout(ctx):
+    """
+    idle_timeout = 1: a client that sends nothing sees EOF in 1-2 s; one that
+    sends a record every 0.3 s for 3 s stays open and every record arrives;
+    idle_timeout = 0 keeps a silent connection open.
+    """
+    path = ctx.path("events.jsonl")
+    never_port = free_port()
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "idle_timeout": 1},
+                              {"listen": f"{LOCAL4}:{never_port}", "idle_timeout": 0}],
+                        sinks=[{"name": "events", "path": path}])
+    s.start()
+    t = token()
+    text = lambda c, q: f"c={c} s={q} idle test {t}\n".encode()
+    socks = dict(silent=ctx.connect(s.addr), never=ctx.connect((LOCAL4, never_port)),
+                 active=ctx.connect(s.addr))
+    silent_peer = peer_of(socks["silent"])
+    closed = play([(0.3 * q, "active", text(0, q)) for q in range(11)], socks, 3.1)
+    check("silent" in closed and closed["silent"][0] == "eof",
+          f"the silent client on idle_timeout = 1 is still open after 3 s (closed: {closed})")
+    took = closed["silent"][1]
+    check(0.9 <= took <= 2.0, f"the silent client was closed ({closed['silent'][0]}) {took:.2f} s "
+          "after it connected, expected 1-2 s with idle_timeout = 1")
+    check("active" not in closed, f"the client sending a record every 0.3 s was closed "
+          f"({closed.get('active')}) with idle_timeout = 1")
+    check("never" not in closed, f"the silent client on idle_timeout = 0 was closed "
+          f"({closed.get('never')}) within 3 s")
+    socks["never"].sendall(text(1, 0))          # and it still works
+    socks["active"].close()
+    socks["never"].close()
+    wait_lines([path], 12, 5)
+    s.wait_for_log(rf"l0 {re.escape(silent_peer)}: closing: idle_timeout")
+    s.stop()
+    check_once(read_events(path), {(0, q) for q in range(11)} | {(1, 0)}, "idle_timeout")
+    check_defences(s, 2, idle=1)
+
+
+def check_blast_lines(path, runs):
+    """
+    The sink file holds, in order, the events of each blast run of runs (its
+    record count) and nothing else: each line a whole event of a blast
+    "3164" record on l0, each record of a run once.  A regex a line rather
+    than read_events: it would take ~15 us a line, and these are ~10^6 lines.
+    """
+    bounds, at = [], 0
+    for n in runs:
+        bounds.append((at, at + n))
+        at += n
+    seen = [set() for _ in runs]
+    per_conn = [collections.Counter() for _ in runs]
+    run, i = 0, 0
+    with open(path, "rb") as f:
+        for i, line in enumerate(f):
+            while run < len(runs) and i >= bounds[run][1]:
+                run += 1
+            m = BLAST3164_EVENT_RE.fullmatch(line)
+            if run == len(runs) or not m or m[1] != m[2]:
+                raise Failure(f"{os.path.basename(path)}:{i + 1} is not the event of a blast "
+                              f"record (run {run + 1} of {len(runs)}): {line[:300]!r}")
+            key = (int(m[2]), int(m[3]))
+            check(key not in seen[run], f"{os.path.basename(path)}:{i + 1}: blast run {run + 1}: "
+                  f"record (c, s) {key} a second time")
+            seen[run].add(key)
+            per_conn[run][key[0]] += 1
+    for k, (n, got) in enumerate(zip(runs, seen)):
+        gaps = [c for c, cnt in per_conn[k].items() if max(s for cc, s in got if cc == c) != cnt - 1]
+        check(len(got) == n and not gaps, f"blast run {k + 1}: {len(got)} distinct records of {n} "
+              f"sent; connections with a gap in their sequence: {gaps}")
+
+
+@case
+def record_timeout_slowloris(ctx):
+    """
+    record_timeout = 2: 2000 connections from 127.0.0.2-5 that trickle one
+    byte of a record every 0.7 s are all closed 2-4 s after their first
+    byte, while blast on the same listener gets every record through once,
+    at no less than half its rate without them (both rates are printed).
+    """
+    path = ctx.path("events.jsonl")
+    # flush_interval = 0.01: the time to the last line is the work, not the wait for a batch.
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "record_timeout": 2,
+                               "idle_timeout": 30}],
+                        sinks=[{"name": "events", "path": path, "flush_interval": 0.01}],
+                        level="info")
+    s.start()
+    s.wait_workers(2)
+    conns, warm, per_run, nloris = 4, 20000, 300000, 2000
+    lines = SinkLines(path)
+    runs = []
+
+    def timed_blast(n):
+        """Seconds from blast's start until all its n records are lines in the sink."""
+        before = sum(runs)
+        t0 = time.monotonic()
+        sent, _ = blast(s.port, conns, n, shape="3164")
+        check(sent == n, f"blast sent {sent} records, expected {n}")
+        got = wait_until(lambda: lines() >= before + n, 30, interval=0.005)
+        took = time.monotonic() - t0
+        check(got and lines() == before + n, f"{lines()} lines in events.jsonl after blast "
+              f"run {len(runs) + 1}, expected {before + n}")
+        runs.append(n)
+        return took
+
+    timed_blast(warm)
+    # Best of two runs each way: this VM's speed alone varies by 2x from one run to the next.
+    unloaded = min(timed_blast(per_run) for _ in range(2))
+    loris = Slowloris(s.addr, LORIS_SOURCES, nloris)
+    loris.start()
+    try:
+        loris.connected.wait(15)
+        started = sum(f is not None for f in loris.first)
+        check(started == nloris, f"{started} of {nloris} slowloris connections sent their first "
+              f"byte; failures: {dict(loris.errors)}; {loris.crash or ''}")
+        t_load = time.monotonic()
+        open_before = loris.open_at(t_load)
+        loaded = min(timed_blast(per_run) for _ in range(2))
+        open_after = loris.open_at(time.monotonic())
+        loris.join(10)
+    finally:
+        loris.finish()
+    rate0, rate1 = per_run / unloaded, per_run / loaded
+    print(f"# record_timeout_slowloris: blast, {per_run} records on {conns} connections, best of 2:"
+          f" {rate0:,.0f} records/s alone ({unloaded:.3f} s), {rate1:,.0f} records/s with "
+          f"{nloris} slowloris connections ({loaded:.3f} s; {open_before} of them open when the "
+          f"runs began, {open_after} when they ended): loaded/unloaded = {rate1 / rate0:.2f}",
+          file=sys.stderr, flush=True)
+    check(loris.crash is None, f"the slowloris loop failed: {loris.crash}")
+    left = [i for i, c in enumerate(loris.closed) if c is None]
+    check(not left, f"{len(left)} of {nloris} slowloris connections are still open "
+          f"{loris.max_seconds} s after they began; closed: {dict(loris.how)}")
+    delays = sorted(c - f for f, c in zip(loris.first, loris.closed))
+    print(f"# record_timeout_slowloris: the {nloris} slowloris connections ({dict(loris.how)}) were "
+          f"closed {delays[0]:.2f} / {delays[len(delays) // 2]:.2f} / {delays[-1]:.2f} s (min / "
+          "median / max) after their first byte", file=sys.stderr, flush=True)
+    check(delays[0] >= 1.9 and delays[-1] <= 4.5,
+          f"the slowloris connections were closed {delays[0]:.2f} to {delays[-1]:.2f} s (median "
+          f"{delays[len(delays) // 2]:.2f}) after their first byte, expected 2-4 s "
+          f"({dict(loris.how)})")
+    check(set(loris.how) <= {"eof", "reset"}, f"slowloris connections ended with {dict(loris.how)}")
+    logged = s.grep(r"l0 127\.0\.0\.[2-5]:\d+: closing: record_timeout")
+    check(0 < len(logged) <= 20, f"{len(logged)} \"closing: record_timeout\" lines for {nloris} "
+          "closings, expected a few (at most one a second per worker)")
+    s.stop()
+    check_blast_lines(path, runs)
+    _, (_, nrec, _, perr, _) = exit_counts(s)
+    check(nrec == sum(runs) and perr == 0, f"the workers counted {nrec} records, {perr} parse "
+          f"errors; blast sent {sum(runs)} records")
+    check_defences(s, 2, record=nloris)
+    check(rate1 >= 0.5 * rate0, f"blast under slowloris load: {rate1:,.0f} records/s, less than "
+          f"half of {rate0:,.0f} records/s without")
+
+
+@case
+def record_timeout_complete_records(ctx):
+    """
+    record_timeout = 1: a client sending one whole line every 0.5 s for 3 s,
+    and one whose record takes 0.8 s in three pieces then goes quiet, stay
+    open; one that starts a record and stalls is closed after 1 s.
+    """
+    path = ctx.path("events.jsonl")
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "record_timeout": 1}],
+                        sinks=[{"name": "events", "path": path}])
+    s.start()
+    t = token()
+    socks = dict(steady=ctx.connect(s.addr), stalled=ctx.connect(s.addr),
+                 pieces=ctx.connect(s.addr))
+    stalled_peer = peer_of(socks["stalled"])
+    plan = [(0.5 * q, "steady", f"c=0 s={q} steady {t}\n".encode()) for q in range(7)]
+    plan += [(0, "stalled", f"stalled {t}: a record that does not end".encode()),
+             (0, "pieces", b"c=2 s=0 in"), (0.4, "pieces", b" three"),
+             (0.8, "pieces", f" pieces {t}\n".encode())]
+    closed = play(plan, socks, 3.1)
+    check("stalled" in closed, "the client that started a record and stalled is still open "
+          "after 3 s with record_timeout = 1")
+    took = closed["stalled"][1]
+    check(0.9 <= took <= 1.5, f"the stalled record's connection was closed ({closed['stalled'][0]})"
+          f" {took:.2f} s after its first byte, expected 1-1.5 s")
+    for name in ("steady", "pieces"):
+        check(name not in closed, f"the {name} client, which sends only complete records, was "
+              f"closed ({closed.get(name)}) with record_timeout = 1")
+    socks["steady"].close()
+    socks["pieces"].close()
+    wait_lines([path], 8, 5)
+    s.wait_for_log(rf"l0 {re.escape(stalled_peer)}: closing: record_timeout")
+    s.stop()
+    events = [e for e in read_events(path) if "stalled" not in record_text(e)]
+    check_once(events, {(0, q) for q in range(7)} | {(2, 0)}, "record_timeout = 1")
+    check_defences(s, 2, record=1)
+
+
+@case
+def allow_deny_ipv4(ctx):
+    """
+    deny 127.0.0.2 and allow 127.0.0.0/8: 127.0.0.1 gets in, 127.0.0.2 is
+    closed at once and what it sent never read; allow 127.0.0.3/32 alone
+    refuses 127.0.0.1; a unix listener is not checked; host bits after the
+    prefix length are a config error.
+    """
+    path = ctx.path("events.jsonl")
+    only3 = free_port()
+    sock_path = ctx.path("in.sock")
+    s = pipeline_server(ctx, [
+        {"listen": f"{LOCAL4}:{ctx.port}", "allow": ["127.0.0.0/8"], "deny": ["127.0.0.2"]},
+        {"listen": f"{LOCAL4}:{only3}", "allow": ["127.0.0.3/32"]},
+        {"listen": sock_path, "allow": ["192.0.2.1"], "deny": ["0.0.0.0/0", "::/0"]}],
+        sinks=[{"name": "events", "path": path}])
+    s.start()
+    t = token()
+    msg = lambda who: f"{who} {t}"
+    sent_bytes = 0
+    ok, peers = {}, {}
+    for who, src, addr in (("l0 from .1", "127.0.0.1", s.addr),
+                           ("l1 from .3", "127.0.0.3", (LOCAL4, only3))):
+        c = ok[who] = connect_from(ctx, src, addr)
+        peers[msg(who)] = peer_of(c)
+    ok["unix"] = ctx.connect(sock_path)
+    peers[msg("unix")] = "unix"
+    # Refused peers send at once: nothing of it may be read.
+    refused = {}
+    for who, src, addr in (("l0 from .2", "127.0.0.2", s.addr),
+                           ("l1 from .1", "127.0.0.1", (LOCAL4, only3))):
+        c = refused[who] = connect_from(ctx, src, addr)
+        try:
+            c.sendall(f"<13>{msg(who)}\n".encode() * 3)
+        except (BrokenPipeError, ConnectionResetError):
+            pass                        # refused already: what matters is that nothing was read
+    denied_peer = peer_of(refused["l0 from .2"])
+    for who, c in refused.items():
+        refused_at_once(c, f"{who} (refused)")
+    for who, c in ok.items():
+        data = f"<13>{msg(who)}\n".encode()
+        c.sendall(data)
+        sent_bytes += len(data)
+    wait_events(path, has_msgs(*peers), what="the events of the allowed clients")
+    for who, c in ok.items():
+        check(peer_state(c) == "open", f"the allowed client {who} is {peer_state(c)}")
+        c.close()
+    s.wait_for_log(rf"listener l0: refused {re.escape(denied_peer)} \(allow/deny\)")
+    s.stop()
+    got = {e.get("msg"): e["peer"] for e in read_events(path)}
+    check(got == peers, f"the sink holds (msg: peer) {got}, expected {peers}")
+    rows, (nbytes, nrec, _, _, _) = exit_counts(s)
+    check(nbytes == sent_bytes and nrec == len(ok), f"the workers read {nbytes} bytes, {nrec} "
+          f"records; the allowed clients sent {sent_bytes} bytes, {len(ok)} records")
+    accepted = sum(e["conns"] for e in s.exits())
+    check(accepted == len(ok), f"the workers counted {accepted} connections, expected {len(ok)} "
+          "(refused ones are not connections)")
+    check_defences(s, 2, refused=len(refused))
+    # Configuration errors, FILE:LINE: setting: "value": why.
+    for i, key, value, why in ((0, "allow", "10.1.2.3/8", "host bits are set after the prefix length"),
+                               (1, "deny", "127.0.0.1/33", "prefix length must be from 0 to 32"),
+                               (1, "allow", "localhost", "not an IPv4 or IPv6 address")):
+        bad = ctx.server(name=f"bad{i}{key}", listeners=[
+            {"listen": f"{LOCAL4}:{ctx.port}"}, {"listen": f"{LOCAL4}:{only3}"}])
+        ls = bad.opts["listeners"]
+        ls[i] = dict(ls[i], **{key: ["127.0.0.0/8", value]})
+        bad.write_config()
+        text = bad.config_text()
+        line = text[:text.index(value)].count("\n") + 1
+        rc, _, err = ctx.run(["-t", "-c", bad.conf])
+        want = f'{bad.conf}:{line}: listeners[{i}].{key}: "{value}": {why}'
+        check(rc == 1 and want in err, f"-t with {key} = [ \"{value}\" ] exited {rc} and said "
+              f"{tail(err)}; expected 1 and {want}")
+
+
+@case
+def allow_deny_ipv6(ctx):
+    """
+    On [::1]: allow ::2 refuses ::1, allow ::1/128 takes it, deny ::/0
+    refuses everything, an IPv4-only allow refuses it; a /129 is an error.
+    """
+    path = ctx.path("events.jsonl")
+    specs = [("allow ::2", {"allow": ["::2"]}, False),
+             ("allow ::1/128", {"allow": ["::1/128"]}, True),
+             ("deny ::/0", {"allow": ["::1"], "deny": ["::/0"]}, False),
+             ("allow 127.0.0.0/8", {"allow": ["127.0.0.0/8"]}, False)]
+    ports = [free_port(LOCAL6) for _ in specs]
+    s = pipeline_server(ctx, [dict({"listen": f"[{LOCAL6}]:{p}"}, **acl)
+                              for (_, acl, _), p in zip(specs, ports)],
+                        sinks=[{"name": "events", "path": path}])
+    s.start()
+    t = token()
+    want, refused = {}, []
+    for i, ((what, _, allowed), port) in enumerate(zip(specs, ports)):
+        c = ctx.connect((LOCAL6, port))
+        try:
+            c.sendall(f"<13>{what} {t}\n".encode())
+        except (BrokenPipeError, ConnectionResetError):
+            check(not allowed, f"{what}: the connection from ::1 was reset")
+        if allowed:
+            want[f"{what} {t}"] = (f"[{LOCAL6}]:{c.getsockname()[1]}", f"l{i}")
+            check(peer_state(c) == "open", f"{what}: the connection from ::1 is {peer_state(c)}")
+        else:
+            refused_at_once(c, f"{what} (::1 refused)")
+            refused.append((i, c.getsockname()[1]))
+        c.close()
+    wait_events(path, has_msgs(*want), what="the event from ::1")
+    # One notice a second per worker: the first refusal is logged for sure.
+    s.wait_for_log(rf"listener l{refused[0][0]}: refused \[::1\]:{refused[0][1]} \(allow/deny\)")
+    s.stop()
+    got = {e.get("msg"): (e["peer"], e["listener"]) for e in read_events(path)}
+    check(got == want, f"the sink holds (msg: peer, listener) {got}, expected {want}")
+    check_defences(s, 2, refused=3)
+    bad = ctx.server(name="bad", listeners=[{"listen": f"[{LOCAL6}]:{ports[0]}",
+                                             "deny": ["::1/129"]}])
+    rc, _, err = ctx.run(["-t", "-c", bad.conf])
+    line = bad.config_text()[:bad.config_text().index("::1/129")].count("\n") + 1
+    expect = f'{bad.conf}:{line}: listeners[0].deny: "::1/129": prefix length must be from 0 to 128'
+    check(rc == 1 and expect in err, f"-t with deny = [ \"::1/129\" ] exited {rc} and said "
+          f"{tail(err)}; expected 1 and {expect}")
+
+
+@case
+def timeouts_wait_for_backpressure(ctx):
+    """
+    A "block" sink on a full disk: the worker stops reading, and for 2.5 s
+    neither a client whose data it does not read (idle_timeout = 1), nor one
+    mid-record (record_timeout = 2), nor one that connects meanwhile and is
+    silent is closed; with space again every record arrives, and the two
+    that are really idle or stalled are closed once reading resumed.
+    """
+    disk = ctx.path("disk")
+    mount_tmpfs(ctx, disk, "512k")
+    out = os.path.join(disk, "events.jsonl")
+    stall_port = free_port()
+    # record_timeout = 0 on the flooding listener: its reads end mid-record
+    # (see record_timeout_split_records); this case is about back-pressure.
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "idle_timeout": 1,
+                               "record_timeout": 0},
+                              {"listen": f"{LOCAL4}:{stall_port}", "idle_timeout": 0,
+                               "record_timeout": 2}], workers=1,
+                        sinks=[{"name": "disk", "path": out, "queue": "1M", "overflow": "block",
+                                "flush_interval": 0.05}])
+    s.start()
+    # A record begun just before the worker stops reading: its timer runs out while blocked.
+    stalled = ctx.connect((LOCAL4, stall_port))
+    stalled.sendall(b"c=9 s=0 the first half of a record")
+    check(wait_until(lambda: (tcp_queue(stall_port, stalled.getsockname()[1]) or (1,))[0] == 0, 1),
+          "the worker did not read the stalled client's first bytes")
+    t_stalled = time.monotonic()
+    c = ctx.connect(s.addr, timeout=5)
+    pad = "x" * 900
+    rec = lambda q: f"c=0 s={q} {pad}\n".encode()
+    c.setblocking(False)
+    seq, pending, pushed = 0, b"", 0
+    t0 = last = time.monotonic()
+    stalled_at = None
+    # Bounded: 60,000 records or 20 s; blocked after 1.5 s without progress.
+    try:
+        while seq < 60000 and time.monotonic() - t0 < 20:
+            if not pending:
+                pending = b"".join(rec(seq + i) for i in range(64))
+                seq += 64
+            try:
+                n = c.send(pending)
+            except BlockingIOError:
+                n = 0
+            now = time.monotonic()
+            if n:
+                pending, pushed, last = pending[n:], pushed + n, now
+            elif now - last >= 1.5:
+                stalled_at = now
+                break
+            else:
+                select.select([], [c], [], 0.1)
+    except (BrokenPipeError, ConnectionResetError) as e:
+        raise Failure(f"the flooding client was closed ({e}) after {pushed} bytes, "
+                      f"{time.monotonic() - t0:.1f} s; log: {tail(s.log())}")
+    check(stalled_at, f"the client pushed {pushed} bytes in {time.monotonic() - t0:.1f} s and was "
+          "never blocked")
+    full = s.wait_for_log(r"sink disk: queue full \(1048576 bytes\); not reading from clients")
+    check(peer_state(stalled) == "open", f"the client with a record begun is {peer_state(stalled)} "
+          f"{time.monotonic() - t_stalled:.1f} s after its first bytes, before the disk was full "
+          "for long")
+    m = s.mark()
+    silent = ctx.connect(s.addr)           # accepted, never read from
+    socks = dict(flooding=c, stalled=stalled, silent=silent)
+    closed = play([], socks, 2.5, step=0.05)
+    check(not closed, f"closed while the disk was full and the worker not reading: {closed}; "
+          f"log: {tail(s.log(m))}")
+    check(not s.grep(r"sink disk: writing again", since=m), "the disk had space again too soon")
+    check(not s.grep(r"closing: (idle|record)_timeout"),
+          f"a timeout fired while the worker was not reading: {tail(s.log(m))}")
+    queued = tcp_queue(s.port, c.getsockname()[1])
+    check(queued and queued[0] > 0, f"the flooding client's server socket has (Recv-Q, rb) {queued}"
+          " with the disk full: its worker still reads")
+    blocked_for = time.monotonic() - t_stalled
+    remount_tmpfs(disk, "64m")
+    s.wait_for_log(r"sink disk: writing again", since=m, timeout=10)
+    c.setblocking(True)
+    c.settimeout(10)
+    c.sendall(pending)                     # the rest of the last batch: every record whole
+    c.close()
+    wait_lines([out], seq, 20)
+    for name in ("silent", "stalled"):
+        st = wait_closed(socks[name], 4)
+        check(st in ("eof", "reset"), f"the {name} client is still {st} 4 s after reading resumed")
+    s.stop()
+    check_once(read_events(out), {(0, q) for q in range(seq)},
+               f"after the disk had space again (blocked {blocked_for:.1f} s; {full[0]})")
+    check_defences(s, 1, idle=1, record=1)
+
+
+# ------------------------ defences: found while writing these tests
+
+@case
+def record_timeout_split_records(ctx):
+    """
+    record_timeout = 1, a client whose every send ends one record and begins
+    the next (each record takes 0.3 s, as when reads split a stream): every
+    record is complete well within 1 s, so it is not closed.  A stream
+    at full speed (blast for more than record_timeout seconds) is the same.
+    """
+    path = ctx.path("events.jsonl")
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "record_timeout": 1}],
+                        sinks=[{"name": "events", "path": path}], workers=1)
+    s.start()
+    t = token()
+    c = ctx.connect(s.addr)
+    plan = [(0, "split", b"c=0 s=0 begins")]
+    plan += [(0.3 * q, "split", f" and ends {t}\nc=0 s={q} begins".encode()) for q in range(1, 11)]
+    plan += [(3.3, "split", f" and ends {t}\n".encode())]
+    closed = play(plan, {"split": c}, 3.4)
+    how, after = closed.get("split", ("", 0))
+    check(not closed, f"the client was closed ({how}) {after:.2f} s after its first byte, though "
+          "each of its records was complete within 0.3 s: the record_timeout timer is armed when "
+          "a record begins but not re-armed when a read ends one record and begins the next "
+          "(worker/conn.c arm_timers)")
+    c.close()
+    wait_lines([path], 11, 5)
+    s.stop()
+    check_once(read_events(path), {(0, q) for q in range(11)}, "split records")
+    check_defences(s, 1)
 
 
 # ------------------------------------------------------------------- runner
