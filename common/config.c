@@ -865,19 +865,16 @@ cfg_format(const struct cfg_setting *s, const void *base, char *buf, size_t size
 		break;
 	case CT_SECONDS: {
 		long ms = *(const long *)field;
-
-		int n = ms % 1000 ? 3 : 0;
-		long frac = ms % 1000;
+		size_t n;
 
 		/* exact milliseconds, without trailing zeros: 2.5, 1000.001, 30 */
-		while (n > 0 && frac % 10 == 0) {
-			frac /= 10;
-			n--;
-		}
-		if (n == 0)
+		if (ms % 1000 == 0) {
 			snprintf(buf, size, "%ld", ms / 1000);
-		else
-			snprintf(buf, size, "%ld.%0*ld", ms / 1000, n, frac);
+			break;
+		}
+		snprintf(buf, size, "%ld.%03ld", ms / 1000, ms % 1000);
+		for (n = strlen(buf); n > 0 && buf[n - 1] == '0'; n--)
+			buf[n - 1] = '\0';
 		break;
 	}
 	case CT_WORKERS:

@@ -1033,8 +1033,8 @@ static const char *const round_trip_confs[] = {
 	"  { listen = \"[::1]:6514\"; },\n"
 	"  { name = \"local\\tsock\\x01\"; listen = \"/tmp/ingestd-unit.sock\"; }\n"
 	");\n",
-	"workers = 512;\nshutdown_timeout = 86400;\nlog = { level = \"notice\"; };\n"
-	"listeners = ( { listen = \"[::]:1\"; backlog = 65535; } );\n",
+	("workers = 512;\nshutdown_timeout = 86400;\nlog = { level = \"notice\"; };\n"
+	"listeners = ( { listen = \"[::]:1\"; backlog = 65535; } );\n"),
 	"shutdown_timeout = 0;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",
 	"shutdown_timeout = 2.25;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",
 	"shutdown_timeout = 0.001;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",
