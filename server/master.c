@@ -12,10 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "channel.h"
+#include "clock.h"
 #include "daemon.h"
 #include "listeners.h"
 #include "log.h"
@@ -30,15 +30,6 @@
 struct master srv;
 
 static int reload_pending;
-
-long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
-}
 
 /* -c FILE, else the default path if it exists, else the embedded default. */
 struct config *
@@ -153,7 +144,7 @@ reload(void)
 	srv.cf = cf;
 	srv.gen++;
 	srv.nworkers = cf->workers;
-	srv.reload_started_ms = now_ms();
+	srv.reload_started_ms = clock_ms();
 	log_notice("reload: starting generation %u with %d workers", srv.gen, srv.nworkers);
 	sup_start(srv.gen, srv.nworkers);
 }
@@ -172,7 +163,7 @@ master_generation_ready(unsigned gen)
 		daemon_ready(1);
 	} else {
 		log_notice("reload: generation %u accepting %ld ms after the reload began; "
-		    "generation %u drains", gen, now_ms() - srv.reload_started_ms, old);
+		    "generation %u drains", gen, clock_ms() - srv.reload_started_ms, old);
 		sup_drain_older(gen);
 		cfg_unref(srv.prev_cf);
 		srv.prev_cf = NULL;

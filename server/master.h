@@ -40,6 +40,5 @@ int		 master_run(struct config *, const struct options *);
 void		 master_generation_ready(unsigned gen);
 void		 master_generation_failed(unsigned gen);
 void		 master_check_exit(void);
-long		 now_ms(void);
 
 #endif

@@ -19,6 +19,7 @@
 
 #include "backoff.h"
 #include "channel.h"
+#include "clock.h"
 #include "daemon.h"
 #include "listeners.h"
 #include "log.h"
@@ -140,7 +141,7 @@ spawn(struct slot *s)
 	s->chan_ev = event_new(srv.base, sv[0], EV_READ | EV_PERSIST, on_channel, s);
 	event_add(s->chan_ev, NULL);
 	s->state = SLOT_STARTING;
-	s->started_ms = now_ms();
+	s->started_ms = clock_ms();
 	log_info("worker %d started: pid %ld, generation %u", s->id, (long)pid, s->gen);
 	return 0;
 }
@@ -222,7 +223,7 @@ sup_drain(struct slot *s, long timeout_ms)
 	if (s->state != SLOT_DRAINING)
 		send_cmd(s, CHAN_DRAIN);
 	s->state = SLOT_DRAINING;
-	s->deadline_ms = now_ms() + timeout_ms + 2000;
+	s->deadline_ms = clock_ms() + timeout_ms + 2000;
 }
 
 void
@@ -234,7 +235,7 @@ sup_stop(struct slot *s)
 	}
 	send_cmd(s, CHAN_STOP);
 	s->state = SLOT_DRAINING;
-	s->deadline_ms = now_ms() + 1000;
+	s->deadline_ms = clock_ms() + 1000;
 }
 
 /* A new generation is accepting: every older one drains. */
@@ -316,7 +317,7 @@ describe_exit(int status, char *buf, size_t size)
 static void
 worker_exited(struct slot *s, int status)
 {
-	long uptime = now_ms() - s->started_ms, pid = s->pid;
+	long uptime = clock_ms() - s->started_ms, pid = s->pid;
 	char how[128];
 
 	describe_exit(status, how, sizeof(how));
@@ -387,7 +388,7 @@ sup_retire_listeners(void)
 void
 sup_kill_late(void)
 {
-	long now = now_ms();
+	long now = clock_ms();
 
 	for (int i = 0; i < SLOT_MAX; i++) {
 		struct slot *s = &srv.slots.s[i];

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "sink.h"
@@ -336,16 +337,13 @@ sink_reopen_all(void)
 void
 sink_close_all(long deadline_ms)
 {
-	struct timespec ts;
-
 	for (int i = 0; i < nsinks; i++) {
 		struct sink *s = &sinks[i];
 
 		for (;;) {
 			s->retry_ms = 0;
 			flush(s);
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			if (s->q.len == 0 || ts.tv_sec * 1000L + ts.tv_nsec / 1000000 >= deadline_ms)
+			if (s->q.len == 0 || clock_ms() >= deadline_ms)
 				break;
 			usleep(RETRY_MIN_MS * 1000);
 		}

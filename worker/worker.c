@@ -13,7 +13,6 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
-#include <time.h>
 #include <sys/signalfd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 
 #include "accept.h"
 #include "channel.h"
+#include "clock.h"
 #include "conn.h"
 #include "log.h"
 #include "records.h"
@@ -208,15 +208,6 @@ setup_signals(void)
 	event_add(sig_ev, NULL);
 }
 
-static long
-deadline_ms(long from_now)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000 + from_now;
-}
-
 static void
 cleanup(void)
 {
@@ -225,7 +216,7 @@ cleanup(void)
 	long grace = wrk.stopping || wrk.cf->shutdown_timeout_ms < 1000 ? 1000 :
 	    wrk.cf->shutdown_timeout_ms;
 
-	sink_close_all(deadline_ms(grace));
+	sink_close_all(clock_ms() + grace);
 	log_info("%s: exiting: %llu connections, %llu bytes, %llu records (%llu truncated, "
 	    "%llu parse errors, %llu dropped by on_parse_error)", wrk.name,
 	    (unsigned long long)t->accepted, (unsigned long long)t->bytes,
