@@ -38,6 +38,7 @@ import errno
 import json
 import os
 import re
+import resource
 import select
 import selectors
 import shutil
@@ -353,13 +354,14 @@ class Server:
     # start and stop
 
     def start(self, foreground=False, env=None, expect_ok=True, timeout=20, pid_path=None,
-              stdout=None):
+              stdout=None, rlimit=None):
         """
         Start a master (with -p pid_path if given).  Daemonizing: return the
         command's exit status (it must be 0 when expect_ok).  Foreground:
         return the Popen; its stdout goes to the file named stdout if given
         (or to a pipe, proc.stdout, for subprocess.PIPE, or to an open socket
-        or file), else with its stderr to err_path.
+        or file), else with its stderr to err_path.  rlimit: (soft, hard)
+        RLIMIT_NOFILE for the master (see nofile_preexec); None: unchanged.
         """
         self.foreground = foreground
         penv = server_env(self.ctx.dir, env)
@@ -376,13 +378,14 @@ class Server:
                 out = self.outfile = open(stdout, "ab")
             self.proc = subprocess.Popen([BINARY, "-f"] + args, stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=self.errfile,
-                                         cwd=self.ctx.dir, env=penv)
+                                         cwd=self.ctx.dir, env=penv,
+                                         preexec_fn=nofile_preexec(rlimit))
             self.master = self.proc.pid
             if expect_ok:
                 self.wait_for_log(r"started: \d+ workers accepting", timeout=timeout)
                 self.workers()
             return self.proc
-        rc, _, err = self.ctx.run(args, env=penv, timeout=timeout)
+        rc, _, err = self.ctx.run(args, env=penv, timeout=timeout, rlimit=rlimit)
         self.last_start_err = err
         if not expect_ok:
             return rc
@@ -536,6 +539,29 @@ class Server:
         return [] if left else [p for p in order if p and alive(p) and self.ours(p)]
 
 
+PR_CAPBSET_DROP = 24
+CAP_SYS_RESOURCE = 24
+
+
+def nofile_preexec(rlimit):
+    """
+    A preexec_fn that sets RLIMIT_NOFILE to rlimit (soft, hard), or None for
+    rlimit None.  As root it also drops CAP_SYS_RESOURCE from the bounding
+    set, so that the exec'd master cannot raise the hard limit back (it
+    raises it to fit worker_connections when it may: server/master.c
+    raise_nofile).
+    """
+    if rlimit is None:
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def pre():
+        resource.setrlimit(resource.RLIMIT_NOFILE, rlimit)
+        if os.geteuid() == 0 and libc.prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE)")
+    return pre
+
+
 def read_pid(path):
     try:
         with open(path) as f:
@@ -590,15 +616,18 @@ class Ctx:
             self.socks.append(s)
         return s
 
-    def run(self, args, env=None, cwd=None, timeout=15):
-        """Run ingestd ARGS to completion; (exit status, stdout, stderr), kept in files."""
+    def run(self, args, env=None, cwd=None, timeout=15, rlimit=None):
+        """
+        Run ingestd ARGS to completion; (exit status, stdout, stderr), kept in
+        files.  rlimit: (soft, hard) RLIMIT_NOFILE for it (see nofile_preexec).
+        """
         self.nrun += 1
         out, err = self.path(f"cmd{self.nrun}.out"), self.path(f"cmd{self.nrun}.err")
         with open(out, "wb") as fo, open(err, "wb") as fe:
             try:
                 p = subprocess.run([BINARY] + args, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
                                    cwd=cwd or self.dir, env=env or server_env(self.dir),
-                                   timeout=timeout)
+                                   timeout=timeout, preexec_fn=nofile_preexec(rlimit))
             except subprocess.TimeoutExpired:
                 raise Failure(f"`ingestd {' '.join(args)}` did not finish within {timeout} s")
         with open(out, errors="replace") as fo, open(err, errors="replace") as fe:
@@ -3439,6 +3468,272 @@ def record_timeout_split_records(ctx):
     s.stop()
     check_once(read_events(path), {(0, q) for q in range(11)}, "split records")
     check_defences(s, 1)
+
+
+def cpu_seconds(pid):
+    """utime + stime of pid from /proc/PID/stat, in seconds (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def nofile_of(pid):
+    """(soft, hard) "Max open files" of pid from /proc/PID/limits, or None."""
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            m = re.search(r"^Max open files\s+(\d+)\s+(\d+)", f.read(), re.M)
+    except OSError:
+        return None
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def no_respawn(s, nstarted, what):
+    log = s.log()
+    check(not re.search(r"exited unexpectedly|respawning|killed by signal", log),
+          f"{what}: a worker died: {tail(log)}")
+    n = len(STARTED_RE.findall(log))
+    check(n == nstarted, f"{what}: {n} \"worker N started\" lines, expected {nstarted}")
+
+
+@case
+def emfile_flood(ctx):
+    """
+    RLIMIT_NOFILE 64 for the server (worker_connections = 1000), 300 clients
+    held open: each worker runs out of descriptors, logs the EMFILE pause,
+    and does not spin (< 0.3 s CPU in 1.5 s); a HUP reload still completes;
+    once the flood closes, a new client's record arrives.
+    """
+    path = ctx.path("events.jsonl")
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}],
+                        sinks=[{"name": "events", "path": path}],
+                        extra="worker_connections = 1000;", level="info")
+    s.start(rlimit=(64, 64))
+    pids = s.wait_workers(2)
+    for pid in [s.master] + pids:
+        check(nofile_of(pid) == (64, 64), f"pid {pid} has RLIMIT_NOFILE {nofile_of(pid)}, "
+              "expected (64, 64)")
+    m = s.mark()
+    flood = []
+    t0 = time.monotonic()
+    for _ in range(300):
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ctx.socks.append(c)
+        flood.append(c)
+        c.setblocking(False)
+        c.connect_ex(s.addr)
+    for pid in pids:
+        s.wait_for_log(rf"ingestd\[{pid}\]: .*listener l0: accept: Too many open files; "
+                       r"pausing for 100 ms", since=m, timeout=5)
+    time.sleep(0.2)
+    fds = {p: fd_count(p) for p in pids}
+    before = {p: cpu_seconds(p) for p in pids}
+    time.sleep(1.5)
+    used = {p: cpu_seconds(p) - before[p] for p in pids}
+    note = "worker CPU in 1.5 s at EMFILE: " + ", ".join(
+        f"{p}: {u:.2f} s ({fds[p]} fds)" for p, u in used.items())
+    for p, u in used.items():
+        check(u < 0.3, f"worker {p} used {u:.2f} s of CPU in 1.5 s while out of descriptors "
+              f"(a busy loop?); {note}")
+    print(f"# emfile_flood: {note}", file=sys.stderr, flush=True)
+    took = time.monotonic() - t0
+    for p in pids:
+        rows = s.grep(rf"(\S+) ingestd\[{p}\]: .*accept: Too many open files; pausing for 100 ms"
+                      r"(?: \((\d+) similar messages suppressed\))?", since=m)
+        secs = [int(log_time(r[1])) for r in rows]
+        check(len(set(secs)) == len(secs) and len(secs) <= took + 2,
+              f"worker {p}: {len(secs)} EMFILE log lines in {took:.1f} s, expected at most one "
+              "a second")
+        tries = len(rows) + sum(int(r[2] or 0) for r in rows)
+        check(tries <= 12 * (took + 1), f"worker {p} ran out of descriptors {tries} times in "
+              f"{took:.1f} s, expected at most one every 100 ms")
+    no_respawn(s, 2, "at EMFILE")
+    # A reload while the flood is held.
+    m2 = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_for_log(r"reload: generation 2 accepting", since=m2, timeout=10)
+    check(alive(s.master), "the master is gone after the reload")
+    held = time.monotonic() - t0
+    if held < 2:
+        time.sleep(2 - held)
+    for c in flood:
+        c.close()
+    # The old generation drains (shutdown_timeout = 2); the new one takes new clients.
+    wait_until(lambda: not [p for p in pids if alive(p)], 6)
+    t = token()
+    c = ctx.connect(s.addr, timeout=5)
+    c.sendall(f"after the flood {t}\n".encode())
+    wait_events(path, has_msgs(f"after the flood {t}"), timeout=10,
+                what="the record of a client after the flood")
+    c.close()
+    s.stop()
+
+
+class Abuser(threading.Thread):
+    """
+    Runs fn(self) in a thread, bounded by its own counts and max_seconds;
+    keeps the first exception (or Failure) for finish().
+    """
+
+    def __init__(self, fn, max_seconds=10):
+        super().__init__(daemon=True)
+        self.fn, self.max_seconds = fn, max_seconds
+        self.deadline = time.monotonic() + max_seconds
+        self.error, self.peers, self.info = None, [], {}
+
+    def run(self):
+        self.deadline = time.monotonic() + self.max_seconds
+        try:
+            self.fn(self)
+        except Exception as e:      # noqa: BLE001 - reported by finish()
+            self.error = e
+
+    def finish(self, what):
+        self.join(self.max_seconds + 5)
+        check(not self.is_alive(), f"{what}: the client thread did not stop")
+        if isinstance(self.error, Failure):
+            raise self.error
+        check(self.error is None, f"{what}: {type(self.error).__name__}: {self.error}")
+
+
+@case
+def garbage_clients(ctx):
+    """
+    For ~3 s: random bytes and a 20 MB record without LF on a listener with
+    max_record = 1024, absurd octet counts on an octet-counted listener (each
+    connection closed), and a well-behaved client's 1000 records meanwhile:
+    no worker dies, each stays under 40 MB RSS, the endless record is one
+    truncated 1024-byte event, and every good record arrives once.
+    """
+    path = ctx.path("events.jsonl")
+    p_oc = free_port()
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "framing": "auto",
+                               "max_record": 1024},
+                              {"listen": f"{LOCAL4}:{p_oc}", "framing": "octet-counted"}],
+                        sinks=[{"name": "events", "path": path}], level="info")
+    s.start()
+    pids = sorted(s.wait_workers(2))
+    master = s.master
+    t = token()
+
+    def random_bytes(a):
+        sock, sent = None, 0
+        for _ in range(48):                             # 48 x 64 KiB, reconnecting when closed
+            if time.monotonic() > a.deadline or a.info.get("reconnects", 0) > 50:
+                break
+            try:
+                if sock is None:
+                    sock = socket.create_connection(s.addr, timeout=5)
+                    a.peers.append(peer_of(sock))
+                sock.sendall(os.urandom(65536))
+                sent += 65536
+            except OSError:
+                if sock:
+                    sock.close()
+                sock = None
+                a.info["reconnects"] = a.info.get("reconnects", 0) + 1
+            time.sleep(0.05)
+        if sock:
+            sock.close()
+        a.info["sent"] = sent
+
+    def endless(a):
+        with socket.create_connection(s.addr, timeout=5) as sock:
+            a.peers.append(peer_of(sock))
+            chunk, sent = b"A" * 65536, 0
+            for _ in range(320):                        # 20 MiB, no LF
+                if time.monotonic() > a.deadline:
+                    break
+                sock.sendall(chunk)
+                sent += len(chunk)
+                time.sleep(0.008)
+            a.info["sent"] = sent
+            sock.shutdown(socket.SHUT_WR)
+            a.info["state"] = peer_state(sock)
+
+    def bad_counts(a):
+        states = collections.Counter()
+        for _ in range(5):
+            for data in (b"99999999999 <13>x", b"0 x", b"-1 x", b"12x <13>"):
+                if time.monotonic() > a.deadline:
+                    break
+                with socket.create_connection((LOCAL4, p_oc), timeout=5) as sock:
+                    a.peers.append(peer_of(sock))
+                    try:
+                        sock.sendall(data)
+                    except OSError:
+                        pass
+                    st = wait_closed(sock, 3)
+                    states[st] += 1
+                    check(st in ("eof", "reset"), f"after {data!r} on the octet-counted "
+                          f"listener the client sees {st}, expected EOF or a reset")
+            time.sleep(0.3)
+        a.info["states"] = dict(states)
+
+    def good(a):
+        with socket.create_connection(s.addr, timeout=5) as sock:
+            a.peers.append(peer_of(sock))
+            for b in range(50):                         # 50 x 20 records
+                sock.sendall("".join(f"c=0 s={b * 20 + i} a good client among garbage {t}\n"
+                                     for i in range(20)).encode())
+                time.sleep(0.05)
+            sock.shutdown(socket.SHUT_WR)
+            a.info["state"] = wait_closed(sock, 5)
+
+    abusers = {name: Abuser(fn) for name, fn in
+               (("random", random_bytes), ("endless", endless), ("bad counts", bad_counts),
+                ("good", good))}
+    for a in abusers.values():
+        a.start()
+    peak = {p: 0 for p in pids}
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 4 and any(a.is_alive() for a in abusers.values()):
+        for p in pids:
+            peak[p] = max(peak[p], vm_rss_kb(p) or 0)
+        time.sleep(0.2)
+    for name, a in abusers.items():
+        a.finish(name)
+    for p in pids:
+        peak[p] = max(peak[p], vm_rss_kb(p) or 0)
+    note = ("worker VmRSS peaks: " + ", ".join(f"{p}: {k / 1024:.1f} MB" for p, k in peak.items())
+                + f"; random sent {abusers['random'].info.get('sent')} bytes on "
+                f"{len(abusers['random'].peers)} connections, endless "
+                f"{abusers['endless'].info.get('sent')} bytes, bad counts "
+                f"{abusers['bad counts'].info.get('states')}")
+    print(f"# garbage_clients: {note}", file=sys.stderr, flush=True)
+    for p, k in peak.items():
+        check(k < 40 * 1024, f"worker {p} reached {k / 1024:.1f} MB VmRSS; {note}")
+    check(s.master == master and alive(master), "the master is gone")
+    check(sorted(s.workers()) == pids, f"workers {s.workers()} after the abuse, expected {pids}")
+    no_respawn(s, 2, "after the garbage")
+    s.wait_for_log(r"closing: octet count", timeout=2)
+
+    good_peer = abusers["good"].peers[0]
+    events = wait_events(path, lambda evs: sum(e["peer"] == good_peer for e in evs) >= 1000,
+                         timeout=15, what="the good client's 1000 records")
+    check_once([e for e in events if e["peer"] == good_peer], {(0, q) for q in range(1000)},
+               "the good client")
+    endless_peer = abusers["endless"].peers[0]
+    cut = [e for e in events if e["peer"] == endless_peer]
+    check(len(cut) == 1 and all(e.get("truncated") is True and e.get("msg") == "A" * 1024
+                                for e in cut),
+          f"the 20 MB record without LF gave {len(cut)} events "
+          f"{[(e.get('truncated'), len(e.get('msg', ''))) for e in cut[:3]]}, expected one "
+          "truncated event of 1024 bytes")
+    bad = set(abusers["bad counts"].peers)
+    check(not [e for e in events if e["peer"] in bad],
+          "a connection with an absurd octet count produced an event")
+    s.stop()
+    read_events(path)           # the whole file: valid UTF-8, JSON lines
 
 
 # ------------------------------------------------------------------- runner
