@@ -278,14 +278,3 @@ lsn_close_all(int unlink_paths)
 		free_sock(ls, unlink_paths);
 	}
 }
-
-int
-lsn_count_fds(void)
-{
-	int n = 0;
-
-	for (struct lsock *ls = socks; ls; ls = ls->next)
-		for (int i = 0; i < ls->nfds; i++)
-			n += ls->fds[i] != -1;
-	return n;
-}

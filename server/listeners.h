@@ -17,6 +17,5 @@ int	 lsn_fd(const struct listener_cfg *, int worker_id);
 void	 lsn_retire(const struct config *const *live, int nlive, int nworkers_live);
 void	 lsn_close_others(const int *keep, int nkeep);
 void	 lsn_close_all(int unlink_paths);
-int	 lsn_count_fds(void);
 
 #endif

@@ -125,8 +125,6 @@ reload(void)
 		reload_pending = 1;
 		return;
 	}
-	log_notice("reload: reading %s", srv.opt.config_path ? srv.opt.config_path :
-	    access(CFG_DEFAULT_PATH, F_OK) == 0 ? CFG_DEFAULT_PATH : CFG_EMBEDDED_NAME);
 	if ((cf = master_load_config(&srv.opt, err, sizeof(err))) == NULL) {
 		log_error("reload failed: %s; generation %u keeps running", err, srv.serving_gen);
 		return;
@@ -145,7 +143,8 @@ reload(void)
 	srv.gen++;
 	srv.nworkers = cf->workers;
 	srv.reload_started_ms = clock_ms();
-	log_notice("reload: starting generation %u with %d workers", srv.gen, srv.nworkers);
+	log_notice("reload: starting generation %u with %d workers (config %s)", srv.gen,
+	    srv.nworkers, cf->path);
 	sup_start(srv.gen, srv.nworkers);
 }
 

@@ -313,12 +313,6 @@ sink_dropped(int idx)
 	    "(%llu so far)", wrk.name, s->cf->name, (unsigned long long)s->st.dropped);
 }
 
-int
-sink_blocked(void)
-{
-	return nblocked > 0;
-}
-
 /* SIGUSR1: the next batch opens the file by name again. */
 void
 sink_reopen_all(void)

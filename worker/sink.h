@@ -32,7 +32,6 @@ int		 sink_open_all(const struct config *);
 struct obuf	*sink_reserve(int idx, size_t need);
 void		 sink_commit(int idx);
 void		 sink_dropped(int idx);
-int		 sink_blocked(void);
 void		 sink_reopen_all(void);
 void		 sink_close_all(long deadline_ms);
 const struct sink_stats *sink_stats(int idx);
