@@ -12,8 +12,10 @@
 #include <string.h>
 #include <sys/time.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 enum log_target { TARGET_STDERR, TARGET_SYSLOG, TARGET_FILE };
@@ -28,31 +30,6 @@ static struct {
 
 static const char *const level_names[] = { "error", "warning", "notice", "info", "debug" };
 static const int syslog_prio[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG };
-
-int
-log_level_parse(const char *name)
-{
-	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
-		if (strcmp(name, level_names[i]) == 0)
-			return (int)i;
-	return -1;
-}
-
-const char *
-log_level_name(int level)
-{
-	return level_names[level];
-}
-
-void
-log_set_ident(const char *ident)
-{
-	snprintf(lg.ident, sizeof(lg.ident), "%s", ident);
-	if (lg.target == TARGET_SYSLOG) {
-		closelog();
-		openlog(lg.ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
-	}
-}
 
 void
 log_init_stderr(void)
@@ -179,20 +156,23 @@ LOGFN(log_info, LOG_LVL_INFO, 0)
 LOGFN(log_debug, LOG_LVL_DEBUG, 0)
 
 /*
- * Log at most one line per second through this limiter; the next line that
- * gets through says how many were suppressed in between.
+ * Log at most one line a second through this limiter (a rolling second on
+ * the monotonic clock, not a calendar second: time(2) reads a coarse clock
+ * that lags the lines' timestamps, so two lines 100 ms apart could show the
+ * same second).  The next line that gets through says how many were
+ * suppressed in between.
  */
 void
 log_limited(struct log_limit *ll, int level, const char *fmt, ...)
 {
-	time_t now = time(NULL);
+	long now = clock_ms();
 	char msg[2048];
 	size_t n;
 	va_list ap;
 
 	if (level > lg.level)
 		return;
-	if (now == ll->last) {
+	if (ll->last_ms != 0 && now - ll->last_ms < 1000) {
 		ll->suppressed++;
 		return;
 	}
@@ -202,7 +182,7 @@ log_limited(struct log_limit *ll, int level, const char *fmt, ...)
 	n = strlen(msg);
 	if (ll->suppressed && n < sizeof(msg))
 		snprintf(msg + n, sizeof(msg) - n, " (%u similar messages suppressed)", ll->suppressed);
-	ll->last = now;
+	ll->last_ms = now;
 	ll->suppressed = 0;
 	emit(level, msg);
 }

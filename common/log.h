@@ -9,23 +9,18 @@
 #define INGESTD_LOG_H
 
 #include <stdarg.h>
-#include <time.h>
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
-/* Rate limiter: at most one line per period; counts what it suppressed. */
+/* Rate limiter: at most one line a second; counts what it suppressed. */
 struct log_limit {
-	time_t	 last;
+	long	 last_ms;	/* monotonic time of the last line, 0 before any */
 	unsigned suppressed;
 };
-
-int	 log_level_parse(const char *name);
-const char *log_level_name(int level);
 
 void	 log_init_stderr(void);
 int	 log_open(const char *target, int level);	/* "stderr", "syslog" or a path */
 int	 log_reopen(void);
-void	 log_set_ident(const char *ident);
 
 void	 log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	 log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
