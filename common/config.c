@@ -86,6 +86,18 @@ const struct cfg_setting cfg_settings[] = {
 	  "A record that has begun must be complete within this many seconds, however "
 	  "its bytes trickle in, or the connection is closed; 0: no limit. This stops "
 	  "slowloris clients, which keep connections open by sending a byte now and then." },
+	{ "max_connections", CS_LISTENER, CT_INT, "0", 0, 10000000, NULL, 1, L(max_connections),
+	  "Most connections open on this listener in the whole server, counted across "
+	  "all workers and generations; one more is closed as soon as it is accepted. "
+	  "0: no cap beyond worker_connections per worker." },
+	{ "max_connections_per_ip", CS_LISTENER, CT_INT, "0", 0, 10000000, NULL, 1,
+	  L(max_connections_per_ip),
+	  "Most connections open on this listener from one client: one IPv4 address, "
+	  "or one IPv6 prefix of ipv6_prefix bits. One more is closed as soon as it is "
+	  "accepted. 0: no cap." },
+	{ "ipv6_prefix", CS_LISTENER, CT_INT, "64", 1, 128, NULL, 1, L(ipv6_prefix),
+	  "Length of the IPv6 prefix that max_connections_per_ip counts as one client: "
+	  "a host usually holds a whole /64, so counting single addresses would not cap it." },
 	{ "allow", CS_LISTENER, CT_NAMES, "", 0, 0, NULL, 1, L(allow),
 	  "IPv4 and IPv6 addresses or CIDR blocks, e.g. [ \"10.0.0.0/8\", \"::1\" ], that "
 	  "may connect; empty: every address not denied. Does not apply to unix sockets." },

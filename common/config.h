@@ -73,6 +73,9 @@ struct listener_cfg {
 	int		 nsink_idx;
 	long		 idle_timeout_ms;
 	long		 record_timeout_ms;
+	int		 max_connections;
+	int		 max_connections_per_ip;
+	int		 ipv6_prefix;
 	struct cfg_names allow, deny;
 	struct cidr	*allow_v, *deny_v;		/* resolved from allow, deny */
 	int		 nallow, ndeny;

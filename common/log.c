@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,25 +166,26 @@ LOGFN(log_debug, LOG_LVL_DEBUG, 0)
 void
 log_limited(struct log_limit *ll, int level, const char *fmt, ...)
 {
-	long now = clock_ms();
+	long now = clock_ms(), last = atomic_load(&ll->last_ms);
+	unsigned suppressed;
 	char msg[2048];
 	size_t n;
 	va_list ap;
 
 	if (level > lg.level)
 		return;
-	if (ll->last_ms != 0 && now - ll->last_ms < 1000) {
-		ll->suppressed++;
+	if ((last != 0 && now - last < 1000) ||
+	    !atomic_compare_exchange_strong(&ll->last_ms, &last, now)) {
+		atomic_fetch_add(&ll->suppressed, 1);
 		return;
 	}
+	suppressed = atomic_exchange(&ll->suppressed, 0);
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	n = strlen(msg);
-	if (ll->suppressed && n < sizeof(msg))
-		snprintf(msg + n, sizeof(msg) - n, " (%u similar messages suppressed)", ll->suppressed);
-	ll->last_ms = now;
-	ll->suppressed = 0;
+	if (suppressed && n < sizeof(msg))
+		snprintf(msg + n, sizeof(msg) - n, " (%u similar messages suppressed)", suppressed);
 	emit(level, msg);
 }
 

@@ -12,10 +12,13 @@
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
-/* Rate limiter: at most one line a second; counts what it suppressed. */
+/*
+ * Rate limiter: at most one line a second; counts what it suppressed.  Its
+ * fields are atomic, so one limiter in shared memory serves all processes.
+ */
 struct log_limit {
-	long	 last_ms;	/* monotonic time of the last line, 0 before any */
-	unsigned suppressed;
+	_Atomic long	 last_ms;	/* monotonic time of the last line, 0 before any */
+	_Atomic unsigned suppressed;
 };
 
 void	 log_init_stderr(void);

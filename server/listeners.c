@@ -18,6 +18,7 @@ struct lsock {
 	char		*text;
 	int		 mode;
 	int		 backlog;
+	int		 id;		/* in the connection table; unique among live sockets */
 	int		 fresh;		/* bound by the lsn_open() in progress */
 	int		 nfds;
 	int		 fds[CFG_MAX_WORKERS];
@@ -110,6 +111,20 @@ free_sock(struct lsock *ls, int unlink_path)
 	free(ls);
 }
 
+/* The lowest id no live socket uses (at most 2 x CFG_MAX_LISTENERS sockets live). */
+static int
+free_id(void)
+{
+	for (int id = 0;; id++) {
+		struct lsock *ls = socks;
+
+		while (ls && ls->id != id)
+			ls = ls->next;
+		if (ls == NULL)
+			return id;
+	}
+}
+
 static struct lsock *
 new_sock(const struct listener_cfg *l)
 {
@@ -117,6 +132,7 @@ new_sock(const struct listener_cfg *l)
 
 	if (ls == NULL || (ls->text = strdup(l->listen.text)) == NULL)
 		fatal("calloc");
+	ls->id = free_id();
 	ls->addr = l->listen.addr;
 	ls->mode = l->accept_mode;
 	ls->backlog = l->backlog;
@@ -199,6 +215,15 @@ lsn_open(const struct config *cf, int nworkers)
 		update_backlog(ls, l->backlog);
 	}
 	return 0;
+}
+
+/* The listener's id in the connection table. */
+int
+lsn_id(const struct listener_cfg *l)
+{
+	struct lsock *ls = find(&l->listen.addr, l->accept_mode);
+
+	return ls ? ls->id : -1;
 }
 
 int

@@ -14,6 +14,7 @@
 
 int	 lsn_open(const struct config *, int nworkers);
 int	 lsn_fd(const struct listener_cfg *, int worker_id);
+int	 lsn_id(const struct listener_cfg *);
 void	 lsn_retire(const struct config *const *live, int nlive, int nworkers_live);
 void	 lsn_close_others(const int *keep, int nkeep);
 void	 lsn_close_all(int unlink_paths);

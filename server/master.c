@@ -16,6 +16,7 @@
 
 #include "channel.h"
 #include "clock.h"
+#include "conntab.h"
 #include "daemon.h"
 #include "listeners.h"
 #include "log.h"
@@ -332,6 +333,9 @@ master_run(struct config *cf, const struct options *opt)
 	if (geteuid() != 0 && (cf->user[0] || cf->group[0]))
 		log_warnx("user and group apply only when ingestd starts as root; ignored");
 	raise_nofile(cf);
+	/* Sized once: room for every connection of two generations, twice over. */
+	if (ct_init(4UL * cf->workers * cf->worker_connections) == -1)
+		return 1;
 	if (pidfile_acquire(master_pid_path(opt, cf)) == -1)
 		return 1;
 	if (lsn_open(cf, cf->workers) == -1) {

@@ -20,6 +20,7 @@
 #include "backoff.h"
 #include "channel.h"
 #include "clock.h"
+#include "conntab.h"
 #include "daemon.h"
 #include "listeners.h"
 #include "log.h"
@@ -27,6 +28,8 @@
 #include "pidfile.h"
 #include "supervise.h"
 #include "worker.h"
+
+_Static_assert(SLOT_MAX <= CT_MAX_OWNERS, "a slot index is a conntab owner");
 
 static void	on_respawn(evutil_socket_t, short, void *);
 
@@ -92,7 +95,7 @@ on_channel(evutil_socket_t fd, short what, void *arg)
 
 /* The child's half of fork: forget the master, become a worker. */
 static void __attribute__((noreturn))
-become_worker(struct slot *me, int chan, const int *fds, const sigset_t *mask)
+become_worker(const struct worker_start *ws, const sigset_t *mask)
 {
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
@@ -100,23 +103,27 @@ become_worker(struct slot *me, int chan, const int *fds, const sigset_t *mask)
 	for (int i = 0; i < SLOT_MAX; i++)
 		if (srv.slots.s[i].chan != -1)
 			close(srv.slots.s[i].chan);
-	lsn_close_others(fds, me->cf->nlisteners);
+	lsn_close_others(ws->fds, ws->cf->nlisteners);
 	pidfile_close_in_child();
 	daemon_close_in_child();
 	sigprocmask(SIG_SETMASK, mask, NULL);
-	worker_main(me->cf, me->gen, me->id, chan, fds);
+	worker_main(ws);
 }
 
 static int
 spawn(struct slot *s)
 {
-	int fds[CFG_MAX_LISTENERS], sv[2];
+	struct worker_start ws = { .cf = s->cf, .gen = s->gen, .id = s->id,
+	    .owner = (int)(s - srv.slots.s) };
+	int sv[2];
 	sigset_t all, old;
 	pid_t pid;
 
-	for (int i = 0; i < s->cf->nlisteners; i++)
-		if ((fds[i] = lsn_fd(&s->cf->listeners[i], s->id)) == -1)
+	for (int i = 0; i < s->cf->nlisteners; i++) {
+		if ((ws.fds[i] = lsn_fd(&s->cf->listeners[i], s->id)) == -1)
 			return -1;
+		ws.lsn_ids[i] = lsn_id(&s->cf->listeners[i]);
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
 		log_warn("worker %d: socketpair", s->id);
 		return -1;
@@ -126,7 +133,8 @@ spawn(struct slot *s)
 	sigprocmask(SIG_BLOCK, &all, &old);
 	if ((pid = fork()) == 0) {
 		close(sv[0]);
-		become_worker(s, sv[1], fds, &old);
+		ws.chan = sv[1];
+		become_worker(&ws, &old);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
@@ -322,6 +330,7 @@ worker_exited(struct slot *s, int status)
 
 	describe_exit(status, how, sizeof(how));
 	close_channel(s);
+	ct_forget_owner((int)(s - srv.slots.s));
 	s->pid = 0;
 	if (s->state == SLOT_DRAINING || srv.state != MASTER_RUNNING) {
 		log_info("worker %d (pid %ld, generation %u) %s", s->id, pid, s->gen, how);

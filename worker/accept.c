@@ -6,8 +6,12 @@
  * and when the process runs out of descriptors (EMFILE/ENFILE): then the
  * reserve descriptor is given up to accept and close the connection at the
  * head of the queue, so that its client is told at once instead of hanging,
- * and accepting resumes after ACCEPT_PAUSE_MS.  Nothing spins.  A peer
- * that the listener's allow/deny lists refuse is closed before any read.
+ * and accepting resumes after ACCEPT_PAUSE_MS.  Nothing spins.
+ *
+ * A peer that the listener's allow/deny lists refuse, or one more than
+ * max_connections or max_connections_per_ip allow (counted across all
+ * workers in conntab), is closed before any read, counted by reason, and
+ * logged at most once a second per reason for the whole server.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -21,6 +25,7 @@
 #include "accept.h"
 #include "addr.h"
 #include "conn.h"
+#include "conntab.h"
 #include "log.h"
 #include "worker.h"
 
@@ -28,8 +33,10 @@
 
 struct acceptor {
 	int			 fd;
+	int			 lsn_id;	/* in conntab */
 	struct event		*ev;
 	const struct listener_cfg *l;
+	struct ct_limits	 limits;
 };
 
 static struct acceptor	 acc[CFG_MAX_LISTENERS];
@@ -37,8 +44,8 @@ static int		 nacc;
 static int		 paused;
 static int		 reserve_fd = -1;
 static struct event	*resume_timer;
-static struct log_limit	 emfile_limit, full_limit, acl_limit;
-static uint64_t		 refused_acl;
+static struct log_limit	 emfile_limit, full_limit;
+static uint64_t		 refused[CT_NREASONS];
 
 static int
 listed(const struct cidr *v, int n, const struct sockaddr *sa)
@@ -61,20 +68,40 @@ permitted(const struct listener_cfg *l, const struct sockaddr *sa)
 }
 
 static void
-refuse(int fd, const struct acceptor *a, const struct sockaddr *sa, socklen_t len)
+refuse(int fd, const struct acceptor *a, const struct sockaddr *sa, socklen_t len,
+    enum ct_refusal why)
 {
 	char peer[ADDR_STRLEN];
 
 	close(fd);
-	refused_acl++;
-	log_limited(&acl_limit, LOG_LVL_NOTICE, "%s: listener %s: refused %s (allow/deny)", wrk.name,
-	    a->l->name, addr_format(sa, len, peer, sizeof(peer)));
+	refused[why]++;
+	log_limited(ct_log_limit(why), LOG_LVL_NOTICE, "%s: listener %s: refused %s: %s",
+	    wrk.name, a->l->name, addr_format(sa, len, peer, sizeof(peer)), ct_reason_name(why));
 }
 
+/* Connections this worker refused for a reason (enum ct_refusal). */
 uint64_t
-acc_refused_acl(void)
+acc_refused(enum ct_refusal why)
 {
-	return refused_acl;
+	return refused[why];
+}
+
+/* Let a new connection in, or close it with the reason. */
+static void
+admit(struct acceptor *a, int fd, const struct sockaddr *sa, socklen_t len)
+{
+	struct ct_ticket t;
+	enum ct_refusal why;
+
+	if (!permitted(a->l, sa)) {
+		refuse(fd, a, sa, len, CT_REFUSE_ACL);
+		return;
+	}
+	if ((why = ct_acquire(a->lsn_id, wrk.owner, sa, &a->limits, &t)) != CT_ADMIT) {
+		refuse(fd, a, sa, len, why);
+		return;
+	}
+	conn_new(fd, a->l, sa, len, &t);
 }
 
 static void
@@ -170,28 +197,31 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 				return;
 			continue;
 		}
-		if (!permitted(a->l, (struct sockaddr *)&ss))
-			refuse(fd, a, (struct sockaddr *)&ss, len);
-		else
-			conn_new(fd, a->l, (struct sockaddr *)&ss, len);
+		admit(a, fd, (struct sockaddr *)&ss, len);
 	}
 }
 
 int
-acc_init(const struct config *cf, const int *fds)
+acc_init(const struct worker_start *ws)
 {
 	if ((reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) == -1) {
 		log_warn("%s: /dev/null", wrk.name);
 		return -1;
 	}
 	resume_timer = evtimer_new(wrk.base, on_resume, NULL);
-	nacc = cf->nlisteners;
+	nacc = ws->cf->nlisteners;
 	for (int i = 0; i < nacc; i++) {
-		acc[i].fd = fds[i];
-		acc[i].l = &cf->listeners[i];
-		acc[i].ev = event_new(wrk.base, fds[i], EV_READ | EV_PERSIST, on_accept, &acc[i]);
-		if (acc[i].ev == NULL || event_add(acc[i].ev, NULL) == -1) {
-			log_warnx("%s: listener %s: cannot watch the socket", wrk.name, acc[i].l->name);
+		struct acceptor *a = &acc[i];
+
+		a->fd = ws->fds[i];
+		a->lsn_id = ws->lsn_ids[i];
+		a->l = &ws->cf->listeners[i];
+		a->limits.max_total = a->l->max_connections;
+		a->limits.max_per_ip = a->l->max_connections_per_ip;
+		a->limits.prefix6 = a->l->ipv6_prefix;
+		a->ev = event_new(wrk.base, a->fd, EV_READ | EV_PERSIST, on_accept, a);
+		if (a->ev == NULL || event_add(a->ev, NULL) == -1) {
+			log_warnx("%s: listener %s: cannot watch the socket", wrk.name, a->l->name);
 			return -1;
 		}
 	}

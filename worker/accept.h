@@ -6,11 +6,12 @@
 
 #include <stdint.h>
 
-#include "config.h"
+#include "conntab.h"
+#include "worker.h"
 
-int	 acc_init(const struct config *, const int *fds);
+int	 acc_init(const struct worker_start *);
 void	 acc_resume(void);
 void	 acc_close(int take_queued);
-uint64_t acc_refused_acl(void);
+uint64_t acc_refused(enum ct_refusal);
 
 #endif

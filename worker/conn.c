@@ -44,6 +44,7 @@ struct conn {
 	struct event		 rec_ev;	/* record_timeout, while a record is open */
 	const struct timeval	*idle_tv, *rec_tv;	/* common timeouts, or NULL */
 	const struct listener_cfg *l;
+	struct ct_ticket	 ticket;	/* its place in conntab, given back on close */
 	struct framer		 fr;
 	uint64_t		 bytes;
 	uint64_t		 records;
@@ -110,6 +111,7 @@ conn_close(struct conn *c, const char *reason)
 	event_del(&c->idle_ev);
 	event_del(&c->rec_ev);
 	close(c->fd);
+	ct_release(wrk.owner, &c->ticket);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -247,13 +249,18 @@ on_record_timeout(evutil_socket_t fd, short what, void *arg)
 	    &record_limit);
 }
 
-/* Pre-encode what every event of this connection carries. */
+/* The peer's name, and what every event of this connection carries. */
 static int
-make_prefix(struct conn *c)
+make_prefix(struct conn *c, const struct sockaddr *sa, socklen_t len)
 {
-	size_t nl = strlen(c->l->name), np = strlen(c->peer);
+	size_t nl = strlen(c->l->name), np;
 	struct obuf o;
 
+	if (sa->sa_family == AF_UNIX)
+		snprintf(c->peer, sizeof(c->peer), "unix");
+	else
+		addr_format(sa, len, c->peer, sizeof(c->peer));
+	np = strlen(c->peer);
 	o.cap = JSON_STRING_MAX(np) + JSON_STRING_MAX(nl) + 32;
 	o.len = 0;
 	if ((o.p = malloc(o.cap)) == NULL)
@@ -270,27 +277,26 @@ make_prefix(struct conn *c)
 }
 
 int
-conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, socklen_t len)
+conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, socklen_t len,
+    const struct ct_ticket *t)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
+	if (c != NULL) {
+		c->l = l;
+		if (make_prefix(c, sa, len) == -1) {
+			free(c);
+			c = NULL;
+		}
+	}
 	if (c == NULL) {
 		log_warn("%s: %s: out of memory for a connection", wrk.name, l->name);
 		close(fd);
+		ct_release(wrk.owner, t);
 		return -1;
 	}
 	c->fd = fd;
-	c->l = l;
-	if (sa->sa_family == AF_UNIX)
-		snprintf(c->peer, sizeof(c->peer), "unix");
-	else
-		addr_format(sa, len, c->peer, sizeof(c->peer));
-	if (make_prefix(c) == -1) {
-		log_warn("%s: %s: out of memory for a connection", wrk.name, l->name);
-		close(fd);
-		free(c);
-		return -1;
-	}
+	c->ticket = *t;
 	frame_init(&c->fr, (enum frame_mode)l->framing, l->max_record);
 	event_assign(&c->ev, wrk.base, fd, EV_READ | EV_PERSIST, on_read, c);
 	evtimer_assign(&c->idle_ev, wrk.base, on_idle, c);

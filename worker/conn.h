@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "conntab.h"
 
 struct conn_totals {
 	uint64_t	accepted;
@@ -22,7 +23,8 @@ struct conn_totals {
 };
 
 void	 conn_init(void);
-int	 conn_new(int fd, const struct listener_cfg *, const struct sockaddr *, socklen_t);
+int	 conn_new(int fd, const struct listener_cfg *, const struct sockaddr *, socklen_t,
+	    const struct ct_ticket *);
 int	 conn_count(void);
 void	 conn_set_reading(int on);
 void	 conn_close_all(const char *reason);

@@ -223,9 +223,14 @@ cleanup(void)
 	    (unsigned long long)r->records, (unsigned long long)r->truncated,
 	    (unsigned long long)r->parse_errors, (unsigned long long)r->parse_dropped);
 	log_info("%s: closed %llu connections for idle_timeout, %llu for record_timeout, %llu for "
-	    "framing errors; refused %llu by allow/deny", wrk.name,
-	    (unsigned long long)t->idle_timeouts, (unsigned long long)t->record_timeouts,
-	    (unsigned long long)t->framing_errors, (unsigned long long)acc_refused_acl());
+	    "framing errors", wrk.name, (unsigned long long)t->idle_timeouts,
+	    (unsigned long long)t->record_timeouts, (unsigned long long)t->framing_errors);
+	log_info("%s: refused %llu connections by allow/deny, %llu by max_connections, %llu by "
+	    "max_connections_per_ip, %llu with the connection table full", wrk.name,
+	    (unsigned long long)acc_refused(CT_REFUSE_ACL),
+	    (unsigned long long)acc_refused(CT_REFUSE_MAX),
+	    (unsigned long long)acc_refused(CT_REFUSE_PER_IP),
+	    (unsigned long long)acc_refused(CT_REFUSE_FULL));
 	for (int i = 0; i < wrk.cf->nsinks; i++) {
 		const struct sink_stats *st = sink_stats(i);
 
@@ -245,16 +250,17 @@ cleanup(void)
 }
 
 void
-worker_main(const struct config *cf, unsigned gen, int id, int chan, const int *fds)
+worker_main(const struct worker_start *ws)
 {
 	char ready = CHAN_READY;
 
-	wrk.cf = cf;
-	wrk.gen = gen;
-	wrk.id = id;
-	snprintf(wrk.name, sizeof(wrk.name), "worker %d (generation %u)", id, gen);
-	chan_fd = chan;
-	drop_privileges(cf);
+	wrk.cf = ws->cf;
+	wrk.gen = ws->gen;
+	wrk.id = ws->id;
+	wrk.owner = ws->owner;
+	snprintf(wrk.name, sizeof(wrk.name), "worker %d (generation %u)", wrk.id, wrk.gen);
+	chan_fd = ws->chan;
+	drop_privileges(wrk.cf);
 	event_set_log_callback(libevent_log);
 	if ((wrk.base = event_base_new()) == NULL) {
 		log_error("%s: event_base_new failed", wrk.name);
@@ -262,13 +268,13 @@ worker_main(const struct config *cf, unsigned gen, int id, int chan, const int *
 	}
 	setup_signals();
 	conn_init();
-	sink_open_all(cf);
-	if (acc_init(cf, fds) == -1)
+	sink_open_all(wrk.cf);
+	if (acc_init(ws) == -1)
 		exit(EXIT_FATAL);
-	evutil_make_socket_nonblocking(chan);
-	chan_ev = event_new(wrk.base, chan, EV_READ | EV_PERSIST, on_channel, NULL);
+	evutil_make_socket_nonblocking(chan_fd);
+	chan_ev = event_new(wrk.base, chan_fd, EV_READ | EV_PERSIST, on_channel, NULL);
 	event_add(chan_ev, NULL);
-	if (write(chan, &ready, 1) != 1)
+	if (write(chan_fd, &ready, 1) != 1)
 		drain("the master is gone");
 	event_base_dispatch(wrk.base);
 	cleanup();

@@ -16,16 +16,27 @@ struct worker {
 	const struct config	*cf;
 	unsigned		 gen;
 	int			 id;
+	int			 owner;		/* its slot, owner of its counts in conntab */
 	int			 draining;
 	int			 stopping;	/* fast stop: give the sinks one second */
 	char			 name[48];	/* "worker 3 (generation 2)" for messages */
 	struct event_meta	 meta;		/* receive time of the current read */
 };
 
+/* What the master hands a new worker. */
+struct worker_start {
+	const struct config	*cf;
+	unsigned		 gen;
+	int			 id;
+	int			 owner;
+	int			 chan;				/* the master's channel */
+	int			 fds[CFG_MAX_LISTENERS];	/* socket per listener */
+	int			 lsn_ids[CFG_MAX_LISTENERS];	/* conntab id per listener */
+};
+
 extern struct worker wrk;
 
-void	 worker_main(const struct config *, unsigned gen, int id, int chan, const int *fds)
-	    __attribute__((noreturn));
+void	 worker_main(const struct worker_start *) __attribute__((noreturn));
 void	 worker_conn_closed(void);
 
 #endif

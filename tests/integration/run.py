@@ -2810,13 +2810,18 @@ def rfc3164_iso_timestamp(ctx):
 #
 # A listener's first defences: idle_timeout (a connection that sends nothing
 # is closed), record_timeout (a record that has begun must end in time, the
-# slowloris defence), and allow/deny (a refused peer is closed right after
-# accept, before any read).  Each worker says at exit how many connections
-# each of them closed; the cases count these and what the clients saw.
+# slowloris defence), allow/deny and the connection caps (a refused peer is
+# closed right after accept, before any read).  Each worker says at exit how
+# many connections each of them closed and refused; the cases count these
+# and what the clients saw.
 
 DEFENCE_EXIT_RE = re.compile(r"ingestd\[(\d+)\]: \w+: worker \d+ \(generation \d+\): closed (\d+) "
                              r"connections for idle_timeout, (\d+) for record_timeout, (\d+) for "
-                             r"framing errors; refused (\d+) by allow/deny")
+                             r"framing errors$", re.M)
+REFUSED_EXIT_RE = re.compile(r"ingestd\[(\d+)\]: \w+: worker \d+ \(generation \d+\): refused (\d+) "
+                             r"connections by allow/deny, (\d+) by max_connections, (\d+) by "
+                             r"max_connections_per_ip, (\d+) with the connection table full$", re.M)
+DEFENCE_NAMES = ("idle", "record", "framing", "acl", "max", "per_ip", "full")
 LORIS_SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 BLAST3164_EVENT_RE = re.compile(
     rb'\{"received_at":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z","peer":"127\.0\.0\.1:\d+",'
@@ -2853,18 +2858,25 @@ class SinkLines:
 
 
 def defence_counts(s, workers=None):
-    """The workers' "closed N connections for idle_timeout, ..." lines summed, as a dict."""
-    rows = [tuple(int(x) for x in m.groups()[1:]) for m in DEFENCE_EXIT_RE.finditer(s.log())]
+    """
+    The workers' exit lines "closed N connections for idle_timeout, ..." and
+    "refused N connections by allow/deny, ...", summed, as a dict.
+    """
+    log = s.log()
+    closed = {m[1]: [int(x) for x in m.groups()[1:]] for m in DEFENCE_EXIT_RE.finditer(log)}
+    refused = {m[1]: [int(x) for x in m.groups()[1:]] for m in REFUSED_EXIT_RE.finditer(log)}
     if workers is not None:
-        check(len(rows) == workers, f"{len(rows)} workers logged what their defences closed, "
-              f"expected {workers}; log ends: {tail(s.log())}")
-    sums = [sum(col) for col in zip(*rows)] if rows else [0] * 4
-    return dict(zip(("idle", "record", "framing", "refused"), sums))
+        check(len(closed) == workers and set(refused) == set(closed),
+              f"{len(closed)} workers logged what their defences closed and {len(refused)} what "
+              f"they refused, expected {workers}; log ends: {tail(log)}")
+    rows = [closed[pid] + refused.get(pid, [0] * 4) for pid in closed]
+    sums = [sum(col) for col in zip(*rows)] if rows else [0] * len(DEFENCE_NAMES)
+    return dict(zip(DEFENCE_NAMES, sums))
 
 
 def check_defences(s, workers, **expect):
     got = defence_counts(s, workers)
-    want = dict(dict(idle=0, record=0, framing=0, refused=0), **expect)
+    want = dict({name: 0 for name in DEFENCE_NAMES}, **expect)
     check(got == want, f"the workers' exit lines count {got}, expected {want}")
 
 
@@ -3269,10 +3281,10 @@ def allow_deny_ipv4(ctx):
     for who, c in ok.items():
         check(peer_state(c) == "open", f"the allowed client {who} is {peer_state(c)}")
         c.close()
-    # One notice a second per worker: a second refusal in the same worker and
+    # One notice a second for the whole server: the second refusal within the
     # second is suppressed, so wait for either; check_defences counts both.
-    s.wait_for_log(rf"listener l[01]: refused ({re.escape(denied_peer)}|127\.0\.0\.1:\d+) "
-                   r"\(allow/deny\)")
+    s.wait_for_log(rf"listener l[01]: refused ({re.escape(denied_peer)}|127\.0\.0\.1:\d+): "
+                   r"allow/deny")
     s.stop()
     got = {e.get("msg"): e["peer"] for e in read_events(path)}
     check(got == peers, f"the sink holds (msg: peer) {got}, expected {peers}")
@@ -3282,7 +3294,7 @@ def allow_deny_ipv4(ctx):
     accepted = sum(e["conns"] for e in s.exits())
     check(accepted == len(ok), f"the workers counted {accepted} connections, expected {len(ok)} "
           "(refused ones are not connections)")
-    check_defences(s, 2, refused=len(refused))
+    check_defences(s, 2, acl=len(refused))
     # Configuration errors, FILE:LINE: setting: "value": why.
     for i, key, value, why in ((0, "allow", "10.1.2.3/8", "host bits are set after the prefix length"),
                                (1, "deny", "127.0.0.1/33", "prefix length must be from 0 to 32"),
@@ -3332,12 +3344,12 @@ def allow_deny_ipv6(ctx):
             refused.append((i, c.getsockname()[1]))
         c.close()
     wait_events(path, has_msgs(*want), what="the event from ::1")
-    # One notice a second per worker: the first refusal is logged for sure.
-    s.wait_for_log(rf"listener l{refused[0][0]}: refused \[::1\]:{refused[0][1]} \(allow/deny\)")
+    # One notice a second: the first refusal is logged for sure.
+    s.wait_for_log(rf"listener l{refused[0][0]}: refused \[::1\]:{refused[0][1]}: allow/deny")
     s.stop()
     got = {e.get("msg"): (e["peer"], e["listener"]) for e in read_events(path)}
     check(got == want, f"the sink holds (msg: peer, listener) {got}, expected {want}")
-    check_defences(s, 2, refused=3)
+    check_defences(s, 2, acl=3)
     bad = ctx.server(name="bad", listeners=[{"listen": f"[{LOCAL6}]:{ports[0]}",
                                              "deny": ["::1/129"]}])
     rc, _, err = ctx.run(["-t", "-c", bad.conf])
@@ -3575,6 +3587,161 @@ def emfile_flood(ctx):
     wait_events(path, has_msgs(f"after the flood {t}"), timeout=10,
                 what="the record of a client after the flood")
     c.close()
+    s.stop()
+
+
+# ----------------------------------------------- defences: connection caps
+
+def flood(ctx, addr, sources, n):
+    """n connections to addr, from the source addresses in turn, held open (the cleanup closes them)."""
+    return [connect_from(ctx, sources[i % len(sources)], addr) for i in range(n)]
+
+
+def split_states(socks, settle=0.3):
+    """After settle seconds: (the sockets the server holds open, a Counter of how the others ended)."""
+    time.sleep(settle)
+    states = [peer_state(c) for c in socks]
+    return ([c for c, st in zip(socks, states) if st == "open"],
+            collections.Counter(st for st in states if st != "open"))
+
+
+def refusal_lines(s, reason, since=0):
+    """(lines logged, refusals they stand for) for one reason: suppressed ones count too."""
+    rows = s.grep(rf"(?m)refused \S+: {re.escape(reason)}(?: \((\d+) similar messages "
+                  r"suppressed\))?$", since)
+    return len(rows), len(rows) + sum(int(r[1] or 0) for r in rows)
+
+
+@case
+def max_connections_flood(ctx):
+    """
+    max_connections = 40 on a listener that 2 workers serve (reuseport, so
+    both accept): 100 connections from 4 addresses leave exactly 40 open,
+    shared by both workers, and the other 60 are closed at once, never read,
+    counted as max_connections, and logged in one line, whose suppressed
+    count the next line reports.  A closed connection makes room for exactly
+    one more, and a client of another listener is not affected.
+    """
+    path = ctx.path("events.jsonl")
+    other = free_port()
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "accept_mode": "reuseport",
+                               "max_connections": 40},
+                              {"listen": f"{LOCAL4}:{other}"}],
+                        sinks=[{"name": "events", "path": path}], level="info")
+    s.start()
+    pids = s.wait_workers(2)
+    socks = flood(ctx, s.addr, LORIS_SOURCES, 100)
+    for c in socks:
+        try:
+            c.sendall(b"<13>flood: never read when refused\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+    held, ended = split_states(socks)
+    check(len(held) == 40 and sum(ended.values()) == 60,
+          f"100 connections with max_connections = 40: {len(held)} open, {dict(ended)} closed")
+    owners = collections.Counter(accepted_by(held, s.port, pids))
+    check(None not in owners and set(owners) <= set(pids),
+          f"the 40 open connections are held by {dict(owners)}, expected the workers {pids}")
+    lines, _ = refusal_lines(s, "max_connections")
+    check(1 <= lines <= 2, f"{lines} lines say \"refused ...: max_connections\" for 60 refusals "
+          "in well under a second, expected one (two across a second boundary)")
+    # Room for exactly one more after one closes; and the other listener is open.
+    held.pop().close()
+    time.sleep(0.2)
+    late = flood(ctx, s.addr, ["127.0.0.6"], 2)
+    now_held, late_ended = split_states(late)
+    check(len(now_held) == 1 and sum(late_ended.values()) == 1,
+          f"after one of 40 closed, 2 new connections: {len(now_held)} open, {dict(late_ended)}")
+    good = ctx.connect((LOCAL4, other))
+    t = token()
+    good.sendall(f"<13>another listener {t}\n".encode())
+    wait_events(path, has_msgs(f"another listener {t}"), what="the other listener's record")
+    # After a quiet second, one more refusal logs a line that tells how many
+    # were suppressed: every refusal is a line or counted in one.
+    time.sleep(1.1)
+    m = s.mark()
+    flood(ctx, s.addr, ["127.0.0.6"], 1)
+    s.wait_for_log(r"refused \S+: max_connections", since=m)
+    lines, covered = refusal_lines(s, "max_connections")
+    check(covered == 62 and lines <= 4, f"{lines} refusal lines stand for {covered} refusals "
+          "(with the suppressed counts), expected 62 in at most 4 lines")
+    s.stop()
+    events = [e for e in read_events(path) if "never read" in e.get("msg", "")]
+    check(len(events) == 40, f"{len(events)} flood records were written, expected the 40 "
+          "admitted ones only")
+    check_defences(s, 2, max=62)
+    # Both workers took part, so the cap held for their sum, not for each.
+    refused = {int(m[1]): int(m[3]) for m in REFUSED_EXIT_RE.finditer(s.log())}
+    seen = {e["pid"]: e["conns"] + refused.get(e["pid"], 0) for e in s.exits()}
+    check(len(seen) == 2 and all(n > 0 for n in seen.values()),
+          f"connections accepted or refused per worker: {seen}, expected both to take part")
+
+
+@case
+def max_connections_per_ip_flood(ctx):
+    """
+    max_connections_per_ip = 10 (2 workers): 50 connections from 127.0.0.2
+    leave 10 open and 40 refused at once and counted; 127.0.0.3 still gets
+    its 10; a good client on 127.0.0.1 sends 2000 records meanwhile and
+    every one arrives.  On [::1] with a cap of 3, the 4th is refused.
+    """
+    path = ctx.path("events.jsonl")
+    port6 = free_port(LOCAL6)
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "max_connections_per_ip": 10},
+                              {"listen": f"[{LOCAL6}]:{port6}", "max_connections_per_ip": 3}],
+                        sinks=[{"name": "events", "path": path}])
+    s.start()
+    good = RecordSender(s.addr, cid=1, max_records=2000)
+    good.start()
+    held2, ended2 = split_states(flood(ctx, s.addr, ["127.0.0.2"], 50))
+    held3, ended3 = split_states(flood(ctx, s.addr, ["127.0.0.3"], 12))
+    check(len(held2) == 10 and sum(ended2.values()) == 40,
+          f"50 connections from 127.0.0.2 with max_connections_per_ip = 10: {len(held2)} open, "
+          f"{dict(ended2)} closed")
+    check(len(held3) == 10 and sum(ended3.values()) == 2,
+          f"12 connections from 127.0.0.3: {len(held3)} open, {dict(ended3)} closed")
+    v6 = [ctx.connect((LOCAL6, port6)) for _ in range(4)]
+    held6, ended6 = split_states(v6)
+    check(len(held6) == 3 and sum(ended6.values()) == 1,
+          f"4 connections from ::1 with max_connections_per_ip = 3: {len(held6)} open, "
+          f"{dict(ended6)} closed")
+    good.join(15)
+    good.finish()
+    check(good.sent == 2000, f"the good client sent {good.sent} of 2000 records")
+    wait_lines([path], 2000, 10)
+    s.stop()
+    check_once(read_events(path), {(1, q) for q in range(2000)}, "the good client's records")
+    check_defences(s, 2, per_ip=43)
+
+
+@case
+def max_connections_killed_worker(ctx):
+    """
+    With max_connections = 20 full, SIGKILL the worker holding some of them:
+    the master takes its connections off the shared count, so exactly that
+    many new connections get in (and one more is refused).
+    """
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "accept_mode": "reuseport",
+                               "max_connections": 20}], sinks=[{"name": "events",
+                                                                "path": ctx.path("e.jsonl")}])
+    s.start()
+    pids = s.wait_workers(2)
+    held, _ = split_states(flood(ctx, s.addr, LORIS_SOURCES, 20))
+    check(len(held) == 20, f"{len(held)} of 20 connections are open under max_connections = 20")
+    owners = accepted_by(held, s.port, pids)
+    victim = owners[0]
+    lost = owners.count(victim)
+    m = s.mark()
+    os.kill(victim, signal.SIGKILL)
+    s.wait_for_log(r"worker \d+ started", since=m, timeout=5)
+    survivors, _ = split_states(held, settle=0.3)
+    check(len(survivors) == 20 - lost, f"{len(survivors)} connections survive the kill, "
+          f"expected {20 - lost}")
+    s.wait_workers(2)
+    again, ended = split_states(flood(ctx, s.addr, ["127.0.0.6"], lost + 1))
+    check(len(again) == lost and sum(ended.values()) == 1,
+          f"after the worker holding {lost} connections died, {lost + 1} new ones: "
+          f"{len(again)} open, {dict(ended)} closed; the dead worker's count was not given back")
     s.stop()
 
 

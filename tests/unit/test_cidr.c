@@ -8,26 +8,6 @@
 #include "cidr.h"
 #include "tests.h"
 
-static struct sockaddr_storage ss;
-
-static const struct sockaddr *
-peer(const char *text)
-{
-	memset(&ss, 0, sizeof(ss));
-	if (strchr(text, ':')) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-
-		sin6->sin6_family = AF_INET6;
-		ck_assert_int_eq(inet_pton(AF_INET6, text, &sin6->sin6_addr), 1);
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-
-		sin->sin_family = AF_INET;
-		ck_assert_int_eq(inet_pton(AF_INET, text, &sin->sin_addr), 1);
-	}
-	return (const struct sockaddr *)&ss;
-}
-
 static struct cidr
 ok(const char *text)
 {
@@ -65,7 +45,7 @@ START_TEST(match)
 {
 	struct cidr c = ok(matches[_i].block);
 
-	ck_assert_msg(cidr_match(&c, peer(matches[_i].addr)) == matches[_i].match,
+	ck_assert_msg(cidr_match(&c, test_sockaddr(matches[_i].addr)) == matches[_i].match,
 	    "%s in %s: expected %d", matches[_i].addr, matches[_i].block, matches[_i].match);
 }
 END_TEST

@@ -5,14 +5,18 @@
 #define INGESTD_TESTS_H
 
 #include <check.h>
+#include <sys/socket.h>
 
 Suite	*addr_suite(void);	/* test_addr.c:    common/addr.c */
 Suite	*backoff_suite(void);	/* test_backoff.c: server/backoff.c */
 Suite	*cidr_suite(void);	/* test_cidr.c:    common/cidr.c */
 Suite	*config_suite(void);	/* test_config.c:  common/config.c */
+Suite	*conntab_suite(void);	/* test_conntab.c: common/conntab.c */
 Suite	*framing_suite(void);	/* test_framing.c: worker/framing.c */
 Suite	*json_suite(void);	/* test_json.c:    worker/json.c */
 Suite	*parse_syslog_suite(void);	/* test_parse_syslog.c: worker/parse_syslog.c */
 Suite	*slots_suite(void);	/* test_slots.c:   server/slots.c */
+
+const struct sockaddr *test_sockaddr(const char *text);	/* util.c */
 
 #endif
