@@ -1649,20 +1649,27 @@ def blast_binary():
     return _tools["blast"]
 
 
+def blast_args(port, conns, records, shape="mix", octet=False, seconds=30):
+    return [blast_binary(), "-p", str(port), "-c", str(conns), "-n", str(records),
+            "-d", str(seconds), "-s", shape] + (["-o"] if octet else [])
+
+
+def blast_result(p, args, out):
+    """(records sent, bytes sent) from blast's summary line, once it exited."""
+    m = re.search(r"blast: sent (\d+) records, (\d+) bytes", out)
+    check(p.returncode == 0 and m, f"`blast {' '.join(args[1:])}` exited {p.returncode}: {tail(out)}")
+    return int(m[1]), int(m[2])
+
+
 def blast(port, conns, records, shape="mix", octet=False, seconds=30):
     """Run blast to its end (-n records or -d seconds); (records sent, bytes sent)."""
-    args = [blast_binary(), "-p", str(port), "-c", str(conns), "-n", str(records),
-            "-d", str(seconds), "-s", shape] + (["-o"] if octet else [])
-    cmd = "blast " + " ".join(args[1:])
+    args = blast_args(port, conns, records, shape, octet, seconds)
     try:
         p = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=seconds + 30)
     except subprocess.TimeoutExpired:
-        raise Failure(f"`{cmd}` did not finish within {seconds + 30} s")
-    out = (p.stdout + p.stderr).decode(errors="replace")
-    m = re.search(r"blast: sent (\d+) records, (\d+) bytes", out)
-    check(p.returncode == 0 and m, f"`{cmd}` exited {p.returncode}: {tail(out)}")
-    return int(m[1]), int(m[2])
+        raise Failure(f"`blast {' '.join(args[1:])}` did not finish within {seconds + 30} s")
+    return blast_result(p, args, (p.stdout + p.stderr).decode(errors="replace"))
 
 
 def tool(args, timeout=30, stdin=None):
@@ -3120,7 +3127,7 @@ def record_timeout_slowloris(ctx):
     record_timeout = 2: 2000 connections from 127.0.0.2-5 that trickle one
     byte of a record every 0.7 s are all closed 2-4 s after their first
     byte, while blast on the same listener gets every record through once,
-    at no less than half its rate without them (both rates are printed).
+    within 20% of its rate without them (both rates are printed).
     """
     path = ctx.path("events.jsonl")
     # flush_interval = 0.01: the time to the last line is the work, not the wait for a batch.
@@ -3148,8 +3155,8 @@ def record_timeout_slowloris(ctx):
         return took
 
     timed_blast(warm)
-    # Best of two runs each way: this VM's speed alone varies by 2x from one run to the next.
-    unloaded = min(timed_blast(per_run) for _ in range(2))
+    # Best of three runs each way: this VM's speed alone varies by 2x from one run to the next.
+    unloaded = min(timed_blast(per_run) for _ in range(3))
     loris = Slowloris(s.addr, LORIS_SOURCES, nloris)
     loris.start()
     try:
@@ -3159,13 +3166,13 @@ def record_timeout_slowloris(ctx):
               f"byte; failures: {dict(loris.errors)}; {loris.crash or ''}")
         t_load = time.monotonic()
         open_before = loris.open_at(t_load)
-        loaded = min(timed_blast(per_run) for _ in range(2))
+        loaded = min(timed_blast(per_run) for _ in range(3))
         open_after = loris.open_at(time.monotonic())
         loris.join(10)
     finally:
         loris.finish()
     rate0, rate1 = per_run / unloaded, per_run / loaded
-    print(f"# record_timeout_slowloris: blast, {per_run} records on {conns} connections, best of 2:"
+    print(f"# record_timeout_slowloris: blast, {per_run} records on {conns} connections, best of 3:"
           f" {rate0:,.0f} records/s alone ({unloaded:.3f} s), {rate1:,.0f} records/s with "
           f"{nloris} slowloris connections ({loaded:.3f} s; {open_before} of them open when the "
           f"runs began, {open_after} when they ended): loaded/unloaded = {rate1 / rate0:.2f}",
@@ -3192,8 +3199,8 @@ def record_timeout_slowloris(ctx):
     check(nrec == sum(runs) and perr == 0, f"the workers counted {nrec} records, {perr} parse "
           f"errors; blast sent {sum(runs)} records")
     check_defences(s, 2, record=nloris)
-    check(rate1 >= 0.5 * rate0, f"blast under slowloris load: {rate1:,.0f} records/s, less than "
-          f"half of {rate0:,.0f} records/s without")
+    check(rate1 >= 0.8 * rate0, f"blast under slowloris load: {rate1:,.0f} records/s, more than "
+          f"20% below {rate0:,.0f} records/s without")
 
 
 @case
@@ -3588,6 +3595,74 @@ def emfile_flood(ctx):
                 what="the record of a client after the flood")
     c.close()
     s.stop()
+
+
+@case
+def fairness(ctx):
+    """
+    One worker.  A hog connection sends as fast as it can (blast, one
+    connection, to a sink on /dev/null) while a paced client on another
+    listener of the same worker sends 50 batches of 20 records, one every
+    40 ms: each batch is in its sink within 0.5 s of being sent (the worst
+    and the median delay are printed), and every record arrives once.  A
+    worker reads at most 4 x 64 KiB from one connection per wake-up, so
+    the hog cannot hold the loop.
+    """
+    path = ctx.path("paced.jsonl")
+    hog_port = free_port()
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{hog_port}", "sinks": ["null"]},
+                              {"listen": f"{LOCAL4}:{ctx.port}", "sinks": ["paced"]}],
+                        sinks=[{"name": "null", "path": "/dev/null"},
+                               {"name": "paced", "path": path, "flush_interval": 0.01}],
+                        workers=1)
+    s.start()
+    args = blast_args(hog_port, 1, 50_000_000, shape="3164", seconds=8)
+    hog = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)                 # the hog is at full speed
+        check(hog.poll() is None, "blast (the hog) ended early")
+        lines = SinkLines(path)
+        batches, size = 50, 20
+        sent_at, seen_at = [], {}
+        c = ctx.connect(s.addr)
+        t0 = time.monotonic()
+
+        def watch(until):
+            while True:
+                n = lines()
+                now = time.monotonic()
+                for k in range(len(sent_at)):
+                    if k not in seen_at and n >= (k + 1) * size:
+                        seen_at[k] = now
+                if now >= until or len(seen_at) == batches:
+                    return
+                time.sleep(0.002)
+
+        for k in range(batches):
+            watch(t0 + 0.04 * k)
+            c.sendall("".join(f"c=1 s={k * size + i} paced\n" for i in range(size)).encode())
+            sent_at.append(time.monotonic())
+        watch(time.monotonic() + 5)
+        c.close()
+        hog_running = hog.poll() is None
+    finally:
+        if hog.poll() is None:
+            hog.terminate()
+        out = hog.communicate(timeout=10)[0].decode(errors="replace")
+    check(hog_running, f"the hog stopped before the paced client was done: {tail(out)}")
+    late = sent_at[-1] - t0 - 0.04 * (batches - 1)
+    delays = sorted(seen_at[k] - sent_at[k] for k in seen_at)
+    check(len(delays) == batches, f"{len(delays)} of {batches} paced batches reached the sink "
+          "while the hog was sending")
+    print(f"# fairness: paced batches in the sink {delays[len(delays) // 2] * 1000:.0f} ms "
+          f"(median) / {delays[-1] * 1000:.0f} ms (worst) after they were sent, beside a hog; "
+          f"the last batch went out {late * 1000:.0f} ms late", file=sys.stderr, flush=True)
+    check(delays[-1] < 0.5 and late < 0.5,
+          f"with a hog in the same worker, a paced batch took up to {delays[-1]:.3f} s to reach "
+          f"the sink and the client fell {late:.3f} s behind; expected under 0.5 s")
+    s.stop()
+    check_once(read_events(path), {(1, q) for q in range(batches * size)}, "the paced records")
 
 
 # ----------------------------------------------- defences: connection caps
