@@ -23,7 +23,14 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
-	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2
+	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 \
+	   libestr0 libfastjson4 liblognorm5 librelp0
+
+# rsyslog is a test peer (omrelp as a RELP client), but Debian's rsyslog
+# conflicts with syslog-ng-core (loggen): its packages are unpacked under
+# tests/peers/rsyslog instead of installed, and run from there.
+PEERS	 = tests/peers
+RSYSLOGD = $(PEERS)/rsyslog/usr/sbin/rsyslogd
 
 COMMON_SRC = $(filter-out common/cfgdoc.c, $(wildcard common/*.c))
 SERVER_SRC = $(filter-out server/main.c, $(wildcard server/*.c))
@@ -52,6 +59,15 @@ deps:
 		echo "make deps: installing$$(echo $$missing | sed 's/^/ /')"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@$(MAKE) -s $(RSYSLOGD)
+
+$(RSYSLOGD):
+	@echo "make deps: unpacking rsyslog and rsyslog-relp under $(PEERS)/rsyslog"
+	rm -rf $(PEERS)/rsyslog $(PEERS)/debs && mkdir -p $(PEERS)/debs
+	cd $(PEERS)/debs && { apt-get download -q rsyslog rsyslog-relp 2>/dev/null || \
+		{ apt-get update -qq && apt-get download -q rsyslog rsyslog-relp; }; }
+	for d in $(PEERS)/debs/*.deb; do dpkg-deb -x $$d $(PEERS)/rsyslog || exit 1; done
+	rm -rf $(PEERS)/debs
 
 run: deps ingestd
 	./ingestd -f
@@ -89,8 +105,11 @@ FUZZ_NAMES = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	      -D_GNU_SOURCE -Icommon -Iworker
 
-tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c worker/%.c $(wildcard worker/*.h)
-	clang $(FUZZ_CFLAGS) -o $@ $< worker/$*.c
+FUZZ_DEPS_relp = worker/json.c	# obuf_reserve
+
+.SECONDEXPANSION:
+tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c worker/%.c $$(FUZZ_DEPS_$$*) $(wildcard worker/*.h)
+	clang $(FUZZ_CFLAGS) -o $@ $< worker/$*.c $(FUZZ_DEPS_$*)
 
 fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 	@for n in $(FUZZ_NAMES); do \

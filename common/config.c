@@ -60,6 +60,11 @@ const struct cfg_setting cfg_settings[] = {
 	  "\"shared\": one socket polled by every worker. \"reuseport\": one SO_REUSEPORT "
 	  "socket per worker slot, kept across reloads; the kernel spreads connections "
 	  "evenly, but a busy worker delays its own queue." },
+	{ "protocol", CS_LISTENER, CT_ENUM, "tcp", 0, 0, "tcp|relp", 1, L(protocol),
+	  "\"tcp\": plain records, cut by framing; nothing is sent back. \"relp\": RELP "
+	  "(rsyslog's omrelp): each record is acknowledged once every sink of the listener "
+	  "has written it (with sync = \"always\", synced), so the client re-sends what "
+	  "was not; framing does not apply." },
 	{ "framing", CS_LISTENER, CT_ENUM, "auto", 0, 0, "auto|lf|octet-counted", 1, L(framing),
 	  "How the byte stream is cut into records: \"lf\" (a record ends at LF; a CR "
 	  "before it is removed), \"octet-counted\" (RFC 6587: \"LEN SP MSG\"; an invalid "
@@ -86,6 +91,10 @@ const struct cfg_setting cfg_settings[] = {
 	  "A record that has begun must be complete within this many seconds, however "
 	  "its bytes trickle in, or the connection is closed; 0: no limit. This stops "
 	  "slowloris clients, which keep connections open by sending a byte now and then." },
+	{ "send_timeout", CS_LISTENER, CT_SECONDS, "30", 0, 3600, NULL, 1, L(send_timeout_ms),
+	  "A client that takes this many seconds to read what ingestd sends it (RELP "
+	  "acknowledgements) without taking a byte is closed; 0: no limit. Stops clients "
+	  "that send but never read, which would pin their responses in memory." },
 	{ "max_connections", CS_LISTENER, CT_INT, "0", 0, 10000000, NULL, 1, L(max_connections),
 	  "Most connections open on this listener in the whole server, counted across "
 	  "all workers and generations; one more is closed as soon as it is accepted. "

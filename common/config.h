@@ -27,6 +27,7 @@
 enum cfg_scope { CS_MAIN, CS_LOG, CS_LISTENER, CS_SINK, CS_COUNT };
 enum cfg_type { CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN, CT_SIZE, CT_NAMES };
 enum accept_mode { ACCEPT_SHARED, ACCEPT_REUSEPORT };
+enum listener_protocol { PROTO_TCP, PROTO_RELP };
 /* Listener settings; the values are the index in the table's choices. */
 enum framing_mode { FRAMING_AUTO, FRAMING_LF, FRAMING_OCTET };
 enum record_format { FORMAT_AUTO, FORMAT_SYSLOG, FORMAT_JSON, FORMAT_RAW };
@@ -64,6 +65,7 @@ struct listener_cfg {
 	struct cfg_addr	 listen;
 	int		 backlog;
 	int		 accept_mode;
+	int		 protocol;
 	int		 framing;
 	int		 format;
 	long		 max_record;
@@ -73,6 +75,7 @@ struct listener_cfg {
 	int		 nsink_idx;
 	long		 idle_timeout_ms;
 	long		 record_timeout_ms;
+	long		 send_timeout_ms;
 	int		 max_connections;
 	int		 max_connections_per_ip;
 	int		 ipv6_prefix;

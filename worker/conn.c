@@ -15,6 +15,13 @@
  * timeouts: every timer of one duration sits in one queue, so arming,
  * resetting and expiring cost O(1), whatever the number of connections.
  * Neither fires while the worker itself is not reading (back-pressure).
+ *
+ * A RELP listener's connection also has a session (acks.c) and a write
+ * path: responses go out as the sinks write the records they acknowledge.
+ * send_timeout closes a client that stops reading them; one with more than
+ * CONN_OUT_MAX bytes unsent is not read from until it takes them.  A
+ * draining worker answers what it has read, sends "serverclose", and
+ * closes: the client resends the rest to the next generation.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -24,6 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acks.h"
 #include "addr.h"
 #include "conn.h"
 #include "event.h"
@@ -36,6 +44,7 @@
 
 #define CONN_READ_BUF		65536
 #define CONN_READS_PER_WAKE	4
+#define CONN_OUT_MAX		(256 * 1024)	/* unsent responses before reading pauses */
 
 struct conn {
 	int			 fd;
@@ -46,6 +55,12 @@ struct conn {
 	const struct listener_cfg *l;
 	struct ct_ticket	 ticket;	/* its place in conntab, given back on close */
 	struct framer		 fr;
+	struct acks		*acks;		/* RELP session; NULL for plain TCP */
+	struct obuf		 out;		/* responses not yet sent */
+	struct event		 wev;		/* writable, while out holds bytes */
+	struct event		 send_ev;	/* send_timeout, while out holds bytes */
+	const struct timeval	*send_tv;
+	struct conn		*rprev, *rnext;	/* in relp_conns */
 	uint64_t		 bytes;
 	uint64_t		 records;
 	struct conn		*prev, *next;
@@ -54,18 +69,18 @@ struct conn {
 	char			*prefix;	/* ,"peer":"...","listener":"..." */
 };
 
-static struct conn	*conns;
+static struct conn	*conns, *relp_conns;
 static int		 nconns;
 static int		 reading = 1;
 static struct conn_totals totals;
 static char		 readbuf[CONN_READ_BUF];
-static struct log_limit	 framing_limit, idle_limit, record_limit;
+static struct log_limit	 framing_limit, idle_limit, record_limit, send_limit;
 
 /* libevent's common-timeout handle for a duration: one queue per duration. */
 static const struct timeval *
 common_timeout(long ms)
 {
-	static struct { long ms; const struct timeval *tv; } known[2 * CFG_MAX_LISTENERS];
+	static struct { long ms; const struct timeval *tv; } known[3 * CFG_MAX_LISTENERS];
 	static int nknown;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
@@ -74,8 +89,8 @@ common_timeout(long ms)
 	for (int i = 0; i < nknown; i++)
 		if (known[i].ms == ms)
 			return known[i].tv;
-	if (nknown == 2 * CFG_MAX_LISTENERS)
-		return NULL;	/* cannot happen: two durations per listener */
+	if (nknown == 3 * CFG_MAX_LISTENERS)
+		return NULL;	/* cannot happen: three durations per listener */
 	known[nknown].ms = ms;
 	known[nknown].tv = event_base_init_common_timeout(wrk.base, &tv);
 	return known[nknown++].tv;
@@ -84,7 +99,7 @@ common_timeout(long ms)
 void
 conn_init(void)
 {
-	conns = NULL;
+	conns = relp_conns = NULL;
 	nconns = 0;
 	reading = 1;
 	memset(&totals, 0, sizeof(totals));
@@ -121,13 +136,27 @@ conn_close(struct conn *c, const char *reason)
 	nconns--;
 	totals.closed++;
 	frame_free(&c->fr);
+	if (c->acks) {
+		event_del(&c->wev);
+		event_del(&c->send_ev);
+		if (c->rprev)
+			c->rprev->rnext = c->rnext;
+		else
+			relp_conns = c->rnext;
+		if (c->rnext)
+			c->rnext->rprev = c->rprev;
+		acks_free(c->acks);
+		free(c->acks);
+		free(c->out.p);
+	}
 	free(c->prefix);
 	free(c);
 	worker_conn_closed();
 }
 
-static void
-on_record(void *arg, const char *rec, size_t len, int truncated)
+/* A record: 0 when every sink took it, -1 when one dropped it (for RELP's answer). */
+static int
+route(void *arg, const char *rec, size_t len, int truncated)
 {
 	struct conn *c = arg;
 	struct event_meta *m = &wrk.meta;
@@ -135,7 +164,19 @@ on_record(void *arg, const char *rec, size_t len, int truncated)
 	c->records++;
 	m->prefix = c->prefix;
 	m->prefixlen = c->prefixlen;
-	records_route(m, c->l, rec, len, truncated);
+	return records_route(m, c->l, rec, len, truncated);
+}
+
+static void
+on_record(void *arg, const char *rec, size_t len, int truncated)
+{
+	route(arg, rec, len, truncated);
+}
+
+static int
+in_record(const struct conn *c)
+{
+	return c->acks ? acks_in_frame(c->acks) : frame_in_record(&c->fr);
 }
 
 /* Returns -1 when the connection was closed. */
@@ -143,8 +184,10 @@ static int
 feed(struct conn *c, const char *data, size_t n)
 {
 	const char *why = NULL;
+	int rc = c->acks ? acks_feed(c->acks, data, n, route, c, &why) :
+	    frame_feed(&c->fr, data, n, on_record, c, &why);
 
-	if (frame_feed(&c->fr, data, n, on_record, c, &why) == -1) {
+	if (rc == -1) {
 		totals.framing_errors++;
 		log_limited(&framing_limit, LOG_LVL_WARNING, "%s: %s %s: closing: %s", wrk.name,
 		    c->l->name, c->peer, why);
@@ -162,7 +205,7 @@ feed(struct conn *c, const char *data, size_t n)
 static void
 arm_timers(struct conn *c, uint64_t records_before)
 {
-	int open = frame_in_record(&c->fr);
+	int open = in_record(c);
 
 	if (c->idle_tv)
 		event_add(&c->idle_ev, c->idle_tv);
@@ -173,6 +216,123 @@ arm_timers(struct conn *c, uint64_t records_before)
 		event_add(&c->rec_ev, c->rec_tv);
 }
 
+/* Whether c should be read from now: not while the sinks or its client hold us up. */
+static int
+want_read(const struct conn *c)
+{
+	if (!reading)
+		return 0;
+	if (c->acks == NULL)
+		return 1;
+	return !c->acks->closing && c->out.len + c->acks->held.len < CONN_OUT_MAX;
+}
+
+static void
+update_read(struct conn *c)
+{
+	int on = want_read(c);
+
+	if (on != (event_pending(&c->ev, EV_READ, NULL) != 0)) {
+		if (on)
+			event_add(&c->ev, NULL);
+		else
+			event_del(&c->ev);
+	}
+}
+
+/*
+ * The write path: send what is in out.  send_timeout runs while bytes
+ * wait and restarts whenever the client takes some.  A RELP session that
+ * ended closes the connection once its last response is out.  Returns -1
+ * when the connection was closed.
+ */
+static int
+send_out(struct conn *c)
+{
+	size_t sent = 0;
+
+	while (sent < c->out.len) {
+		ssize_t n = send(c->fd, c->out.p + sent, c->out.len - sent, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			sent += n;
+		} else if (errno != EINTR) {
+			if (errno == EAGAIN)
+				break;
+			conn_close(c, errno == EPIPE || errno == ECONNRESET ? "closed by peer" :
+			    "write failed");
+			return -1;
+		}
+	}
+	if (sent) {
+		c->out.len -= sent;
+		memmove(c->out.p, c->out.p + sent, c->out.len);
+		if (c->send_tv)
+			event_add(&c->send_ev, c->send_tv);
+	}
+	if (c->out.len == 0) {
+		event_del(&c->wev);
+		event_del(&c->send_ev);
+		if (acks_finished(c->acks)) {
+			conn_close(c, "RELP session closed");
+			return -1;
+		}
+	} else {
+		event_add(&c->wev, NULL);
+		if (c->send_tv && !evtimer_pending(&c->send_ev, NULL))
+			event_add(&c->send_ev, c->send_tv);
+	}
+	update_read(c);
+	return 0;
+}
+
+/* Responses whose records the sinks have written go out. */
+static int
+answer(struct conn *c)
+{
+	if (acks_release(c->acks, &c->out) == -1) {
+		conn_close(c, "out of memory for responses");
+		return -1;
+	}
+	return send_out(c);
+}
+
+static void
+on_write(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	send_out(arg);
+}
+
+/* A sink wrote: acknowledgements may go out. */
+void
+conn_sinks_progressed(void)
+{
+	struct conn *c, *next;
+
+	for (c = relp_conns; c; c = next) {
+		next = c->rnext;
+		if (acks_waiting(c->acks))
+			answer(c);
+	}
+}
+
+/* Draining: RELP sessions end after answering what was read. */
+void
+conn_end_sessions(void)
+{
+	struct conn *c, *next;
+
+	for (c = relp_conns; c; c = next) {
+		next = c->rnext;
+		if (acks_serverclose(c->acks) == -1)
+			conn_close(c, "out of memory for responses");
+		else
+			answer(c);
+	}
+}
+
 static void
 on_read(evutil_socket_t fd, short what, void *arg)
 {
@@ -180,7 +340,7 @@ on_read(evutil_socket_t fd, short what, void *arg)
 	struct timespec now;
 
 	(void)what;
-	for (int i = 0; i < CONN_READS_PER_WAKE && reading; i++) {
+	for (int i = 0; i < CONN_READS_PER_WAKE && want_read(c); i++) {
 		ssize_t n = read(fd, readbuf, sizeof(readbuf));
 
 		if (n > 0) {
@@ -194,19 +354,30 @@ on_read(evutil_socket_t fd, short what, void *arg)
 				return;
 			arm_timers(c, records_before);
 			if ((size_t)n < sizeof(readbuf))
-				return;
+				break;
 			continue;
 		}
 		if (n == 0) {
-			frame_finish(&c->fr, on_record, c);
+			if (c->acks == NULL)
+				frame_finish(&c->fr, on_record, c);
 			conn_close(c, "closed by peer");
-		} else if (errno != EAGAIN && errno != EINTR) {
+			return;
+		}
+		if (errno != EAGAIN && errno != EINTR) {
 			char why[64];
 
 			snprintf(why, sizeof(why), "read: %s", strerror(errno));
 			conn_close(c, why);
+			return;
 		}
-		return;
+		break;
+	}
+	if (c->acks) {
+		if (acks_mark(c->acks) == -1) {
+			conn_close(c, "out of memory for responses");
+			return;
+		}
+		answer(c);
 	}
 }
 
@@ -218,8 +389,8 @@ static void
 expire(struct conn *c, struct event *ev, const struct timeval *tv, const char *why,
     uint64_t *count, struct log_limit *ll)
 {
-	if (!reading) {
-		event_add(ev, tv);
+	if (!reading || (c->acks && acks_waiting(c->acks))) {
+		event_add(ev, tv);	/* the wait is ours, not the client's */
 		return;
 	}
 	(*count)++;
@@ -236,6 +407,19 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	expire(c, &c->idle_ev, c->idle_tv, "idle_timeout", &totals.idle_timeouts, &idle_limit);
+}
+
+static void
+on_send_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	totals.send_timeouts++;
+	log_limited(&send_limit, LOG_LVL_INFO, "%s: %s %s: closing: send_timeout, %zu bytes unsent",
+	    wrk.name, c->l->name, c->peer, c->out.len);
+	conn_close(c, "send_timeout");
 }
 
 static void
@@ -276,6 +460,22 @@ make_prefix(struct conn *c, const struct sockaddr *sa, socklen_t len)
 	return 0;
 }
 
+static int
+start_session(struct conn *c)
+{
+	if ((c->acks = malloc(sizeof(*c->acks))) == NULL)
+		return -1;
+	acks_init(c->acks, c->l);
+	event_assign(&c->wev, wrk.base, c->fd, EV_WRITE | EV_PERSIST, on_write, c);
+	evtimer_assign(&c->send_ev, wrk.base, on_send_timeout, c);
+	c->send_tv = common_timeout(c->l->send_timeout_ms);
+	c->rnext = relp_conns;
+	if (relp_conns)
+		relp_conns->rprev = c;
+	relp_conns = c;
+	return 0;
+}
+
 int
 conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, socklen_t len,
     const struct ct_ticket *t)
@@ -303,10 +503,18 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 	evtimer_assign(&c->rec_ev, wrk.base, on_record_timeout, c);
 	c->idle_tv = common_timeout(l->idle_timeout_ms);
 	c->rec_tv = common_timeout(l->record_timeout_ms);
+	if (l->protocol == PROTO_RELP && start_session(c) == -1) {
+		log_warn("%s: %s: out of memory for a connection", wrk.name, l->name);
+		close(fd);
+		ct_release(wrk.owner, t);
+		frame_free(&c->fr);
+		free(c->prefix);
+		free(c);
+		return -1;
+	}
 	if (c->idle_tv)		/* a client that never sends is idle from the start */
 		event_add(&c->idle_ev, c->idle_tv);
-	if (reading)
-		event_add(&c->ev, NULL);
+	update_read(c);
 	c->next = conns;
 	if (conns)
 		conns->prev = c;
@@ -323,12 +531,8 @@ conn_set_reading(int on)
 	if (on == reading)
 		return;
 	reading = on;
-	for (struct conn *c = conns; c; c = c->next) {
-		if (on)
-			event_add(&c->ev, NULL);
-		else
-			event_del(&c->ev);
-	}
+	for (struct conn *c = conns; c; c = c->next)
+		update_read(c);
 	if (on)	/* data that arrived meanwhile: the events fire again since it is level-triggered */
 		log_debug("%s: reading from clients again", wrk.name);
 }

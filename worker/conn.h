@@ -20,6 +20,7 @@ struct conn_totals {
 	uint64_t	framing_errors;	/* connections closed for a bad octet count */
 	uint64_t	idle_timeouts;
 	uint64_t	record_timeouts;
+	uint64_t	send_timeouts;
 };
 
 void	 conn_init(void);
@@ -28,6 +29,8 @@ int	 conn_new(int fd, const struct listener_cfg *, const struct sockaddr *, sock
 int	 conn_count(void);
 void	 conn_set_reading(int on);
 void	 conn_close_all(const char *reason);
+void	 conn_sinks_progressed(void);
+void	 conn_end_sessions(void);
 const struct conn_totals *conn_totals(void);
 
 #endif

@@ -8,6 +8,7 @@
  * closing brackets: a record cannot make us recurse.
  */
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
@@ -496,4 +497,21 @@ json_sd_value(struct obuf *out, const char *s, size_t len)
 	o = string_body(o, p, end);
 	*o++ = '"';
 	out->len = o - out->p;
+}
+
+int
+obuf_reserve(struct obuf *o, size_t need)
+{
+	size_t cap = o->cap ? o->cap : 4096;
+	char *p;
+
+	if (o->len + need <= o->cap)
+		return 0;
+	while (cap < o->len + need)
+		cap *= 2;
+	if ((p = realloc(o->p, cap)) == NULL)
+		return -1;
+	o->p = p;
+	o->cap = cap;
+	return 0;
 }

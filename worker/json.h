@@ -17,6 +17,9 @@ struct obuf {
 	size_t	 cap;
 };
 
+/* Room for need more bytes, doubling the buffer; -1 when out of memory. */
+int	 obuf_reserve(struct obuf *, size_t need);
+
 /*
  * Validate rec as one JSON object (RFC 8259: strict grammar, valid UTF-8,
  * no control characters in strings, nesting at most JSON_MAX_DEPTH,

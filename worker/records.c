@@ -9,28 +9,33 @@
 
 static struct record_stats stats;
 
-static void
+static int
 copy_to(int idx, const char *line, size_t len)
 {
 	struct obuf *q = sink_reserve(idx, len);
 
 	if (q == NULL) {
 		sink_dropped(idx);
-		return;
+		return -1;
 	}
 	memcpy(q->p + q->len, line, len);
 	q->len += len;
 	sink_commit(idx);
+	return 0;
 }
 
-void
+/*
+ * Returns 0 when every sink of the listener queued the event (or
+ * on_parse_error dropped it on purpose), -1 when a full sink dropped it.
+ */
+int
 records_route(const struct event_meta *m, const struct listener_cfg *l, const char *rec,
     size_t len, int truncated)
 {
 	size_t need = EVENT_MAX(len, m->prefixlen), start;
 	enum event_result r;
 	struct obuf *q = NULL;
-	int k;
+	int k, rc = 0;
 
 	stats.records++;
 	stats.truncated += truncated != 0;
@@ -38,20 +43,23 @@ records_route(const struct event_meta *m, const struct listener_cfg *l, const ch
 		if ((q = sink_reserve(l->sink_idx[k], need)) != NULL)
 			break;
 		sink_dropped(l->sink_idx[k]);
+		rc = -1;
 	}
 	if (q == NULL)
-		return;
+		return -1;
 	start = q->len;
 	r = event_encode(q, m, l, rec, len, truncated);
 	if (r == EVENT_DROPPED) {
 		stats.parse_dropped++;
-		return;
+		return 0;
 	}
 	stats.parse_errors += r == EVENT_PARSE_ERROR;
 	/* Copy before committing: a commit may write the batch out. */
 	for (int j = k + 1; j < l->nsink_idx; j++)
-		copy_to(l->sink_idx[j], q->p + start, q->len - start);
+		if (copy_to(l->sink_idx[j], q->p + start, q->len - start) == -1)
+			rc = -1;
 	sink_commit(l->sink_idx[k]);
+	return rc;
 }
 
 const struct record_stats *

@@ -17,7 +17,7 @@ struct record_stats {
 	uint64_t	parse_dropped;	/* dropped by on_parse_error = "drop" */
 };
 
-void	 records_route(const struct event_meta *, const struct listener_cfg *, const char *rec,
+int	 records_route(const struct event_meta *, const struct listener_cfg *, const char *rec,
 	    size_t len, int truncated);
 const struct record_stats *records_stats(void);
 

@@ -29,6 +29,7 @@ struct sink {
 	long			 retry_ms;	/* 0 while writes succeed */
 	int			 blocked;	/* a "block" sink over its queue */
 	int			 unsynced;	/* written since the last fdatasync */
+	uint64_t		 done;		/* bytes written (with sync = always: synced) */
 	struct sink_stats	 st;
 	struct log_limit	 errlog, droplog;
 };
@@ -188,26 +189,39 @@ release_backlog(struct sink *s)
 	s->q.cap = 0;
 }
 
+/* Lines to write, or (sync = always) written lines to sync. */
+static int
+pending(const struct sink *s)
+{
+	return s->q.len > 0 || (s->cf->sync == SYNC_ALWAYS && s->unsynced);
+}
+
 /* Write what is queued; on failure keep it and retry with a back-off. */
 static void
 flush(struct sink *s)
 {
-	ssize_t n = -1;
+	int always = s->cf->sync == SYNC_ALWAYS;
+	uint64_t done = s->done;
+	ssize_t n = 0;
 
-	if (s->q.len == 0)
+	if (!pending(s))
 		return;
 	errno = 0;
-	if (open_current(s) == 0)
-		n = write_file(s);
+	if (s->q.len > 0)
+		n = open_current(s) == 0 ? write_file(s) : -1;
 	if (n > 0) {
 		s->st.bytes += n;
 		s->q.len -= n;
 		memmove(s->q.p, s->q.p + n, s->q.len);
 		s->unsynced = 1;
-		if (s->cf->sync == SYNC_ALWAYS && fdatasync(s->fd) == 0)
-			s->unsynced = 0;
 	}
-	if (s->q.len == 0) {
+	if (always && s->unsynced && fdatasync(s->fd) == 0)
+		s->unsynced = 0;
+	if (!always || !s->unsynced)
+		s->done = s->st.bytes;
+	if (s->done != done)
+		conn_sinks_progressed();	/* acknowledgements may go out */
+	if (!pending(s)) {
 		if (s->retry_ms)
 			log_notice("%s: sink %s: writing again", wrk.name, s->cf->name);
 		s->retry_ms = 0;
@@ -271,18 +285,9 @@ sink_reserve(int idx, size_t need)
 	/* need is a worst case for any bytes; a queue with room takes one more event */
 	if (s->cf->overflow == OVERFLOW_DROP && q->len >= (size_t)s->cf->queue)
 		return NULL;
-	if (q->len + need > q->cap) {
-		size_t cap = q->cap ? q->cap : SINK_BATCH + need;
-		char *p;
-
-		while (cap < q->len + need)
-			cap *= 2;
-		if ((p = realloc(q->p, cap)) == NULL) {
-			log_warn("%s: sink %s: queue", wrk.name, s->cf->name);
-			return NULL;
-		}
-		q->p = p;
-		q->cap = cap;
+	if (obuf_reserve(q, need) == -1) {
+		log_warn("%s: sink %s: queue", wrk.name, s->cf->name);
+		return NULL;
 	}
 	return q;
 }
@@ -301,6 +306,34 @@ sink_commit(int idx)
 		flush(s);
 	else if (!evtimer_pending(s->timer, NULL))
 		arm(s, s->cf->flush_interval_ms);
+}
+
+/*
+ * For acknowledgements: a mark of what is queued now, whether the sink has
+ * written (and with sync = always, synced) everything up to a mark, and a
+ * request to write without waiting for flush_interval.
+ */
+uint64_t
+sink_mark(int idx)
+{
+	return sinks[idx].st.bytes + sinks[idx].q.len;
+}
+
+int
+sink_reached(int idx, uint64_t mark)
+{
+	return sinks[idx].done >= mark;
+}
+
+/* Write at the next turn of the loop, with whatever else this turn queues. */
+void
+sink_flush_soon(int idx)
+{
+	struct sink *s = &sinks[idx];
+	struct timeval now = { 0, 0 };
+
+	if (s->retry_ms == 0 && pending(s))
+		evtimer_add(s->timer, &now);
 }
 
 void

@@ -97,6 +97,7 @@ drain(const char *why)
 	wrk.draining = 1;
 	acc_close(1);
 	log_info("%s: draining (%s), %d connections open", wrk.name, why, conn_count());
+	conn_end_sessions();
 	if (conn_count() == 0) {
 		event_base_loopexit(wrk.base, NULL);
 		return;
@@ -223,8 +224,9 @@ cleanup(void)
 	    (unsigned long long)r->records, (unsigned long long)r->truncated,
 	    (unsigned long long)r->parse_errors, (unsigned long long)r->parse_dropped);
 	log_info("%s: closed %llu connections for idle_timeout, %llu for record_timeout, %llu for "
-	    "framing errors", wrk.name, (unsigned long long)t->idle_timeouts,
-	    (unsigned long long)t->record_timeouts, (unsigned long long)t->framing_errors);
+	    "send_timeout, %llu for framing errors", wrk.name, (unsigned long long)t->idle_timeouts,
+	    (unsigned long long)t->record_timeouts, (unsigned long long)t->send_timeouts,
+	    (unsigned long long)t->framing_errors);
 	log_info("%s: refused %llu connections by allow/deny, %llu by max_connections, %llu by "
 	    "max_connections_per_ip, %llu with the connection table full", wrk.name,
 	    (unsigned long long)acc_refused(CT_REFUSE_ACL),

@@ -840,7 +840,7 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 31);
+	ck_assert_int_eq(n, 33);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_LISTENER], "listeners");
@@ -933,7 +933,7 @@ START_TEST(dump_text)
 	    "  { listen = \"[::1]:6514\"; on_parse_error = \"drop\"; max_record = \"1M\";\n"
 	    "    idle_timeout = 0; record_timeout = 2.5; allow = [ \"10.0.0.0/8\", \"::1\" ];\n"
 	    "    deny = [ \"10.1.0.0/16\" ]; max_connections = 500; max_connections_per_ip = 20;\n"
-	    "    ipv6_prefix = 56; }\n"
+	    "    ipv6_prefix = 56; protocol = \"relp\"; send_timeout = 0.5; }\n"
 	    ");\n"
 	    "sinks = ( { name = \"a\"; path = \"/tmp/a-%Y.jsonl\"; queue = 1048576; },\n"
 	    "  { name = \"b\"; type = \"stdout\"; flush_interval = 1.25; sync = \"always\";\n"
@@ -958,6 +958,7 @@ START_TEST(dump_text)
 	    "\t\tlisten = \"*:5514\";\n"
 	    "\t\tbacklog = 128;\n"
 	    "\t\taccept_mode = \"reuseport\";\n"
+	    "\t\tprotocol = \"tcp\";\n"
 	    "\t\tframing = \"lf\";\n"
 	    "\t\tformat = \"syslog\";\n"
 	    "\t\tmax_record = 1000;\n"
@@ -965,6 +966,7 @@ START_TEST(dump_text)
 	    "\t\tsinks = [ \"b\", \"a\" ];\n"
 	    "\t\tidle_timeout = 300;\n"
 	    "\t\trecord_timeout = 10;\n"
+	    "\t\tsend_timeout = 30;\n"
 	    "\t\tmax_connections = 0;\n"
 	    "\t\tmax_connections_per_ip = 0;\n"
 	    "\t\tipv6_prefix = 64;\n"
@@ -976,6 +978,7 @@ START_TEST(dump_text)
 	    "\t\tlisten = \"[::1]:6514\";\n"
 	    "\t\tbacklog = 4096;\n"
 	    "\t\taccept_mode = \"shared\";\n"
+	    "\t\tprotocol = \"relp\";\n"
 	    "\t\tframing = \"auto\";\n"
 	    "\t\tformat = \"auto\";\n"
 	    "\t\tmax_record = \"1M\";\n"
@@ -983,6 +986,7 @@ START_TEST(dump_text)
 	    "\t\tsinks = [ ];\n"
 	    "\t\tidle_timeout = 0;\n"
 	    "\t\trecord_timeout = 2.5;\n"
+	    "\t\tsend_timeout = 0.5;\n"
 	    "\t\tmax_connections = 500;\n"
 	    "\t\tmax_connections_per_ip = 20;\n"
 	    "\t\tipv6_prefix = 56;\n"
