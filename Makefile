@@ -1,6 +1,6 @@
 # ingestd: build, dependencies, run, tests, install.
 #
-#   make            build ./ingestd
+#   make            build ./ingestd and ./ingestd-bench (the load generator)
 #   make run        build and start ingestd in the foreground on its embedded default
 #   make check      all tests: unit (Check) and integration (the real binary on loopback)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -31,13 +31,21 @@ WORKER_SRC = $(wildcard worker/*.c)
 LIB_SRC	   = $(COMMON_SRC) $(SERVER_SRC) $(WORKER_SRC)
 LIB_OBJ	   = $(LIB_SRC:.c=.o)
 UNIT_SRC   = $(wildcard tests/unit/*.c)
+BENCH_SRC  = $(wildcard tests/bench/bench*.c)
 
 .PHONY: all deps run check unit integration check-docs install clean man fuzz bench
 
-all: ingestd
+all: ingestd ingestd-bench
 
 ingestd: server/main.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The load generator: libc and libm only (see man/ingestd-bench.1).
+ingestd-bench: $(BENCH_SRC:.c=.o)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
+
+tests/bench/%.o: tests/bench/%.c $(wildcard tests/bench/*.h)
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 cfgdoc: common/cfgdoc.o $(COMMON_SRC:.c=.o)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -123,5 +131,5 @@ install: ingestd
 		install -m 644 etc/ingestd.conf $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf
 
 clean:
-	rm -f ingestd cfgdoc tests/unit/run */*.o tests/*/*.o $(FUZZ_NAMES:%=tests/fuzz/fuzz_%) \
-		tests/bench/micro tests/bench/blast
+	rm -f ingestd ingestd-bench cfgdoc tests/unit/run */*.o tests/*/*.o \
+		$(FUZZ_NAMES:%=tests/fuzz/fuzz_%) tests/bench/micro tests/bench/blast
