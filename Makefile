@@ -8,6 +8,7 @@
 CC	?= cc
 PREFIX	?= /usr/local
 SBINDIR	?= $(PREFIX)/sbin
+BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 PKGS	 = libevent libconfig
@@ -121,10 +122,12 @@ tests/bench/blast: tests/bench/blast.c
 bench: deps ingestd tests/bench/micro tests/bench/blast
 	python3 tests/bench/bench.py
 
-install: ingestd
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(SYSCONFDIR)/ingestd
+install: ingestd ingestd-bench
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SYSCONFDIR)/ingestd
 	install -m 755 ingestd $(DESTDIR)$(SBINDIR)/ingestd
+	install -m 755 ingestd-bench $(DESTDIR)$(BINDIR)/ingestd-bench
+	install -m 644 man/ingestd-bench.1 $(DESTDIR)$(MANDIR)/man1/ingestd-bench.1
 	install -m 644 man/ingestd.8 $(DESTDIR)$(MANDIR)/man8/ingestd.8
 	install -m 644 man/ingestd.conf.5 $(DESTDIR)$(MANDIR)/man5/ingestd.conf.5
 	test -e $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf || \
