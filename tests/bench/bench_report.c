@@ -96,11 +96,11 @@ text_mode(const struct summary *s)
 		printf("churn        %llu connections completed, %.1f connections/s, "
 		    "%llu EOF timeouts\n", ull(r->completed), per_s(r->completed, s->seconds),
 		    ull(r->eof_timeouts));
-	if (s->o->mode == MODE_SLOWLORIS && r->close_time.n)
-		printf("slowloris    first byte to close: min %.3f s, median %.3f s, max %.3f s "
-		    "(%llu connections)\n", r->close_time.min / 1e6,
-		    hist_pct(&r->close_time, 0.5) / 1e6, r->close_time.max / 1e6,
-		    ull(r->close_time.n));
+	if (s->o->mode == MODE_SLOWLORIS)
+		printf("slowloris    first byte to close (%llu connections): "
+		    "min %.3f s, median %.3f s, max %.3f s\n",
+		    ull(r->close_time.n), r->close_time.min / 1e6,
+		    hist_pct(&r->close_time, 0.5) / 1e6, r->close_time.max / 1e6);
 	if (r->stalled)
 		printf("stalled      nothing could be written for %.0f s\n", STALL_TIMEOUT);
 	if (r->unsent)
