@@ -350,8 +350,8 @@ run(struct run *r, struct summary *sum)
 	if (r->failed || !all(r, 1))
 		return -1;
 	r->t0 = t0 = now() + START_DELAY;
-	if (r->f && r->o->mode == MODE_RATE)
-		follow_timing(r->f, t0, r->o->rate, r->o->conns);
+	if (r->f)
+		follow_start(r->f, t0, r->o->mode == MODE_RATE ? r->o->rate : 0, r->o->conns);
 	if (procs_start(r->c, r->n, t0) == -1)
 		return -1;
 	while (!all(r, 0))

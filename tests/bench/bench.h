@@ -136,11 +136,12 @@ struct follow_stats {
 	uint64_t	 duplicates;	/* second and later sightings */
 	uint64_t	 unexpected;	/* records seen that were not sent */
 	uint64_t	 foreign;	/* lines with another run's connection ids */
+	double		 seconds;	/* start to the last new record read */
 	int		 timed;		/* latency measured (rate mode) */
 	struct hist	 latency;	/* due time to line read, us */
 };
 struct follow	*follow_open(const char *, uint64_t, uint64_t);
-void		 follow_timing(struct follow *, double, double, unsigned);
+void		 follow_start(struct follow *, double, double, unsigned);
 int		 follow_fd(const struct follow *);
 int		 follow_read(struct follow *);
 void		 follow_expect(struct follow *, uint64_t, uint64_t);

@@ -8,6 +8,8 @@
  * Lines whose connection id is not one of this run's (see --id-base) are
  * foreign: counted, and otherwise left alone.
  *
+ * The time from the start to the first sighting of the last record seen
+ * gives the rate records went through the server, end to end.
  * In rate mode the first sighting of a record is also its arrival: the
  * latency from its due time, t0 + (SEQ * C + CONN) / R (see bench_rate.c),
  * to the read(2) that brought its line goes into the histogram.  inotify
@@ -52,6 +54,7 @@ struct follow {
 	uint64_t	 base, nids;	/* our ids: base .. base + nids - 1 */
 	int		 timed;
 	double		 t0, rate;
+	double		 last;		/* when the latest new record was read */
 	unsigned	 nconn_sched;
 	uint64_t	 expected, in_range;	/* sent; seen of those */
 	struct follow_stats st;
@@ -92,12 +95,12 @@ follow_open(const char *path, uint64_t base, uint64_t nids)
 	return f;
 }
 
-/* Rate mode: record due times, for the latency. */
+/* The run starts at t0; in rate mode, with this schedule (for the latency). */
 void
-follow_timing(struct follow *f, double t0, double rate, unsigned conns)
+follow_start(struct follow *f, double t0, double rate, unsigned conns)
 {
-	f->timed = 1;
 	f->t0 = t0;
+	f->timed = rate > 0;
 	f->rate = rate;
 	f->nconn_sched = conns;
 }
@@ -160,6 +163,7 @@ mark(struct follow *f, uint64_t c, uint64_t s, double t)
 		return;
 	}
 	fc->bits[s / 64] |= 1ULL << (s % 64);
+	f->last = t;
 	if (fc->known && s < fc->expected)
 		f->in_range++;
 	if (f->timed) {
@@ -348,6 +352,7 @@ follow_stats(struct follow *f)
 		beyond += count_bits(fc, fc->known ? fc->expected : 0, fc->nbits);
 	}
 	st->unexpected = beyond;
+	st->seconds = f->last > f->t0 ? f->last - f->t0 : 0;
 	return st;
 }
 

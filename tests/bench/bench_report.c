@@ -115,6 +115,8 @@ text_follow(const struct follow_stats *fs)
 	printf("follow       %llu received, %llu missing, %llu duplicates, %llu unexpected "
 	    "(%llu lines, %llu foreign)\n", ull(fs->received), ull(fs->missing),
 	    ull(fs->duplicates), ull(fs->unexpected), ull(fs->lines), ull(fs->foreign));
+	printf("end to end   %.0f records/s: the last seen %.3f s after the start\n",
+	    per_s(fs->received, fs->seconds), fs->seconds);
 	if (fs->timed && h->n == 0)
 		printf("latency      no record seen\n");
 	else if (fs->timed)
@@ -159,9 +161,10 @@ static void
 json_follow(const struct follow_stats *fs)
 {
 	printf(",\"follow\":{\"lines\":%llu,\"foreign\":%llu,\"received\":%llu,"
-	    "\"missing\":%llu,\"duplicates\":%llu,\"unexpected\":%llu}", ull(fs->lines),
-	    ull(fs->foreign), ull(fs->received), ull(fs->missing), ull(fs->duplicates),
-	    ull(fs->unexpected));
+	    "\"missing\":%llu,\"duplicates\":%llu,\"unexpected\":%llu,\"seconds\":%.6f,"
+	    "\"records_per_s\":%.1f}", ull(fs->lines), ull(fs->foreign), ull(fs->received),
+	    ull(fs->missing), ull(fs->duplicates), ull(fs->unexpected), fs->seconds,
+	    per_s(fs->received, fs->seconds));
 	if (fs->timed)
 		json_hist("latency_us", &fs->latency, 1);
 }
