@@ -1,6 +1,6 @@
 # ingestd: build, dependencies, run, tests, install.
 #
-#   make            build ./ingestd
+#   make            build ./ingestd and ./ingestd-bench (the load generator)
 #   make run        build and start ingestd in the foreground on its embedded default
 #   make check      all tests: unit (Check) and integration (the real binary on loopback)
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -8,6 +8,7 @@
 CC	?= cc
 PREFIX	?= /usr/local
 SBINDIR	?= $(PREFIX)/sbin
+BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 PKGS	 = libevent libconfig
@@ -38,13 +39,21 @@ WORKER_SRC = $(wildcard worker/*.c)
 LIB_SRC	   = $(COMMON_SRC) $(SERVER_SRC) $(WORKER_SRC)
 LIB_OBJ	   = $(LIB_SRC:.c=.o)
 UNIT_SRC   = $(wildcard tests/unit/*.c)
+BENCH_SRC  = $(wildcard tests/bench/bench*.c)
 
 .PHONY: all deps run check unit integration check-docs install clean man fuzz bench
 
-all: ingestd
+all: ingestd ingestd-bench
 
 ingestd: server/main.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The load generator: libc and libm only (see man/ingestd-bench.1).
+ingestd-bench: $(BENCH_SRC:.c=.o)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
+
+tests/bench/%.o: tests/bench/%.c $(wildcard tests/bench/*.h)
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 cfgdoc: common/cfgdoc.o $(COMMON_SRC:.c=.o)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -132,15 +141,17 @@ tests/bench/blast: tests/bench/blast.c
 bench: deps ingestd tests/bench/micro tests/bench/blast
 	python3 tests/bench/bench.py
 
-install: ingestd
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
-		$(DESTDIR)$(SYSCONFDIR)/ingestd
+install: ingestd ingestd-bench
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SYSCONFDIR)/ingestd
 	install -m 755 ingestd $(DESTDIR)$(SBINDIR)/ingestd
+	install -m 755 ingestd-bench $(DESTDIR)$(BINDIR)/ingestd-bench
+	install -m 644 man/ingestd-bench.1 $(DESTDIR)$(MANDIR)/man1/ingestd-bench.1
 	install -m 644 man/ingestd.8 $(DESTDIR)$(MANDIR)/man8/ingestd.8
 	install -m 644 man/ingestd.conf.5 $(DESTDIR)$(MANDIR)/man5/ingestd.conf.5
 	test -e $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf || \
 		install -m 644 etc/ingestd.conf $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf
 
 clean:
-	rm -f ingestd cfgdoc tests/unit/run */*.o tests/*/*.o $(FUZZ_NAMES:%=tests/fuzz/fuzz_%) \
-		tests/bench/micro tests/bench/blast
+	rm -f ingestd ingestd-bench cfgdoc tests/unit/run */*.o tests/*/*.o \
+		$(FUZZ_NAMES:%=tests/fuzz/fuzz_%) tests/bench/micro tests/bench/blast
