@@ -55,12 +55,7 @@ struct conn {
 	const struct listener_cfg *l;
 	struct ct_ticket	 ticket;	/* its place in conntab, given back on close */
 	struct framer		 fr;
-	struct acks		*acks;		/* RELP session; NULL for plain TCP */
-	struct obuf		 out;		/* responses not yet sent */
-	struct event		 wev;		/* writable, while out holds bytes */
-	struct event		 send_ev;	/* send_timeout, while out holds bytes */
-	const struct timeval	*send_tv;
-	struct conn		*rprev, *rnext;	/* in relp_conns */
+	struct relp_io		*r;		/* NULL for plain TCP */
 	uint64_t		 bytes;
 	uint64_t		 records;
 	struct conn		*prev, *next;
@@ -69,7 +64,22 @@ struct conn {
 	char			*prefix;	/* ,"peer":"...","listener":"..." */
 };
 
-static struct conn	*conns, *relp_conns;
+/*
+ * What only a RELP connection has, allocated apart so that a plain TCP
+ * connection does not carry it: the session and the write path.
+ */
+struct relp_io {
+	struct acks		 acks;
+	struct obuf		 out;		/* answers not yet sent */
+	struct event		 wev;		/* writable, while out holds bytes */
+	struct event		 send_ev;	/* send_timeout, while out holds bytes */
+	const struct timeval	*send_tv;
+	struct conn		*c;
+	struct relp_io		*prev, *next;	/* in sessions */
+};
+
+static struct conn	*conns;
+static struct relp_io	*sessions;
 static int		 nconns;
 static int		 reading = 1;
 static struct conn_totals totals;
@@ -99,7 +109,8 @@ common_timeout(long ms)
 void
 conn_init(void)
 {
-	conns = relp_conns = NULL;
+	conns = NULL;
+	sessions = NULL;
 	nconns = 0;
 	reading = 1;
 	memset(&totals, 0, sizeof(totals));
@@ -115,6 +126,22 @@ const struct conn_totals *
 conn_totals(void)
 {
 	return &totals;
+}
+
+static void
+end_session(struct relp_io *r)
+{
+	event_del(&r->wev);
+	event_del(&r->send_ev);
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		sessions = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	acks_free(&r->acks);
+	free(r->out.p);
+	free(r);
 }
 
 static void
@@ -136,19 +163,8 @@ conn_close(struct conn *c, const char *reason)
 	nconns--;
 	totals.closed++;
 	frame_free(&c->fr);
-	if (c->acks) {
-		event_del(&c->wev);
-		event_del(&c->send_ev);
-		if (c->rprev)
-			c->rprev->rnext = c->rnext;
-		else
-			relp_conns = c->rnext;
-		if (c->rnext)
-			c->rnext->rprev = c->rprev;
-		acks_free(c->acks);
-		free(c->acks);
-		free(c->out.p);
-	}
+	if (c->r)
+		end_session(c->r);
 	free(c->prefix);
 	free(c);
 	worker_conn_closed();
@@ -176,7 +192,7 @@ on_record(void *arg, const char *rec, size_t len, int truncated)
 static int
 in_record(const struct conn *c)
 {
-	return c->acks ? acks_in_frame(c->acks) : frame_in_record(&c->fr);
+	return c->r ? acks_in_frame(&c->r->acks) : frame_in_record(&c->fr);
 }
 
 /* Returns -1 when the connection was closed. */
@@ -184,7 +200,7 @@ static int
 feed(struct conn *c, const char *data, size_t n)
 {
 	const char *why = NULL;
-	int rc = c->acks ? acks_feed(c->acks, data, n, route, c, &why) :
+	int rc = c->r ? acks_feed(&c->r->acks, data, n, route, c, &why) :
 	    frame_feed(&c->fr, data, n, on_record, c, &why);
 
 	if (rc == -1) {
@@ -222,9 +238,9 @@ want_read(const struct conn *c)
 {
 	if (!reading)
 		return 0;
-	if (c->acks == NULL)
+	if (c->r == NULL)
 		return 1;
-	return !c->acks->closing && c->out.len + c->acks->held.len < CONN_OUT_MAX;
+	return !c->r->acks.closing && c->r->out.len + c->r->acks.held.len < CONN_OUT_MAX;
 }
 
 static void
@@ -249,10 +265,11 @@ update_read(struct conn *c)
 static int
 send_out(struct conn *c)
 {
+	struct relp_io *r = c->r;
 	size_t sent = 0;
 
-	while (sent < c->out.len) {
-		ssize_t n = send(c->fd, c->out.p + sent, c->out.len - sent, MSG_NOSIGNAL);
+	while (sent < r->out.len) {
+		ssize_t n = send(c->fd, r->out.p + sent, r->out.len - sent, MSG_NOSIGNAL);
 
 		if (n > 0) {
 			sent += n;
@@ -265,22 +282,22 @@ send_out(struct conn *c)
 		}
 	}
 	if (sent) {
-		c->out.len -= sent;
-		memmove(c->out.p, c->out.p + sent, c->out.len);
-		if (c->send_tv)
-			event_add(&c->send_ev, c->send_tv);
+		r->out.len -= sent;
+		memmove(r->out.p, r->out.p + sent, r->out.len);
+		if (r->send_tv)
+			event_add(&r->send_ev, r->send_tv);
 	}
-	if (c->out.len == 0) {
-		event_del(&c->wev);
-		event_del(&c->send_ev);
-		if (acks_finished(c->acks)) {
+	if (r->out.len == 0) {
+		event_del(&r->wev);
+		event_del(&r->send_ev);
+		if (acks_finished(&r->acks)) {
 			conn_close(c, "RELP session closed");
 			return -1;
 		}
 	} else {
-		event_add(&c->wev, NULL);
-		if (c->send_tv && !evtimer_pending(&c->send_ev, NULL))
-			event_add(&c->send_ev, c->send_tv);
+		event_add(&r->wev, NULL);
+		if (r->send_tv && !evtimer_pending(&r->send_ev, NULL))
+			event_add(&r->send_ev, r->send_tv);
 	}
 	update_read(c);
 	return 0;
@@ -290,7 +307,7 @@ send_out(struct conn *c)
 static int
 answer(struct conn *c)
 {
-	if (acks_release(c->acks, &c->out) == -1) {
+	if (acks_release(&c->r->acks, &c->r->out) == -1) {
 		conn_close(c, "out of memory for responses");
 		return -1;
 	}
@@ -309,12 +326,12 @@ on_write(evutil_socket_t fd, short what, void *arg)
 void
 conn_sinks_progressed(void)
 {
-	struct conn *c, *next;
+	struct relp_io *r, *next;
 
-	for (c = relp_conns; c; c = next) {
-		next = c->rnext;
-		if (acks_waiting(c->acks))
-			answer(c);
+	for (r = sessions; r; r = next) {
+		next = r->next;
+		if (acks_waiting(&r->acks))
+			answer(r->c);
 	}
 }
 
@@ -322,14 +339,14 @@ conn_sinks_progressed(void)
 void
 conn_end_sessions(void)
 {
-	struct conn *c, *next;
+	struct relp_io *r, *next;
 
-	for (c = relp_conns; c; c = next) {
-		next = c->rnext;
-		if (acks_serverclose(c->acks) == -1)
-			conn_close(c, "out of memory for responses");
+	for (r = sessions; r; r = next) {
+		next = r->next;
+		if (acks_serverclose(&r->acks) == -1)
+			conn_close(r->c, "out of memory for responses");
 		else
-			answer(c);
+			answer(r->c);
 	}
 }
 
@@ -358,7 +375,7 @@ on_read(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		if (n == 0) {
-			if (c->acks == NULL)
+			if (c->r == NULL)
 				frame_finish(&c->fr, on_record, c);
 			conn_close(c, "closed by peer");
 			return;
@@ -372,8 +389,8 @@ on_read(evutil_socket_t fd, short what, void *arg)
 		}
 		break;
 	}
-	if (c->acks) {
-		if (acks_mark(c->acks) == -1) {
+	if (c->r) {
+		if (acks_mark(&c->r->acks) == -1) {
 			conn_close(c, "out of memory for responses");
 			return;
 		}
@@ -389,7 +406,7 @@ static void
 expire(struct conn *c, struct event *ev, const struct timeval *tv, const char *why,
     uint64_t *count, struct log_limit *ll)
 {
-	if (!reading || (c->acks && acks_waiting(c->acks))) {
+	if (!reading || (c->r && acks_waiting(&c->r->acks))) {
 		event_add(ev, tv);	/* the wait is ours, not the client's */
 		return;
 	}
@@ -418,7 +435,7 @@ on_send_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	totals.send_timeouts++;
 	log_limited(&send_limit, LOG_LVL_INFO, "%s: %s %s: closing: send_timeout, %zu bytes unsent",
-	    wrk.name, c->l->name, c->peer, c->out.len);
+	    wrk.name, c->l->name, c->peer, c->r->out.len);
 	conn_close(c, "send_timeout");
 }
 
@@ -463,16 +480,19 @@ make_prefix(struct conn *c, const struct sockaddr *sa, socklen_t len)
 static int
 start_session(struct conn *c)
 {
-	if ((c->acks = malloc(sizeof(*c->acks))) == NULL)
+	struct relp_io *r = calloc(1, sizeof(*r));
+
+	if ((c->r = r) == NULL)
 		return -1;
-	acks_init(c->acks, c->l);
-	event_assign(&c->wev, wrk.base, c->fd, EV_WRITE | EV_PERSIST, on_write, c);
-	evtimer_assign(&c->send_ev, wrk.base, on_send_timeout, c);
-	c->send_tv = common_timeout(c->l->send_timeout_ms);
-	c->rnext = relp_conns;
-	if (relp_conns)
-		relp_conns->rprev = c;
-	relp_conns = c;
+	r->c = c;
+	acks_init(&r->acks, c->l);
+	event_assign(&r->wev, wrk.base, c->fd, EV_WRITE | EV_PERSIST, on_write, c);
+	evtimer_assign(&r->send_ev, wrk.base, on_send_timeout, c);
+	r->send_tv = common_timeout(c->l->send_timeout_ms);
+	r->next = sessions;
+	if (sessions)
+		sessions->prev = r;
+	sessions = r;
 	return 0;
 }
 

@@ -3665,6 +3665,57 @@ def fairness(ctx):
     check_once(read_events(path), {(1, q) for q in range(batches * size)}, "the paced records")
 
 
+def bench_binary():
+    """./ingestd-bench, which `make` builds: $INGESTD_BENCH, else the tree's."""
+    path = os.environ.get("INGESTD_BENCH") or os.path.join(ROOT, "ingestd-bench")
+    check(os.access(path, os.X_OK), f"no executable ingestd-bench at {path} (run make)")
+    return path
+
+
+@case
+def idle_50k(ctx):
+    """
+    50,000 idle connections (ingestd-bench -m idle from 8 source addresses
+    and several processes) into 4 workers: all established; the workers'
+    RSS grows by under 2 KiB per connection (the figure is printed); and
+    idle_timeout = 4 closes every one of them.
+    """
+    n = 50000
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "accept_mode": "reuseport",
+                               "idle_timeout": 4}],
+                        sinks=[{"name": "events", "path": ctx.path("e.jsonl")}], workers=4,
+                        extra="worker_connections = 16000;")
+    s.start()
+    pids = s.wait_workers(4)
+    before = sum(vm_rss_kb(p) for p in pids)
+    err = ctx.path("bench.err")
+    args = [bench_binary(), "-m", "idle", "-p", str(ctx.port), "-c", str(n), "--sources", "8",
+            "-d", "9", "-j"]
+    bench = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=open(err, "wb"))
+    ctx.procs.append(bench)
+    up = wait_until(lambda: re.search(r"idle: (\d+) established", open(err).read()), 20,
+                    interval=0.05)
+    check(up, f"ingestd-bench never said its connections were up: {tail(open(err).read())}")
+    established = int(up[1])
+    time.sleep(0.3)                     # the workers have accepted what the kernel queued
+    held = [vm_rss_kb(p) for p in pids]
+    per_conn = (sum(held) - before) * 1024 / established
+    print(f"# idle_50k: {established} idle connections, worker RSS {before} kB -> {sum(held)} kB "
+          f"({', '.join(f'{h} kB' for h in held)}): {per_conn:.0f} bytes per connection",
+          file=sys.stderr, flush=True)
+    check(established == n, f"{established} of {n} idle connections were established")
+    check(per_conn < 2048, f"{per_conn:.0f} bytes of worker RSS per idle connection, expected "
+          "under 2 KiB")
+    out, _ = bench.communicate(timeout=30)
+    report = json.loads(out)
+    closed = report.get("closed_by_server")
+    check(closed == n, f"idle_timeout = 4 closed {closed} of {n} idle connections "
+          f"within 9 s: {report}")
+    s.stop()
+    check_defences(s, 4, idle=n)
+
+
 # ----------------------------------------------- defences: connection caps
 
 def flood(ctx, addr, sources, n):
