@@ -58,6 +58,15 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BINARY = os.path.abspath(os.environ.get("INGESTD", os.path.join(ROOT, "ingestd")))
 FAILPRIV_SRC = os.path.join(HERE, "failpriv.c")
 SANITIZER_MARKS = ("runtime error:", "AddressSanitizer")
+
+
+def sanitized_build(path=BINARY):
+    """Whether the binary is built with AddressSanitizer (make SANITIZE=1)."""
+    try:
+        with open(path, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
 LOCAL4 = "127.0.0.1"
 LOCAL6 = "::1"
 
@@ -3199,8 +3208,11 @@ def record_timeout_slowloris(ctx):
     check(nrec == sum(runs) and perr == 0, f"the workers counted {nrec} records, {perr} parse "
           f"errors; blast sent {sum(runs)} records")
     check_defences(s, 2, record=nloris)
-    check(rate1 >= 0.8 * rate0, f"blast under slowloris load: {rate1:,.0f} records/s, more than "
-          f"20% below {rate0:,.0f} records/s without")
+    # Under ASan the server's work costs several times more while the
+    # slowloris clients' cost does not: the 20% bound is for the real build.
+    bound = 0.5 if sanitized_build() else 0.8
+    check(rate1 >= bound * rate0, f"blast under slowloris load: {rate1:,.0f} records/s, less "
+          f"than {bound:.0%} of {rate0:,.0f} records/s without")
 
 
 @case
@@ -4286,6 +4298,276 @@ ruleset(name="fwd") {{
     check_once(events, {(1, q) for q in range(n)}, "rsyslog's forwarded messages")
     peers = {e["peer"].rsplit(":", 1)[0] for e in events}
     check(peers == {"127.0.0.1"}, f"the events' peers are {peers}")
+
+
+# ------------------------------------------- RELP: nothing acknowledged is lost
+#
+# Continuous load from several connections through faults.  A RELP client
+# keeps every record until it is answered and re-sends what was not after a
+# reconnect: every answered record must be in the sink (a re-sent one may
+# be there twice, and is counted).  A plain TCP client under the same fault
+# shows what plain TCP loses, for the documentation.
+
+def relp_split(buf):
+    """The complete frames at the start of buf as (txnr, command, data), and the rest."""
+    frames = []
+    while True:
+        m = re.match(rb"(\d+) (\w+) (\d+)[ \n]", buf)
+        if not m:
+            return frames, buf
+        n = int(m[3])
+        end = m.end() + (n + 1 if n else 0)
+        if len(buf) < end:
+            return frames, buf
+        frames.append((int(m[1]), m[2].decode(), buf[m.end():m.end() + n] if n else b""))
+        buf = buf[end:]
+
+
+class RelpLoad(threading.Thread):
+    """
+    One RELP client sending "c=CID s=SEQ" records with a window of window,
+    as omrelp does: a server close, reset, refusal or serverclose makes it
+    reconnect (after 50 ms) and re-send every unanswered record.  finish()
+    stops new records, waits for every answer and closes the session.
+    acked: the sequence numbers answered 200 OK.
+    """
+
+    def __init__(self, addr, cid, window=64, max_seconds=60):
+        super().__init__(daemon=True)
+        self.addr, self.cid, self.window, self.max_seconds = addr, cid, window, max_seconds
+        self.halt = threading.Event()
+        self.acked, self.unacked = set(), collections.OrderedDict()
+        self.next_seq = self.reconnects = self.resent = 0
+        self.errors = collections.Counter()
+        self.done = False
+        self.crash = None
+
+    def record(self, seq):
+        return f"<13>Nov 24 01:02:03 host relp[1]: c={self.cid} s={seq} through a fault".encode()
+
+    def session(self, sock, deadline):
+        """One connection, until the server ends it (return) or every record is answered."""
+        txnr, inflight, buf = 1, {}, b""
+        sock.sendall(RelpClient.frame(1, "open", b"relp_version=0\ncommands=syslog"))
+        out = []
+        for seq in self.unacked:                # re-send what was not answered
+            txnr += 1
+            inflight[txnr] = seq
+            out.append(RelpClient.frame(txnr, "syslog", self.record(seq)))
+            self.resent += 1
+        closing = None
+        while time.monotonic() < deadline:
+            while not self.halt.is_set() and len(inflight) < self.window:
+                seq = self.next_seq
+                self.next_seq += 1
+                self.unacked[seq] = True
+                txnr += 1
+                inflight[txnr] = seq
+                out.append(RelpClient.frame(txnr, "syslog", self.record(seq)))
+            if self.halt.is_set() and not inflight and closing is None:
+                txnr += 1
+                closing = txnr
+                out.append(RelpClient.frame(txnr, "close"))
+            if out:
+                sock.sendall(b"".join(out))
+                out = []
+            if not select.select([sock], [], [], 0.2)[0]:
+                continue
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            frames, buf = relp_split(buf + chunk)
+            for t, cmd, data in frames:
+                if cmd == "serverclose":
+                    return
+                if t == closing:
+                    self.done = True
+                    return
+                seq = inflight.pop(t, None)
+                if t == 1 or seq is None:
+                    continue                    # the answer to open
+                if data.startswith(b"200"):
+                    self.acked.add(seq)
+                    self.unacked.pop(seq, None)
+                else:
+                    self.errors[data[:40].decode(errors="replace")] += 1
+
+    def run(self):
+        deadline = time.monotonic() + self.max_seconds
+        try:
+            while not self.done and time.monotonic() < deadline:
+                try:
+                    sock = socket.create_connection(self.addr, timeout=2)
+                except OSError as e:
+                    self.errors[f"connect: {e.strerror or e}"] += 1
+                    time.sleep(0.05)
+                    continue
+                try:
+                    sock.settimeout(5)
+                    self.session(sock, deadline)
+                except OSError as e:
+                    self.errors[f"{type(e).__name__}"] += 1
+                finally:
+                    sock.close()
+                if not self.done:
+                    self.reconnects += 1
+                    time.sleep(0.05)
+        except Exception as e:          # reported by finish()
+            self.crash = f"{type(e).__name__}: {e}"
+
+    def finish(self, timeout=30):
+        self.halt.set()
+        self.join(timeout)
+        check(not self.is_alive(), f"RELP client {self.cid} did not finish within {timeout} s")
+        check(self.crash is None, f"RELP client {self.cid} failed: {self.crash}")
+        check(self.done and not self.unacked, f"RELP client {self.cid}: {len(self.unacked)} "
+              f"records never answered; errors {dict(self.errors)}")
+
+
+class TcpLoad(threading.Thread):
+    """
+    A plain TCP client sending "c=CID s=SEQ" records in batches of 20,
+    reconnecting after an error, until finish(): sent counts the records
+    whose sendall() completed, which is all a plain TCP client knows.
+    """
+
+    def __init__(self, addr, cid, max_seconds=60):
+        super().__init__(daemon=True)
+        self.addr, self.cid, self.max_seconds = addr, cid, max_seconds
+        self.halt = threading.Event()
+        self.sent = 0
+
+    def run(self):
+        deadline = time.monotonic() + self.max_seconds
+        while not self.halt.is_set() and time.monotonic() < deadline:
+            try:
+                with socket.create_connection(self.addr, timeout=2) as sock:
+                    while not self.halt.is_set() and time.monotonic() < deadline:
+                        sock.sendall("".join(f"<13>Nov 24 01:02:03 host tcp[1]: c={self.cid} "
+                                             f"s={self.sent + i} through a fault\n"
+                                             for i in range(20)).encode())
+                        self.sent += 20
+                        self.halt.wait(0.002)
+            except OSError:
+                time.sleep(0.05)
+
+    def finish(self):
+        self.halt.set()
+        self.join(10)
+
+
+def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, **listener):
+    """
+    Start a server with a RELP and a plain TCP listener into one file sink,
+    run relp RELP clients and tcp plain TCP clients through fault(s), stop
+    them, and check every answered record arrived.  Returns
+    (RELP: records, duplicates, resent, reconnects; TCP: sent, lost).
+    """
+    path = sink_path or ctx.path("events.jsonl")
+    tcp_port = free_port()
+    s = pipeline_server(ctx, [dict({"listen": f"{LOCAL4}:{ctx.port}", "protocol": "relp"},
+                                   **listener),
+                              {"listen": f"{LOCAL4}:{tcp_port}"}],
+                        sinks=sinks or [{"name": "events", "path": path}], level="info")
+    s.start()
+    rl = [RelpLoad(s.addr, c) for c in range(relp)]
+    tl = [TcpLoad((LOCAL4, tcp_port), 100 + c) for c in range(tcp)]
+    for t in rl + tl:
+        t.start()
+    time.sleep(0.3)
+    fault(s, rl)
+    for t in tl:
+        t.finish()
+    for t in rl:
+        t.finish()
+    if s.master and alive(s.master):
+        s.stop()
+    with open(path, "rb") as f:         # a million lines: a regex, not JSON parsing
+        seen = collections.Counter((int(m[1]), int(m[2])) for m in
+                                   re.finditer(rb"c=(\d+) s=(\d+) through a fault", f.read()))
+    acked = sum(len(t.acked) for t in rl)
+    lost = [(t.cid, q) for t in rl for q in t.acked if seen[(t.cid, q)] == 0]
+    check(not lost, f"{name}: {len(lost)} of {acked} acknowledged records are not in the sink, "
+          f"e.g. {lost[:5]}")
+    dups = sum(seen[(t.cid, q)] - 1 for t in rl for q in t.acked)
+    tcp_sent = sum(t.sent for t in tl)
+    tcp_lost = sum(1 for t in tl for q in range(t.sent) if seen[(t.cid, q)] == 0)
+    resent = sum(t.resent for t in rl)
+    reconnects = sum(t.reconnects for t in rl)
+    print(f"# {name}: RELP {acked} records acknowledged, 0 lost, {dups} duplicates, {resent} "
+          f"re-sent over {reconnects} reconnects; plain TCP {tcp_sent} sent, {tcp_lost} lost",
+          file=sys.stderr, flush=True)
+    check(acked > 1000, f"{name}: only {acked} RELP records were answered")
+    return s, dict(acked=acked, dups=dups, resent=resent, reconnects=reconnects,
+                   tcp_sent=tcp_sent, tcp_lost=tcp_lost)
+
+
+@case
+def relp_faults_reloads(ctx):
+    """20 reloads (HUP) in a row under RELP and plain TCP load: no answered record lost."""
+    def reloads(s, _):
+        for g in range(2, 22):
+            m = s.mark()
+            s.signal(signal.SIGHUP)
+            s.wait_for_log(rf"reload: generation {g} accepting", since=m, timeout=10)
+            time.sleep(0.1)
+
+    fault_run(ctx, "relp_faults_reloads", reloads)
+
+
+@case
+def relp_faults_kill9(ctx):
+    """kill -9 of a random worker every second for 6 s under load: no answered record lost."""
+    def kills(s, _):
+        rnd = __import__("random").Random(7)
+        for _ in range(6):
+            pids = s.workers()
+            if pids:
+                os.kill(rnd.choice(pids), signal.SIGKILL)
+            time.sleep(1)
+        s.wait_workers(2, timeout=10)
+
+    fault_run(ctx, "relp_faults_kill9", kills)
+
+
+@case
+def relp_faults_master_restart(ctx):
+    """The whole server stopped (SIGTERM) and started again under load: no answered record lost."""
+    def restart(s, _):
+        s.stop(sig=signal.SIGTERM)
+        time.sleep(0.3)
+        s.start()
+        time.sleep(1)
+
+    fault_run(ctx, "relp_faults_master_restart", restart)
+
+
+@case
+def relp_faults_disk_full(ctx):
+    """
+    The sink's disk (a 1 MiB tmpfs) fills under RELP load: answers stop,
+    the clients wait; with space again everything resumes and no answered
+    record is lost.
+    """
+    disk = ctx.path("disk")
+    mount_tmpfs(ctx, disk, "1m")
+    path = os.path.join(disk, "events.jsonl")
+
+    def fill_then_free(s, loads):
+        s.wait_for_log(r"sink events: write \S+: No space left on device", timeout=20)
+        time.sleep(0.5)
+        answered = sum(len(t.acked) for t in loads)
+        time.sleep(1)
+        now = sum(len(t.acked) for t in loads)
+        check(now == answered, f"{now - answered} records were answered in a second while the "
+              "disk was full")
+        remount_tmpfs(disk, "256m")
+        m = s.mark()
+        s.wait_for_log(r"sink events: writing again", since=m, timeout=10)
+        time.sleep(0.5)
+
+    fault_run(ctx, "relp_faults_disk_full", fill_then_free, relp=2, tcp=0,
+              sinks=[{"name": "events", "path": path, "queue": "256K"}], sink_path=path)
 
 
 # ------------------------------------------------------------------- runner
