@@ -27,11 +27,13 @@ DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-d
 	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 \
 	   libestr0 libfastjson4 liblognorm5 librelp0
 
-# rsyslog is a test peer (omrelp as a RELP client), but Debian's rsyslog
-# conflicts with syslog-ng-core (loggen): its packages are unpacked under
-# tests/peers/rsyslog instead of installed, and run from there.
+# Test peers unpacked from Debian packages under tests/peers instead of
+# installed: rsyslog (omrelp as a RELP client) conflicts with syslog-ng-core
+# (loggen), and of prometheus only promtool is needed (it checks /metrics),
+# not a service.
 PEERS	 = tests/peers
 RSYSLOGD = $(PEERS)/rsyslog/usr/sbin/rsyslogd
+PROMTOOL = $(PEERS)/prometheus/usr/bin/promtool
 
 COMMON_SRC = $(filter-out common/cfgdoc.c, $(wildcard common/*.c))
 SERVER_SRC = $(filter-out server/main.c, $(wildcard server/*.c))
@@ -68,15 +70,21 @@ deps:
 		echo "make deps: installing$$(echo $$missing | sed 's/^/ /')"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@$(MAKE) -s $(RSYSLOGD)
+	@$(MAKE) -s $(RSYSLOGD) $(PROMTOOL)
+
+# $(call unpack,DIR,PACKAGES): the packages' files under $(PEERS)/DIR.
+unpack = echo "make deps: unpacking $(2) under $(PEERS)/$(1)"; \
+	rm -rf $(PEERS)/$(1) $(PEERS)/debs-$(1) && mkdir -p $(PEERS)/debs-$(1) && \
+	cd $(PEERS)/debs-$(1) && { apt-get download -q $(2) 2>/dev/null || \
+		{ apt-get update -qq && apt-get download -q $(2); }; } && cd $(CURDIR) && \
+	for d in $(PEERS)/debs-$(1)/*.deb; do dpkg-deb -x $$d $(PEERS)/$(1) || exit 1; done && \
+	rm -rf $(PEERS)/debs-$(1)
 
 $(RSYSLOGD):
-	@echo "make deps: unpacking rsyslog and rsyslog-relp under $(PEERS)/rsyslog"
-	rm -rf $(PEERS)/rsyslog $(PEERS)/debs && mkdir -p $(PEERS)/debs
-	cd $(PEERS)/debs && { apt-get download -q rsyslog rsyslog-relp 2>/dev/null || \
-		{ apt-get update -qq && apt-get download -q rsyslog rsyslog-relp; }; }
-	for d in $(PEERS)/debs/*.deb; do dpkg-deb -x $$d $(PEERS)/rsyslog || exit 1; done
-	rm -rf $(PEERS)/debs
+	@$(call unpack,rsyslog,rsyslog rsyslog-relp)
+
+$(PROMTOOL):
+	@$(call unpack,prometheus,prometheus)
 
 run: deps ingestd
 	./ingestd -f

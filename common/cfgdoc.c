@@ -16,19 +16,22 @@
 
 #define BEGIN_MARK	".\\\" BEGIN SETTINGS"
 #define END_MARK	".\\\" END SETTINGS"
-/* Values the sample config shows for settings that have no default. */
+/* Values the sample config shows instead of the default (or for settings without one). */
 static const char *const samples[][2] = {
-	{ "listen", "127.0.0.1:5514" },
-	{ "name", "default" },
+	{ "listeners.listen", "127.0.0.1:5514" },
+	{ "sinks.name", "default" },
+	{ "stats.listen", "127.0.0.1:9514" },
 };
 
 static const char *const scope_titles[CS_COUNT] = {
-	"Global settings", "The log group", "Listeners", "Sinks",
+	"Global settings", "The log group", "The stats group", "Listeners", "Sinks",
 };
 
 static const char *const scope_intros[CS_COUNT] = {
 	NULL,
 	"Settings inside\n.Ic \"log = { ... };\"",
+	"Settings inside\n.Ic \"stats = { ... };\" :\n"
+	"the master's HTTP endpoint for metrics (see METRICS in\n.Xr ingestd 8 ) .",
 	"Each element of the list\n.Ic \"listeners = ( { ... }, { ... } );\"\n"
 	"is one listening socket with these settings.",
 	"Each element of the list\n.Ic \"sinks = ( { ... }, { ... } );\"\n"
@@ -149,13 +152,17 @@ comment(const char *indent, const char *text)
 	}
 }
 
+/* The sample value of a setting ("scope.name" in samples), or NULL. */
 static const char *
-sample(const char *name)
+sample(const struct cfg_setting *s)
 {
+	char key[128];
+
+	snprintf(key, sizeof(key), "%s.%s", cfg_scope_names[s->scope], s->name);
 	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++)
-		if (strcmp(samples[i][0], name) == 0)
+		if (strcmp(samples[i][0], key) == 0)
 			return samples[i][1];
-	return "";
+	return NULL;
 }
 
 static void
@@ -185,8 +192,8 @@ conf_scope(enum cfg_scope sc, const char *indent)
 			    " " : "", s->reloadable ? "" : "Needs a restart to change.");
 			comment(indent, more);
 		}
-		if (s->def == NULL)
-			printf("%s%s = \"%s\";\n", indent, s->name, sample(s->name));
+		if (sample(s) != NULL)
+			printf("%s%s = \"%s\";\n", indent, s->name, sample(s));
 		else if (s->type == CT_INT || s->type == CT_SECONDS)
 			printf("%s%s = %s;\n", indent, s->name, s->def);
 		else if (s->type == CT_NAMES)
@@ -204,6 +211,8 @@ conf(void)
 	conf_scope(CS_MAIN, "");
 	printf("\nlog = {\n");
 	conf_scope(CS_LOG, "\t");
+	printf("};\n\nstats = {\n");
+	conf_scope(CS_STATS, "\t");
 	printf("};\n\n# One group per listening socket.\nlisteners = (\n\t{\n");
 	conf_scope(CS_LISTENER, "\t\t");
 	printf("\t}\n);\n\n# One group per destination of events.\nsinks = (\n\t{\n");

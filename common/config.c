@@ -47,6 +47,10 @@ const struct cfg_setting cfg_settings[] = {
 	{ "target", CS_LOG, CT_STRING, "syslog", 0, 0, NULL, 1, M(log_target),
 	  "Where ingestd logs: \"syslog\" (facility daemon), \"stderr\", or a file "
 	  "path (reopened on SIGUSR1). The -f option always logs to stderr." },
+	{ "listen", CS_STATS, CT_STRING, "", 0, 0, NULL, 1, M(stats_listen),
+	  "Address of the master's HTTP endpoint: Prometheus text at /metrics, JSON at "
+	  "/stats (\"IPv4:port\", \"[IPv6]:port\" or a unix socket path). Empty: none. "
+	  "Anyone who can connect can read it: keep it on loopback or a private address." },
 	{ "name", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(name),
 	  "Name of the listener in log messages; empty means the listen address. "
 	  "Names are unique." },
@@ -140,7 +144,7 @@ const struct cfg_setting cfg_settings[] = {
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
-const char *const cfg_scope_names[CS_COUNT] = { "", "log", "listeners", "sinks" };
+const char *const cfg_scope_names[CS_COUNT] = { "", "log", "stats", "listeners", "sinks" };
 
 const char cfg_embedded[] =
     "pid_file = \"ingestd.pid\";\n"
@@ -461,7 +465,8 @@ load_group(struct ctx *c, config_setting_t *group, enum cfg_scope scope, void *b
 		config_setting_t *e = config_setting_get_elem(group, i);
 
 		if (scope == CS_MAIN && (strcmp(e->name, "log") == 0 ||
-		    strcmp(e->name, "listeners") == 0 || strcmp(e->name, "sinks") == 0))
+		    strcmp(e->name, "stats") == 0 || strcmp(e->name, "listeners") == 0 ||
+		    strcmp(e->name, "sinks") == 0))
 			continue;
 		if (!is_known(scope, e->name)) {
 			snprintf(name, sizeof(name), "%s%s", prefix, e->name);
@@ -696,25 +701,43 @@ check_identity(struct ctx *c, const struct config *cf, config_t *lc)
 	return 0;
 }
 
+static int
+check_stats(struct ctx *c, struct config *cf, config_setting_t *stats)
+{
+	const char *why;
+
+	if (cf->stats_listen[0] == '\0' || addr_parse(cf->stats_listen, &cf->stats_addr, &why) == 0)
+		return 0;
+	return fail(c, config_setting_get_member(stats, "listen"), "stats.listen", "\"%s\": %s",
+	    cf->stats_listen, why);
+}
+
 static struct config *
 load(config_t *lc, const char *name, char *err, size_t errlen)
 {
 	struct ctx c = { name, err, errlen };
-	config_setting_t *root = config_root_setting(lc), *log, *list, *sinks;
+	config_setting_t *root = config_root_setting(lc), *log, *stats, *list, *sinks;
 	struct config *cf;
 
 	if ((cf = calloc(1, sizeof(*cf))) == NULL || (cf->path = strdup(name)) == NULL)
 		fatal("calloc");
 	cf->refs = 1;
 	log = config_setting_get_member(root, "log");
+	stats = config_setting_get_member(root, "stats");
 	list = config_setting_get_member(root, "listeners");
 	sinks = config_setting_get_member(root, "sinks");
 	if (log != NULL && !config_setting_is_group(log)) {
 		fail(&c, log, "log", "expected a group { level = ...; }");
 		goto bad;
 	}
+	if (stats != NULL && !config_setting_is_group(stats)) {
+		fail(&c, stats, "stats", "expected a group { listen = ...; }");
+		goto bad;
+	}
 	if (load_group(&c, root, CS_MAIN, cf, "") == -1 ||
 	    load_group(&c, log, CS_LOG, cf, "log.") == -1 ||
+	    load_group(&c, stats, CS_STATS, cf, "stats.") == -1 ||
+	    check_stats(&c, cf, stats) == -1 ||
 	    load_listeners(&c, cf, list) == -1 ||
 	    check_listeners(&c, cf, list) == -1 ||
 	    load_sinks(&c, cf, sinks) == -1 ||
@@ -807,6 +830,7 @@ cfg_free(struct config *cf)
 	free(cf->sinks);
 	free_strings(CS_MAIN, cf);
 	free_strings(CS_LOG, cf);
+	free_strings(CS_STATS, cf);
 	free(cf->path);
 	free(cf);
 }
@@ -953,6 +977,7 @@ cfg_keep_fixed(struct config *next, const struct config *cur)
 {
 	keep_scope(CS_MAIN, next, cur, "");
 	keep_scope(CS_LOG, next, cur, "log.");
+	keep_scope(CS_STATS, next, cur, "stats.");
 	for (int i = 0; i < next->nlisteners; i++) {
 		struct listener_cfg *l = &next->listeners[i];
 		char prefix[64];
@@ -983,6 +1008,8 @@ cfg_dump(const struct config *cf, FILE *fp)
 	dump_scope(cf, CS_MAIN, "", fp);
 	fprintf(fp, "log = {\n");
 	dump_scope(cf, CS_LOG, "\t", fp);
+	fprintf(fp, "};\nstats = {\n");
+	dump_scope(cf, CS_STATS, "\t", fp);
 	fprintf(fp, "};\nlisteners = (\n");
 	for (int i = 0; i < cf->nlisteners; i++) {
 		fprintf(fp, "\t{\n");

@@ -24,7 +24,7 @@
 #define CFG_STRING_MAX		4095	/* bytes in a string setting */
 #define CFG_VALUE_MAX		(4 * CFG_STRING_MAX + 3)	/* a value as cfg_format writes it */
 
-enum cfg_scope { CS_MAIN, CS_LOG, CS_LISTENER, CS_SINK, CS_COUNT };
+enum cfg_scope { CS_MAIN, CS_LOG, CS_STATS, CS_LISTENER, CS_SINK, CS_COUNT };
 enum cfg_type { CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN, CT_SIZE, CT_NAMES };
 enum accept_mode { ACCEPT_SHARED, ACCEPT_REUSEPORT };
 enum listener_protocol { PROTO_TCP, PROTO_RELP };
@@ -106,6 +106,8 @@ struct config {
 	int		 worker_connections;
 	int		 log_level;
 	char		*log_target;
+	char		*stats_listen;	/* empty: no stats endpoint */
+	struct addr	 stats_addr;	/* resolved from stats_listen */
 	struct listener_cfg *listeners;
 	int		 nlisteners;
 	struct sink_cfg	*sinks;

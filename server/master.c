@@ -21,7 +21,9 @@
 #include "listeners.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "pidfile.h"
+#include "stats.h"
 #include "supervise.h"
 #include "version.h"
 
@@ -128,6 +130,7 @@ reload(void)
 	}
 	if ((cf = master_load_config(&srv.opt, err, sizeof(err))) == NULL) {
 		log_error("reload failed: %s; generation %u keeps running", err, srv.serving_gen);
+		srv.reloads_failed++;
 		return;
 	}
 	cfg_keep_fixed(cf, srv.cf);
@@ -135,10 +138,12 @@ reload(void)
 	if (lsn_open(cf, cf->workers) == -1) {
 		log_error("reload failed: cannot bind the listeners; generation %u keeps running",
 		    srv.serving_gen);
+		srv.reloads_failed++;
 		cfg_unref(cf);
 		return;
 	}
 	apply_log(cf);
+	metrics_configure(cf);
 	srv.prev_cf = srv.cf;
 	srv.cf = cf;
 	srv.gen++;
@@ -164,6 +169,7 @@ master_generation_ready(unsigned gen)
 	} else {
 		log_notice("reload: generation %u accepting %ld ms after the reload began; "
 		    "generation %u drains", gen, clock_ms() - srv.reload_started_ms, old);
+		srv.reloads_ok++;
 		sup_drain_older(gen);
 		cfg_unref(srv.prev_cf);
 		srv.prev_cf = NULL;
@@ -217,6 +223,7 @@ master_generation_failed(unsigned gen)
 	if (gen > srv.serving_gen && srv.serving_gen != 0) {
 		log_error("reload failed: no worker of generation %u can run; generation %u keeps "
 		    "running", gen, srv.serving_gen);
+		srv.reloads_failed++;
 		sup_discard_gen(gen);
 		cfg_unref(srv.cf);
 		srv.cf = srv.prev_cf;
@@ -224,6 +231,7 @@ master_generation_failed(unsigned gen)
 		srv.gen = srv.serving_gen;
 		srv.nworkers = srv.cf->workers;
 		apply_log(srv.cf);
+		metrics_configure(srv.cf);
 		sup_retire_listeners();
 		if (slot_count(&srv.slots, srv.gen, SLOT_ACTIVE) > 0) {
 			if (reload_pending) {
@@ -334,7 +342,7 @@ master_run(struct config *cf, const struct options *opt)
 		log_warnx("user and group apply only when ingestd starts as root; ignored");
 	raise_nofile(cf);
 	/* Sized once: room for every connection of two generations, twice over. */
-	if (ct_init(4UL * cf->workers * cf->worker_connections) == -1)
+	if (ct_init(4UL * cf->workers * cf->worker_connections) == -1 || stats_init(SLOT_MAX) == -1)
 		return 1;
 	if (pidfile_acquire(master_pid_path(opt, cf)) == -1)
 		return 1;
@@ -353,7 +361,9 @@ master_run(struct config *cf, const struct options *opt)
 	}
 	if ((srv.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
+	metrics_configure(cf);
 	loop();
+	metrics_stop();
 	lsn_close_all(1);
 	pidfile_remove();
 	daemon_ready(srv.exit_code == 0);

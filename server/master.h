@@ -5,6 +5,8 @@
 #ifndef INGESTD_MASTER_H
 #define INGESTD_MASTER_H
 
+#include <stdint.h>
+
 #include "config.h"
 #include "slots.h"
 
@@ -29,6 +31,8 @@ struct master {
 	enum master_state	 state;
 	int			 exit_code;
 	long			 reload_started_ms;
+	uint64_t		 restarts;	/* workers respawned after dying */
+	uint64_t		 reloads_ok, reloads_failed;
 	struct slot_table	 slots;
 };
 

@@ -25,7 +25,9 @@
 #include "listeners.h"
 #include "log.h"
 #include "master.h"
+#include "metrics.h"
 #include "pidfile.h"
+#include "stats.h"
 #include "supervise.h"
 #include "worker.h"
 
@@ -104,6 +106,7 @@ become_worker(const struct worker_start *ws, const sigset_t *mask)
 		if (srv.slots.s[i].chan != -1)
 			close(srv.slots.s[i].chan);
 	lsn_close_others(ws->fds, ws->cf->nlisteners);
+	metrics_close_in_child();
 	pidfile_close_in_child();
 	daemon_close_in_child();
 	sigprocmask(SIG_SETMASK, mask, NULL);
@@ -128,6 +131,7 @@ spawn(struct slot *s)
 		log_warn("worker %d: socketpair", s->id);
 		return -1;
 	}
+	stats_clear(ws.owner);
 	/* No signal may run the master's handlers in the child. */
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
@@ -331,6 +335,7 @@ worker_exited(struct slot *s, int status)
 	describe_exit(status, how, sizeof(how));
 	close_channel(s);
 	ct_forget_owner((int)(s - srv.slots.s));
+	metrics_fold(s);
 	s->pid = 0;
 	if (s->state == SLOT_DRAINING || srv.state != MASTER_RUNNING) {
 		log_info("worker %d (pid %ld, generation %u) %s", s->id, pid, s->gen, how);
@@ -343,6 +348,7 @@ worker_exited(struct slot *s, int status)
 		s->state = SLOT_FAILED;
 	} else {
 		s->backoff_ms = backoff_next(s->backoff_ms, uptime);
+		srv.restarts++;
 		log_warnx("worker %d (pid %ld, generation %u) %s unexpectedly after %ld ms; "
 		    "respawning in %ld ms", s->id, pid, s->gen, how, uptime, s->backoff_ms);
 		schedule_respawn(s);

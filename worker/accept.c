@@ -45,7 +45,6 @@ static int		 paused;
 static int		 reserve_fd = -1;
 static struct event	*resume_timer;
 static struct log_limit	 emfile_limit, full_limit;
-static uint64_t		 refused[CT_NREASONS];
 
 static int
 listed(const struct cidr *v, int n, const struct sockaddr *sa)
@@ -74,7 +73,7 @@ refuse(int fd, const struct acceptor *a, const struct sockaddr *sa, socklen_t le
 	char peer[ADDR_STRLEN];
 
 	close(fd);
-	refused[why]++;
+	wrk.stats->refused[why]++;
 	log_limited(ct_log_limit(why), LOG_LVL_NOTICE, "%s: listener %s: refused %s: %s",
 	    wrk.name, a->l->name, addr_format(sa, len, peer, sizeof(peer)), ct_reason_name(why));
 }
@@ -83,7 +82,7 @@ refuse(int fd, const struct acceptor *a, const struct sockaddr *sa, socklen_t le
 uint64_t
 acc_refused(enum ct_refusal why)
 {
-	return refused[why];
+	return wrk.stats->refused[why];
 }
 
 /* Let a new connection in, or close it with the reason. */

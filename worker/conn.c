@@ -40,6 +40,7 @@
 #include "log.h"
 #include "records.h"
 #include "sink.h"
+#include "stats.h"
 #include "worker.h"
 
 #define CONN_READ_BUF		65536
@@ -82,7 +83,7 @@ static struct conn	*conns;
 static struct relp_io	*sessions;
 static int		 nconns;
 static int		 reading = 1;
-static struct conn_totals totals;
+static struct conn_totals *totals;	/* in the worker's stats slot */
 static char		 readbuf[CONN_READ_BUF];
 static struct log_limit	 framing_limit, idle_limit, record_limit, send_limit;
 
@@ -113,7 +114,7 @@ conn_init(void)
 	sessions = NULL;
 	nconns = 0;
 	reading = 1;
-	memset(&totals, 0, sizeof(totals));
+	totals = &wrk.stats->conn;
 }
 
 int
@@ -125,7 +126,7 @@ conn_count(void)
 const struct conn_totals *
 conn_totals(void)
 {
-	return &totals;
+	return totals;
 }
 
 static void
@@ -161,7 +162,7 @@ conn_close(struct conn *c, const char *reason)
 	if (c->next)
 		c->next->prev = c->prev;
 	nconns--;
-	totals.closed++;
+	totals->closed++;
 	frame_free(&c->fr);
 	if (c->r)
 		end_session(c->r);
@@ -178,6 +179,7 @@ route(void *arg, const char *rec, size_t len, int truncated)
 	struct event_meta *m = &wrk.meta;
 
 	c->records++;
+	wrk.stats->lsn_records[c->l - wrk.cf->listeners]++;
 	m->prefix = c->prefix;
 	m->prefixlen = c->prefixlen;
 	return records_route(m, c->l, rec, len, truncated);
@@ -204,7 +206,7 @@ feed(struct conn *c, const char *data, size_t n)
 	    frame_feed(&c->fr, data, n, on_record, c, &why);
 
 	if (rc == -1) {
-		totals.framing_errors++;
+		totals->framing_errors++;
 		log_limited(&framing_limit, LOG_LVL_WARNING, "%s: %s %s: closing: %s", wrk.name,
 		    c->l->name, c->peer, why);
 		conn_close(c, why);
@@ -366,7 +368,8 @@ on_read(evutil_socket_t fd, short what, void *arg)
 			clock_gettime(CLOCK_REALTIME, &now);
 			event_set_time(&wrk.meta, &now);
 			c->bytes += n;
-			totals.bytes += n;
+			totals->bytes += n;
+			wrk.stats->lsn_bytes[c->l - wrk.cf->listeners] += n;
 			if (feed(c, readbuf, n) == -1)
 				return;
 			arm_timers(c, records_before);
@@ -423,7 +426,7 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	expire(c, &c->idle_ev, c->idle_tv, "idle_timeout", &totals.idle_timeouts, &idle_limit);
+	expire(c, &c->idle_ev, c->idle_tv, "idle_timeout", &totals->idle_timeouts, &idle_limit);
 }
 
 static void
@@ -433,7 +436,7 @@ on_send_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	totals.send_timeouts++;
+	totals->send_timeouts++;
 	log_limited(&send_limit, LOG_LVL_INFO, "%s: %s %s: closing: send_timeout, %zu bytes unsent",
 	    wrk.name, c->l->name, c->peer, c->r->out.len);
 	conn_close(c, "send_timeout");
@@ -446,7 +449,7 @@ on_record_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	expire(c, &c->rec_ev, c->rec_tv, "record_timeout", &totals.record_timeouts,
+	expire(c, &c->rec_ev, c->rec_tv, "record_timeout", &totals->record_timeouts,
 	    &record_limit);
 }
 
@@ -540,7 +543,7 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 		conns->prev = c;
 	conns = c;
 	nconns++;
-	totals.accepted++;
+	totals->accepted++;
 	return 0;
 }
 

@@ -12,16 +12,7 @@
 
 #include "config.h"
 #include "conntab.h"
-
-struct conn_totals {
-	uint64_t	accepted;
-	uint64_t	closed;
-	uint64_t	bytes;
-	uint64_t	framing_errors;	/* connections closed for a bad octet count */
-	uint64_t	idle_timeouts;
-	uint64_t	record_timeouts;
-	uint64_t	send_timeouts;
-};
+#include "stats.h"
 
 void	 conn_init(void);
 int	 conn_new(int fd, const struct listener_cfg *, const struct sockaddr *, socklen_t,

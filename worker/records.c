@@ -6,8 +6,8 @@
 
 #include "records.h"
 #include "sink.h"
+#include "worker.h"
 
-static struct record_stats stats;
 
 static int
 copy_to(int idx, const char *line, size_t len)
@@ -33,12 +33,13 @@ records_route(const struct event_meta *m, const struct listener_cfg *l, const ch
     size_t len, int truncated)
 {
 	size_t need = EVENT_MAX(len, m->prefixlen), start;
+	struct record_stats *stats = &wrk.stats->rec;
 	enum event_result r;
 	struct obuf *q = NULL;
 	int k, rc = 0;
 
-	stats.records++;
-	stats.truncated += truncated != 0;
+	stats->records++;
+	stats->truncated += truncated != 0;
 	for (k = 0; k < l->nsink_idx; k++) {
 		if ((q = sink_reserve(l->sink_idx[k], need)) != NULL)
 			break;
@@ -50,10 +51,10 @@ records_route(const struct event_meta *m, const struct listener_cfg *l, const ch
 	start = q->len;
 	r = event_encode(q, m, l, rec, len, truncated);
 	if (r == EVENT_DROPPED) {
-		stats.parse_dropped++;
+		stats->parse_dropped++;
 		return 0;
 	}
-	stats.parse_errors += r == EVENT_PARSE_ERROR;
+	stats->parse_errors += r == EVENT_PARSE_ERROR;
 	/* Copy before committing: a commit may write the batch out. */
 	for (int j = k + 1; j < l->nsink_idx; j++)
 		if (copy_to(l->sink_idx[j], q->p + start, q->len - start) == -1)
@@ -65,5 +66,5 @@ records_route(const struct event_meta *m, const struct listener_cfg *l, const ch
 const struct record_stats *
 records_stats(void)
 {
-	return &stats;
+	return &wrk.stats->rec;
 }

@@ -9,13 +9,7 @@
 
 #include "config.h"
 #include "event.h"
-
-struct record_stats {
-	uint64_t	records;
-	uint64_t	truncated;
-	uint64_t	parse_errors;	/* delivered with parse_error */
-	uint64_t	parse_dropped;	/* dropped by on_parse_error = "drop" */
-};
+#include "stats.h"
 
 int	 records_route(const struct event_meta *, const struct listener_cfg *, const char *rec,
 	    size_t len, int truncated);

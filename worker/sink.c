@@ -30,7 +30,7 @@ struct sink {
 	int			 blocked;	/* a "block" sink over its queue */
 	int			 unsynced;	/* written since the last fdatasync */
 	uint64_t		 done;		/* bytes written (with sync = always: synced) */
-	struct sink_stats	 st;
+	struct sink_stats	*st;		/* in the worker's stats slot */
 	struct log_limit	 errlog, droplog;
 };
 
@@ -210,7 +210,7 @@ flush(struct sink *s)
 	if (s->q.len > 0)
 		n = open_current(s) == 0 ? write_file(s) : -1;
 	if (n > 0) {
-		s->st.bytes += n;
+		s->st->bytes += n;
 		s->q.len -= n;
 		memmove(s->q.p, s->q.p + n, s->q.len);
 		s->unsynced = 1;
@@ -218,7 +218,7 @@ flush(struct sink *s)
 	if (always && s->unsynced && fdatasync(s->fd) == 0)
 		s->unsynced = 0;
 	if (!always || !s->unsynced)
-		s->done = s->st.bytes;
+		s->done = s->st->bytes;
 	if (s->done != done)
 		conn_sinks_progressed();	/* acknowledgements may go out */
 	if (!pending(s)) {
@@ -227,7 +227,7 @@ flush(struct sink *s)
 		s->retry_ms = 0;
 		release_backlog(s);
 	} else {
-		s->st.errors++;
+		s->st->errors++;
 		s->retry_ms = s->retry_ms ? s->retry_ms * 2 : RETRY_MIN_MS;
 		if (s->retry_ms > RETRY_MAX_MS)
 			s->retry_ms = RETRY_MAX_MS;
@@ -237,6 +237,7 @@ flush(struct sink *s)
 			    strerror(errno), s->q.len, s->retry_ms);
 		arm(s, s->retry_ms);
 	}
+	s->st->queued = s->q.len;
 	update_blocked(s);
 }
 
@@ -262,6 +263,7 @@ sink_open_all(const struct config *cf)
 
 		memset(s, 0, sizeof(*s));
 		s->cf = &cf->sinks[i];
+		s->st = &wrk.stats->sink[i];
 		s->fd = -1;
 		s->timer = evtimer_new(wrk.base, on_timer, s);
 		if (open_current(s) == -1)
@@ -299,7 +301,8 @@ sink_commit(int idx)
 	struct sink *s = &sinks[idx];
 	size_t batch = SINK_BATCH < s->cf->queue / 2 ? SINK_BATCH : s->cf->queue / 2;
 
-	s->st.events++;
+	s->st->events++;
+	s->st->queued = s->q.len;
 	if (s->retry_ms)
 		update_blocked(s);	/* writes fail: the retry timer is armed */
 	else if (s->q.len >= batch)
@@ -316,7 +319,7 @@ sink_commit(int idx)
 uint64_t
 sink_mark(int idx)
 {
-	return sinks[idx].st.bytes + sinks[idx].q.len;
+	return sinks[idx].st->bytes + sinks[idx].q.len;
 }
 
 int
@@ -341,9 +344,9 @@ sink_dropped(int idx)
 {
 	struct sink *s = &sinks[idx];
 
-	s->st.dropped++;
+	s->st->dropped++;
 	log_limited(&s->droplog, LOG_LVL_WARNING, "%s: sink %s: queue full; dropping events "
-	    "(%llu so far)", wrk.name, s->cf->name, (unsigned long long)s->st.dropped);
+	    "(%llu so far)", wrk.name, s->cf->name, (unsigned long long)s->st->dropped);
 }
 
 /* SIGUSR1: the next batch opens the file by name again. */
@@ -389,5 +392,5 @@ sink_close_all(long deadline_ms)
 const struct sink_stats *
 sink_stats(int idx)
 {
-	return &sinks[idx].st;
+	return sinks[idx].st;
 }

@@ -18,15 +18,9 @@
 
 #include "config.h"
 #include "json.h"
+#include "stats.h"
 
 #define SINK_BATCH	(256 * 1024)
-
-struct sink_stats {
-	uint64_t	events;		/* lines queued */
-	uint64_t	bytes;		/* bytes written */
-	uint64_t	dropped;	/* events lost to a full "drop" queue */
-	uint64_t	errors;		/* failed writes */
-};
 
 int		 sink_open_all(const struct config *);
 struct obuf	*sink_reserve(int idx, size_t need);

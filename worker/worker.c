@@ -25,6 +25,7 @@
 #include "log.h"
 #include "records.h"
 #include "sink.h"
+#include "stats.h"
 #include "worker.h"
 
 struct worker wrk;
@@ -260,6 +261,7 @@ worker_main(const struct worker_start *ws)
 	wrk.gen = ws->gen;
 	wrk.id = ws->id;
 	wrk.owner = ws->owner;
+	wrk.stats = stats_slot(ws->owner);
 	snprintf(wrk.name, sizeof(wrk.name), "worker %d (generation %u)", wrk.id, wrk.gen);
 	chan_fd = ws->chan;
 	drop_privileges(wrk.cf);

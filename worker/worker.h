@@ -10,6 +10,7 @@
 #include "event.h"
 
 struct event_base;
+struct worker_stats;
 
 struct worker {
 	struct event_base	*base;
@@ -17,6 +18,7 @@ struct worker {
 	unsigned		 gen;
 	int			 id;
 	int			 owner;		/* its slot, owner of its counts in conntab */
+	struct worker_stats	*stats;		/* its counters, in shared memory */
 	int			 draining;
 	int			 stopping;	/* fast stop: give the sinks one second */
 	char			 name[48];	/* "worker 3 (generation 2)" for messages */

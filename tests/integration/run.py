@@ -51,6 +51,8 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -4455,6 +4457,117 @@ def relp_faults_disk_full(ctx):
 
     fault_run(ctx, "relp_faults_disk_full", fill_then_free, relp=2, tcp=0,
               sinks=[{"name": "events", "path": path, "queue": "256K"}], sink_path=path)
+
+
+# ================================================================ operations
+#
+# What an operator sees and does: the metrics endpoint, systemd, binary
+# upgrade, log rotation.
+
+def http_get(port, path, timeout=5):
+    """(status, content type, body) of GET http://127.0.0.1:port/path."""
+    try:
+        with urllib.request.urlopen(f"http://{LOCAL4}:{port}{path}", timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode(errors="replace")
+
+
+def prom_values(text):
+    """{'name{labels}': value} of a Prometheus text exposition."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            values[key] = float(value)
+    return values
+
+
+def promtool():
+    path = os.environ.get("PROMTOOL") or os.path.join(ROOT, "tests", "peers", "prometheus",
+                                                       "usr", "bin", "promtool")
+    check(os.access(path, os.X_OK), f"no promtool at {path} (`make deps` unpacks it)")
+    return path
+
+
+@case
+def metrics_endpoint(ctx):
+    """
+    stats.listen: /metrics (Prometheus text that promtool accepts) and
+    /stats (JSON) count what clients sent: connections per worker, records
+    and bytes per listener, events per sink, refusals by reason, worker
+    restarts and reloads by result; counters survive kill -9 of both
+    workers and a reload; other paths are 404.
+    """
+    path = ctx.path("events.jsonl")
+    sport = free_port()
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "name": "syslog",
+                               "deny": ["127.0.0.2"]}],
+                        sinks=[{"name": "archive", "path": path}], level="info",
+                        extra=f'stats = {{ listen = "{LOCAL4}:{sport}"; }};')
+    s.start()
+    pids = s.wait_workers(2)
+    sent_bytes, sent = 0, 0
+
+    def send(n, conns):
+        nonlocal sent_bytes, sent
+        for c in range(conns):
+            data = "".join(f"<13>metrics c={c} s={sent + i}\n" for i in range(n)).encode()
+            with socket.create_connection(s.addr, timeout=5) as k:
+                k.sendall(data)
+            sent_bytes += len(data)
+            sent += n
+
+    send(1000, 2)
+    refused = connect_from(ctx, "127.0.0.2", s.addr)
+    refused_at_once(refused, "a denied client")
+    wait_lines([path], sent, 10)
+    # Both workers die; what they counted stays.
+    for pid in pids:
+        m = s.mark()
+        os.kill(pid, signal.SIGKILL)
+        s.wait_for_log(r"worker \d+ started", since=m, timeout=5)
+    s.wait_workers(2)
+    m = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_for_log(r"reload: generation 2 accepting", since=m, timeout=10)
+    send(500, 2)
+    wait_lines([path], sent, 10)
+    status, ctype, text = http_get(sport, "/metrics")
+    check(status == 200 and ctype.startswith("text/plain; version=0.0.4"),
+          f"/metrics: {status} {ctype}")
+    v = prom_values(text)
+    accepted = sum(x for k, x in v.items() if k.startswith("ingestd_connections_accepted_total{"))
+    want = {'ingestd_records_total{listener="syslog"}': sent,
+            'ingestd_bytes_total{listener="syslog"}': sent_bytes,
+            'ingestd_sink_events_total{sink="archive"}': sent,
+            'ingestd_connections_refused_total{reason="allow_deny"}': 1,
+            "ingestd_worker_restarts_total": 2,
+            'ingestd_reloads_total{result="ok"}': 1,
+            'ingestd_reloads_total{result="failed"}': 0,
+            "ingestd_generation": 2, "ingestd_workers": 2}
+    got = {k: v.get(k) for k in want}
+    check(got == want, f"/metrics says {got}, expected {want}")
+    check(accepted == 4, f"/metrics counts {accepted} accepted connections, expected 4")
+    rc, out = tool([promtool(), "check", "metrics"], stdin=text.encode())
+    check(rc == 0, f"promtool check metrics: exit {rc}: {tail(out, 8)}")
+    status, ctype, body = http_get(sport, "/stats")
+    check(status == 200 and ctype == "application/json", f"/stats: {status} {ctype}")
+    st = json.loads(body)
+    check(st["records"]["total"] == sent and st["listeners"]["syslog"]["records"] == sent and
+          st["sinks"]["archive"]["events"] == sent and st["connections"]["accepted"] == 4 and
+          st["connections"]["refused"]["allow_deny"] == 1 and st["worker_restarts"] == 2,
+          f"/stats: {body}")
+    check(http_get(sport, "/nothing")[0] == 404, "/nothing is not a 404")
+    # A broken config: the reload fails and says so in the counters.
+    s.write_config(text=s.config_text() + "\nbroken = ;\n")
+    m = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_for_log(r"reload failed", since=m)
+    v = prom_values(http_get(sport, "/metrics")[2])
+    check(v['ingestd_reloads_total{result="failed"}'] == 1, "a failed reload is not counted")
+    s.write_config()
+    s.stop()
 
 
 # ------------------------------------------------------------------- runner

@@ -242,7 +242,7 @@ static const struct bad_conf unknown[] = {
 	{ H2 "Workers = 2;\n" LST, 3, "Workers", "unknown setting" },	/* names are exact */
 	{ H2 "level = \"info\";\n" LST, 3, "level", "unknown setting" },	/* belongs in log */
 	{ H2 "listen = \"127.0.0.1:1\";\n" LST, 3, "listen", "unknown setting" },
-	{ H2 "stats = { listen = \"127.0.0.1:9514\"; };\n" LST, 3, "stats", "unknown setting" },
+	{ H2 "stats = { bogus = 1; };\n" LST, 3, "stats.bogus", "unknown setting" },
 	{ LST "log = {\n\tlevel = \"info\";\n\tbogus = 1;\n};\n", 4, "log.bogus",
 	  "unknown setting" },
 	{ LST H2 "log = { workers = 2; };\n", 4, "log.workers", "unknown setting" },
@@ -380,6 +380,9 @@ END_TEST
 			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock"
 
 static const struct bad_conf bad_listen[] = {
+	{ H2 "stats = { listen = \"localhost:9514\"; };\n" LST, 3, "stats.listen",
+	  "\"localhost:9514\": not an IPv4 address (host names are not resolved)" },
+	{ H2 "stats = \"127.0.0.1:9514\";\n" LST, 3, "stats", "expected a group { listen = ...; }" },
 	{ H2 "listeners = ( { listen = \"localhost:5514\"; } );\n", 3, "listeners[0].listen",
 	  "\"localhost:5514\": not an IPv4 address (host names are not resolved)" },
 	{ H2 "listeners = ( { listen = \"1.2.3.4.5:80\"; } );\n", 3, "listeners[0].listen",
@@ -840,9 +843,10 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 33);
+	ck_assert_int_eq(n, 34);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
+	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
 	ck_assert_str_eq(cfg_scope_names[CS_LISTENER], "listeners");
 	ck_assert_str_eq(cfg_scope_names[CS_SINK], "sinks");
 }
@@ -951,6 +955,9 @@ START_TEST(dump_text)
 	    "log = {\n"
 	    "\tlevel = \"debug\";\n"
 	    "\ttarget = \"stderr\";\n"
+	    "};\n"
+	    "stats = {\n"
+	    "\tlisten = \"\";\n"
 	    "};\n"
 	    "listeners = (\n"
 	    "\t{\n"
