@@ -1,7 +1,12 @@
 /*
  * listeners: bind, keep across reloads, close when unused.
+ *
+ * Sockets can also be handed over at start instead of bound: by systemd
+ * (socket activation) or by the master this one replaces (binary upgrade).
+ * Such a socket serves the configured listener with the same address.
  */
 #include <errno.h>
+#include <event2/util.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,12 +25,21 @@ struct lsock {
 	int		 backlog;
 	int		 id;		/* in the connection table; unique among live sockets */
 	int		 fresh;		/* bound by the lsn_open() in progress */
+	int		 inherited;	/* a socket came from systemd or an old master */
 	int		 nfds;
 	int		 fds[CFG_MAX_WORKERS];
 	struct lsock	*next;
 };
 
 static struct lsock *socks;
+
+/* Listening sockets handed over at start, until a listener takes them. */
+static struct inherited {
+	int		 fd;
+	struct sockaddr_storage ss;
+	socklen_t	 len;
+} *inh;
+static int ninh;
 
 static struct lsock *
 find(const struct addr *a, int mode)
@@ -105,7 +119,7 @@ free_sock(struct lsock *ls, int unlink_path)
 			bound = 1;
 		}
 	}
-	if (unlink_path && bound && ls->addr.ss.ss_family == AF_UNIX)
+	if (unlink_path && bound && !ls->inherited && ls->addr.ss.ss_family == AF_UNIX)
 		unlink(((struct sockaddr_un *)&ls->addr.ss)->sun_path);
 	free(ls->text);
 	free(ls);
@@ -144,12 +158,107 @@ new_sock(const struct listener_cfg *l)
 	return ls;
 }
 
+/* Whether a socket bound to sa is the one a listener configured as a wants. */
+static int
+same_address(const struct addr *a, const struct sockaddr_storage *sa)
+{
+	const struct sockaddr_storage *b = &a->ss;
+
+	if (a->ss.ss_family != sa->ss_family)
+		return 0;
+	switch (sa->ss_family) {
+	case AF_INET: {
+		const struct sockaddr_in *x = (const void *)b, *y = (const void *)sa;
+
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *x = (const void *)b, *y = (const void *)sa;
+
+		return x->sin6_port == y->sin6_port &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	}
+	case AF_UNIX:
+		return strcmp(((const struct sockaddr_un *)b)->sun_path,
+		    ((const struct sockaddr_un *)sa)->sun_path) == 0;
+	}
+	return 0;
+}
+
+/*
+ * Keep fd, a listening socket handed over at start, for the listener with
+ * its address.  Returns -1 when fd is not a listening stream socket.
+ */
+int
+lsn_inherit(int fd)
+{
+	struct inherited *p, *e;
+	int on = 0;
+	socklen_t olen = sizeof(on);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) == -1 || !on) {
+		log_warnx("inherited descriptor %d is not a listening socket; closed", fd);
+		close(fd);
+		return -1;
+	}
+	if ((p = realloc(inh, (ninh + 1) * sizeof(*inh))) == NULL)
+		fatal("realloc");
+	inh = p;
+	e = &inh[ninh];
+	e->len = sizeof(e->ss);
+	if (getsockname(fd, (struct sockaddr *)&e->ss, &e->len) == -1) {
+		log_warn("inherited descriptor %d: getsockname", fd);
+		close(fd);
+		return -1;
+	}
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	e->fd = fd;
+	ninh++;
+	return 0;
+}
+
+/* An inherited socket bound to ls's address, taken from the list; -1 if none. */
+static int
+take_inherited(const struct lsock *ls)
+{
+	for (int i = 0; i < ninh; i++) {
+		if (same_address(&ls->addr, &inh[i].ss)) {
+			int fd = inh[i].fd;
+
+			inh[i] = inh[--ninh];
+			log_info("listen %s: using the inherited socket (descriptor %d)", ls->text, fd);
+			return fd;
+		}
+	}
+	return -1;
+}
+
+/* After the first bind: inherited sockets that no listener wants are closed. */
+void
+lsn_inherit_done(void)
+{
+	char text[ADDR_STRLEN];
+
+	for (int i = 0; i < ninh; i++) {
+		log_warnx("inherited socket %s (descriptor %d) matches no listener; closed",
+		    addr_format((struct sockaddr *)&inh[i].ss, inh[i].len, text, sizeof(text)),
+		    inh[i].fd);
+		close(inh[i].fd);
+	}
+	free(inh);
+	inh = NULL;
+	ninh = 0;
+}
+
 /* Make sure the socket of worker number id exists. */
 static int
 ensure_fd(struct lsock *ls, int id)
 {
 	int slot = ls->mode == ACCEPT_REUSEPORT ? id : 0;
 
+	if (ls->fds[slot] == -1 && (ls->fds[slot] = take_inherited(ls)) != -1)
+		ls->inherited = 1;
 	if (ls->fds[slot] == -1 && (ls->fds[slot] = bind_one(ls)) == -1)
 		return -1;
 	if (slot >= ls->nfds)

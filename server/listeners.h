@@ -18,5 +18,7 @@ int	 lsn_id(const struct listener_cfg *);
 void	 lsn_retire(const struct config *const *live, int nlive, int nworkers_live);
 void	 lsn_close_others(const int *keep, int nkeep);
 void	 lsn_close_all(int unlink_paths);
+int	 lsn_inherit(int fd);
+void	 lsn_inherit_done(void);
 
 #endif

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "master.h"
 #include "metrics.h"
+#include "notify.h"
 #include "pidfile.h"
 #include "stats.h"
 #include "supervise.h"
@@ -128,9 +129,11 @@ reload(void)
 		reload_pending = 1;
 		return;
 	}
+	notify_reloading();
 	if ((cf = master_load_config(&srv.opt, err, sizeof(err))) == NULL) {
 		log_error("reload failed: %s; generation %u keeps running", err, srv.serving_gen);
 		srv.reloads_failed++;
+		notify_ready();
 		return;
 	}
 	cfg_keep_fixed(cf, srv.cf);
@@ -139,6 +142,7 @@ reload(void)
 		log_error("reload failed: cannot bind the listeners; generation %u keeps running",
 		    srv.serving_gen);
 		srv.reloads_failed++;
+		notify_ready();
 		cfg_unref(cf);
 		return;
 	}
@@ -166,10 +170,12 @@ master_generation_ready(unsigned gen)
 		log_notice("ingestd %s started: %d workers accepting (config %s)", INGESTD_VERSION,
 		    srv.nworkers, srv.cf->path);
 		daemon_ready(1);
+		notify_ready();
 	} else {
 		log_notice("reload: generation %u accepting %ld ms after the reload began; "
 		    "generation %u drains", gen, clock_ms() - srv.reload_started_ms, old);
 		srv.reloads_ok++;
+		notify_ready();
 		sup_drain_older(gen);
 		cfg_unref(srv.prev_cf);
 		srv.prev_cf = NULL;
@@ -189,6 +195,7 @@ quit(void)
 	log_notice("graceful shutdown: workers finish their connections (at most %g s)",
 	    srv.cf->shutdown_timeout_ms / 1000.0);
 	srv.state = MASTER_QUITTING;
+	notify_stopping();
 	for (int i = 0; i < SLOT_MAX; i++)
 		if (srv.slots.s[i].state != SLOT_FREE)
 			sup_drain(&srv.slots.s[i], srv.slots.s[i].cf->shutdown_timeout_ms);
@@ -203,6 +210,7 @@ stop(void)
 		return;
 	log_notice("fast shutdown");
 	srv.state = MASTER_STOPPING;
+	notify_stopping();
 	for (int i = 0; i < SLOT_MAX; i++)
 		if (srv.slots.s[i].state != SLOT_FREE)
 			sup_stop(&srv.slots.s[i]);
@@ -224,6 +232,7 @@ master_generation_failed(unsigned gen)
 		log_error("reload failed: no worker of generation %u can run; generation %u keeps "
 		    "running", gen, srv.serving_gen);
 		srv.reloads_failed++;
+		notify_ready();
 		sup_discard_gen(gen);
 		cfg_unref(srv.cf);
 		srv.cf = srv.prev_cf;
@@ -323,10 +332,12 @@ loop(void)
 	}
 	tick = event_new(srv.base, -1, EV_PERSIST, on_tick, NULL);
 	event_add(tick, &tv);
+	notify_start_watchdog();
 	srv.gen = 1;
 	srv.nworkers = srv.cf->workers;
 	sup_start(srv.gen, srv.nworkers);
 	event_base_dispatch(srv.base);
+	notify_stop_watchdog();
 	event_free(tick);
 	for (size_t i = 0; i < n; i++)
 		event_free(ev[i]);
@@ -340,6 +351,7 @@ master_run(struct config *cf, const struct options *opt)
 	slot_table_init(&srv.slots);
 	if (geteuid() != 0 && (cf->user[0] || cf->group[0]))
 		log_warnx("user and group apply only when ingestd starts as root; ignored");
+	notify_take_sockets();	/* before daemonizing: LISTEN_PID is this process */
 	raise_nofile(cf);
 	/* Sized once: room for every connection of two generations, twice over. */
 	if (ct_init(4UL * cf->workers * cf->worker_connections) == -1 || stats_init(SLOT_MAX) == -1)
@@ -350,6 +362,7 @@ master_run(struct config *cf, const struct options *opt)
 		pidfile_remove();
 		return 1;
 	}
+	lsn_inherit_done();
 	if (!opt->foreground)
 		daemon_start();
 	apply_log(cf);
