@@ -226,7 +226,8 @@ take_inherited(const struct lsock *ls)
 		if (same_address(&ls->addr, &inh[i].ss)) {
 			int fd = inh[i].fd;
 
-			inh[i] = inh[--ninh];
+			/* in order: a reuseport listener's sockets keep their worker numbers */
+			memmove(&inh[i], &inh[i + 1], (--ninh - i) * sizeof(*inh));
 			log_info("listen %s: using the inherited socket (descriptor %d)", ls->text, fd);
 			return fd;
 		}
@@ -400,6 +401,19 @@ lsn_close_others(const int *keep, int nkeep)
 				close(fd);
 		}
 	}
+}
+
+/* Every listening socket, for a new binary: at most max, returns how many. */
+int
+lsn_all_fds(int *fds, int max)
+{
+	int n = 0;
+
+	for (struct lsock *ls = socks; ls; ls = ls->next)
+		for (int i = 0; i < ls->nfds; i++)
+			if (ls->fds[i] != -1 && n < max)
+				fds[n++] = ls->fds[i];
+	return n;
 }
 
 void

@@ -19,6 +19,7 @@ void	 lsn_retire(const struct config *const *live, int nlive, int nworkers_live)
 void	 lsn_close_others(const int *keep, int nkeep);
 void	 lsn_close_all(int unlink_paths);
 int	 lsn_inherit(int fd);
+int	 lsn_all_fds(int *fds, int max);
 void	 lsn_inherit_done(void);
 
 #endif

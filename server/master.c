@@ -26,6 +26,7 @@
 #include "pidfile.h"
 #include "stats.h"
 #include "supervise.h"
+#include "upgrade.h"
 #include "version.h"
 
 #define TICK_MS		250
@@ -170,6 +171,7 @@ master_generation_ready(unsigned gen)
 		log_notice("ingestd %s started: %d workers accepting (config %s)", INGESTD_VERSION,
 		    srv.nworkers, srv.cf->path);
 		daemon_ready(1);
+		upgrade_ready();
 		notify_ready();
 	} else {
 		log_notice("reload: generation %u accepting %ld ms after the reload began; "
@@ -199,7 +201,7 @@ quit(void)
 	for (int i = 0; i < SLOT_MAX; i++)
 		if (srv.slots.s[i].state != SLOT_FREE)
 			sup_drain(&srv.slots.s[i], srv.slots.s[i].cf->shutdown_timeout_ms);
-	lsn_close_all(1);
+	lsn_close_all(!upgrade_handed_over());
 	master_check_exit();
 }
 
@@ -214,7 +216,7 @@ stop(void)
 	for (int i = 0; i < SLOT_MAX; i++)
 		if (srv.slots.s[i].state != SLOT_FREE)
 			sup_stop(&srv.slots.s[i]);
-	lsn_close_all(1);
+	lsn_close_all(!upgrade_handed_over());
 	master_check_exit();
 }
 
@@ -299,7 +301,8 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 			sup_resize(sig == SIGTTIN ? 1 : -1);
 		break;
 	case SIGUSR2:
-		log_warnx("SIGUSR2: binary upgrade is not supported by this version; ignored");
+		if (srv.state == MASTER_RUNNING)
+			upgrade_start();
 		break;
 	}
 }
@@ -351,6 +354,7 @@ master_run(struct config *cf, const struct options *opt)
 	slot_table_init(&srv.slots);
 	if (geteuid() != 0 && (cf->user[0] || cf->group[0]))
 		log_warnx("user and group apply only when ingestd starts as root; ignored");
+	upgrade_init(opt->argv);
 	notify_take_sockets();	/* before daemonizing: LISTEN_PID is this process */
 	raise_nofile(cf);
 	/* Sized once: room for every connection of two generations, twice over. */
@@ -366,7 +370,7 @@ master_run(struct config *cf, const struct options *opt)
 	if (!opt->foreground)
 		daemon_start();
 	apply_log(cf);
-	if (pidfile_write() == -1) {
+	if (!upgrade_pending_ready() && pidfile_write() == -1) {
 		lsn_close_all(1);
 		pidfile_remove();
 		daemon_ready(0);
@@ -377,7 +381,7 @@ master_run(struct config *cf, const struct options *opt)
 	metrics_configure(cf);
 	loop();
 	metrics_stop();
-	lsn_close_all(1);
+	lsn_close_all(!upgrade_handed_over());
 	pidfile_remove();
 	daemon_ready(srv.exit_code == 0);
 	log_notice("exiting");

@@ -16,6 +16,7 @@ struct options {
 	const char	*config_path;	/* -c, or NULL for the default */
 	const char	*pid_path;	/* -p, or NULL for pid_file */
 	int		 foreground;	/* -f */
+	char *const	*argv;		/* the command line, for a binary upgrade */
 };
 
 enum master_state { MASTER_RUNNING, MASTER_QUITTING, MASTER_STOPPING };

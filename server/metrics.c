@@ -48,6 +48,7 @@ static struct agg		 gone;		/* workers that exited */
 static struct evhttp		*http;
 static struct evhttp_bound_socket *bound;
 static char			*bound_text;
+static int			 inherited = -1;	/* from the master a binary upgrade replaces */
 
 static const char *const reason_labels[CT_NREASONS] = {
 	"admitted", "allow_deny", "max_connections", "max_connections_per_ip", "table_full",
@@ -405,6 +406,9 @@ metrics_configure(const struct config *cf)
 		if (bound)
 			log_notice("stats: %s closed", bound_text);
 		unbind();
+		if (inherited != -1)
+			close(inherited);
+		inherited = -1;
 		return;
 	}
 	if (http == NULL) {
@@ -418,7 +422,10 @@ metrics_configure(const struct config *cf)
 		evhttp_set_cb(http, "/stats", on_stats, NULL);
 		evhttp_set_gencb(http, on_other, NULL);
 	}
-	if ((fd = bind_stats(cf)) == -1) {
+	if (inherited != -1) {
+		fd = inherited;		/* the old master's, on the same config */
+		inherited = -1;
+	} else if ((fd = bind_stats(cf)) == -1) {
 		log_warn("stats: cannot listen on %s%s", cf->stats_listen,
 		    bound ? "; the endpoint stays where it was" : "");
 		return;
@@ -431,6 +438,22 @@ metrics_configure(const struct config *cf)
 	}
 	bound_text = strdup(cf->stats_listen);
 	log_info("stats: serving /metrics and /stats on %s", cf->stats_listen);
+}
+
+/* A binary upgrade hands over the endpoint's socket; the next configure uses it. */
+void
+metrics_inherit(int fd)
+{
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	inherited = fd;
+}
+
+/* The endpoint's socket, for a new binary; -1 when there is none. */
+int
+metrics_fd(void)
+{
+	return bound ? evhttp_bound_socket_get_fd(bound) : -1;
 }
 
 /* In a new worker: the endpoint's socket is the master's. */

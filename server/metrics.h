@@ -11,5 +11,7 @@ void	 metrics_configure(const struct config *);
 void	 metrics_fold(const struct slot *);
 void	 metrics_close_in_child(void);
 void	 metrics_stop(void);
+void	 metrics_inherit(int fd);
+int	 metrics_fd(void);
 
 #endif

@@ -94,6 +94,37 @@ pidfile_write(void)
 	return 0;
 }
 
+/* The binary upgrade: the file moves aside (still locked by us) and may come back. */
+int
+pidfile_rename(const char *to)
+{
+	if (pid_fd == -1 || rename(pid_path, to) == -1) {
+		log_warn("pid file: cannot rename %s to %s", pid_path, to);
+		return -1;
+	}
+	snprintf(pid_path, sizeof(pid_path), "%s", to);
+	return 0;
+}
+
+const char *
+pidfile_path(void)
+{
+	return pid_path;
+}
+
+/* Whether a live master holds path's lock; quiet, for polling. */
+int
+pidfile_locked(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), locked;
+
+	if (fd == -1)
+		return 0;
+	locked = flock(fd, LOCK_SH | LOCK_NB) == -1 && errno == EWOULDBLOCK;
+	close(fd);
+	return locked;
+}
+
 void
 pidfile_remove(void)
 {
@@ -121,17 +152,12 @@ pid_t
 pidfile_owner(const char *path)
 {
 	pid_t pid = pidfile_read(path);
-	int fd, locked;
 
 	if (pid == 0) {
 		log_warnx("no running ingestd: no pid in %s", path);
 		return 0;
 	}
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return 0;
-	locked = flock(fd, LOCK_SH | LOCK_NB) == -1 && errno == EWOULDBLOCK;
-	close(fd);
-	if (!locked) {
+	if (!pidfile_locked(path)) {
 		log_warnx("no running ingestd: %s is stale (no master holds it; it names pid %ld)",
 		    path, (long)pid);
 		return 0;

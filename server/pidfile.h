@@ -13,6 +13,9 @@
 int	 pidfile_acquire(const char *path);
 int	 pidfile_write(void);
 void	 pidfile_remove(void);
+int	 pidfile_rename(const char *to);
+const char *pidfile_path(void);
+int	 pidfile_locked(const char *path);
 void	 pidfile_close_in_child(void);
 pid_t	 pidfile_read(const char *path);
 pid_t	 pidfile_owner(const char *path);

@@ -365,7 +365,7 @@ class Server:
     # start and stop
 
     def start(self, foreground=False, env=None, expect_ok=True, timeout=20, pid_path=None,
-              stdout=None, rlimit=None):
+              stdout=None, rlimit=None, binary=BINARY):
         """
         Start a master (with -p pid_path if given).  Daemonizing: return the
         command's exit status (it must be 0 when expect_ok).  Foreground:
@@ -373,6 +373,7 @@ class Server:
         (or to a pipe, proc.stdout, for subprocess.PIPE, or to an open socket
         or file), else with its stderr to err_path.  rlimit: (soft, hard)
         RLIMIT_NOFILE for the master (see nofile_preexec); None: unchanged.
+        binary: the ingestd to run (a copy, for the binary upgrade).
         """
         self.foreground = foreground
         penv = server_env(self.ctx.dir, env)
@@ -387,7 +388,7 @@ class Server:
                 out = stdout            # a pipe (proc.stdout), or a socket or file of ours
             elif stdout:
                 out = self.outfile = open(stdout, "ab")
-            self.proc = subprocess.Popen([BINARY, "-f"] + args, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen([binary, "-f"] + args, stdin=subprocess.DEVNULL,
                                          stdout=out, stderr=self.errfile,
                                          cwd=self.ctx.dir, env=penv,
                                          preexec_fn=nofile_preexec(rlimit))
@@ -396,7 +397,7 @@ class Server:
                 self.wait_for_log(r"started: \d+ workers accepting", timeout=timeout)
                 self.workers()
             return self.proc
-        rc, _, err = self.ctx.run(args, env=penv, timeout=timeout, rlimit=rlimit)
+        rc, _, err = self.ctx.run(args, env=penv, timeout=timeout, rlimit=rlimit, binary=binary)
         self.last_start_err = err
         if not expect_ok:
             return rc
@@ -627,7 +628,7 @@ class Ctx:
             self.socks.append(s)
         return s
 
-    def run(self, args, env=None, cwd=None, timeout=15, rlimit=None):
+    def run(self, args, env=None, cwd=None, timeout=15, rlimit=None, binary=BINARY):
         """
         Run ingestd ARGS to completion; (exit status, stdout, stderr), kept in
         files.  rlimit: (soft, hard) RLIMIT_NOFILE for it (see nofile_preexec).
@@ -636,7 +637,7 @@ class Ctx:
         out, err = self.path(f"cmd{self.nrun}.out"), self.path(f"cmd{self.nrun}.err")
         with open(out, "wb") as fo, open(err, "wb") as fe:
             try:
-                p = subprocess.run([BINARY] + args, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
+                p = subprocess.run([binary] + args, stdin=subprocess.DEVNULL, stdout=fo, stderr=fe,
                                    cwd=cwd or self.dir, env=env or server_env(self.dir),
                                    timeout=timeout, preexec_fn=nofile_preexec(rlimit))
             except subprocess.TimeoutExpired:
@@ -4432,6 +4433,20 @@ def relp_faults_master_restart(ctx):
 
 
 @case
+def relp_faults_upgrade(ctx):
+    """A binary upgrade (ingestd -s upgrade) under load: no answered record lost."""
+    def upgrade(s, _):
+        old = s.master
+        rc, _, err = ctx.run(["-c", s.conf, "-s", "upgrade"], timeout=30)
+        check(rc == 0, f"-s upgrade exited {rc}: {tail(err)}")
+        s.master = read_pid(s.pid_file)
+        check(wait_until(lambda: not alive(old), 10), f"the old master {old} did not exit")
+        time.sleep(0.5)
+
+    fault_run(ctx, "relp_faults_upgrade", upgrade)
+
+
+@case
 def relp_faults_disk_full(ctx):
     """
     The sink's disk (a 1 MiB tmpfs) fills under RELP load: answers stop,
@@ -4721,6 +4736,97 @@ def systemd_units(ctx):
     rc, out = tool([tool_path, "verify", "--man=no", ctx.path("ingestd.service"),
                     ctx.path("ingestd.socket")])
     check(rc == 0 and not out.strip(), f"systemd-analyze verify: exit {rc}: {tail(out, 6)}")
+
+
+def installed_copy(ctx):
+    """A copy of the binary under test in the case's directory, as a package would install it."""
+    path = ctx.path("sbin", "ingestd")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    shutil.copy2(BINARY, path)
+    return path
+
+
+@case
+def upgrade_no_refused(ctx):
+    """
+    `ingestd -s upgrade` under a client that connects, sends a line and
+    closes in a tight loop, on a TCP, a reuseport and a unix listener: no
+    connection refused or reset; the new master writes the pid file, the
+    old one exits and leaves the unix socket path; the stats endpoint and
+    every listener keep working, and every line sent arrives.
+    """
+    path = ctx.path("events.jsonl")
+    binary = installed_copy(ctx)
+    sport, rport = free_port(), free_port()
+    unix_path = ctx.path("in.sock")
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"},
+                              {"listen": f"{LOCAL4}:{rport}", "accept_mode": "reuseport"},
+                              {"listen": unix_path}],
+                        sinks=[{"name": "events", "path": path}], level="info",
+                        extra=f'stats = {{ listen = "{LOCAL4}:{sport}"; }};')
+    s.start(binary=binary)
+    old = s.master
+    loops = [ConnectLoop(s.addr), ConnectLoop((LOCAL4, rport))]
+    for t in loops:
+        t.start()
+    time.sleep(0.3)
+    rc, out, err = ctx.run(["-c", s.conf, "-s", "upgrade"], timeout=30, binary=binary)
+    check(rc == 0 and "upgraded" in err, f"-s upgrade exited {rc}: {tail(err)}")
+    new = read_pid(s.pid_file)
+    check(new and new != old and alive(new), f"the pid file names {new} after the upgrade "
+          f"(old master {old})")
+    s.master = new
+    check(wait_until(lambda: not alive(old), 10), f"the old master {old} did not exit")
+    time.sleep(0.3)
+    for t in loops:
+        t.halt.set()
+        t.join(10)
+    failures = sum((t.failures for t in loops), collections.Counter())
+    ok = sum(t.ok for t in loops)
+    print(f"# upgrade_no_refused: {ok} connections across the upgrade, failures "
+          f"{dict(failures)}", file=sys.stderr, flush=True)
+    check(ok > 100 and not failures, f"{ok} connections, failures {dict(failures)}")
+    check(not os.path.exists(s.pid_file + ".oldbin"), "PIDFILE.oldbin left behind")
+    check(os.path.exists(unix_path), "the old master removed the unix socket path")
+    c = ctx.connect(unix_path)
+    t = token()
+    c.sendall(f"<13>after the upgrade {t}\n".encode())
+    c.close()
+    wait_events(path, has_msgs(f"after the upgrade {t}"), what="a record on the unix listener")
+    check(http_get(sport, "/metrics")[0] == 200, "the stats endpoint is gone after the upgrade")
+    wait_lines([path], ok + 1, 10)
+    s.stop()
+    check(len(read_events(path)) == ok + 1, "lines lost across the upgrade")
+
+
+@case
+def upgrade_broken_binary(ctx):
+    """
+    The binary replaced by one that cannot start: `ingestd -s upgrade` fails
+    (exit 1), the old master renames its pid file back and keeps serving.
+    """
+    path = ctx.path("events.jsonl")
+    binary = installed_copy(ctx)
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}],
+                        sinks=[{"name": "events", "path": path}], level="info")
+    s.start(binary=binary)
+    old = s.master
+    os.replace(binary, binary + ".good")
+    with open(binary, "w") as f:
+        f.write("#!/bin/sh\necho 'broken build' >&2\nexit 1\n")
+    os.chmod(binary, 0o755)
+    rc, out, err = ctx.run(["-c", s.conf, "-s", "upgrade"], timeout=30, binary=binary + ".good")
+    check(rc == 1 and "upgrade failed" in err, f"-s upgrade with a broken binary exited {rc}: "
+          f"{tail(err)}")
+    s.wait_for_log(r"binary upgrade failed: the new master exited before its workers accepted")
+    check(read_pid(s.pid_file) == old and not os.path.exists(s.pid_file + ".oldbin"),
+          f"the pid file names {read_pid(s.pid_file)}, expected the old master {old}")
+    c = ctx.connect(s.addr)
+    t = token()
+    c.sendall(f"<13>still serving {t}\n".encode())
+    c.close()
+    wait_events(path, has_msgs(f"still serving {t}"), what="a record after the failed upgrade")
+    s.stop()
 
 
 # ------------------------------------------------------------------- runner

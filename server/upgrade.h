@@ -1,0 +1,13 @@
+/*
+ * upgrade: the binary upgrade on SIGUSR2, in the old master and the new one.
+ */
+#ifndef INGESTD_UPGRADE_H
+#define INGESTD_UPGRADE_H
+
+void	 upgrade_init(char *const *argv);
+void	 upgrade_start(void);
+int	 upgrade_pending_ready(void);
+void	 upgrade_ready(void);
+int	 upgrade_handed_over(void);
+
+#endif
