@@ -24,7 +24,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
-	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 \
+	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 logrotate \
 	   libsystemd-dev libestr0 libfastjson4 liblognorm5 librelp0
 
 # Test peers unpacked from Debian packages under tests/peers instead of
@@ -159,6 +159,9 @@ install: ingestd ingestd-bench
 	install -m 644 man/ingestd.conf.5 $(DESTDIR)$(MANDIR)/man5/ingestd.conf.5
 	test -e $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf || \
 		install -m 644 etc/ingestd.conf $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf
+	install -d $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	test -e $(DESTDIR)$(SYSCONFDIR)/logrotate.d/ingestd || \
+		install -m 644 etc/logrotate.d/ingestd $(DESTDIR)$(SYSCONFDIR)/logrotate.d/ingestd
 
 clean:
 	rm -f ingestd ingestd-bench cfgdoc tests/unit/run */*.o tests/*/*.o \

@@ -4829,6 +4829,58 @@ def upgrade_broken_binary(ctx):
     s.stop()
 
 
+@case
+def logrotate_reopen(ctx):
+    """
+    logrotate -f with etc/logrotate.d/ingestd (paths pointed at the case's
+    directory) while a client sends records and the log is written: the
+    sink and the log move to .1 and are opened anew by name; across the
+    old and new files every record is there exactly once and every line is
+    whole JSON.
+    """
+    check(shutil.which("logrotate") or os.path.exists("/usr/sbin/logrotate"),
+          "no logrotate (`make deps` installs it)")
+    logdir = ctx.path("log")
+    os.makedirs(logdir)
+    sink = os.path.join(logdir, "events.jsonl")
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}],
+                        sinks=[{"name": "events", "path": sink, "flush_interval": 0.01}],
+                        level="debug")
+    s.log_path = os.path.join(logdir, "ingestd.log")
+    s.write_config()
+    s.start()
+    with open(os.path.join(ROOT, "etc", "logrotate.d", "ingestd")) as f:
+        text = f.read()
+    text = (text.replace("/var/log/ingestd", logdir).replace("/usr/local/sbin/ingestd", BINARY)
+            .replace("/run/ingestd/ingestd.pid", s.pid_file))
+    conf = ctx.path("logrotate.conf")
+    with open(conf, "w") as f:
+        f.write(text)
+    os.chmod(conf, 0o644)
+    sender = RecordSender(s.addr, cid=1, max_records=20000, max_seconds=20)
+    sender.start()
+    wait_until(lambda: sender.sent >= 3000, 10)
+    logrotate = shutil.which("logrotate") or "/usr/sbin/logrotate"
+    rc, out = tool([logrotate, "-f", "-s", ctx.path("logrotate.state"), conf])
+    check(rc == 0, f"logrotate -f: exit {rc}: {tail(out)}")
+    rotated_log = os.path.join(logdir, "ingestd.log.1")
+    said = wait_until(lambda: os.path.exists(rotated_log) and
+                      "reopening log files" in open(rotated_log).read(), 5)
+    check(said, "the master did not log the reopen (in the rotated log)")
+    sender.join(30)
+    sender.finish()
+    check(sender.sent == 20000, f"the client sent {sender.sent} of 20000 records")
+    wait_until(lambda: len(read_events(sink)) + len(read_events(sink + ".1")) >= 20000, 10)
+    s.stop()
+    old, new = read_events(sink + ".1"), read_events(sink)
+    check(old and new, f"{len(old)} events in events.jsonl.1 and {len(new)} in events.jsonl: "
+          "the rotation did not split the stream")
+    check_once(old + new, {(1, q) for q in range(20000)}, "records across the rotation")
+    check("exiting" in open(s.log_path).read(), "the reopened log did not get the later lines")
+    print(f"# logrotate_reopen: {len(old)} events before the reopen, {len(new)} after, none "
+          "lost or split", file=sys.stderr, flush=True)
+
+
 # ------------------------------------------------------------------- runner
 
 def run_case(name, fn):
