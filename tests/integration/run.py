@@ -4620,7 +4620,8 @@ def systemd_notify(ctx):
     With $NOTIFY_SOCKET (a datagram socket of the test's): READY=1 with
     MAINPID once the workers accept; RELOADING=1 with MONOTONIC_USEC and
     READY=1 around a reload, also a failed one; WATCHDOG=1 every half
-    $WATCHDOG_USEC; STOPPING=1 on shutdown.
+    $WATCHDOG_USEC; after a binary upgrade READY=1 with the new master's
+    MAINPID; STOPPING=1 on shutdown.
     """
     ns = NotifySocket(ctx)
     s = ctx.server(workers=2)
@@ -4646,6 +4647,16 @@ def systemd_notify(ctx):
     ns.wait_for("RELOADING", "1")
     ns.wait_for("READY", "1")
     s.write_config()
+    # A binary upgrade: the new master names itself the main process.
+    old = s.master
+    rc, _, err = ctx.run(["-c", s.conf, "-s", "upgrade"], timeout=30)
+    check(rc == 0, f"-s upgrade exited {rc}: {tail(err)}")
+    s.master = read_pid(s.pid_file)
+    msg = ns.wait_for("READY", "1")     # the new master inherits $NOTIFY_SOCKET
+    check(msg.get("MAINPID") == str(s.master) and s.master != old, f"after the upgrade READY=1 "
+          f"came with {msg}, expected MAINPID={s.master} (the old master was {old})")
+    ns.wait_for("STOPPING", "1")        # the old master, told to quit
+    check(wait_until(lambda: not alive(old), 10), f"the old master {old} did not exit")
     s.signal(signal.SIGQUIT)
     ns.wait_for("STOPPING", "1")
     exited, code = s.wait_exit(5)
