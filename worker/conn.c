@@ -81,6 +81,9 @@ struct relp_io {
 
 static struct conn	*conns;
 static struct relp_io	*sessions;
+static struct event	*answer_ev;	/* sinks wrote: answers may go out */
+
+static void	on_answer(evutil_socket_t, short, void *);
 static int		 nconns;
 static int		 reading = 1;
 static struct conn_totals *totals;	/* in the worker's stats slot */
@@ -112,6 +115,7 @@ conn_init(void)
 {
 	conns = NULL;
 	sessions = NULL;
+	answer_ev = event_new(wrk.base, -1, 0, on_answer, NULL);
 	nconns = 0;
 	reading = 1;
 	totals = &wrk.stats->conn;
@@ -324,17 +328,32 @@ on_write(evutil_socket_t fd, short what, void *arg)
 	send_out(arg);
 }
 
-/* A sink wrote: acknowledgements may go out. */
-void
-conn_sinks_progressed(void)
+static void
+on_answer(evutil_socket_t fd, short what, void *arg)
 {
 	struct relp_io *r, *next;
 
+	(void)fd;
+	(void)what;
+	(void)arg;
 	for (r = sessions; r; r = next) {
 		next = r->next;
 		if (acks_waiting(&r->acks))
 			answer(r->c);
 	}
+}
+
+/*
+ * A sink wrote: acknowledgements may go out.  Not at once: a sink may write
+ * in the middle of a connection's read (a full batch), and sending could
+ * close that very connection under it.  The answers go out once the
+ * current callback returns, in the same turn of the loop.
+ */
+void
+conn_sinks_progressed(void)
+{
+	if (sessions && answer_ev)
+		event_active(answer_ev, EV_TIMEOUT, 1);
 }
 
 /* Draining: RELP sessions end after answering what was read. */

@@ -4027,6 +4027,15 @@ def try_connect(addr):
         return None
 
 
+def relp_server(ctx):
+    """A started server with one RELP listener into one file sink: (server, sink path)."""
+    path = ctx.path("events.jsonl")
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "protocol": "relp"}],
+                        sinks=[{"name": "events", "path": path}])
+    s.start()
+    return s, path
+
+
 def relp_records(cid, n, first=0):
     return [f"<13>Nov 24 01:02:03 host relp[7]: c={cid} s={q} acknowledged".encode()
             for q in range(first, first + n)]
@@ -4041,10 +4050,7 @@ def relp_session(ctx):
     closes.  syslog before open is refused, a broken frame closes the
     connection, an unknown command gets a 500 and the session goes on.
     """
-    path = ctx.path("events.jsonl")
-    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "protocol": "relp"}],
-                        sinks=[{"name": "events", "path": path}])
-    s.start()
+    s, path = relp_server(ctx)
     c = RelpClient(ctx, s.addr)
     c.open()
     answers = c.syslog(relp_records(1, 1000))
@@ -4082,10 +4088,7 @@ def relp_serverclose_on_reload(ctx):
     "serverclose" and closes; the client reconnects to the new generation
     and its records arrive there, each once.
     """
-    path = ctx.path("events.jsonl")
-    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "protocol": "relp"}],
-                        sinks=[{"name": "events", "path": path}])
-    s.start()
+    s, path = relp_server(ctx)
     c = RelpClient(ctx, s.addr)
     c.open()
     answers = c.syslog(relp_records(1, 500))
