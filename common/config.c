@@ -120,8 +120,10 @@ const struct cfg_setting cfg_settings[] = {
 	{ "name", CS_SINK, CT_STRING, NULL, 0, 0, NULL, 1, S(name),
 	  "Required. Name of the sink, used in listeners' sinks and in log messages. "
 	  "Names are unique." },
-	{ "type", CS_SINK, CT_ENUM, "file", 0, 0, "file|stdout", 1, S(type),
-	  "\"file\": append to path. \"stdout\": write to standard output (with -f)." },
+	{ "type", CS_SINK, CT_ENUM, "file", 0, 0, "file|stdout|forward", 1, S(type),
+	  "\"file\": append to path. \"stdout\": write to standard output (with -f). "
+	  "\"forward\": send to upstream collectors over TCP (another ingestd, rsyslog, "
+	  "syslog-ng...)." },
 	{ "path", CS_SINK, CT_STRING, "ingestd-events.jsonl", 0, 0, NULL, 1, S(path),
 	  "File the events are appended to, one JSON object per line. strftime(3) "
 	  "patterns such as %Y%m%d are expanded in UTC when a batch is written, which "
@@ -141,6 +143,20 @@ const struct cfg_setting cfg_settings[] = {
 	  "What a full queue does: \"block\" stops reading from the worker's clients "
 	  "(TCP flow control pushes back on them) until half the queue is written; "
 	  "\"drop\" discards new events and counts them." },
+	{ "upstreams", CS_SINK, CT_NAMES, "", 0, 0, NULL, 1, S(upstreams),
+	  "A forward sink's collectors: \"IPv4:port\", \"[IPv6]:port\" or unix socket "
+	  "paths, e.g. [ \"10.0.0.5:5514\", \"10.0.0.6:5514\" ]. Each worker connects "
+	  "when it first has events to send, and again after a failure, waiting 100 ms "
+	  "doubling to 5 s (with jitter) while every upstream fails." },
+	{ "mode", CS_SINK, CT_ENUM, "failover", 0, 0, "failover|roundrobin", 1, S(mode),
+	  "\"failover\": send to the first upstream that accepts a connection and stay "
+	  "with it until it fails. \"roundrobin\": send each batch to the next upstream." },
+	{ "framing", CS_SINK, CT_ENUM, "lf", 0, 0, "lf|octet-counted", 1, S(framing),
+	  "How a forward sink frames what it sends: one per line (\"lf\"), or RFC 6587 "
+	  "octet counting (\"LEN SP MSG\")." },
+	{ "payload", CS_SINK, CT_ENUM, "event", 0, 0, "event|record", 1, S(payload),
+	  "What a forward sink sends: the JSON event, or the record as it was received "
+	  "(a relay)." },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
@@ -613,7 +629,38 @@ resolve_sinks(struct ctx *c, struct config *cf, const config_setting_t *list)
 					return fail(c, where, name, "\"%s\" is listed twice",
 					    l->sinks.v[k]);
 			l->sink_idx[l->nsink_idx++] = idx;
+			if (cf->sinks[idx].type == SINK_FORWARD &&
+			    (cf->sinks[idx].payload != PAYLOAD_EVENT ||
+			    cf->sinks[idx].framing != FORWARD_LF))
+				l->sinks_formatted = 1;
 		}
+	}
+	return 0;
+}
+
+/* A forward sink's upstreams, as addresses. */
+static int
+resolve_upstreams(struct ctx *c, struct config *cf, const config_setting_t *sinks)
+{
+	for (int i = 0; i < cf->nsinks; i++) {
+		struct sink_cfg *s = &cf->sinks[i];
+		const config_setting_t *g;
+		const char *why;
+		char name[64];
+
+		if (s->type != SINK_FORWARD)
+			continue;	/* (the default sink has no list element) */
+		g = config_setting_get_elem(sinks, i);
+		snprintf(name, sizeof(name), "sinks[%d].upstreams", i);
+		if (s->upstreams.n == 0)
+			return fail(c, g, name, "a forward sink needs at least one upstream");
+		if ((s->upstream_v = calloc(s->upstreams.n, sizeof(*s->upstream_v))) == NULL)
+			fatal("calloc");
+		for (s->nupstreams = 0; s->nupstreams < s->upstreams.n; s->nupstreams++)
+			if (addr_parse(s->upstreams.v[s->nupstreams], &s->upstream_v[s->nupstreams],
+			    &why) == -1)
+				return fail(c, config_setting_get_member(g, "upstreams"), name,
+				    "\"%s\": %s", s->upstreams.v[s->nupstreams], why);
 	}
 	return 0;
 }
@@ -744,6 +791,7 @@ load(config_t *lc, const char *name, char *err, size_t errlen)
 	    check_sinks(&c, cf, sinks) == -1 ||
 	    resolve_sinks(&c, cf, list) == -1 ||
 	    resolve_acls(&c, cf, list) == -1 ||
+	    resolve_upstreams(&c, cf, sinks) == -1 ||
 	    check_identity(&c, cf, lc) == -1)
 		goto bad;
 	if (cf->workers_auto) {
@@ -825,8 +873,10 @@ cfg_free(struct config *cf)
 		free(cf->listeners[i].deny_v);
 	}
 	free(cf->listeners);
-	for (int i = 0; i < cf->nsinks; i++)
+	for (int i = 0; i < cf->nsinks; i++) {
 		free_strings(CS_SINK, &cf->sinks[i]);
+		free(cf->sinks[i].upstream_v);
+	}
 	free(cf->sinks);
 	free_strings(CS_MAIN, cf);
 	free_strings(CS_LOG, cf);

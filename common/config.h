@@ -33,7 +33,10 @@ enum framing_mode { FRAMING_AUTO, FRAMING_LF, FRAMING_OCTET };
 enum record_format { FORMAT_AUTO, FORMAT_SYSLOG, FORMAT_JSON, FORMAT_RAW };
 enum parse_error_action { ON_ERROR_KEEP, ON_ERROR_DROP };
 /* Sink settings. */
-enum sink_type { SINK_FILE, SINK_STDOUT };
+enum sink_type { SINK_FILE, SINK_STDOUT, SINK_FORWARD };
+enum forward_mode { FORWARD_FAILOVER, FORWARD_ROUNDROBIN };
+enum forward_framing { FORWARD_LF, FORWARD_OCTET };
+enum forward_payload { PAYLOAD_EVENT, PAYLOAD_RECORD };
 enum sink_sync { SYNC_NONE, SYNC_INTERVAL, SYNC_ALWAYS };
 enum sink_overflow { OVERFLOW_BLOCK, OVERFLOW_DROP };
 
@@ -73,6 +76,7 @@ struct listener_cfg {
 	struct cfg_names sinks;
 	int		 sink_idx[CFG_MAX_SINKS];	/* resolved: indices into sinks */
 	int		 nsink_idx;
+	int		 sinks_formatted;	/* a sink wants other than event lines */
 	long		 idle_timeout_ms;
 	long		 record_timeout_ms;
 	long		 send_timeout_ms;
@@ -92,6 +96,12 @@ struct sink_cfg {
 	int		 sync;
 	long		 queue;
 	int		 overflow;
+	struct cfg_names upstreams;	/* forward: addresses */
+	struct addr	*upstream_v;	/* resolved from upstreams */
+	int		 nupstreams;
+	int		 mode;
+	int		 framing;
+	int		 payload;
 };
 
 struct config {

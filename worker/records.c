@@ -1,7 +1,11 @@
 /*
  * records: a record becomes one event, encoded straight into the queue of
  * the first sink that takes it and copied to the listener's other sinks.
+ * When a sink wants something else (a forward sink sending octet-counted
+ * frames, or the records as they came), the event is encoded once aside
+ * and each sink gets it, or the record, in its own form.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "records.h"
@@ -9,19 +13,52 @@
 #include "worker.h"
 
 
+/* The event line (with its LF) or the record, framed as sink idx wants. */
 static int
-copy_to(int idx, const char *line, size_t len)
+put(int idx, const char *line, size_t linelen, const char *rec, size_t reclen)
 {
-	struct obuf *q = sink_reserve(idx, len);
+	const struct sink_cfg *sc = &wrk.cf->sinks[idx];
+	int fwd = sc->type == SINK_FORWARD, octet = fwd && sc->framing == FORWARD_OCTET;
+	int raw = fwd && sc->payload == PAYLOAD_RECORD;
+	const char *p = raw ? rec : line;
+	size_t n = raw ? reclen : linelen - 1;
+	struct obuf *q = sink_reserve(idx, n + 24);
 
 	if (q == NULL) {
 		sink_dropped(idx);
 		return -1;
 	}
-	memcpy(q->p + q->len, line, len);
-	q->len += len;
+	if (octet)
+		q->len += snprintf(q->p + q->len, 24, "%zu ", n);
+	memcpy(q->p + q->len, p, n);
+	q->len += n;
+	if (!octet)
+		q->p[q->len++] = '\n';
 	sink_commit(idx);
 	return 0;
+}
+
+static int
+route_formatted(const struct event_meta *m, const struct listener_cfg *l, const char *rec,
+    size_t len, int truncated)
+{
+	static struct obuf ev;
+	enum event_result r;
+	int rc = 0;
+
+	ev.len = 0;
+	if (obuf_reserve(&ev, EVENT_MAX(len, m->prefixlen)) == -1)
+		return -1;
+	r = event_encode(&ev, m, l, rec, len, truncated);
+	if (r == EVENT_DROPPED) {
+		wrk.stats->rec.parse_dropped++;
+		return 0;
+	}
+	wrk.stats->rec.parse_errors += r == EVENT_PARSE_ERROR;
+	for (int k = 0; k < l->nsink_idx; k++)
+		if (put(l->sink_idx[k], ev.p, ev.len, rec, len) == -1)
+			rc = -1;
+	return rc;
 }
 
 /*
@@ -40,6 +77,8 @@ records_route(const struct event_meta *m, const struct listener_cfg *l, const ch
 
 	stats->records++;
 	stats->truncated += truncated != 0;
+	if (l->sinks_formatted)
+		return route_formatted(m, l, rec, len, truncated);
 	for (k = 0; k < l->nsink_idx; k++) {
 		if ((q = sink_reserve(l->sink_idx[k], need)) != NULL)
 			break;
@@ -57,7 +96,7 @@ records_route(const struct event_meta *m, const struct listener_cfg *l, const ch
 	stats->parse_errors += r == EVENT_PARSE_ERROR;
 	/* Copy before committing: a commit may write the batch out. */
 	for (int j = k + 1; j < l->nsink_idx; j++)
-		if (copy_to(l->sink_idx[j], q->p + start, q->len - start) == -1)
+		if (put(l->sink_idx[j], q->p + start, q->len - start, rec, len) == -1)
 			rc = -1;
 	sink_commit(l->sink_idx[k]);
 	return rc;

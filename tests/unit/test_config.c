@@ -380,6 +380,10 @@ END_TEST
 			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock"
 
 static const struct bad_conf bad_listen[] = {
+	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; } );\n", 4, "sinks[0].upstreams",
+	  "a forward sink needs at least one upstream" },
+	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"up:1\" ]; } );\n", 4,
+	  "sinks[0].upstreams", "\"up:1\": not an IPv4 address (host names are not resolved)" },
 	{ H2 "stats = { listen = \"localhost:9514\"; };\n" LST, 3, "stats.listen",
 	  "\"localhost:9514\": not an IPv4 address (host names are not resolved)" },
 	{ H2 "stats = \"127.0.0.1:9514\";\n" LST, 3, "stats", "expected a group { listen = ...; }" },
@@ -843,7 +847,7 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 34);
+	ck_assert_int_eq(n, 38);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -1010,6 +1014,10 @@ START_TEST(dump_text)
 	    "\t\tsync = \"none\";\n"
 	    "\t\tqueue = \"1M\";\n"
 	    "\t\toverflow = \"block\";\n"
+	    "\t\tupstreams = [ ];\n"
+	    "\t\tmode = \"failover\";\n"
+	    "\t\tframing = \"lf\";\n"
+	    "\t\tpayload = \"event\";\n"
 	    "\t},\n"
 	    "\t{\n"
 	    "\t\tname = \"b\";\n"
@@ -1019,6 +1027,10 @@ START_TEST(dump_text)
 	    "\t\tsync = \"always\";\n"
 	    "\t\tqueue = \"16M\";\n"
 	    "\t\toverflow = \"drop\";\n"
+	    "\t\tupstreams = [ ];\n"
+	    "\t\tmode = \"failover\";\n"
+	    "\t\tframing = \"lf\";\n"
+	    "\t\tpayload = \"event\";\n"
 	    "\t}\n"
 	    ");\n", path);
 	ck_assert_str_eq(text, want);
