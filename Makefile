@@ -11,7 +11,7 @@ SBINDIR	?= $(PREFIX)/sbin
 BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
-PKGS	 = libevent libconfig libsystemd
+PKGS	 = libevent libconfig libsystemd hiredis
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -Icommon -Iserver -Iworker
 CFLAGS	+= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -25,7 +25,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
 	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 logrotate \
-	   libsystemd-dev libestr0 libfastjson4 liblognorm5 librelp0
+	   libsystemd-dev libhiredis-dev redis-server libestr0 libfastjson4 liblognorm5 librelp0
 
 # Test peers unpacked from Debian packages under tests/peers instead of
 # installed: rsyslog (omrelp as a RELP client) conflicts with syslog-ng-core

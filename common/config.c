@@ -120,10 +120,11 @@ const struct cfg_setting cfg_settings[] = {
 	{ "name", CS_SINK, CT_STRING, NULL, 0, 0, NULL, 1, S(name),
 	  "Required. Name of the sink, used in listeners' sinks and in log messages. "
 	  "Names are unique." },
-	{ "type", CS_SINK, CT_ENUM, "file", 0, 0, "file|stdout|forward", 1, S(type),
+	{ "type", CS_SINK, CT_ENUM, "file", 0, 0, "file|stdout|forward|redis", 1, S(type),
 	  "\"file\": append to path. \"stdout\": write to standard output (with -f). "
 	  "\"forward\": send to upstream collectors over TCP (another ingestd, rsyslog, "
-	  "syslog-ng...)." },
+	  "syslog-ng...). \"redis\": append each event to a Redis Stream (XADD) on the "
+	  "one server in upstreams." },
 	{ "path", CS_SINK, CT_STRING, "ingestd-events.jsonl", 0, 0, NULL, 1, S(path),
 	  "File the events are appended to, one JSON object per line. strftime(3) "
 	  "patterns such as %Y%m%d are expanded in UTC when a batch is written, which "
@@ -157,6 +158,12 @@ const struct cfg_setting cfg_settings[] = {
 	{ "payload", CS_SINK, CT_ENUM, "event", 0, 0, "event|record", 1, S(payload),
 	  "What a forward sink sends: the JSON event, or the record as it was received "
 	  "(a relay)." },
+	{ "stream", CS_SINK, CT_STRING, "ingestd", 0, 0, NULL, 1, S(stream),
+	  "A redis sink's stream key; ${field} takes a string field of the event, e.g. "
+	  "\"logs:${host}\" (empty when the event has no such field)." },
+	{ "maxlen", CS_SINK, CT_INT, "0", 0, 2000000000, NULL, 1, S(maxlen),
+	  "A redis sink trims each stream to about this many entries (XADD MAXLEN ~); "
+	  "0: no trimming." },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
@@ -648,12 +655,15 @@ resolve_upstreams(struct ctx *c, struct config *cf, const config_setting_t *sink
 		const char *why;
 		char name[64];
 
-		if (s->type != SINK_FORWARD)
+		if (s->type != SINK_FORWARD && s->type != SINK_REDIS)
 			continue;	/* (the default sink has no list element) */
 		g = config_setting_get_elem(sinks, i);
 		snprintf(name, sizeof(name), "sinks[%d].upstreams", i);
 		if (s->upstreams.n == 0)
-			return fail(c, g, name, "a forward sink needs at least one upstream");
+			return fail(c, g, name, "a %s sink needs at least one upstream",
+			    s->type == SINK_REDIS ? "redis" : "forward");
+		if (s->type == SINK_REDIS && s->upstreams.n > 1)
+			return fail(c, g, name, "a redis sink has one server");
 		if ((s->upstream_v = calloc(s->upstreams.n, sizeof(*s->upstream_v))) == NULL)
 			fatal("calloc");
 		for (s->nupstreams = 0; s->nupstreams < s->upstreams.n; s->nupstreams++)

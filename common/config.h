@@ -33,7 +33,7 @@ enum framing_mode { FRAMING_AUTO, FRAMING_LF, FRAMING_OCTET };
 enum record_format { FORMAT_AUTO, FORMAT_SYSLOG, FORMAT_JSON, FORMAT_RAW };
 enum parse_error_action { ON_ERROR_KEEP, ON_ERROR_DROP };
 /* Sink settings. */
-enum sink_type { SINK_FILE, SINK_STDOUT, SINK_FORWARD };
+enum sink_type { SINK_FILE, SINK_STDOUT, SINK_FORWARD, SINK_REDIS };
 enum forward_mode { FORWARD_FAILOVER, FORWARD_ROUNDROBIN };
 enum forward_framing { FORWARD_LF, FORWARD_OCTET };
 enum forward_payload { PAYLOAD_EVENT, PAYLOAD_RECORD };
@@ -102,6 +102,8 @@ struct sink_cfg {
 	int		 mode;
 	int		 framing;
 	int		 payload;
+	char		*stream;	/* redis */
+	int		 maxlen;
 };
 
 struct config {

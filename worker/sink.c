@@ -91,24 +91,21 @@ next_retry(long ms)
 	return ms * 4 / 5 + random() % (ms * 2 / 5 + 1);
 }
 
-/* Write what is queued; on failure keep it and retry with a back-off. */
+/* n bytes of whole units at the head of the queue are written: they leave it. */
 static void
-flush(struct sink *s)
+consume(struct sink *s, size_t n)
 {
-	int always = s->cf->sync == SYNC_ALWAYS, wait = 0;
+	int always = s->cf->sync == SYNC_ALWAYS;
 	uint64_t done = s->done;
-	ssize_t n = 0;
 
-	if (!pending(s))
-		return;
-	errno = 0;
-	if (s->q.len > 0)
-		n = s->drv->write(s, &wait);
 	if (n > 0) {
 		s->st->bytes += n;
 		s->q.len -= n;
 		memmove(s->q.p, s->q.p + n, s->q.len);
 		s->unsynced = 1;
+		if (s->failing)
+			log_notice("%s: sink %s: writing again", wrk.name, s->cf->name);
+		s->failing = 0;
 	}
 	if (always && s->unsynced)
 		sync_now(s);
@@ -116,20 +113,41 @@ flush(struct sink *s)
 		s->done = s->st->bytes;
 	if (s->done != done)
 		conn_sinks_progressed();	/* acknowledgements may go out */
+}
+
+/* A write failed: keep the queue and try again after a back-off. */
+static void
+retry_later(struct sink *s)
+{
+	s->st->errors++;
+	s->failing = 1;
+	s->retry_ms = next_retry(s->retry_ms);
+	if (errno)
+		log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: write %s: %s; %zu bytes "
+		    "queued, retrying in %ld ms", wrk.name, s->cf->name, s->where,
+		    strerror(errno), s->q.len, s->retry_ms);
+	arm(s, s->retry_ms);
+}
+
+/* Write what is queued; on failure keep it and retry with a back-off. */
+static void
+flush(struct sink *s)
+{
+	int wait = 0;
+	ssize_t n = 0;
+
+	if (!pending(s))
+		return;
+	errno = 0;
+	if (s->q.len > 0)
+		n = s->drv->write(s, &wait);
+	consume(s, n > 0 ? (size_t)n : 0);
 	if (!pending(s) || (wait && n != -1)) {
-		if (s->retry_ms)
-			log_notice("%s: sink %s: writing again", wrk.name, s->cf->name);
 		s->retry_ms = 0;
 		if (!pending(s))
 			release_backlog(s);
 	} else {
-		s->st->errors++;
-		s->retry_ms = next_retry(s->retry_ms);
-		if (errno)
-			log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: write %s: %s; %zu bytes "
-			    "queued, retrying in %ld ms", wrk.name, s->cf->name, s->where,
-			    strerror(errno), s->q.len, s->retry_ms);
-		arm(s, s->retry_ms);
+		retry_later(s);
 	}
 	s->st->queued = s->q.len;
 	update_blocked(s);
@@ -145,6 +163,41 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	flush(s);
 	if (s->cf->sync == SYNC_INTERVAL && s->unsynced)
 		sync_now(s);
+}
+
+/* A driver whose destination confirms later (Redis replies): n bytes are written. */
+void
+sink_consumed(struct sink *s, size_t n)
+{
+	consume(s, n);
+	s->st->queued = s->q.len;
+	if (s->q.len == 0)
+		release_backlog(s);
+	update_blocked(s);
+}
+
+/* A driver's destination failed outside a write (a connection dropped). */
+void
+sink_failed(struct sink *s)
+{
+	if (s->retry_ms == 0)	/* else the retry is armed already */
+		retry_later(s);
+}
+
+/* Length of the whole unit at p (complete: sink.c queues whole units only). */
+size_t
+sink_unit_len(const struct sink *s, const char *p, size_t avail)
+{
+	size_t n = 0, i = 0;
+
+	if (s->cf->type != SINK_FORWARD || s->cf->framing == FORWARD_LF) {
+		const char *lf = memchr(p, '\n', avail);
+
+		return lf ? (size_t)(lf - p) + 1 : avail;
+	}
+	while (i < avail && p[i] >= '0' && p[i] <= '9')
+		n = n * 10 + (size_t)(p[i++] - '0');
+	return i + 1 + n;	/* "LEN SP MSG" */
 }
 
 /* A driver's destination can take more (a socket became writable or connected). */
@@ -165,7 +218,8 @@ sink_open_all(const struct config *cf)
 
 		memset(s, 0, sizeof(*s));
 		s->cf = &cf->sinks[i];
-		s->drv = s->cf->type == SINK_FORWARD ? &sink_forward_driver : &sink_file_driver;
+		s->drv = s->cf->type == SINK_FORWARD ? &sink_forward_driver :
+		    s->cf->type == SINK_REDIS ? &sink_redis_driver : &sink_file_driver;
 		s->st = &wrk.stats->sink[i];
 		s->fd = -1;
 		s->timer = evtimer_new(wrk.base, on_timer, s);
@@ -259,6 +313,19 @@ sink_reopen_all(void)
 		sinks[i].drv->reopen(&sinks[i]);
 }
 
+/*
+ * At exit the loop no longer runs, but a driver may wait for its destination
+ * (a socket, Redis' answers): run the loop for a moment.
+ */
+static void
+wait_a_little(void)
+{
+	struct timeval tv = { 0, RETRY_MIN_MS * 1000 };
+
+	event_base_loopexit(wrk.base, &tv);
+	event_base_dispatch(wrk.base);
+}
+
 /* Exit: write what is queued, retrying until the deadline; report losses. */
 void
 sink_close_all(long deadline_ms)
@@ -271,7 +338,7 @@ sink_close_all(long deadline_ms)
 			flush(s);
 			if (s->q.len == 0 || clock_ms() >= deadline_ms)
 				break;
-			usleep(RETRY_MIN_MS * 1000);
+			wait_a_little();
 		}
 		if (s->q.len)
 			log_error("%s: sink %s: %zu bytes of events could not be written and are lost",

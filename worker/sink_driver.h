@@ -44,6 +44,7 @@ struct sink {
 	char			 where[PATH_MAX];	/* for messages: a path or an address */
 	struct event		*timer;		/* flush_interval, or retry back-off */
 	long			 retry_ms;	/* 0 while writes succeed */
+	int			 failing;	/* said so in the log, not yet that it recovered */
 	int			 blocked;	/* a "block" sink over its queue */
 	int			 unsynced;	/* written since the last sync */
 	uint64_t		 done;		/* bytes written (with sync = always: synced) */
@@ -51,8 +52,11 @@ struct sink {
 	struct log_limit	 errlog, droplog;
 };
 
-extern const struct sink_driver sink_file_driver, sink_forward_driver;
+extern const struct sink_driver sink_file_driver, sink_forward_driver, sink_redis_driver;
 
 void	 sink_writable(struct sink *);
+void	 sink_consumed(struct sink *, size_t n);
+void	 sink_failed(struct sink *);
+size_t	 sink_unit_len(const struct sink *, const char *p, size_t avail);
 
 #endif

@@ -50,22 +50,6 @@ struct forward {
 static void	on_readable(evutil_socket_t, short, void *);
 static void	on_writable(evutil_socket_t, short, void *);
 
-/* Length of the whole unit at the head of q (it is complete: we queued it). */
-static size_t
-unit_len(const struct sink *s, const char *p, size_t avail)
-{
-	size_t n = 0, i = 0;
-
-	if (s->cf->framing == FORWARD_LF) {
-		const char *lf = memchr(p, '\n', avail);
-
-		return lf ? (size_t)(lf - p) + 1 : avail;
-	}
-	while (i < avail && p[i] >= '0' && p[i] <= '9')
-		n = n * 10 + (size_t)(p[i++] - '0');
-	return i + 1 + n;	/* "LEN SP MSG" */
-}
-
 /* The connection failed or the upstream left: the next one is tried. */
 static void
 drop_conn(struct forward *f, struct upstream *u, const char *why)
@@ -172,7 +156,7 @@ forward_write(struct sink *s, int *wait)
 			return 0;
 		}
 	}
-	head = unit_len(s, s->q.p, s->q.len);
+	head = sink_unit_len(s, s->q.p, s->q.len);
 	while (done < s->q.len) {
 		n = send(u->fd, s->q.p + done + f->partial, s->q.len - done - f->partial,
 		    MSG_NOSIGNAL);
@@ -192,7 +176,7 @@ forward_write(struct sink *s, int *wait)
 		while (head > 0 && f->partial >= head) {	/* whole units leave the queue */
 			done += head;
 			f->partial -= head;
-			head = done < s->q.len ? unit_len(s, s->q.p + done, s->q.len - done) : 0;
+			head = done < s->q.len ? sink_unit_len(s, s->q.p + done, s->q.len - done) : 0;
 		}
 	}
 	if (done == s->q.len && s->cf->mode == FORWARD_ROUNDROBIN)

@@ -382,6 +382,8 @@ END_TEST
 static const struct bad_conf bad_listen[] = {
 	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; } );\n", 4, "sinks[0].upstreams",
 	  "a forward sink needs at least one upstream" },
+	{ H2 LST "sinks = ( { name = \"r\"; type = \"redis\"; upstreams = [ \"127.0.0.1:1\", "
+	  "\"127.0.0.1:2\" ]; } );\n", 4, "sinks[0].upstreams", "a redis sink has one server" },
 	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"up:1\" ]; } );\n", 4,
 	  "sinks[0].upstreams", "\"up:1\": not an IPv4 address (host names are not resolved)" },
 	{ H2 "stats = { listen = \"localhost:9514\"; };\n" LST, 3, "stats.listen",
@@ -847,7 +849,7 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 38);
+	ck_assert_int_eq(n, 40);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -1018,6 +1020,8 @@ START_TEST(dump_text)
 	    "\t\tmode = \"failover\";\n"
 	    "\t\tframing = \"lf\";\n"
 	    "\t\tpayload = \"event\";\n"
+	    "\t\tstream = \"ingestd\";\n"
+	    "\t\tmaxlen = 0;\n"
 	    "\t},\n"
 	    "\t{\n"
 	    "\t\tname = \"b\";\n"
@@ -1031,6 +1035,8 @@ START_TEST(dump_text)
 	    "\t\tmode = \"failover\";\n"
 	    "\t\tframing = \"lf\";\n"
 	    "\t\tpayload = \"event\";\n"
+	    "\t\tstream = \"ingestd\";\n"
+	    "\t\tmaxlen = 0;\n"
 	    "\t}\n"
 	    ");\n", path);
 	ck_assert_str_eq(text, want);

@@ -1,0 +1,233 @@
+/*
+ * sink_redis: the redis sink's driver: each event is appended to a Redis
+ * Stream with XADD, through hiredis' asynchronous API on the worker's
+ * libevent loop.
+ *
+ * The commands of a batch are pipelined; an event leaves the queue (and
+ * counts as written, for RELP acknowledgements) only when Redis has
+ * answered its XADD.  When the connection drops, every event not yet
+ * answered is sent again on the next connection, after the usual back-off:
+ * an event Redis had added but could not answer is then added twice, never
+ * lost.  The stream name may take a field of the event: "logs:${host}".
+ */
+#include <errno.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "addr.h"
+#include "sink_driver.h"
+#include "worker.h"
+
+#define STREAM_MAX	256
+#define INFLIGHT_MAX	(4 * 1024 * 1024)	/* bytes of events sent and not answered */
+
+struct redis {
+	struct sink		*s;
+	redisAsyncContext	*ac;
+	int			 ready;		/* connected */
+	unsigned		 gen;		/* connection number: older replies are ignored */
+	size_t			 inflight;	/* bytes at the queue's head sent, not answered */
+};
+
+/* The stream for one event: the setting, with ${field} taken from the event. */
+static void
+stream_name(const struct sink *s, const char *ev, size_t len, char *out, size_t size)
+{
+	const char *t = s->cf->stream;
+	size_t o = 0;
+
+	while (*t && o + 1 < size) {
+		const char *end;
+		char key[64];
+
+		if (t[0] != '$' || t[1] != '{' || (end = strchr(t, '}')) == NULL ||
+		    (size_t)(end - t) - 2 + 4 > sizeof(key)) {
+			out[o++] = *t++;
+			continue;
+		}
+		snprintf(key, sizeof(key), "\"%.*s\":\"", (int)(end - t - 2), t + 2);
+		t = end + 1;
+		if ((ev = memmem(ev, len, key, strlen(key))) == NULL)
+			continue;	/* no such field: nothing */
+		for (ev += strlen(key); *ev != '"' && o + 1 < size; ev++) {
+			if (*ev == '\\' && ev[1] != '\0')
+				ev++;
+			out[o++] = *ev;
+		}
+	}
+	out[o] = '\0';
+}
+
+static void
+on_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct redis *r = ac->data;
+	redisReply *rep = reply;
+	struct sink *s;
+	size_t n;
+
+	if (r == NULL || (unsigned)(uintptr_t)priv != r->gen || rep == NULL)
+		return;		/* a connection that is gone: its events go again */
+	s = r->s;
+	if (rep->type == REDIS_REPLY_ERROR) {
+		/*
+		 * This event was not added (LOADING after a restart, OOM...).  The
+		 * answers still to come on this connection are ignored, since
+		 * they no longer match the head of the queue: everything from this
+		 * event on goes again on a new connection.
+		 */
+		log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: redis %s: %s; reconnecting",
+		    wrk.name, s->cf->name, s->where, rep->str);
+		r->gen++;
+		r->ready = 0;
+		redisAsyncDisconnect(ac);
+		return;
+	}
+	n = sink_unit_len(s, s->q.p, s->q.len);
+	r->inflight -= n;
+	sink_consumed(s, n);
+}
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+	struct redis *r = ac->data;
+
+	if (r == NULL)
+		return;
+	if (status != REDIS_OK) {
+		errno = ECONNREFUSED;
+		log_limited(&r->s->errlog, LOG_LVL_ERROR, "%s: sink %s: redis %s: %s", wrk.name,
+		    r->s->cf->name, r->s->where, ac->errstr);
+		r->ac = NULL;		/* hiredis frees it */
+		sink_failed(r->s);
+		return;
+	}
+	r->ready = 1;
+	sink_writable(r->s);
+}
+
+static void
+on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct redis *r = ac->data;
+
+	if (r == NULL)
+		return;
+	if (status != REDIS_OK)
+		log_limited(&r->s->errlog, LOG_LVL_ERROR, "%s: sink %s: redis %s: %s", wrk.name,
+		    r->s->cf->name, r->s->where, ac->errstr);
+	r->ac = NULL;
+	r->ready = 0;
+	r->inflight = 0;	/* unanswered: sent again on the next connection */
+	r->gen++;
+	errno = ECONNRESET;
+	sink_failed(r->s);
+}
+
+static int
+connect_redis(struct sink *s, struct redis *r)
+{
+	const struct addr *a = &s->cf->upstream_v[0];
+	char host[ADDR_STRLEN];
+
+	if (a->ss.ss_family == AF_UNIX) {
+		r->ac = redisAsyncConnectUnix(((const struct sockaddr_un *)&a->ss)->sun_path);
+	} else {
+		char *colon;
+
+		snprintf(host, sizeof(host), "%s", s->cf->upstreams.v[0]);
+		if ((colon = strrchr(host, ':')) == NULL)
+			return -1;
+		*colon = '\0';
+		if (host[0] == '[' && colon[-1] == ']')		/* "[v6]:port" */
+			colon[-1] = '\0';
+		r->ac = redisAsyncConnect(host[0] == '[' ? host + 1 : host, atoi(colon + 1));
+	}
+	if (r->ac == NULL || r->ac->err) {
+		errno = ECONNREFUSED;
+		if (r->ac)
+			redisAsyncFree(r->ac);
+		r->ac = NULL;
+		return -1;
+	}
+	r->ac->data = r;
+	redisLibeventAttach(r->ac, wrk.base);
+	redisAsyncSetConnectCallback(r->ac, on_connect);
+	redisAsyncSetDisconnectCallback(r->ac, on_disconnect);
+	return 0;
+}
+
+/* Pipeline an XADD for every queued event not sent yet; nothing leaves before its answer. */
+static ssize_t
+redis_write(struct sink *s, int *wait)
+{
+	struct redis *r = s->priv;
+	char stream[STREAM_MAX];
+
+	*wait = 1;
+	if (r->ac == NULL && connect_redis(s, r) == -1)
+		return -1;
+	if (!r->ready)
+		return 0;
+	while (r->inflight < s->q.len && r->inflight < INFLIGHT_MAX) {
+		const char *ev = s->q.p + r->inflight;
+		size_t n = sink_unit_len(s, ev, s->q.len - r->inflight);
+		void *gen = (void *)(uintptr_t)r->gen;
+		int rc;
+
+		stream_name(s, ev, n, stream, sizeof(stream));
+		if (s->cf->maxlen > 0)
+			rc = redisAsyncCommand(r->ac, on_reply, gen, "XADD %s MAXLEN ~ %d * event %b",
+			    stream, s->cf->maxlen, ev, n - 1);
+		else
+			rc = redisAsyncCommand(r->ac, on_reply, gen, "XADD %s * event %b", stream, ev,
+			    n - 1);
+		if (rc != REDIS_OK)
+			break;
+		r->inflight += n;
+	}
+	return 0;
+}
+
+static int
+redis_start(struct sink *s)
+{
+	struct redis *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return -1;
+	r->s = s;
+	s->priv = r;
+	snprintf(s->where, sizeof(s->where), "%s", s->cf->upstreams.v[0]);
+	return 0;
+}
+
+static void
+redis_close(struct sink *s)
+{
+	struct redis *r = s->priv;
+
+	if (r == NULL)
+		return;
+	if (r->ac) {
+		r->ac->data = NULL;	/* no callback may reach us any more */
+		redisAsyncFree(r->ac);
+	}
+	free(r);
+	s->priv = NULL;
+}
+
+static void
+redis_reopen(struct sink *s)
+{
+	(void)s;
+}
+
+const struct sink_driver sink_redis_driver = {
+	redis_start, redis_write, NULL, redis_reopen, redis_close
+};
