@@ -63,6 +63,8 @@ drop_conn(struct forward *f, struct upstream *u, const char *why)
 	}
 	u->fd = -1;
 	u->state = UP_IDLE;
+	if (u != &f->up[f->cur])
+		return;		/* an idle connection of roundrobin's: nothing was in progress */
 	f->partial = 0;		/* the unit in progress goes again, whole */
 	f->fails++;
 	f->cur = (f->cur + 1) % f->nup;
