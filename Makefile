@@ -25,7 +25,8 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
 	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 logrotate \
-	   libsystemd-dev libhiredis-dev redis-server libestr0 libfastjson4 liblognorm5 librelp0
+	   libsystemd-dev libhiredis-dev redis-server libestr0 libfastjson4 liblognorm5 librelp0 \
+	   haproxy
 
 # Test peers unpacked from Debian packages under tests/peers instead of
 # installed: rsyslog (omrelp as a RELP client) conflicts with syslog-ng-core

@@ -70,7 +70,7 @@ roff_setting(const struct cfg_setting *s, FILE *fp)
 	fprintf(fp, ".It Ic %s Ar %s\n", s->name, s->type == CT_ENUM ? s->choices :
 	    s->type == CT_SECONDS ? "seconds" : s->type == CT_INT ? "number" :
 	    s->type == CT_WORKERS ? "auto | number" : s->type == CT_SIZE ? "size" :
-	    s->type == CT_NAMES ? "list" : "string");
+	    s->type == CT_NAMES ? "list" : s->type == CT_BOOL ? "true | false" : "string");
 	roff_text(s->doc, fp);
 	if (s->def == NULL)
 		fputs("There is no default.\n", fp);
@@ -194,7 +194,7 @@ conf_scope(enum cfg_scope sc, const char *indent)
 		}
 		if (sample(s) != NULL)
 			printf("%s%s = \"%s\";\n", indent, s->name, sample(s));
-		else if (s->type == CT_INT || s->type == CT_SECONDS)
+		else if (s->type == CT_INT || s->type == CT_SECONDS || s->type == CT_BOOL)
 			printf("%s%s = %s;\n", indent, s->name, s->def);
 		else if (s->type == CT_NAMES)
 			printf("%s%s = [ ];\n", indent, s->name);

@@ -69,6 +69,15 @@ const struct cfg_setting cfg_settings[] = {
 	  "(rsyslog's omrelp): each record is acknowledged once every sink of the listener "
 	  "has written it (with sync = \"always\", synced), so the client re-sends what "
 	  "was not; framing does not apply." },
+	{ "proxy_protocol", CS_LISTENER, CT_BOOL, "false", 0, 0, NULL, 1, L(proxy_protocol),
+	  "true: every connection must begin with a PROXY protocol header, v1 or v2, as a "
+	  "load balancer such as HAProxy sends it (send-proxy, send-proxy-v2), and the client "
+	  "address in it becomes the connection's peer in events and logs; LOCAL and UNKNOWN "
+	  "headers keep the balancer's address. A connection whose first bytes are not a "
+	  "valid header, or whose header is not complete within record_timeout, is closed. "
+	  "allow and deny check the balancer that connects, max_connections_per_ip the "
+	  "client in the header. false: a PROXY header is not interpreted; it is data like "
+	  "any other." },
 	{ "framing", CS_LISTENER, CT_ENUM, "auto", 0, 0, "auto|lf|octet-counted", 1, L(framing),
 	  "How the byte stream is cut into records: \"lf\" (a record ends at LF; a CR "
 	  "before it is removed), \"octet-counted\" (RFC 6587: \"LEN SP MSG\"; an invalid "
@@ -107,7 +116,8 @@ const struct cfg_setting cfg_settings[] = {
 	  L(max_connections_per_ip),
 	  "Most connections open on this listener from one client: one IPv4 address, "
 	  "or one IPv6 prefix of ipv6_prefix bits. One more is closed as soon as it is "
-	  "accepted. 0: no cap." },
+	  "accepted; with proxy_protocol, the client is the address in the PROXY header, "
+	  "and one more is closed once its header is read. 0: no cap." },
 	{ "ipv6_prefix", CS_LISTENER, CT_INT, "64", 1, 128, NULL, 1, L(ipv6_prefix),
 	  "Length of the IPv6 prefix that max_connections_per_ip counts as one client: "
 	  "a host usually holds a whole /64, so counting single addresses would not cap it." },
@@ -116,7 +126,9 @@ const struct cfg_setting cfg_settings[] = {
 	  "may connect; empty: every address not denied. Does not apply to unix sockets." },
 	{ "deny", CS_LISTENER, CT_NAMES, "", 0, 0, NULL, 1, L(deny),
 	  "Addresses or CIDR blocks whose connections are closed as soon as they are "
-	  "accepted, before anything is read; deny wins over allow." },
+	  "accepted, before anything is read; deny wins over allow. With proxy_protocol, "
+	  "allow and deny apply to the address that connects (the load balancer), not to "
+	  "the client named in the PROXY header: list the balancers in allow." },
 	{ "name", CS_SINK, CT_STRING, NULL, 0, 0, NULL, 1, S(name),
 	  "Required. Name of the sink, used in listeners' sinks and in log messages. "
 	  "Names are unique." },
@@ -374,7 +386,7 @@ static const char *const type_names[] = {
 	[CT_INT] = "an integer", [CT_SECONDS] = "a number of seconds",
 	[CT_STRING] = "a string", [CT_ENUM] = "a string", [CT_WORKERS] = "\"auto\" or an integer",
 	[CT_LISTEN] = "an address string", [CT_SIZE] = "a size (65536, \"64K\", \"16M\", \"1G\")",
-	[CT_NAMES] = "a list of strings",
+	[CT_NAMES] = "a list of strings", [CT_BOOL] = "true or false",
 };
 
 const char *
@@ -429,6 +441,12 @@ set_from_file(struct ctx *c, const struct cfg_setting *s, void *base, config_set
 		return set_size(c, s, field, v, name);
 	case CT_NAMES:
 		return set_names(c, s, field, v, name);
+	case CT_BOOL:
+		if (t == CONFIG_TYPE_BOOL) {
+			*(int *)field = config_setting_get_bool(v);
+			return 0;
+		}
+		break;
 	}
 	return fail(c, v, name, "expected %s", cfg_type_name(s));
 }
@@ -457,6 +475,9 @@ set_default(const struct cfg_setting *s, void *base)
 		break;
 	case CT_SIZE:
 		parse_size(s->def, (long *)field);
+		break;
+	case CT_BOOL:
+		*(int *)field = strcmp(s->def, "true") == 0;
 		break;
 	case CT_LISTEN:
 	case CT_NAMES:
@@ -1002,6 +1023,9 @@ cfg_format(const struct cfg_setting *s, const void *base, char *buf, size_t size
 		break;
 	case CT_NAMES:
 		format_names(field, buf, size);
+		break;
+	case CT_BOOL:
+		snprintf(buf, size, "%s", *(const int *)field ? "true" : "false");
 		break;
 	}
 	return buf;

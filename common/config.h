@@ -25,7 +25,9 @@
 #define CFG_VALUE_MAX		(4 * CFG_STRING_MAX + 3)	/* a value as cfg_format writes it */
 
 enum cfg_scope { CS_MAIN, CS_LOG, CS_STATS, CS_LISTENER, CS_SINK, CS_COUNT };
-enum cfg_type { CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN, CT_SIZE, CT_NAMES };
+enum cfg_type {
+	CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN, CT_SIZE, CT_NAMES, CT_BOOL
+};
 enum accept_mode { ACCEPT_SHARED, ACCEPT_REUSEPORT };
 enum listener_protocol { PROTO_TCP, PROTO_RELP };
 /* Listener settings; the values are the index in the table's choices. */
@@ -69,6 +71,7 @@ struct listener_cfg {
 	int		 backlog;
 	int		 accept_mode;
 	int		 protocol;
+	int		 proxy_protocol;	/* 0 or 1 */
 	int		 framing;
 	int		 format;
 	long		 max_record;

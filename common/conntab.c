@@ -288,7 +288,9 @@ addr_key(const struct sockaddr *sa, int prefix6, uint8_t key[16])
 
 /*
  * Count a new connection of owner on listener lsn from sa, unless that
- * would pass a cap in lim.  On CT_ADMIT, t says what to give back.
+ * would pass a cap in lim.  On CT_ADMIT, t says what to give back.  sa
+ * NULL: the client is not known yet (a PROXY header will name it), so
+ * only the listener's count is taken; ct_acquire_ip adds the client's.
  */
 enum ct_refusal
 ct_acquire(int lsn, int owner, const struct sockaddr *sa, const struct ct_limits *lim,
@@ -303,7 +305,7 @@ ct_acquire(int lsn, int owner, const struct sockaddr *sa, const struct ct_limits
 	t->lsn = lsn;
 	if (sh == NULL)
 		return CT_ADMIT;	/* uncounted: no table */
-	has_addr = addr_key(sa, lim->prefix6, t->key);
+	has_addr = sa ? addr_key(sa, lim->prefix6, t->key) : 0;
 	at = make_key(KIND_ADDR, lsn, t->key, OWNER_ALL);
 	ao = make_key(KIND_ADDR, lsn, t->key, owner);
 	lock();
@@ -328,6 +330,40 @@ ct_acquire(int lsn, int owner, const struct sockaddr *sa, const struct ct_limits
 		add(&ao, 1);
 		t->per_ip = 1;
 	}
+	unlock();
+	return CT_ADMIT;
+}
+
+/*
+ * Count the client sa of a connection that ct_acquire admitted without an
+ * address, unless that would pass max_per_ip.  The listener's count stays
+ * as it is, so no other connection can take its place meanwhile.  On
+ * CT_ADMIT, t also gives the address back when it is released.
+ */
+enum ct_refusal
+ct_acquire_ip(int owner, const struct sockaddr *sa, const struct ct_limits *lim,
+    struct ct_ticket *t)
+{
+	struct entry at, ao;
+	uint8_t key[16];
+
+	if (sh == NULL || !t->counted || t->per_ip || !addr_key(sa, lim->prefix6, key))
+		return CT_ADMIT;	/* uncounted, or counted already */
+	at = make_key(KIND_ADDR, t->lsn, key, OWNER_ALL);
+	ao = make_key(KIND_ADDR, t->lsn, key, owner);
+	lock();
+	if (lim->max_per_ip > 0 && get(&at) >= lim->max_per_ip) {
+		unlock();
+		return CT_REFUSE_PER_IP;
+	}
+	if (!room(2)) {
+		unlock();
+		return lim->max_per_ip > 0 ? CT_REFUSE_FULL : CT_ADMIT;
+	}
+	add(&at, 1);
+	add(&ao, 1);
+	memcpy(t->key, key, sizeof(t->key));
+	t->per_ip = 1;
 	unlock();
 	return CT_ADMIT;
 }

@@ -50,6 +50,8 @@ int		 ct_init(unsigned long capacity);
 void		 ct_free(void);
 enum ct_refusal	 ct_acquire(int lsn, int owner, const struct sockaddr *,
 		    const struct ct_limits *, struct ct_ticket *);
+enum ct_refusal	 ct_acquire_ip(int owner, const struct sockaddr *, const struct ct_limits *,
+		    struct ct_ticket *);
 void		 ct_release(int owner, const struct ct_ticket *);
 void		 ct_forget_owner(int owner);
 long		 ct_count(int lsn, const struct sockaddr *, int prefix6);

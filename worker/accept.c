@@ -11,7 +11,11 @@
  * A peer that the listener's allow/deny lists refuse, or one more than
  * max_connections or max_connections_per_ip allow (counted across all
  * workers in conntab), is closed before any read, counted by reason, and
- * logged at most once a second per reason for the whole server.
+ * logged at most once a second per reason for the whole server.  On a
+ * proxy_protocol listener the peer is the load balancer: allow/deny and
+ * max_connections apply to it here, but its address is not counted for
+ * max_connections_per_ip; the client named in the PROXY header is, once
+ * conn.c has read it.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -66,6 +70,15 @@ permitted(const struct listener_cfg *l, const struct sockaddr *sa)
 	return l->nallow == 0 || listed(l->allow_v, l->nallow, sa);
 }
 
+/* Count a refused connection, and log it at most once a second per reason. */
+void
+acc_refusal(const struct listener_cfg *l, const char *peer, enum ct_refusal why)
+{
+	wrk.stats->refused[why]++;
+	log_limited(ct_log_limit(why), LOG_LVL_NOTICE, "%s: listener %s: refused %s: %s",
+	    wrk.name, l->name, peer, ct_reason_name(why));
+}
+
 static void
 refuse(int fd, const struct acceptor *a, const struct sockaddr *sa, socklen_t len,
     enum ct_refusal why)
@@ -73,9 +86,7 @@ refuse(int fd, const struct acceptor *a, const struct sockaddr *sa, socklen_t le
 	char peer[ADDR_STRLEN];
 
 	close(fd);
-	wrk.stats->refused[why]++;
-	log_limited(ct_log_limit(why), LOG_LVL_NOTICE, "%s: listener %s: refused %s: %s",
-	    wrk.name, a->l->name, addr_format(sa, len, peer, sizeof(peer)), ct_reason_name(why));
+	acc_refusal(a->l, addr_format(sa, len, peer, sizeof(peer)), why);
 }
 
 /* Connections this worker refused for a reason (enum ct_refusal). */
@@ -96,7 +107,8 @@ admit(struct acceptor *a, int fd, const struct sockaddr *sa, socklen_t len)
 		refuse(fd, a, sa, len, CT_REFUSE_ACL);
 		return;
 	}
-	if ((why = ct_acquire(a->lsn_id, wrk.owner, sa, &a->limits, &t)) != CT_ADMIT) {
+	if ((why = ct_acquire(a->lsn_id, wrk.owner, a->l->proxy_protocol ? NULL : sa, &a->limits,
+	    &t)) != CT_ADMIT) {
 		refuse(fd, a, sa, len, why);
 		return;
 	}

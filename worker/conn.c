@@ -16,6 +16,14 @@
  * resetting and expiring cost O(1), whatever the number of connections.
  * Neither fires while the worker itself is not reading (back-pressure).
  *
+ * On a proxy_protocol listener a connection begins with a PROXY header
+ * (proxy.c), read before anything else: until it is complete the peer is
+ * the load balancer, and record_timeout runs from the accept, so a header
+ * that never comes or trickles in is cut off like a slow record.  Then the
+ * client it names becomes the peer of the connection's events and log
+ * lines, and is counted for max_connections_per_ip.  A stream that is no
+ * header is a framing error.
+ *
  * A RELP listener's connection also has a session (acks.c) and a write
  * path: responses go out as the sinks write the records they acknowledge.
  * send_timeout closes a client that stops reading them; one with more than
@@ -31,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accept.h"
 #include "acks.h"
 #include "addr.h"
 #include "conn.h"
@@ -38,6 +47,7 @@
 #include "framing.h"
 #include "json.h"
 #include "log.h"
+#include "proxy.h"
 #include "records.h"
 #include "sink.h"
 #include "stats.h"
@@ -57,6 +67,7 @@ struct conn {
 	struct ct_ticket	 ticket;	/* its place in conntab, given back on close */
 	struct framer		 fr;
 	struct relp_io		*r;		/* NULL for plain TCP */
+	struct proxy_wait	*proxy;		/* until the PROXY header is in */
 	uint64_t		 bytes;
 	uint64_t		 records;
 	struct conn		*prev, *next;
@@ -79,11 +90,22 @@ struct relp_io {
 	struct relp_io		*prev, *next;	/* in sessions */
 };
 
+/*
+ * A proxy_protocol connection until its header is complete: the parser,
+ * and the socket's own peer, which LOCAL and UNKNOWN headers keep.
+ */
+struct proxy_wait {
+	struct proxy_parser	 parser;
+	struct sockaddr_storage	 sock;
+	socklen_t		 socklen;
+};
+
 static struct conn	*conns;
 static struct relp_io	*sessions;
 static struct event	*answer_ev;	/* sinks wrote: answers may go out */
 
 static void	on_answer(evutil_socket_t, short, void *);
+static int	make_prefix(struct conn *, const struct sockaddr *, socklen_t);
 static int		 nconns;
 static int		 reading = 1;
 static struct conn_totals *totals;	/* in the worker's stats slot */
@@ -170,6 +192,7 @@ conn_close(struct conn *c, const char *reason)
 	frame_free(&c->fr);
 	if (c->r)
 		end_session(c->r);
+	free(c->proxy);
 	free(c->prefix);
 	free(c);
 	worker_conn_closed();
@@ -195,10 +218,80 @@ on_record(void *arg, const char *rec, size_t len, int truncated)
 	route(arg, rec, len, truncated);
 }
 
+/* Whether a record (or the PROXY header) has begun and not ended: record_timeout runs. */
 static int
 in_record(const struct conn *c)
 {
+	if (c->proxy)
+		return 1;
 	return c->r ? acks_in_frame(&c->r->acks) : frame_in_record(&c->fr);
+}
+
+/* Close c for bytes that break its framing or its PROXY header; returns -1. */
+static int
+framing_error(struct conn *c, const char *why)
+{
+	totals->framing_errors++;
+	log_limited(&framing_limit, LOG_LVL_WARNING, "%s: %s %s: closing: %s", wrk.name,
+	    c->l->name, c->peer, why);
+	conn_close(c, why);
+	return -1;
+}
+
+/*
+ * The PROXY header is in: the client it names (or the balancer, for LOCAL
+ * and UNKNOWN) is the peer from now on, and is counted, and capped, for
+ * max_connections_per_ip.  Returns -1 when the connection was closed.
+ */
+static int
+header_done(struct conn *c)
+{
+	struct proxy_wait *w = c->proxy;
+	const struct proxy_parser *p = &w->parser;
+	const struct sockaddr *sa = p->local ? (const struct sockaddr *)&w->sock :
+	    (const struct sockaddr *)&p->src;
+	struct ct_limits lim = { 0, c->l->max_connections_per_ip, c->l->ipv6_prefix };
+	char via[ADDR_STRLEN];
+	enum ct_refusal why;
+
+	snprintf(via, sizeof(via), "%s", c->peer);
+	if (make_prefix(c, sa, p->local ? w->socklen : p->srclen) == -1) {
+		log_warn("%s: %s: out of memory for a connection", wrk.name, c->l->name);
+		conn_close(c, "out of memory");
+		return -1;
+	}
+	if ((why = ct_acquire_ip(wrk.owner, sa, &lim, &c->ticket)) != CT_ADMIT) {
+		acc_refusal(c->l, c->peer, why);
+		conn_close(c, ct_reason_name(why));
+		return -1;
+	}
+	if (p->local)
+		log_debug("%s: %s %s: PROXY header without a client address (LOCAL or UNKNOWN)",
+		    wrk.name, c->l->name, c->peer);
+	else
+		log_debug("%s: %s %s: client named by the PROXY header from %s", wrk.name,
+		    c->l->name, c->peer, via);
+	free(w);
+	c->proxy = NULL;
+	event_del(&c->rec_ev);	/* the record clock starts again with the first record */
+	return 0;
+}
+
+/* The PROXY header's part of n bytes: how many it took, or -1 when c was closed. */
+static ssize_t
+feed_header(struct conn *c, const char *data, size_t n)
+{
+	const char *why = NULL;
+	size_t used = 0;
+
+	switch (proxy_feed(&c->proxy->parser, data, n, &used, &why)) {
+	case 0:
+		return n;
+	case 1:
+		return header_done(c) == -1 ? -1 : (ssize_t)used;
+	default:
+		return framing_error(c, why);
+	}
 }
 
 /* Returns -1 when the connection was closed. */
@@ -206,17 +299,20 @@ static int
 feed(struct conn *c, const char *data, size_t n)
 {
 	const char *why = NULL;
-	int rc = c->r ? acks_feed(&c->r->acks, data, n, route, c, &why) :
-	    frame_feed(&c->fr, data, n, on_record, c, &why);
+	int rc;
 
-	if (rc == -1) {
-		totals->framing_errors++;
-		log_limited(&framing_limit, LOG_LVL_WARNING, "%s: %s %s: closing: %s", wrk.name,
-		    c->l->name, c->peer, why);
-		conn_close(c, why);
-		return -1;
+	if (c->proxy) {
+		ssize_t used = feed_header(c, data, n);
+
+		if (used == -1)
+			return -1;
+		data += used;
+		if ((n -= used) == 0)
+			return 0;
 	}
-	return 0;
+	rc = c->r ? acks_feed(&c->r->acks, data, n, route, c, &why) :
+	    frame_feed(&c->fr, data, n, on_record, c, &why);
+	return rc == -1 ? framing_error(c, why) : 0;
 }
 
 /*
@@ -397,6 +493,10 @@ on_read(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		if (n == 0) {
+			if (c->proxy && proxy_started(&c->proxy->parser)) {
+				framing_error(c, "closed inside the PROXY header");
+				return;
+			}
 			if (c->r == NULL)
 				frame_finish(&c->fr, on_record, c);
 			conn_close(c, "closed by peer");
@@ -468,8 +568,8 @@ on_record_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	expire(c, &c->rec_ev, c->rec_tv, "record_timeout", &totals->record_timeouts,
-	    &record_limit);
+	expire(c, &c->rec_ev, c->rec_tv, c->proxy ? "record_timeout: no complete PROXY header" :
+	    "record_timeout", &totals->record_timeouts, &record_limit);
 }
 
 /* The peer's name, and what every event of this connection carries. */
@@ -494,6 +594,7 @@ make_prefix(struct conn *c, const struct sockaddr *sa, socklen_t len)
 	memcpy(o.p + o.len, ",\"listener\":", 12);
 	o.len += 12;
 	json_string(&o, c->l->name, nl);
+	free(c->prefix);		/* the balancer's, once a PROXY header named the client */
 	c->prefix = o.p;
 	c->prefixlen = o.len;
 	return 0;
@@ -515,6 +616,19 @@ start_session(struct conn *c)
 	if (sessions)
 		sessions->prev = r;
 	sessions = r;
+	return 0;
+}
+
+static int
+start_proxy(struct conn *c, const struct sockaddr *sa, socklen_t len)
+{
+	struct proxy_wait *w = calloc(1, sizeof(*w));
+
+	if ((c->proxy = w) == NULL)
+		return -1;
+	proxy_init(&w->parser);
+	w->socklen = len < sizeof(w->sock) ? len : sizeof(w->sock);
+	memcpy(&w->sock, sa, w->socklen);
 	return 0;
 }
 
@@ -545,17 +659,21 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 	evtimer_assign(&c->rec_ev, wrk.base, on_record_timeout, c);
 	c->idle_tv = common_timeout(l->idle_timeout_ms);
 	c->rec_tv = common_timeout(l->record_timeout_ms);
-	if (l->protocol == PROTO_RELP && start_session(c) == -1) {
+	if ((l->proxy_protocol && start_proxy(c, sa, len) == -1) ||
+	    (l->protocol == PROTO_RELP && start_session(c) == -1)) {
 		log_warn("%s: %s: out of memory for a connection", wrk.name, l->name);
 		close(fd);
 		ct_release(wrk.owner, t);
 		frame_free(&c->fr);
+		free(c->proxy);
 		free(c->prefix);
 		free(c);
 		return -1;
 	}
 	if (c->idle_tv)		/* a client that never sends is idle from the start */
 		event_add(&c->idle_ev, c->idle_tv);
+	if (c->proxy && c->rec_tv)	/* and its PROXY header is due from the start */
+		event_add(&c->rec_ev, c->rec_tv);
 	update_read(c);
 	c->next = conns;
 	if (conns)

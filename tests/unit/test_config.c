@@ -291,6 +291,15 @@ static const struct bad_conf wrong_type[] = {
 	{ H2 "workers = \"AUTO\";\n" LST, 3, "workers", "expected \"auto\" or an integer" },
 	{ H2 "workers = 2.0;\n" LST, 3, "workers", "expected \"auto\" or an integer" },
 	{ H2 "workers = true;\n" LST, 3, "workers", "expected \"auto\" or an integer" },
+	/* CT_BOOL */
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; proxy_protocol = 1; } );\n", 3,
+	  "listeners[0].proxy_protocol", "expected true or false" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; proxy_protocol = \"true\"; } );\n", 3,
+	  "listeners[0].proxy_protocol", "expected true or false" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; proxy_protocol = \"on\"; } );\n", 3,
+	  "listeners[0].proxy_protocol", "expected true or false" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; proxy_protocol = [ true ]; } );\n", 3,
+	  "listeners[0].proxy_protocol", "expected true or false" },
 	/* CT_LISTEN */
 	{ H2 "listeners = ( { listen = 5514; } );\n", 3, "listeners[0].listen",
 	  "expected an address string" },
@@ -519,7 +528,7 @@ START_TEST(pipeline_settings)
 	struct config *cf = load_ok(
 	    "listeners = ( { listen = \"127.0.0.1:1\"; max_record = \"1M\"; sinks = [ \"b\" ]; },\n"
 	    "  { listen = \"127.0.0.1:2\"; max_record = 100; framing = \"octet-counted\";\n"
-	    "    format = \"json\"; on_parse_error = \"drop\"; } );\n"
+	    "    format = \"json\"; on_parse_error = \"drop\"; proxy_protocol = true; } );\n"
 	    "sinks = ( { name = \"a\"; }, { name = \"b\"; path = \"b.jsonl\"; queue = \"2G\"; } );\n");
 
 	ck_assert_int_eq(cf->listeners[0].max_record, 1048576);
@@ -529,6 +538,8 @@ START_TEST(pipeline_settings)
 	ck_assert_int_eq(cf->listeners[1].framing, FRAMING_OCTET);
 	ck_assert_int_eq(cf->listeners[1].format, FORMAT_JSON);
 	ck_assert_int_eq(cf->listeners[1].on_parse_error, ON_ERROR_DROP);
+	ck_assert_int_eq(cf->listeners[0].proxy_protocol, 0);
+	ck_assert_int_eq(cf->listeners[1].proxy_protocol, 1);
 	ck_assert_int_eq(cf->listeners[1].nsink_idx, 2);	/* no list: every sink */
 	ck_assert_int_eq(cf->nsinks, 2);
 	ck_assert_int_eq(cf->sinks[1].queue, 2L * 1024 * 1024 * 1024);
@@ -841,6 +852,9 @@ START_TEST(table_is_consistent)
 			ck_assert_msg(p && (p == s->choices || p[-1] == '|') &&
 			    (p[len] == '|' || p[len] == '\0'), "%s: default not a choice", s->name);
 		}
+		if (s->type == CT_BOOL)
+			ck_assert_msg(strcmp(s->def, "true") == 0 || strcmp(s->def, "false") == 0,
+			    "%s: default is neither true nor false", s->name);
 		if (s->type == CT_INT) {
 			long d = atol(s->def);
 
@@ -849,7 +863,7 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 40);
+	ck_assert_int_eq(n, 41);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -894,6 +908,7 @@ START_TEST(type_names)
 	ck_assert_str_eq(cfg_type_name(setting(CS_LOG, "level")), "a string");
 	ck_assert_str_eq(cfg_type_name(setting(CS_MAIN, "workers")), "\"auto\" or an integer");
 	ck_assert_str_eq(cfg_type_name(setting(CS_LISTENER, "listen")), "an address string");
+	ck_assert_str_eq(cfg_type_name(setting(CS_LISTENER, "proxy_protocol")), "true or false");
 }
 END_TEST
 
@@ -922,6 +937,8 @@ START_TEST(format)
 	ck_assert_str_eq(cfg_format(setting(CS_LISTENER, "accept_mode"), l, buf, sizeof(buf)),
 	    "\"reuseport\"");
 	ck_assert_str_eq(cfg_format(setting(CS_LISTENER, "backlog"), l, buf, sizeof(buf)), "77");
+	ck_assert_str_eq(cfg_format(setting(CS_LISTENER, "proxy_protocol"), l, buf, sizeof(buf)),
+	    "false");
 	/* A small buffer: cut short but still a closed, terminated string. */
 	ck_assert_str_eq(cfg_format(setting(CS_MAIN, "pid_file"), cf, tiny, sizeof(tiny)), "\"/\"");
 	cf->workers_auto = 1;
@@ -943,7 +960,7 @@ START_TEST(dump_text)
 	    "  { listen = \"[::1]:6514\"; on_parse_error = \"drop\"; max_record = \"1M\";\n"
 	    "    idle_timeout = 0; record_timeout = 2.5; allow = [ \"10.0.0.0/8\", \"::1\" ];\n"
 	    "    deny = [ \"10.1.0.0/16\" ]; max_connections = 500; max_connections_per_ip = 20;\n"
-	    "    ipv6_prefix = 56; protocol = \"relp\"; send_timeout = 0.5; }\n"
+	    "    ipv6_prefix = 56; protocol = \"relp\"; send_timeout = 0.5; proxy_protocol = true; }\n"
 	    ");\n"
 	    "sinks = ( { name = \"a\"; path = \"/tmp/a-%Y.jsonl\"; queue = 1048576; },\n"
 	    "  { name = \"b\"; type = \"stdout\"; flush_interval = 1.25; sync = \"always\";\n"
@@ -972,6 +989,7 @@ START_TEST(dump_text)
 	    "\t\tbacklog = 128;\n"
 	    "\t\taccept_mode = \"reuseport\";\n"
 	    "\t\tprotocol = \"tcp\";\n"
+	    "\t\tproxy_protocol = false;\n"
 	    "\t\tframing = \"lf\";\n"
 	    "\t\tformat = \"syslog\";\n"
 	    "\t\tmax_record = 1000;\n"
@@ -992,6 +1010,7 @@ START_TEST(dump_text)
 	    "\t\tbacklog = 4096;\n"
 	    "\t\taccept_mode = \"shared\";\n"
 	    "\t\tprotocol = \"relp\";\n"
+	    "\t\tproxy_protocol = true;\n"
 	    "\t\tframing = \"auto\";\n"
 	    "\t\tformat = \"auto\";\n"
 	    "\t\tmax_record = \"1M\";\n"
@@ -1072,6 +1091,8 @@ static const char *const round_trip_confs[] = {
 	("workers = 512;\nshutdown_timeout = 86400;\nlog = { level = \"notice\"; };\n"
 	"listeners = ( { listen = \"[::]:1\"; backlog = 65535; } );\n"),
 	"shutdown_timeout = 0;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",
+	"listeners = ( { listen = \"127.0.0.1:1\"; proxy_protocol = true; },\n"
+	"  { listen = \"127.0.0.1:2\"; proxy_protocol = false; } );\n",
 	"shutdown_timeout = 2.25;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",
 	"shutdown_timeout = 0.001;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",
 	"shutdown_timeout = 999.999;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",

@@ -130,6 +130,64 @@ START_TEST(forget_owner)
 }
 END_TEST
 
+/*
+ * A PROXY listener: admitted with no address (the balancer is not counted
+ * per address), then the client from the header is counted and capped;
+ * releasing gives both back.
+ */
+START_TEST(address_later)
+{
+	struct ct_limits lim = { 3, 2, 64 };
+	struct ct_ticket t[5];
+
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ct_acquire(0, i, NULL, &lim, &t[i]), CT_ADMIT);
+	ck_assert_int_eq(ct_acquire(0, 0, NULL, &lim, &t[3]), CT_REFUSE_MAX);
+	ck_assert_int_eq(count_of(0, NULL), 3);
+	ck_assert_uint_eq(ct_used(), 4);	/* the listener's total and 3 owners: no address */
+	ck_assert_int_eq(ct_acquire_ip(0, test_sockaddr("10.0.0.1"), &lim, &t[0]), CT_ADMIT);
+	ck_assert_int_eq(ct_acquire_ip(1, test_sockaddr("10.0.0.1"), &lim, &t[1]), CT_ADMIT);
+	ck_assert_int_eq(count_of(0, "10.0.0.1"), 2);
+	/* A third from the same client is refused; the ticket stays without an address. */
+	ck_assert_int_eq(ct_acquire_ip(2, test_sockaddr("10.0.0.1"), &lim, &t[2]),
+	    CT_REFUSE_PER_IP);
+	ck_assert_int_eq(t[2].per_ip, 0);
+	ck_assert_int_eq(count_of(0, "10.0.0.1"), 2);
+	/* Counted once only. */
+	ck_assert_int_eq(ct_acquire_ip(0, test_sockaddr("10.0.0.2"), &lim, &t[0]), CT_ADMIT);
+	ck_assert_int_eq(count_of(0, "10.0.0.2"), 0);
+	ck_assert_int_eq(count_of(0, "10.0.0.1"), 2);
+	/* Closing one lets the next from that client in. */
+	ct_release(2, &t[2]);
+	ct_release(1, &t[1]);
+	ck_assert_int_eq(count_of(0, "10.0.0.1"), 1);
+	ck_assert_int_eq(count_of(0, NULL), 1);
+	ck_assert_int_eq(ct_acquire(0, 1, NULL, &lim, &t[1]), CT_ADMIT);
+	ck_assert_int_eq(ct_acquire_ip(1, test_sockaddr("10.0.0.1"), &lim, &t[1]), CT_ADMIT);
+	ck_assert_int_eq(count_of(0, "10.0.0.1"), 2);
+	ct_release(0, &t[0]);
+	ct_release(1, &t[1]);
+	ck_assert_int_eq(count_of(0, NULL), 0);
+	ck_assert_uint_eq(ct_used(), 0);
+}
+END_TEST
+
+/* A dead worker's late-counted addresses come off the totals too. */
+START_TEST(address_later_forgotten)
+{
+	struct ct_limits lim = { 0, 1, 64 };
+	struct ct_ticket t;
+
+	ck_assert_int_eq(ct_acquire(0, 5, NULL, &lim, &t), CT_ADMIT);
+	ck_assert_int_eq(ct_acquire_ip(5, test_sockaddr("2001:db8::1"), &lim, &t), CT_ADMIT);
+	ck_assert_int_eq(count_of(0, "2001:db8::2"), 1);	/* the same /64 */
+	ct_forget_owner(5);
+	ck_assert_int_eq(count_of(0, "2001:db8::1"), 0);
+	ck_assert_int_eq(count_of(0, NULL), 0);
+	ck_assert_uint_eq(ct_used(), 0);
+}
+END_TEST
+
 /* With no room to count, a capped listener refuses and an uncapped one admits. */
 START_TEST(table_full)
 {
@@ -273,6 +331,8 @@ conntab_suite(void)
 	tcase_add_test(tc, ipv6_prefix);
 	tcase_add_test(tc, release_empties);
 	tcase_add_test(tc, forget_owner);
+	tcase_add_test(tc, address_later);
+	tcase_add_test(tc, address_later_forgotten);
 	tcase_add_test(tc, table_full);
 	tcase_add_test(tc, model);
 	tcase_add_test(tc, killed_owner);

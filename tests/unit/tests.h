@@ -15,6 +15,7 @@ Suite	*conntab_suite(void);	/* test_conntab.c: common/conntab.c */
 Suite	*framing_suite(void);	/* test_framing.c: worker/framing.c */
 Suite	*json_suite(void);	/* test_json.c:    worker/json.c */
 Suite	*parse_syslog_suite(void);	/* test_parse_syslog.c: worker/parse_syslog.c */
+Suite	*proxy_suite(void);	/* test_proxy.c:   worker/proxy.c */
 Suite	*relp_suite(void);	/* test_relp.c:    worker/relp.c */
 Suite	*slots_suite(void);	/* test_slots.c:   server/slots.c */
 
