@@ -6,6 +6,8 @@ run, plus the pipeline's cost on one core.
     python3 tests/bench/bench.py            the suite (what `make bench` runs)
     python3 tests/bench/bench.py --smoke    a short check of ingestd-bench
                                             against ingestd (`make check`)
+    python3 tests/bench/bench.py --chart tests/bench/results/bench-DATE.json
+                                            draw that run's chart again
 
 Every server is started with a generated configuration on a free port and
 stopped by its pid.  The servers:
@@ -660,7 +662,7 @@ def chart(res, stem):
         return None
     data = stem + ".dat"
     with open(data, "w") as f:
-        f.write("server ingestd-bench loggen cpu-ingestd-bench cpu-loggen\n")
+        # columns: server, records/s (ingestd-bench, loggen), CPU s per M (same)
         for kind in SERVERS:
             row = {r["load"]: r for r in res["throughput"] if r["server"] == kind}
             vals = [get(row, "ingestd-bench", "records_per_s"), get(row, "loggen", "records_per_s"),
@@ -680,8 +682,12 @@ set key top right
 set grid ytics
 set xtics rotate by -20
 set format y "%%.1s%%c"
-set title "records/s written (100-byte RFC 3164, 8 connections)"
+set title "records/s written (100-byte RFC 3164, 8 connections; log scale)"
+set logscale y
+set yrange [10000:*]
 plot '%s' using 2:xtic(1) title 'ingestd-bench', '' using 3 title 'loggen'
+unset logscale y
+set yrange [0:*]
 set format y "%%g"
 set title "server CPU seconds per million records (lower is better)"
 plot '%s' using 4:xtic(1) title 'ingestd-bench', '' using 5 title 'loggen'
@@ -813,11 +819,20 @@ def smoke():
     return 1 if failed else 0
 
 
+def redraw(path):
+    """--chart RESULTS.json: draw the chart of an earlier run again, beside it."""
+    with open(path) as f:
+        res = json.load(f)
+    print(chart(res, os.path.splitext(path)[0]))
+
+
 if __name__ == "__main__":
     # A SIGTERM (timeout(1), say) still stops the servers, in the finally clauses.
     signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(1))
     if sys.argv[1:] == ["--smoke"]:
         sys.exit(smoke())
+    if len(sys.argv) == 3 and sys.argv[1] == "--chart":
+        sys.exit(redraw(sys.argv[2]))
     if sys.argv[1:]:
         sys.exit("usage: bench.py [--smoke]")
     suite()
