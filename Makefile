@@ -3,6 +3,7 @@
 #   make            build ./ingestd and ./ingestd-bench (the load generator)
 #   make run        build and start ingestd in the foreground on its embedded default
 #   make check      all tests: unit (Check) and integration (the real binary on loopback)
+#   make bench      the comparative benchmark suite (not part of make check)
 #   make install    PREFIX=/usr/local DESTDIR=
 
 CC	?= cc
@@ -28,6 +29,9 @@ DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-d
 	   libsystemd-dev libhiredis-dev redis-server libestr0 libfastjson4 liblognorm5 librelp0 \
 	   haproxy
 
+# What make bench needs besides DEB_PKGS: gnuplot draws the chart.
+BENCH_PKGS = gnuplot-nox
+
 # Test peers unpacked from Debian packages under tests/peers instead of
 # installed: rsyslog (omrelp as a RELP client) conflicts with syslog-ng-core
 # (loggen), and of prometheus only promtool is needed (it checks /metrics),
@@ -44,7 +48,8 @@ LIB_OBJ	   = $(LIB_SRC:.c=.o)
 UNIT_SRC   = $(wildcard tests/unit/*.c)
 BENCH_SRC  = $(wildcard tests/bench/bench*.c)
 
-.PHONY: all deps run check unit integration check-docs install clean man fuzz bench
+.PHONY: all deps bench-deps install-missing run check unit integration bench-smoke check-docs install clean man \
+	fuzz bench
 
 all: ingestd ingestd-bench
 
@@ -65,7 +70,15 @@ cfgdoc: common/cfgdoc.o $(COMMON_SRC:.c=.o)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+	@$(MAKE) -s install-missing PKGS_WANTED="$(DEB_PKGS)"
+	@$(MAKE) -s $(RSYSLOGD)
+
+bench-deps:
+	@$(MAKE) -s install-missing PKGS_WANTED="$(BENCH_PKGS)"
+
+# Install the Debian packages of PKGS_WANTED that are missing.
+install-missing:
+	@missing=$$(for p in $(PKGS_WANTED); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "make deps: installing$$(echo $$missing | sed 's/^/ /')"; \
@@ -113,7 +126,11 @@ man: cfgdoc
 
 check: deps
 	$(MAKE) all tests/unit/run cfgdoc
-	$(MAKE) check-docs unit integration
+	$(MAKE) check-docs unit bench-smoke integration
+
+# ingestd-bench against ingestd, a few seconds: blast, rate and RELP through a reload.
+bench-smoke: ingestd ingestd-bench
+	python3 tests/bench/bench.py --smoke
 
 # libFuzzer targets: tests/fuzz/fuzz_NAME.c drives worker/NAME.c, with its
 # seed corpus in tests/fuzz/corpus/NAME (read only: what a run finds goes to
@@ -146,8 +163,12 @@ tests/bench/micro: tests/bench/micro.c worker/framing.o worker/parse_syslog.o wo
 tests/bench/blast: tests/bench/blast.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
-# Not part of make check: figures, not pass/fail.  Never run two at once.
-bench: deps ingestd tests/bench/micro tests/bench/blast
+tests/bench/discard: tests/bench/discard.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+
+# Not part of make check: figures, not pass/fail, within 10 minutes (see
+# tests/bench/bench.py); results under tests/bench/results/.  Never run two at once.
+bench: deps bench-deps ingestd ingestd-bench tests/bench/micro tests/bench/discard
 	python3 tests/bench/bench.py
 
 install: ingestd ingestd-bench
@@ -166,4 +187,5 @@ install: ingestd ingestd-bench
 
 clean:
 	rm -f ingestd ingestd-bench cfgdoc tests/unit/run */*.o tests/*/*.o \
-		$(FUZZ_NAMES:%=tests/fuzz/fuzz_%) tests/bench/micro tests/bench/blast
+		$(FUZZ_NAMES:%=tests/fuzz/fuzz_%) tests/bench/micro tests/bench/blast \
+		tests/bench/discard

@@ -31,7 +31,7 @@ volatile sig_atomic_t stopping;
 
 enum {
 	OPT_HOST = 256, OPT_UNIX, OPT_SIZE, OPT_PER_CONN, OPT_INTERVAL, OPT_SOURCES, OPT_PROCS,
-	OPT_GRACE, OPT_ID_BASE,
+	OPT_GRACE, OPT_ID_BASE, OPT_RELP, OPT_WINDOW,
 };
 
 static const struct option longopts[] = {
@@ -54,6 +54,8 @@ static const struct option longopts[] = {
 	{ "follow", required_argument, NULL, 'f' },
 	{ "follow-grace", required_argument, NULL, OPT_GRACE },
 	{ "id-base", required_argument, NULL, OPT_ID_BASE },
+	{ "relp", no_argument, NULL, OPT_RELP },
+	{ "window", required_argument, NULL, OPT_WINDOW },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -66,7 +68,8 @@ usage(int status)
 	    "                     (-d SECONDS | -n RECORDS) [-c CONNECTIONS] [-r RATE]\n"
 	    "                     [--host ADDR] [-s 5424|3164|json|raw|mix] [--size N|N-M] [-o]\n"
 	    "                     [--per-conn K] [--interval SECONDS] [--sources N] [--procs N]\n"
-	    "                     [-f FILE] [--follow-grace SECONDS] [--id-base N] [-j]\n");
+	    "                     [-f FILE] [--follow-grace SECONDS] [--id-base N] [-j]\n"
+	    "                     [--relp [--window N]]\n");
 	exit(status);
 }
 
@@ -164,6 +167,8 @@ parse(struct opts *o, int argc, char **argv)
 			o->follow_grace = positive("follow-grace", optarg, "seconds");
 			break;
 		case OPT_ID_BASE: o->id_base = number("id-base", optarg, 0, 1000000000); break;
+		case OPT_RELP: o->relp = 1; break;
+		case OPT_WINDOW: o->window = number("window", optarg, 1, 1000000); break;
 		case 'h': usage(0);
 		default: usage(EX_USAGE);
 		}
@@ -193,6 +198,12 @@ check(const struct opts *o)
 		bad("--mode %s needs --rate", o->mode == MODE_RATE ? "rate" : "churn");
 	if (o->follow && held)
 		bad("--follow is for blast, rate and churn");
+	if (o->relp && o->mode != MODE_BLAST && o->mode != MODE_RATE)
+		bad("--relp is for blast and rate");
+	if (o->relp && o->octet)
+		bad("--relp frames records itself: no --octet");
+	if (o->window && !o->relp)
+		bad("--window is for --relp");
 	if (o->procs && o->procs > o->conns)
 		bad("--procs %u: more processes than connections (%u)", o->procs, o->conns);
 }
@@ -351,7 +362,8 @@ run(struct run *r, struct summary *sum)
 		return -1;
 	r->t0 = t0 = now() + START_DELAY;
 	if (r->f)
-		follow_start(r->f, t0, r->o->mode == MODE_RATE ? r->o->rate : 0, r->o->conns);
+		follow_start(r->f, t0, r->o->mode == MODE_RATE || r->o->mode == MODE_CHURN ?
+		    r->o->rate : 0, r->o->conns, r->o->mode == MODE_CHURN);
 	if (procs_start(r->c, r->n, t0) == -1)
 		return -1;
 	while (!all(r, 0))
@@ -378,6 +390,8 @@ main(int argc, char **argv)
 
 	parse(&o, argc, argv);
 	check(&o);
+	if (o.window == 0)
+		o.window = 128;
 	sum.procs = r.n = choose_procs(&o);
 	if (net_init(&o) == -1)
 		return EX_USAGE;

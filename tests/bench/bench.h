@@ -26,6 +26,9 @@
 #define FINISH_TIMEOUT		10.0	/* s: to write the records begun at the end */
 #define STALL_TIMEOUT		10.0	/* s: blast gives up when nothing is written */
 #define EOF_TIMEOUT		5.0	/* s: churn waits this long for the server's EOF */
+#define RECONNECT_MIN		0.01	/* s: RELP back-off, doubling ... */
+#define RECONNECT_MAX		0.5	/* ... to this */
+#define RECONNECT_GIVEUP	10.0	/* s: a RELP connection down this long is given up */
 #define CONNECT_INFLIGHT	256	/* connects in progress at once, per process */
 #define MAX_SIZE		(1 << 20)	/* longest record */
 #define MAX_PROCS		64
@@ -53,6 +56,8 @@ struct opts {
 	int		 json;
 	const char	*follow;
 	double		 follow_grace;
+	int		 relp;		/* RELP sessions (blast, rate) */
+	unsigned	 window;	/* RELP: records in flight per connection */
 };
 
 /*
@@ -73,6 +78,13 @@ struct result {
 	uint64_t	 unsent;	/* formatted, not wholly written at the end */
 	int		 stalled;	/* blast: nothing written for STALL_TIMEOUT */
 	struct hist	 close_time;	/* slowloris: first byte to close, us */
+	/* RELP: records answered 200, answered otherwise, never answered */
+	uint64_t	 acked, rejected, unacked;
+	uint64_t	 resends;	/* records framed again in a later session */
+	uint64_t	 reconnects;	/* sessions opened after the first */
+	uint64_t	 serverclose;	/* "serverclose" frames received */
+	uint64_t	 refused_open;	/* sessions whose open was not answered 200 */
+	struct hist	 ack_latency;	/* made (blast) or due (rate) to answer, us */
 };
 
 /* A sender process's view of the run. */
@@ -137,11 +149,11 @@ struct follow_stats {
 	uint64_t	 unexpected;	/* records seen that were not sent */
 	uint64_t	 foreign;	/* lines with another run's connection ids */
 	double		 seconds;	/* start to the last new record read */
-	int		 timed;		/* latency measured (rate mode) */
+	int		 timed;		/* latency measured (rate, churn) */
 	struct hist	 latency;	/* due time to line read, us */
 };
 struct follow	*follow_open(const char *, uint64_t, uint64_t);
-void		 follow_start(struct follow *, double, double, unsigned);
+void		 follow_start(struct follow *, double, double, unsigned, int);
 int		 follow_fd(const struct follow *);
 int		 follow_read(struct follow *);
 void		 follow_expect(struct follow *, uint64_t, uint64_t);
@@ -184,6 +196,46 @@ int		 out_add(struct out *);
 ssize_t		 out_write(struct out *, int);
 uint64_t	 out_sent(struct out *);
 #define out_pending(o)	((o)->off < (o)->len)
+
+/* bench_relp.c: a RELP session's queue of records not answered, frames, answers */
+struct rrec {
+	uint64_t	 seq;
+	double		 t;		/* due (rate) or made (blast) */
+	uint32_t	 txnr;		/* in the current session; 0: not framed in it */
+	uint32_t	 len;		/* the record, in the data slot of the entry */
+	uint8_t		 sent;		/* framed in an earlier session */
+	uint8_t		 answered;
+};
+struct rframe {
+	uint32_t	 txnr;
+	const char	*cmd, *data;
+	size_t		 cmdlen, len;
+};
+struct relp {
+	uint32_t	 id;
+	uint64_t	 rng, seq;	/* seq: the next record to make */
+	struct rrec	*q;		/* ring: the oldest not answered first */
+	char		*data;		/* cap slots of slot bytes */
+	size_t		 slot, cap, head, count;
+	size_t		 nframed;	/* q[0 .. nframed) framed in this session */
+	uint32_t	 txnr, close_txnr;
+	int		 opened, closed, refused;
+	char		*in, *out;
+	size_t		 inlen, outcap, outlen, outoff;
+};
+int		 relp_init(struct relp *, uint32_t);
+void		 relp_free(struct relp *);
+int		 relp_add(struct relp *, double);
+int		 relp_session(struct relp *);
+uint64_t	 relp_frame(struct relp *, unsigned);
+int		 relp_close(struct relp *);
+ssize_t		 relp_write(struct relp *, int);
+int		 relp_read(struct relp *, int, struct result *, double);
+uint64_t	 relp_answered(const struct relp *);
+#define relp_pending(r)	((r)->outoff < (r)->outlen)
+
+/* bench_relp_run.c: --relp, blast and rate over RELP sessions */
+int		 relp_run(struct sender *);
 
 /* bench_net.c: target, sources, connects */
 int		 net_init(const struct opts *);

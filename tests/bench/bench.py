@@ -1,24 +1,105 @@
 #!/usr/bin/env python3
-"""make bench (first version): the pipeline's cost on one core, and an
-end-to-end run into a real ingestd.
-
-1. tests/bench/micro: framing + parse + encode of a 100-300 byte mix of
-   RFC 3164, RFC 5424 and JSON records, in memory, one core.
-2. end to end: ingestd (2 workers, file sink) on a free loopback port,
-   tests/bench/blast sending as fast as it can over 8 connections; the
-   figures are the records counted in the output file per second (from the
-   first byte sent to the last line written) and the server's CPU seconds
-   (master and workers, from /proc) per million records.
-
-The machine is shared and small: compare ratios within one run, not
-absolute figures across runs.
 """
-import json, os, socket, subprocess, sys, tempfile, time
+make bench: ingestd against rsyslog and syslog-ng, all on loopback, in one
+run, plus the pipeline's cost on one core.
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    python3 tests/bench/bench.py            the suite (what `make bench` runs)
+    python3 tests/bench/bench.py --smoke    a short check of ingestd-bench
+                                            against ingestd (`make check`)
+    python3 tests/bench/bench.py --chart tests/bench/results/bench-DATE.json
+                                            draw that run's chart again
+
+Every server is started with a generated configuration on a free port and
+stopped by its pid.  The servers:
+
+  ingestd          2 workers, one file sink (its defaults otherwise)
+  rsyslog-imptcp   rsyslogd, imptcp -> omfile
+  rsyslog-imtcp    rsyslogd, imtcp (MaxSessions 20000) -> omfile
+  syslog-ng        network() source -> file() destination, flags(flow-control)
+  discard          tests/bench/discard: reads and counts lines, writes nothing
+                   (the loopback ceiling)
+
+The records are 100-byte RFC 3164 records.  The runs:
+
+  throughput   ingestd-bench blast over 8 connections, and syslog-ng's
+               loggen (8 connections, 100-byte messages) as an independent
+               client; records/s written (counted in the output file, from
+               the start of the load to the output file's last write),
+               server CPU seconds per million records (utime + stime of
+               every server process, from /proc), peak RSS (VmHWM summed
+               over the server's processes), records lost (sent - written)
+  churn        one record per connection, 30,000 new connections a second
+               (at most 2,000 open, from 64 source addresses): connections/s
+               completed, refused, lost records, send -> written latency
+  latency      30,000 records/s over 1,000 connections, open loop, the
+               sink file followed: send -> written latency percentiles;
+               ingestd with flush_interval = 0 (a batch is written at the
+               next turn of the worker's loop) and with its default (0.1 s);
+               over RELP (defaults), send -> acknowledgement as well
+  relp         ingestd-bench --relp (window 128) over 8 connections into
+               ingestd's RELP listener and rsyslog's imrelp (-> omfile):
+               acknowledged records/s
+  accept       ingestd's accept_mode shared vs reuseport under the churn
+               load: each worker's share of the connections (its exit line
+               in the log) and the latency percentiles
+
+It prints markdown tables with ratios relative to ingestd, and writes
+tests/bench/results/bench-DATE.json (raw results) and bench-DATE.png (a
+gnuplot chart), and latest.json / latest.png beside them.  Before each run
+it waits while an integration run (tests/integration/run.py) is active: the
+machine is shared.  BENCH_SECONDS (4) sets the length of each load.
+
+A load that overruns its time (a server that stops accepting under churn)
+is interrupted and its partial figures reported, so the suite stays
+bounded (about 6 minutes).
+
+Python 3 standard library only.
+"""
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 INGESTD = os.environ.get("INGESTD", os.path.join(ROOT, "ingestd"))
-BENCH = os.path.join(ROOT, "tests", "bench")
+LOADGEN = os.environ.get("INGESTD_BENCH", os.path.join(ROOT, "ingestd-bench"))
+DISCARD = os.path.join(HERE, "discard")
+MICRO = os.path.join(HERE, "micro")
+RSYSLOGD = os.environ.get("RSYSLOGD") or os.path.join(ROOT, "tests", "peers", "rsyslog", "usr",
+                                                      "sbin", "rsyslogd")
+RESULTS = os.path.join(HERE, "results")
 TICK = os.sysconf("SC_CLK_TCK")
+SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
+NOFILE = 20000                  # descriptors per process, at most
+RECORDS = ["-s", "3164", "--size", "100"]
+# One source address has some 28,000 ports to connect from, and finding a
+# free one among as many TIME_WAIT sockets costs the client more than the
+# server spends: 64 addresses keep that search short.
+CHURN = ["--per-conn", 1, "--sources", 64]
+
+SERVERS = ["ingestd", "rsyslog-imptcp", "rsyslog-imtcp", "syslog-ng", "discard"]
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def wait_quiet():
+    """Never measure while an integration run (timing-sensitive, shared machine) is active."""
+    while subprocess.run(["pgrep", "-f", "tests/integration/run.py"],
+                         capture_output=True).stdout.strip():
+        log("bench: an integration run is active; waiting 30 s")
+        time.sleep(30)
 
 
 def free_port():
@@ -29,93 +110,729 @@ def free_port():
     return port
 
 
+def limit_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    n = NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, hard))
+
+
+# ----------------------------------------------------------- /proc figures
+
+def children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+    return kids + [g for k in kids for g in children(k)]
+
+
 def cpu_seconds(pids):
     total = 0
     for pid in pids:
         try:
-            fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
-        except OSError:
+        except (OSError, IndexError):
             pass
     return total / TICK
 
 
-def children(pid):
-    try:
-        return [int(p) for p in open("/proc/%d/task/%d/children" % (pid, pid)).read().split()]
-    except OSError:
-        return []
+def hwm_kb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                m = re.search(r"VmHWM:\s+(\d+)", f.read())
+            total += int(m[1]) if m else 0
+        except OSError:
+            pass
+    return total
 
 
 def count_lines(path):
-    n = 0
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1 << 20)
-            if not b:
-                return n
-            n += b.count(b"\n")
+    if not os.path.exists(path):
+        return 0
+    out = subprocess.run(["wc", "-l", path], capture_output=True, text=True).stdout
+    return int(out.split()[0])
 
 
-def end_to_end(seconds, conns, shape):
-    tmp = tempfile.mkdtemp(prefix="ingestd-bench-")
-    port, out = free_port(), os.path.join(tmp, "events.jsonl")
-    conf = os.path.join(tmp, "ingestd.conf")
-    with open(conf, "w") as f:
-        f.write('workers = 2;\npid_file = "%s/ingestd.pid";\nlog = { level = "warning"; };\n'
-                'listeners = ( { name = "bench"; listen = "127.0.0.1:%d"; } );\n'
-                'sinks = ( { name = "file"; path = "%s"; } );\n' % (tmp, port, out))
-    srv = subprocess.Popen([INGESTD, "-f", "-c", conf], stderr=open(os.path.join(tmp, "log"), "w"))
-    try:
-        # A connect can succeed before the workers exist (the kernel queues
-        # it): wait for both workers, then for a connection.
-        for _ in range(200):
-            if len(children(srv.pid)) == 2:
+# ---------------------------------------------------------------- servers
+
+class Server:
+    """One server under test: its generated config, its processes, its output."""
+
+    def __init__(self, kind, tmp, conf=None, relp=False):
+        self.kind, self.relp, self.conf = kind, relp, conf or {}
+        self.dir = tempfile.mkdtemp(prefix=kind + "-", dir=tmp)
+        self.port = free_port()
+        self.out = os.path.join(self.dir, "out.log")
+        self.logfile = os.path.join(self.dir, "server.log")
+        self.proc = None
+        self.pids = []
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def argv(self):
+        k = self.kind
+        if k == "ingestd":
+            return [INGESTD, "-f", "-c", self.write_ingestd()]
+        if k.startswith("rsyslog"):
+            mods = rsyslog_modules()
+            return [RSYSLOGD, "-n", "-f", self.write_rsyslog(), "-i", self.path("rs.pid"),
+                    "-M", mods]
+        if k == "syslog-ng":
+            return ["syslog-ng", "-F", "--no-caps", "-f", self.write_syslog_ng(),
+                    "-p", self.path("sng.pid"), "-R", self.path("sng.persist"),
+                    "-c", self.path("sng.ctl")]
+        if k == "discard":
+            self.out = self.path("count")
+            return [DISCARD, "-p", str(self.port), "-o", self.out]
+        raise ValueError(k)
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        return self.path(name)
+
+    def write_ingestd(self):
+        c = self.conf
+        listener = 'name = "bench"; listen = "127.0.0.1:%d"; accept_mode = "%s";' % (
+            self.port, c.get("accept_mode", "shared"))
+        if self.relp:
+            listener += ' protocol = "relp";'
+        sink = 'name = "file"; path = "%s";' % self.out
+        if "flush_interval" in c:
+            sink += " flush_interval = %s;" % c["flush_interval"]
+        return self.write("ingestd.conf",
+                          'workers = 2;\npid_file = "%s";\n'
+                          'log = { level = "info"; target = "%s"; };\n'
+                          'listeners = ( { %s } );\nsinks = ( { %s } );\n'
+                          % (self.path("ingestd.pid"), self.logfile, listener, sink))
+
+    def write_rsyslog(self):
+        if self.kind == "rsyslog-imptcp":
+            mod, inp = 'module(load="imptcp")', "imptcp"
+        elif self.kind == "rsyslog-imtcp":
+            mod, inp = 'module(load="imtcp" MaxSessions="20000")', "imtcp"
+        else:
+            mod, inp = 'module(load="imrelp")', "imrelp"
+        return self.write("rsyslog.conf",
+                          'global(workDirectory="%s")\n%s\n'
+                          'input(type="%s" address="127.0.0.1" port="%d" ruleset="bench")\n'
+                          'ruleset(name="bench") {\n    action(type="omfile" file="%s")\n}\n'
+                          % (self.dir, mod, inp, self.port, self.out))
+
+    def write_syslog_ng(self):
+        return self.write("syslog-ng.conf",
+                          '@version: 3.38\n'
+                          'options { stats-freq(0); };\n'
+                          'source s_net { network(ip("127.0.0.1") port(%d) transport("tcp")\n'
+                          '    max-connections(4000) log-iw-size(400000)); };\n'
+                          'destination d_file { file("%s"); };\n'
+                          'log { source(s_net); destination(d_file); flags(flow-control); };\n'
+                          % (self.port, self.out))
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                     stdout=open(self.path("stdout"), "wb"),
+                                     stderr=subprocess.STDOUT, preexec_fn=limit_nofile)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited %s at start: %s" % (self.kind, self.proc.returncode,
+                                                                   self.tail()))
+            if self.kind != "ingestd" or len(children(self.proc.pid)) >= 2:
                 try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                     break
                 except OSError:
                     pass
             time.sleep(0.05)
-        pids = [srv.pid] + children(srv.pid)
-        cpu0, t0 = cpu_seconds(pids), time.monotonic()
-        res = subprocess.run([os.path.join(BENCH, "blast"), "-p", str(port), "-c", str(conns),
-                              "-d", str(seconds), "-s", shape], capture_output=True, text=True)
-        sent = int(res.stdout.split("sent ")[1].split()[0])
-        deadline, written = time.monotonic() + 60, 0
-        while time.monotonic() < deadline:
-            written = count_lines(out) if os.path.exists(out) else 0
-            if written >= sent:
+        else:
+            raise RuntimeError("%s did not listen on %d: %s" % (self.kind, self.port, self.tail()))
+        time.sleep(0.2)
+        self.pids = [self.proc.pid] + children(self.proc.pid)
+
+    def tail(self):
+        text = ""
+        for name in ("stdout", "server.log"):
+            try:
+                with open(self.path(name), errors="replace") as f:
+                    text += f.read()[-600:]
+            except OSError:
+                pass
+        return text.strip()
+
+    def all_pids(self):
+        return sorted(set(self.pids + [self.proc.pid] + children(self.proc.pid)))
+
+    def written(self):
+        if self.kind == "discard":
+            try:
+                with open(self.out) as f:
+                    return int(f.read() or 0)
+            except (OSError, ValueError):
+                return 0
+        return count_lines(self.out)
+
+    def output_size(self):
+        try:
+            st = os.stat(self.out)
+            return (st.st_size, st.st_mtime_ns) if self.kind != "discard" else \
+                (self.written(), st.st_mtime_ns)
+        except OSError:
+            return (0, 0)
+
+    def stop(self):
+        """Stop by pid (SIGTERM, then SIGKILL after 15 s); the worker exit lines stay in the log."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            for pid in self.all_pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            self.proc.wait(5)
+
+    def worker_connections(self):
+        """Per worker: connections accepted, from the exit lines (ingestd)."""
+        text = ""
+        for name in (self.logfile, self.path("stdout")):     # -f logs to stderr
+            try:
+                with open(name, errors="replace") as f:
+                    text += f.read()
+            except OSError:
+                pass
+        return [int(n) for n in
+                re.findall(r"worker \d+ \(generation \d+\): exiting: (\d+) connections", text)]
+
+
+def rsyslog_modules():
+    usr = os.path.dirname(os.path.dirname(RSYSLOGD))
+    for d in [os.path.join(usr, "lib")] + [os.path.join(usr, "lib", x)
+                                           for x in sorted(os.listdir(os.path.join(usr, "lib")))]:
+        if os.path.isfile(os.path.join(d, "rsyslog", "imptcp.so")):
+            return os.path.join(d, "rsyslog")
+    raise RuntimeError("no rsyslog modules under %s/lib (make deps unpacks them)" % usr)
+
+
+# ------------------------------------------------------------------ loads
+
+def loadgen(port, *args, budget=None):
+    """
+    Run ingestd-bench with -j; its JSON summary.  After budget seconds (the
+    load's length + 20 s) it is interrupted (SIGINT: stop sending; a second
+    one 15 s later: stop following), and its summary says "interrupted".
+    """
+    argv = [LOADGEN, "-p", str(port), "-j"] + [str(a) for a in args]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    interrupted = False
+    try:
+        out, err = p.communicate(timeout=budget or SECONDS + 20)
+    except subprocess.TimeoutExpired:
+        interrupted = True
+        p.send_signal(signal.SIGINT)
+        try:
+            out, err = p.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=30)
+    try:
+        r = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise RuntimeError("`%s` exited %d: %s" % (" ".join(argv), p.returncode,
+                                                   (out + err)[-600:]))
+    r["interrupted"] = interrupted
+    return r
+
+
+def loggen(port, seconds):
+    argv = ["loggen", "--inet", "--stream", "--active-connections=8", "--size=127",
+            "--interval=%d" % max(1, round(seconds)), "--rate=1000000", "127.0.0.1", str(port)]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    m = re.search(r"average rate = .*count=(\d+)", r.stdout + r.stderr)
+    if not m:
+        raise RuntimeError("loggen: %s" % (r.stdout + r.stderr)[-600:])
+    return {"records": int(m[1]), "client": "loggen"}
+
+
+def settle(srv, expect, t_start, quiet=1.0, limit=30):
+    """
+    Wait until the output stops growing (quiet seconds) and holds expect
+    records, at most limit seconds; (records written, seconds from t_start
+    to the output's last write).
+    """
+    deadline = time.monotonic() + limit
+    last, since = srv.output_size(), time.monotonic()
+    written = 0
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        cur = srv.output_size()
+        if cur != last:
+            last, since = cur, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            written = srv.written()
+            if written >= expect:
                 break
-            time.sleep(0.02)
-        elapsed = time.monotonic() - t0
-        cpu = cpu_seconds(pids) - cpu0
-        with open(out) as f:
-            for i, line in enumerate(f):
-                if i % 997 == 0:
-                    json.loads(line)
-        return {"shape": shape, "connections": conns, "sent": sent, "written": written,
-                "seconds": round(elapsed, 2), "records_per_s": round(written / elapsed),
-                "server_cpu_s": round(cpu, 2),
-                "cpu_s_per_million": round(cpu / (written / 1e6), 3) if written else None,
-                "client": res.stdout.strip()}
+            quiet = 2.0
+            since = time.monotonic()
+    else:
+        written = srv.written()
+    return written, max(1e-9, last[1] / 1e9 - t_start)
+
+
+def measure(srv, run_load, expect_of=lambda r: r["records"]):
+    """Run one load against a started server: its figures."""
+    wait_quiet()
+    pids = srv.all_pids()
+    cpu0, t_start = cpu_seconds(pids), time.time()
+    res = run_load()
+    sent = expect_of(res)
+    written, seconds = settle(srv, sent, t_start)
+    pids = srv.all_pids()
+    cpu = cpu_seconds(pids) - cpu0
+    return {"sent": sent, "written": written, "lost": sent - written, "seconds": round(seconds, 3),
+            "records_per_s": round(written / seconds), "server_cpu_s": round(cpu, 2),
+            "cpu_s_per_million": round(cpu / (written / 1e6), 3) if written else None,
+            "peak_rss_kb": hwm_kb(pids), "processes": len(pids), "client": res}
+
+
+def with_server(tmp, kind, fn, conf=None, relp=False):
+    srv = Server(kind, tmp, conf, relp)
+    try:
+        srv.start()
+        r = fn(srv)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        log("bench: %s: %s" % (kind, e))
+        r = {"error": str(e)}
     finally:
-        srv.terminate()
-        srv.wait(10)
-        subprocess.run(["rm", "-rf", tmp])
+        srv.stop()
+    if srv.kind == "ingestd":
+        r["worker_connections"] = srv.worker_connections()
+    shutil.rmtree(srv.dir, ignore_errors=True)
+    return r
 
 
-def main():
-    seconds = float(os.environ.get("BENCH_SECONDS", "5"))
-    micro = subprocess.run([os.path.join(BENCH, "micro"), "3"], capture_output=True, text=True)
-    print(micro.stdout.strip())
-    for shape in ("mix", "3164"):
-        r = end_to_end(seconds, 8, shape)
-        print("end-to-end %-4s: %d sent, %d written (lost %d), %.0f records/s written, "
-              "server CPU %.2f s = %.3f CPU s per million records"
-              % (r["shape"], r["sent"], r["written"], r["sent"] - r["written"],
-                 r["records_per_s"], r["server_cpu_s"], r["cpu_s_per_million"] or 0))
+# ------------------------------------------------------------------- runs
+
+def throughput(tmp):
+    rows = []
+    for kind in SERVERS:
+        for client in ("ingestd-bench", "loggen"):
+            log("bench: throughput, %s, %s" % (kind, client))
+            if client == "loggen":
+                fn = lambda s: measure(s, lambda: loggen(s.port, SECONDS))
+            else:
+                fn = lambda s: measure(s, lambda: loadgen(s.port, "-m", "blast", "-c", 8,
+                                                          "-d", SECONDS, *RECORDS))
+            r = with_server(tmp, kind, fn)
+            r.update(server=kind, load=client)
+            rows.append(r)
+    return rows
+
+
+def follow_load(mode, rate, conns, extra=()):
+    def run(srv):
+        args = ["-m", mode, "-r", rate, "-c", conns, "-d", SECONDS, "-f", srv.out,
+                "--follow-grace", 10] + list(extra) + RECORDS
+        return measure(srv, lambda: loadgen(srv.port, *args))
+    return run
+
+
+def churn(tmp):
+    rows = []
+    for kind in SERVERS:
+        log("bench: churn, %s" % kind)
+        extra = CHURN
+        if kind == "discard":
+            fn = lambda s: measure(s, lambda: loadgen(s.port, "-m", "churn", "-r", 30000, "-c",
+                                                      2000, "-d", SECONDS, *extra, *RECORDS))
+        else:
+            fn = follow_load("churn", 30000, 2000, extra)
+        r = with_server(tmp, kind, fn)
+        r.update(server=kind)
+        rows.append(r)
+    return rows
+
+
+def latency(tmp):
+    rows = []
+    runs = [("ingestd", {"flush_interval": "0"}, "flush_interval = 0"),
+            ("ingestd", {}, "defaults (flush_interval = 0.1)"),
+            ("rsyslog-imptcp", None, "defaults"), ("rsyslog-imtcp", None, "defaults"),
+            ("syslog-ng", None, "defaults, flow-control")]
+    for kind, conf, note in runs:
+        log("bench: latency, %s, %s" % (kind, note))
+        r = with_server(tmp, kind, follow_load("rate", 30000, 1000), conf)
+        r.update(server=kind, config=note, protocol="tcp")
+        rows.append(r)
+    for conf, note in (({}, "RELP, defaults"),):
+        log("bench: latency, ingestd, %s" % note)
+        r = with_server(tmp, "ingestd", follow_load("rate", 30000, 1000, ["--relp"]), conf, True)
+        r.update(server="ingestd", config=note, protocol="relp")
+        rows.append(r)
+    return rows
+
+
+def relp(tmp):
+    rows = []
+    for kind in ("ingestd", "rsyslog-imrelp"):
+        log("bench: relp, %s" % kind)
+        fn = lambda s: measure(s, lambda: loadgen(s.port, "-m", "blast", "--relp", "-c", 8,
+                                                  "-d", SECONDS, *RECORDS))
+        r = with_server(tmp, kind, fn, relp=True)
+        r.update(server=kind)
+        rows.append(r)
+    return rows
+
+
+def accept(tmp):
+    rows = []
+    for mode in ("shared", "reuseport"):
+        log("bench: accept_mode = %s, churn" % mode)
+        r = with_server(tmp, "ingestd", follow_load("churn", 30000, 2000, CHURN),
+                        {"accept_mode": mode, "flush_interval": "0"})
+        r.update(server="ingestd", accept_mode=mode)
+        rows.append(r)
+    return rows
+
+
+def micro():
+    wait_quiet()
+    r = subprocess.run([MICRO, "3"], capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+# ----------------------------------------------------------------- report
+
+def get(r, *keys):
+    for k in keys:
+        if not isinstance(r, dict) or k not in r:
+            return None
+        r = r[k]
+    return r
+
+
+def fmt(v, spec="{:,.0f}"):
+    return "-" if v is None else spec.format(v)
+
+
+def ratio(v, base):
+    return "-" if v is None or not base else "%.2f" % (v / base)
+
+
+def ms(us):
+    return "-" if us is None else "%.2f" % (us / 1000)
+
+
+def table(head, rows):
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def throughput_table(rows):
+    out = []
+    for r in rows:
+        base = next((b for b in rows if b["server"] == "ingestd" and b["load"] == r["load"]), {})
+        out.append([r["server"], r["load"], fmt(r.get("records_per_s")),
+                    ratio(r.get("records_per_s"), base.get("records_per_s")),
+                    fmt(r.get("cpu_s_per_million"), "{:.3f}"),
+                    ratio(r.get("cpu_s_per_million"), base.get("cpu_s_per_million")),
+                    fmt(r.get("peak_rss_kb") and r["peak_rss_kb"] / 1024, "{:.1f}"),
+                    fmt(r.get("sent")), fmt(r.get("lost")), note(r)])
+    return table(["server", "load", "records/s written", "x ingestd", "CPU s / M records",
+                  "x ingestd", "peak RSS MB", "sent", "lost", "note"], out)
+
+
+def lat_cells(r, key="latency_us"):
+    h = get(r, "client", key) or get(r, "client", "relp", key)
+    return [ms(get(h, "p50")), ms(get(h, "p99")), ms(get(h, "p99_9")), ms(get(h, "max"))]
+
+
+def note(r):
+    if r.get("error"):
+        return r["error"][:120]
+    return "load interrupted at its time limit" if get(r, "client", "interrupted") else ""
+
+
+def churn_table(rows):
+    base = next((b for b in rows if b["server"] == "ingestd"), {})
+    out = []
+    for r in rows:
+        c = r.get("client", {})
+        out.append([r["server"], fmt(c.get("connections_per_s")),
+                    ratio(c.get("connections_per_s"), get(base, "client", "connections_per_s")),
+                    fmt(c.get("refused")), fmt(c.get("connect_errors")),
+                    fmt(c.get("eof_timeouts")), fmt(r.get("lost")),
+                    fmt(r.get("cpu_s_per_million"), "{:.3f}")] + lat_cells(r)[:2] + [note(r)])
+    return table(["server", "connections/s", "x ingestd", "refused", "connect errors",
+                  "EOF timeouts", "records lost", "CPU s / M conns", "p50 ms", "p99 ms",
+                  "note"], out)
+
+
+def latency_table(rows):
+    out = []
+    for r in rows:
+        ack = lat_cells(r, "ack_latency_us") if r.get("protocol") == "relp" else ["-"] * 4
+        out.append([r["server"], r["config"]] + lat_cells(r) + ack[:2] +
+                   [fmt(get(r, "client", "follow", "duplicates")), fmt(r.get("lost")), note(r)])
+    return table(["server", "config", "p50 ms", "p99 ms", "p99.9 ms", "max ms",
+                  "ack p50 ms", "ack p99 ms", "duplicates", "lost", "note"], out)
+
+
+def relp_table(rows):
+    base = next((b for b in rows if b["server"] == "ingestd"), {})
+    out = []
+    for r in rows:
+        acked = get(r, "client", "relp", "acked_per_s")
+        h = get(r, "client", "relp", "ack_latency_us")
+        out.append([r["server"], fmt(acked), ratio(acked, get(base, "client", "relp", "acked_per_s")),
+                    ms(get(h, "p50")), ms(get(h, "p99")), fmt(r.get("written")),
+                    fmt(r.get("cpu_s_per_million"), "{:.3f}"),
+                    fmt(r.get("peak_rss_kb") and r["peak_rss_kb"] / 1024, "{:.1f}"), note(r)])
+    return table(["server", "acked records/s", "x ingestd", "ack p50 ms", "ack p99 ms",
+                  "written", "CPU s / M records", "peak RSS MB", "note"], out)
+
+
+def accept_table(rows):
+    out = []
+    for r in rows:
+        w = r.get("worker_connections") or []
+        share = " / ".join("%.0f%%" % (100 * n / sum(w)) for n in w) if sum(w) else "-"
+        out.append([r["accept_mode"], fmt(get(r, "client", "connections_per_s")),
+                    " / ".join(str(n) for n in w) or "-", share,
+                    fmt(get(r, "client", "refused"))] + lat_cells(r) + [note(r)])
+    return table(["accept_mode", "connections/s", "per-worker connections", "share", "refused",
+                  "p50 ms", "p99 ms", "p99.9 ms", "max ms", "note"], out)
+
+
+def targets(res):
+    """The issue's targets for ingestd: (what, figure, met)."""
+    t = []
+    tp = {(r["server"], r["load"]): r for r in res["throughput"]}
+    for load in ("ingestd-bench", "loggen"):
+        i, rs = tp.get(("ingestd", load), {}), tp.get(("rsyslog-imptcp", load), {})
+        for rsname in ("rsyslog-imptcp", "rsyslog-imtcp"):
+            rs = tp.get((rsname, load), {})
+            a, b = i.get("records_per_s"), rs.get("records_per_s")
+            if a and b:
+                t.append(("records/s >= 4x %s (%s)" % (rsname, load), "%.2fx" % (a / b), a >= 4 * b))
+            a, b = i.get("cpu_s_per_million"), rs.get("cpu_s_per_million")
+            if a and b:
+                t.append(("CPU per record <= 1/4 of %s (%s)" % (rsname, load),
+                          "%.2fx" % (a / b), a <= b / 4))
+    c = next((r for r in res["churn"] if r["server"] == "ingestd"), {})
+    cps, refused = get(c, "client", "connections_per_s"), get(c, "client", "connect_errors")
+    if cps is not None:
+        t.append(("30,000 one-record connections/s, none refused",
+                  "%.0f/s, %d connect errors, %d lost" % (cps, refused, c.get("lost", 0)),
+                  cps >= 29700 and refused == 0 and c.get("lost") == 0))
+    for r in res["latency"]:
+        if r["server"] != "ingestd":
+            continue
+        p99 = get(r, "client", "latency_us", "p99")
+        if p99 is not None:
+            t.append(("p99 send->written < 2 ms at 30,000/s over 1,000 connections (%s)"
+                      % r["config"], "%.2f ms" % (p99 / 1000), p99 < 2000))
+        a99 = get(r, "client", "relp", "ack_latency_us", "p99")
+        if a99 is not None:
+            t.append(("p99 send->ack < 2 ms (%s)" % r["config"], "%.2f ms" % (a99 / 1000),
+                      a99 < 2000))
+    rl = {r["server"]: get(r, "client", "relp", "acked_per_s") for r in res["relp"]}
+    if rl.get("ingestd") and rl.get("rsyslog-imrelp"):
+        t.append(("RELP acked records/s >= 5x imrelp",
+                  "%.2fx" % (rl["ingestd"] / rl["rsyslog-imrelp"]),
+                  rl["ingestd"] >= 5 * rl["rsyslog-imrelp"]))
+    return t
+
+
+def chart(res, stem):
+    """A PNG: records/s written and CPU per million records, per server and load."""
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        log("bench: no gnuplot, no chart (make bench installs gnuplot-nox)")
+        return None
+    data = stem + ".dat"
+    with open(data, "w") as f:
+        # columns: server, records/s (ingestd-bench, loggen), CPU s per M (same)
+        for kind in SERVERS:
+            row = {r["load"]: r for r in res["throughput"] if r["server"] == kind}
+            vals = [get(row, "ingestd-bench", "records_per_s"), get(row, "loggen", "records_per_s"),
+                    get(row, "ingestd-bench", "cpu_s_per_million"),
+                    get(row, "loggen", "cpu_s_per_million")]
+            f.write("%s %s\n" % (kind, " ".join("%g" % (v or 0) for v in vals)))
+    png = stem + ".png"
+    script = """
+set terminal pngcairo size 1100,460 font ",10"
+set output '%s'
+set multiplot layout 1,2 title "%s"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set key top right
+set grid ytics
+set xtics rotate by -20
+set format y "%%.1s%%c"
+set title "records/s written (100-byte RFC 3164, 8 connections; log scale)"
+set logscale y
+set yrange [10000:*]
+plot '%s' using 2:xtic(1) title 'ingestd-bench', '' using 3 title 'loggen'
+unset logscale y
+set yrange [0:*]
+set format y "%%g"
+set title "server CPU seconds per million records (lower is better)"
+plot '%s' using 4:xtic(1) title 'ingestd-bench', '' using 5 title 'loggen'
+unset multiplot
+""" % (png, "make bench, %s" % res["date"], data, data)
+    r = subprocess.run([gnuplot], input=script, capture_output=True, text=True)
+    if r.returncode != 0:
+        r = subprocess.run([gnuplot], input=script.replace("pngcairo", "png"),
+                           capture_output=True, text=True)
+    os.unlink(data)
+    if r.returncode != 0 or not os.path.exists(png):
+        log("bench: gnuplot failed: %s" % r.stderr[-400:])
+        return None
+    return png
+
+
+def machine():
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        m = re.search(r"model name\s*:\s*(.*)", f.read())
+        model = m[1].strip() if m else platform.processor()
+    return {"cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
+            "mem_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30)}
+
+
+def report(res):
+    m = res["machine"]
+    print("# make bench, %s\n" % res["date"])
+    print("Machine: %d CPUs (%s), %d GiB, Linux %s; every load %g s; "
+          "100-byte RFC 3164 records.\n" % (m["cpus"], m["cpu_model"], m["mem_gb"],
+                                           m["kernel"], SECONDS))
+    print("Pipeline on one core (tests/bench/micro): %s\n" % res["micro"])
+    print("## Throughput (8 connections; ratios: the server's figure / ingestd's)\n")
+    print(throughput_table(res["throughput"]) + "\n")
+    print("## Churn: one record per connection, 30,000 connections/s target, at most 2,000 open\n")
+    print(churn_table(res["churn"]) + "\n")
+    print("## Latency: 30,000 records/s over 1,000 connections, send -> written "
+          "(and -> acknowledged over RELP)\n")
+    print(latency_table(res["latency"]) + "\n")
+    print("## RELP: acknowledged records/s, ingestd-bench --relp (window 128) over 8 connections\n")
+    print(relp_table(res["relp"]) + "\n")
+    print("## Accept balancing under churn (ingestd, flush_interval = 0)\n")
+    print(accept_table(res["accept"]) + "\n")
+    print("## Targets\n")
+    print(table(["target", "figure", "met"],
+                [[a, b, "yes" if c else "**no**"] for a, b, c in res["targets"]]) + "\n")
+
+
+def suite():
+    for path in (INGESTD, LOADGEN, DISCARD, MICRO, RSYSLOGD):
+        if not os.access(path, os.X_OK):
+            sys.exit("bench: no %s (make bench builds and installs what it needs)" % path)
+    os.makedirs(RESULTS, exist_ok=True)
+    t0 = time.monotonic()
+    date = datetime.datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
+    res = {"date": date, "machine": machine(), "seconds_per_load": SECONDS,
+           "command": "make bench", "micro": micro()}
+    tmp = tempfile.mkdtemp(prefix="ingestd-bench-")
+    try:
+        for name, fn in (("throughput", throughput), ("churn", churn), ("latency", latency),
+                         ("relp", relp), ("accept", accept)):
+            res[name] = fn(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    res["targets"] = targets(res)
+    res["suite_seconds"] = round(time.monotonic() - t0, 1)
+    stem = os.path.join(RESULTS, "bench-" + date.replace(":", ""))
+    with open(stem + ".json", "w") as f:
+        json.dump(res, f, indent=1)
+    shutil.copy(stem + ".json", os.path.join(RESULTS, "latest.json"))
+    png = chart(res, stem)
+    if png:
+        shutil.copy(png, os.path.join(RESULTS, "latest.png"))
+    report(res)
+    print("Raw results: %s.json%s; the suite took %.0f s."
+          % (os.path.relpath(stem, ROOT), ", chart: %s" % os.path.relpath(png, ROOT) if png else "",
+             res["suite_seconds"]))
+
+
+# ------------------------------------------------------------------ smoke
+
+def smoke():
+    """
+    make check: ingestd-bench against ingestd, briefly: blast and rate with
+    --follow (exactly once), and --relp through a reload (SIGHUP) mid-run:
+    every acknowledged record in the sink, the re-sent ones reported as
+    duplicates.
+    """
+    tmp = tempfile.mkdtemp(prefix="ingestd-smoke-")
+    passed, failed, servers = 0, 0, []
+
+    def case(name, ok, detail):
+        nonlocal passed, failed
+        print("%s %s%s" % ("ok  " if ok else "FAIL", name, "" if ok else ": " + detail), flush=True)
+        passed, failed = passed + ok, failed + (not ok)
+
+    def server(relp):
+        servers.append(Server("ingestd", tmp, {"flush_interval": "0.01"}, relp))
+        servers[-1].start()
+        return servers[-1]
+
+    try:
+        srv = server(False)
+        r = loadgen(srv.port, "-m", "blast", "-n", 200000, "-c", 4, "-f", srv.out)
+        case("bench_smoke_blast", r["ok"] and r["follow"]["received"] == 200000, json.dumps(r))
+        r = loadgen(srv.port, "-m", "rate", "-r", 20000, "-c", 100, "-d", 1, "-f", srv.out)
+        case("bench_smoke_rate", r["ok"] and r["latency_us"]["count"] == 20000, json.dumps(r))
+        srv.stop()
+        srv = server(True)
+        argv = [LOADGEN, "-p", str(srv.port), "-j", "-m", "rate", "--relp", "-r", 20000,
+                "-c", 20, "-d", 3, "-f", srv.out]
+        p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        srv.proc.send_signal(signal.SIGHUP)
+        out, _ = p.communicate(timeout=60)
+        r = json.loads(out.strip().splitlines()[-1])
+        rl, fl = r.get("relp", {}), r.get("follow", {})
+        case("bench_smoke_relp_reload",
+             r["ok"] and rl.get("reconnects", 0) >= 1 and rl.get("unacked") == 0 and
+             rl.get("acked") == 60000 and fl.get("missing") == 0 and fl.get("unexpected") == 0 and
+             fl.get("duplicates") <= rl.get("resends"), json.dumps(r))
+    except (RuntimeError, ValueError, KeyError, subprocess.TimeoutExpired) as e:
+        case("bench_smoke", False, repr(e))
+    finally:
+        for srv in servers:
+            srv.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("bench-smoke: %d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+def redraw(path):
+    """--chart RESULTS.json: draw the chart of an earlier run again, beside it."""
+    with open(path) as f:
+        res = json.load(f)
+    print(chart(res, os.path.splitext(path)[0]))
 
 
 if __name__ == "__main__":
-    main()
+    # A SIGTERM (timeout(1), say) still stops the servers, in the finally clauses.
+    signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(1))
+    if sys.argv[1:] == ["--smoke"]:
+        sys.exit(smoke())
+    if len(sys.argv) == 3 and sys.argv[1] == "--chart":
+        sys.exit(redraw(sys.argv[2]))
+    if sys.argv[1:]:
+        sys.exit("usage: bench.py [--smoke]")
+    suite()

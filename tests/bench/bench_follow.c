@@ -10,9 +10,11 @@
  *
  * The time from the start to the first sighting of the last record seen
  * gives the rate records went through the server, end to end.
- * In rate mode the first sighting of a record is also its arrival: the
- * latency from its due time, t0 + (SEQ * C + CONN) / R (see bench_rate.c),
- * to the read(2) that brought its line goes into the histogram.  inotify
+ * In rate and churn mode the first sighting of a record is also its
+ * arrival: the latency from its due time, t0 + (SEQ * C + CONN) / R in rate
+ * (see bench_rate.c), t0 + CONN / R in churn (its connection's, see
+ * bench_churn.c), to the read(2) that brought its line goes into the
+ * histogram.  inotify
  * on the file's directory wakes the parent as soon as a line is appended.
  *
  * Lines already in the file at the start are skipped.  The file may not
@@ -52,7 +54,7 @@ struct follow {
 	struct fconn	*conns;
 	size_t		 nconns;
 	uint64_t	 base, nids;	/* our ids: base .. base + nids - 1 */
-	int		 timed;
+	int		 timed, churn;
 	double		 t0, rate;
 	double		 last;		/* when the latest new record was read */
 	unsigned	 nconn_sched;
@@ -95,12 +97,16 @@ follow_open(const char *path, uint64_t base, uint64_t nids)
 	return f;
 }
 
-/* The run starts at t0; in rate mode, with this schedule (for the latency). */
+/*
+ * The run starts at t0; in rate or churn mode (rate > 0), with this
+ * schedule, for the latency.
+ */
 void
-follow_start(struct follow *f, double t0, double rate, unsigned conns)
+follow_start(struct follow *f, double t0, double rate, unsigned conns, int churn)
 {
 	f->t0 = t0;
 	f->timed = rate > 0;
+	f->churn = churn;
 	f->rate = rate;
 	f->nconn_sched = conns;
 }
@@ -167,7 +173,7 @@ mark(struct follow *f, uint64_t c, uint64_t s, double t)
 	if (fc->known && s < fc->expected)
 		f->in_range++;
 	if (f->timed) {
-		lat = t - (f->t0 + (s * f->nconn_sched + c) / f->rate);
+		lat = t - (f->t0 + (f->churn ? c : s * f->nconn_sched + c) / f->rate);
 		hist_add(&f->st.latency, lat > 0 ? (uint64_t)(lat * 1e6) : 0);
 	}
 }

@@ -152,7 +152,7 @@ sender_main(const struct opts *o, unsigned index, unsigned nprocs, int ctl, uint
 	int rc;
 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
-	rc = run[o->mode](&s);
+	rc = o->relp ? relp_run(&s) : run[o->mode](&s);
 	if (send_msg(ctl, MSG_RESULT, s.nsent, 0, 0) == -1 ||
 	    write_full(ctl, &s.res, sizeof(s.res)) == -1 ||
 	    write_full(ctl, s.sent, s.nsent * sizeof(*s.sent)) == -1)

@@ -28,6 +28,14 @@ report_add(struct result *sum, const struct result *r)
 	sum->unsent += r->unsent;
 	sum->stalled |= r->stalled;
 	hist_merge(&sum->close_time, &r->close_time);
+	sum->acked += r->acked;
+	sum->rejected += r->rejected;
+	sum->unacked += r->unacked;
+	sum->resends += r->resends;
+	sum->reconnects += r->reconnects;
+	sum->serverclose += r->serverclose;
+	sum->refused_open += r->refused_open;
+	hist_merge(&sum->ack_latency, &r->ack_latency);
 }
 
 static int
@@ -37,11 +45,27 @@ sends_records(enum mode m)
 }
 
 /*
+ * With --relp, a run failed when a record was left unanswered or answered
+ * with an error, when a session was refused, or when --follow found an
+ * answered record missing or one that was never sent.  Resets, closes and
+ * duplicates are what a RELP client recovers from: reported, not failures.
+ */
+static int
+relp_failed(const struct summary *s)
+{
+	const struct result *r = &s->r;
+
+	if (r->unacked || r->rejected || r->refused_open || r->records == 0)
+		return 1;
+	return s->fs && (s->fs->missing || s->fs->unexpected);
+}
+
+/*
  * A run failed when a connect failed, when a mode that must deliver records
  * saw a reset, stalled, left records unsent or sent nothing, or when
- * --follow found a record
- * missing, duplicated or unexpected.  Closes and resets are what idle and
- * slowloris provoke: they are reported, not failures.
+ * --follow found a record missing, duplicated or unexpected.  Closes and
+ * resets are what idle and slowloris provoke: they are reported, not
+ * failures.
  */
 int
 report_failed(const struct summary *s)
@@ -50,6 +74,8 @@ report_failed(const struct summary *s)
 
 	if (r->connect_errors)
 		return 1;
+	if (s->o->relp)
+		return relp_failed(s);
 	if (sends_records(s->o->mode) && (r->resets || r->stalled || r->unsent ||
 	    r->records == 0))
 		return 1;
@@ -108,6 +134,24 @@ text_mode(const struct summary *s)
 }
 
 static void
+text_relp(const struct summary *s)
+{
+	const struct result *r = &s->r;
+	const struct hist *h = &r->ack_latency;
+
+	printf("relp         window %u: %llu acknowledged, %.0f acknowledged records/s, "
+	    "%llu rejected, %llu unacknowledged\n", s->o->window, ull(r->acked),
+	    per_s(r->acked, s->seconds), ull(r->rejected), ull(r->unacked));
+	if (h->n)
+		printf("acks         p50 %llu us, p99 %llu us, p99.9 %llu us, max %llu us "
+		    "(%llu records)\n", ull(hist_pct(h, 0.5)), ull(hist_pct(h, 0.99)),
+		    ull(hist_pct(h, 0.999)), ull(h->max), ull(h->n));
+	printf("sessions     %llu reconnects (%llu serverclose, %llu refused), "
+	    "%llu records re-sent\n", ull(r->reconnects), ull(r->serverclose),
+	    ull(r->refused_open), ull(r->resends));
+}
+
+static void
 text_follow(const struct follow_stats *fs)
 {
 	const struct hist *h = &fs->latency;
@@ -144,6 +188,8 @@ print_text(const struct summary *s)
 	    "%llu closed by server\n", ull(r->established), ull(r->connect_errors),
 	    ull(r->refused), ull(r->resets), ull(r->server_closed));
 	text_mode(s);
+	if (o->relp)
+		text_relp(s);
 	if (s->fs)
 		text_follow(s->fs);
 	printf("result       %s\n", report_failed(s) ? "FAILED" : "ok");
@@ -170,6 +216,20 @@ json_follow(const struct follow_stats *fs)
 }
 
 static void
+json_relp(const struct summary *s)
+{
+	const struct result *r = &s->r;
+
+	printf(",\"relp\":{\"window\":%u,\"acked\":%llu,\"acked_per_s\":%.1f,\"rejected\":%llu,"
+	    "\"unacked\":%llu,\"resends\":%llu,\"reconnects\":%llu,\"serverclose\":%llu,"
+	    "\"refused_open\":%llu", s->o->window, ull(r->acked), per_s(r->acked, s->seconds),
+	    ull(r->rejected), ull(r->unacked), ull(r->resends), ull(r->reconnects),
+	    ull(r->serverclose), ull(r->refused_open));
+	json_hist("ack_latency_us", &r->ack_latency, 1);
+	printf("}");
+}
+
+static void
 print_json(const struct summary *s)
 {
 	const struct opts *o = s->o;
@@ -190,6 +250,8 @@ print_json(const struct summary *s)
 		    ull(r->completed), per_s(r->completed, s->seconds), ull(r->eof_timeouts));
 	if (o->mode == MODE_SLOWLORIS)
 		json_hist("close_s", &r->close_time, 1e-6);
+	if (o->relp)
+		json_relp(s);
 	if (s->fs)
 		json_follow(s->fs);
 	printf(",\"ok\":%s}\n", report_failed(s) ? "false" : "true");
