@@ -30,7 +30,9 @@ struct redis {
 	redisAsyncContext	*ac;
 	int			 ready;		/* connected */
 	unsigned		 gen;		/* connection number: older replies are ignored */
-	size_t			 inflight;	/* bytes at the queue's head sent, not answered */
+	size_t			 inflight;	/* bytes at the queue's head sent */
+	size_t			 answered;	/* of them, answered, still in the queue */
+	struct event		*settle;	/* hands the answered bytes to sink.c */
 };
 
 /* The stream for one event: the setting, with ${field} taken from the event. */
@@ -87,9 +89,35 @@ on_reply(redisAsyncContext *ac, void *reply, void *priv)
 		redisAsyncDisconnect(ac);
 		return;
 	}
-	n = sink_unit_len(s, s->q.p, s->q.len);
+	n = sink_unit_len(s, s->q.p + r->answered, s->q.len - r->answered);
+	r->answered += n;
+	if (!event_pending(r->settle, EV_TIMEOUT, NULL))
+		event_active(r->settle, EV_TIMEOUT, 1);
+}
+
+/*
+ * The answers of one read leave the queue together, once hiredis has
+ * handed them all over: one call, one move of the queue, instead of one
+ * per answer (quadratic with a long queue after an outage).
+ */
+static void
+settle(struct redis *r)
+{
+	size_t n = r->answered;
+
+	if (n == 0)
+		return;
+	r->answered = 0;
 	r->inflight -= n;
-	sink_consumed(s, n);
+	sink_consumed(r->s, n);
+}
+
+static void
+on_settle(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	settle(arg);
 }
 
 static void
@@ -108,6 +136,7 @@ on_connect(const redisAsyncContext *ac, int status)
 		return;
 	}
 	r->ready = 1;
+	log_debug("%s: sink %s: redis %s: connected", wrk.name, r->s->cf->name, r->s->where);
 	sink_writable(r->s);
 }
 
@@ -121,6 +150,9 @@ on_disconnect(const redisAsyncContext *ac, int status)
 	if (status != REDIS_OK)
 		log_limited(&r->s->errlog, LOG_LVL_ERROR, "%s: sink %s: redis %s: %s", wrk.name,
 		    r->s->cf->name, r->s->where, ac->errstr);
+	settle(r);		/* what Redis answered is written */
+	log_debug("%s: sink %s: redis %s: disconnected; %zu bytes to send again", wrk.name,
+	    r->s->cf->name, r->s->where, r->inflight);
 	r->ac = NULL;
 	r->ready = 0;
 	r->inflight = 0;	/* unanswered: sent again on the next connection */
@@ -202,6 +234,7 @@ redis_start(struct sink *s)
 	if (r == NULL)
 		return -1;
 	r->s = s;
+	r->settle = event_new(wrk.base, -1, 0, on_settle, r);
 	s->priv = r;
 	snprintf(s->where, sizeof(s->where), "%s", s->cf->upstreams.v[0]);
 	return 0;
@@ -218,6 +251,7 @@ redis_close(struct sink *s)
 		r->ac->data = NULL;	/* no callback may reach us any more */
 		redisAsyncFree(r->ac);
 	}
+	event_free(r->settle);
 	free(r);
 	s->priv = NULL;
 }
