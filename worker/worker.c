@@ -262,6 +262,7 @@ worker_main(const struct worker_start *ws)
 	wrk.id = ws->id;
 	wrk.owner = ws->owner;
 	wrk.stats = stats_slot(ws->owner);
+	srandom((unsigned)getpid() ^ (unsigned)clock_ms());	/* forked workers draw apart (retry jitter) */
 	snprintf(wrk.name, sizeof(wrk.name), "worker %d (generation %u)", wrk.id, wrk.gen);
 	chan_fd = ws->chan;
 	drop_privileges(wrk.cf);
