@@ -143,7 +143,7 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 FUZZ_DEPS_relp = worker/json.c	# obuf_reserve
 
 .SECONDEXPANSION:
-tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c worker/%.c $$(FUZZ_DEPS_$$*) $(wildcard worker/*.h)
+tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h worker/%.c $$(FUZZ_DEPS_$$*) $(wildcard worker/*.h)
 	clang $(FUZZ_CFLAGS) -o $@ $< worker/$*.c $(FUZZ_DEPS_$*)
 
 fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)

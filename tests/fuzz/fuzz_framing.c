@@ -11,29 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "framing.h"
-
-#define FNV_OFFSET	1469598103934665603ULL
-#define FNV_PRIME	1099511628211ULL
-#define BYTEWISE_MAX	4096	/* longest input also fed byte by byte */
-
-struct acc {
-	uint64_t	 h;
-	size_t		 n;
-	size_t		 max;
-	int		 rc;
-	const char	*why;
-};
-
-static uint64_t
-fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *s = p;
-
-	while (n-- > 0)
-		h = (h ^ *s++) * FNV_PRIME;
-	return h;
-}
 
 /* Hash a record with its length and flag, so the sequence is hashed unambiguously. */
 static void
@@ -81,15 +60,6 @@ acc_init(struct acc *a, struct framer *f, enum frame_mode mode, size_t max)
 	frame_init(f, mode, max);
 }
 
-static void
-same(const struct acc *a, const struct acc *b)
-{
-	if (a->h != b->h || a->n != b->n || a->rc != b->rc)
-		abort();
-	if (a->rc != 0 && strcmp(a->why, b->why) != 0)
-		abort();
-}
-
 /* What LF framing must give: split at LF, drop one CR before it, cut, drop empties. */
 static void
 lf_model(struct acc *a, const char *p, size_t n)
@@ -133,14 +103,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	feed(&f, &cut, p, at);
 	feed(&f, &cut, p + at, n - at);
 	finish(&f, &cut);
-	same(&whole, &cut);
+	acc_same(&whole, &cut);
 
 	if (n <= BYTEWISE_MAX) {
 		acc_init(&bytes, &f, mode, max);
 		for (size_t i = 0; i < n; i++)
 			feed(&f, &bytes, p + i, 1);
 		finish(&f, &bytes);
-		same(&whole, &bytes);
+		acc_same(&whole, &bytes);
 	}
 
 	/* Only octet framing can fail. */
@@ -151,7 +121,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		model.h = FNV_OFFSET;
 		model.max = max;
 		lf_model(&model, p, n);
-		same(&whole, &model);
+		acc_same(&whole, &model);
 	}
 	return 0;
 }

@@ -11,29 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "relp.h"
-
-#define FNV_OFFSET	1469598103934665603ULL
-#define FNV_PRIME	1099511628211ULL
-#define BYTEWISE_MAX	4096	/* longest input also fed byte by byte */
-
-struct acc {
-	uint64_t	 h;
-	size_t		 n;
-	size_t		 max;
-	int		 rc;
-	const char	*why;
-};
-
-static uint64_t
-fnv(uint64_t h, const void *p, size_t n)
-{
-	const unsigned char *s = p;
-
-	while (n-- > 0)
-		h = (h ^ *s++) * FNV_PRIME;
-	return h;
-}
 
 static int
 on_frame(void *arg, unsigned txnr, const char *cmd, const char *data, size_t len, int truncated)
@@ -69,15 +48,6 @@ start(struct acc *a, struct relp_parser *p, size_t max)
 	a->h = FNV_OFFSET;
 	a->max = max;
 	relp_init(p, max);
-}
-
-static void
-same(const struct acc *a, const struct acc *b)
-{
-	if (a->h != b->h || a->n != b->n || a->rc != b->rc)
-		abort();
-	if (a->rc != 0 && strcmp(a->why, b->why) != 0)
-		abort();
 }
 
 /* A response carrying the input as data parses back into one "rsp" frame. */
@@ -131,14 +101,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	feed(&p, &cut, d, at);
 	feed(&p, &cut, d + at, n - at);
 	relp_free(&p);
-	same(&whole, &cut);
+	acc_same(&whole, &cut);
 
 	if (n <= BYTEWISE_MAX) {
 		start(&bytes, &p, max);
 		for (size_t i = 0; i < n; i++)
 			feed(&p, &bytes, d + i, 1);
 		relp_free(&p);
-		same(&whole, &bytes);
+		acc_same(&whole, &bytes);
 	}
 	round_trip(d, n);
 	return 0;
