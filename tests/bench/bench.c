@@ -31,7 +31,7 @@ volatile sig_atomic_t stopping;
 
 enum {
 	OPT_HOST = 256, OPT_UNIX, OPT_SIZE, OPT_PER_CONN, OPT_INTERVAL, OPT_SOURCES, OPT_PROCS,
-	OPT_GRACE, OPT_ID_BASE, OPT_RELP, OPT_WINDOW,
+	OPT_GRACE, OPT_ID_BASE, OPT_RELP, OPT_WINDOW, OPT_TICK,
 };
 
 static const struct option longopts[] = {
@@ -56,6 +56,7 @@ static const struct option longopts[] = {
 	{ "id-base", required_argument, NULL, OPT_ID_BASE },
 	{ "relp", no_argument, NULL, OPT_RELP },
 	{ "window", required_argument, NULL, OPT_WINDOW },
+	{ "tick", required_argument, NULL, OPT_TICK },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -67,7 +68,8 @@ usage(int status)
 	    "usage: ingestd-bench -m blast|rate|churn|idle|slowloris (-p PORT | --unix PATH)\n"
 	    "                     (-d SECONDS | -n RECORDS) [-c CONNECTIONS] [-r RATE]\n"
 	    "                     [--host ADDR] [-s 5424|3164|json|raw|mix] [--size N|N-M] [-o]\n"
-	    "                     [--per-conn K] [--interval SECONDS] [--sources N] [--procs N]\n"
+	    "                     [--per-conn K] [--interval SECONDS] [--tick MICROSECONDS]\n"
+	    "                     [--sources N] [--procs N]\n"
 	    "                     [-f FILE] [--follow-grace SECONDS] [--id-base N] [-j]\n"
 	    "                     [--relp [--window N]]\n");
 	exit(status);
@@ -169,6 +171,7 @@ parse(struct opts *o, int argc, char **argv)
 		case OPT_ID_BASE: o->id_base = number("id-base", optarg, 0, 1000000000); break;
 		case OPT_RELP: o->relp = 1; break;
 		case OPT_WINDOW: o->window = number("window", optarg, 1, 1000000); break;
+		case OPT_TICK: o->tick = number("tick", optarg, 1, 1000000) / 1e6; break;
 		case 'h': usage(0);
 		default: usage(EX_USAGE);
 		}
@@ -382,7 +385,8 @@ int
 main(int argc, char **argv)
 {
 	struct opts o = { .host = "127.0.0.1", .conns = 8, .shape = SHAPE_MIX, .size_min = 100,
-	    .size_max = 100, .per_conn = 10, .interval = 1, .follow_grace = 5 };
+	    .size_max = 100, .per_conn = 10, .interval = 1, .follow_grace = 5,
+	    .tick = 100e-6 };
 	struct summary sum = { .o = &o };
 	struct child c[MAX_PROCS];
 	struct run r = { .o = &o, .c = c };

@@ -50,6 +50,7 @@ struct opts {
 	int		 octet;
 	unsigned	 per_conn;	/* churn: records per connection */
 	double		 interval;	/* slowloris: seconds between bytes */
+	double		 tick;		/* rate, churn: seconds between wake-ups, at least */
 	unsigned	 sources;	/* 127.0.0.2 .. 127.0.0.(1 + sources); 0: any */
 	uint32_t	 id_base;	/* the first connection id */
 	unsigned	 procs;		/* 0: choose */
@@ -244,6 +245,15 @@ int		 net_finish(int);
 void		 net_connect_error(struct result *, int);
 int		 net_closed(int, struct result *);
 size_t		 net_connect_all(struct sender *, int *, size_t, double);
-int		 net_timer_at(int, double);
+
+struct waker {
+	int		 fd;		/* a timerfd */
+	double		 armed;		/* when it goes off; 0: not set */
+	double		 tick;		/* seconds between wake-ups, at least */
+};
+
+int		 waker_init(struct waker *, double);
+void		 waker_at(struct waker *, double, double);
+void		 waker_fired(struct waker *);
 
 #endif

@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -39,7 +38,8 @@ struct slot {
 
 struct churn {
 	struct sender	*s;
-	int		 ep, tfd;
+	int		 ep;
+	struct waker	 w;
 	struct slot	*slots;
 	size_t		 nslots, open;
 	size_t		*freel;
@@ -184,11 +184,8 @@ static void
 on_event(struct churn *c, uint64_t key, uint32_t events)
 {
 	struct slot *sl = &c->slots[key];
-	uint64_t ticks;
-
 	if (key == TIMER_KEY) {
-		if (read(c->tfd, &ticks, sizeof(ticks)) == -1 && errno != EAGAIN)
-			warn("timerfd");
+		waker_fired(&c->w);
 		return;
 	}
 	if (sl->state == CONNECTING)
@@ -255,7 +252,7 @@ loop(struct churn *c)
 		if (!more && c->open == 0)
 			break;
 		if (more && c->nfree > 0)
-			net_timer_at(c->tfd, next_due);
+			waker_at(&c->w, next_due, t);
 		nev = epoll_wait(c->ep, evs, 256, 100);
 		for (int i = 0; i < nev; i++)
 			on_event(c, evs[i].data.u64, evs[i].events);
@@ -270,11 +267,11 @@ setup(struct churn *c)
 
 	c->nslots = o->conns / c->s->nprocs + (c->s->index < o->conns % c->s->nprocs);
 	if ((c->ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
-	    (c->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) == -1 ||
+	    waker_init(&c->w, c->s->o->tick) == -1 ||
 	    (c->slots = calloc(c->nslots, sizeof(*c->slots))) == NULL ||
 	    (c->freel = calloc(c->nslots, sizeof(*c->freel))) == NULL)
 		err(EX_FAILED, "churn");
-	epoll_ctl(c->ep, EPOLL_CTL_ADD, c->tfd, &ev);
+	epoll_ctl(c->ep, EPOLL_CTL_ADD, c->w.fd, &ev);
 	for (size_t i = 0; i < c->nslots; i++) {
 		if (out_init(&c->slots[i].o, 0, 0) == -1)
 			err(EX_FAILED, "out_init");
@@ -295,7 +292,7 @@ churn_run(struct sender *s)
 	s->res.t_end = c.last;
 	for (size_t i = 0; i < c.nslots; i++)
 		out_free(&c.slots[i].o);
-	close(c.tfd);
+	close(c.w.fd);
 	close(c.ep);
 	free(c.slots);
 	free(c.freel);

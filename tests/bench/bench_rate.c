@@ -12,7 +12,7 @@
  *
  * This sender owns the connections k * P + index (ids from --id-base).  It walks its
  * part of the schedule in time order, writes each record as soon as it is
- * due, and sleeps on a timerfd until the next one.  The run ends with the
+ * due, and sleeps until the next one (at least a --tick).  The run ends with the
  * schedule (--count records, or those due within --duration); the records
  * still buffered then get FINISH_TIMEOUT to be written.
  */
@@ -22,7 +22,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -31,7 +30,8 @@
 
 struct rate {
 	struct sender	*s;
-	int		 ep, tfd;
+	int		 ep;
+	struct waker	 w;
 	int		*fds;
 	struct out	*outs;
 	char		*watching;	/* EPOLLOUT is on: the socket was full */
@@ -130,11 +130,8 @@ take_due(struct rate *r, double t)
 static void
 on_event(struct rate *r, uint64_t key, uint32_t events)
 {
-	uint64_t ticks;
-
 	if (key == TIMER_KEY) {
-		if (read(r->tfd, &ticks, sizeof(ticks)) == -1 && errno != EAGAIN)
-			warn("timerfd");
+		waker_fired(&r->w);
 		return;
 	}
 	if (r->fds[key] < 0)
@@ -174,7 +171,7 @@ loop(struct rate *r)
 		if (r->done && (t >= end_by || !pending(r)))
 			break;
 		if (!r->done)
-			net_timer_at(r->tfd, r->next_due);
+			waker_at(&r->w, r->next_due, t);
 		nev = epoll_wait(r->ep, evs, 256, r->done ? 100 : -1);
 		for (int i = 0; i < nev; i++)
 			on_event(r, evs[i].data.u64, evs[i].events);
@@ -187,13 +184,13 @@ setup(struct rate *r)
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TIMER_KEY };
 
 	if ((r->ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
-	    (r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) == -1 ||
+	    waker_init(&r->w, r->s->o->tick) == -1 ||
 	    (r->fds = calloc(r->n, sizeof(*r->fds))) == NULL ||
 	    (r->outs = calloc(r->n, sizeof(*r->outs))) == NULL ||
 	    (r->watching = calloc(r->n, 1)) == NULL ||
 	    (r->dirty = calloc(r->n, sizeof(*r->dirty))) == NULL)
 		err(EX_FAILED, "rate");
-	epoll_ctl(r->ep, EPOLL_CTL_ADD, r->tfd, &ev);
+	epoll_ctl(r->ep, EPOLL_CTL_ADD, r->w.fd, &ev);
 	net_connect_all(r->s, r->fds, r->n, now() + CONNECT_TIMEOUT);
 	for (size_t k = 0; k < r->n; k++) {
 		if (out_init(&r->outs[k], sender_id(r->s, k), 0) == -1)
@@ -227,7 +224,7 @@ rate_run(struct sender *s)
 		sender_set_sent(s, k, sent);
 		out_free(&r.outs[k]);
 	}
-	close(r.tfd);
+	close(r.w.fd);
 	close(r.ep);
 	free(r.fds);
 	free(r.outs);

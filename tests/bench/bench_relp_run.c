@@ -24,7 +24,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -46,7 +45,8 @@ struct rconn {
 
 struct rl {
 	struct sender	*s;
-	int		 ep, tfd, rate;
+	int		 ep, rate;
+	struct waker	 w;
 	struct rconn	*c;
 	size_t		*dirty;
 	size_t		 n, ndirty, nlive, ndown;
@@ -229,11 +229,8 @@ static void
 on_event(struct rl *l, uint64_t key, uint32_t events)
 {
 	struct rconn *c;
-	uint64_t ticks;
-
 	if (key == TIMER_KEY) {
-		if (read(l->tfd, &ticks, sizeof(ticks)) == -1 && errno != EAGAIN)
-			warn("timerfd");
+		waker_fired(&l->w);
 		return;
 	}
 	c = &l->c[key];
@@ -333,7 +330,7 @@ loop(struct rl *l, double deadline)
 		if (!l->ending)
 			wake = fmin(wake, deadline);
 		if (wake < INFINITY)
-			net_timer_at(l->tfd, wake);
+			waker_at(&l->w, wake, t);
 		nev = epoll_wait(l->ep, evs, 256, 100);
 		for (int i = 0; i < nev; i++)
 			on_event(l, evs[i].data.u64, evs[i].events);
@@ -346,11 +343,11 @@ setup(struct rl *l)
 	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TIMER_KEY };
 
 	if ((l->ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
-	    (l->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) == -1 ||
+	    waker_init(&l->w, l->s->o->tick) == -1 ||
 	    (l->c = calloc(l->n, sizeof(*l->c))) == NULL ||
 	    (l->dirty = calloc(l->n, sizeof(*l->dirty))) == NULL)
 		err(EX_FAILED, "relp");
-	epoll_ctl(l->ep, EPOLL_CTL_ADD, l->tfd, &ev);
+	epoll_ctl(l->ep, EPOLL_CTL_ADD, l->w.fd, &ev);
 	for (size_t k = 0; k < l->n; k++) {
 		if (relp_init(&l->c[k].r, sender_id(l->s, k)) == -1)
 			err(EX_FAILED, "relp_init");
@@ -434,7 +431,7 @@ finish(struct rl *l)
 		res->unacked += c->r.count;
 		relp_free(&c->r);
 	}
-	close(l->tfd);
+	close(l->w.fd);
 	close(l->ep);
 	free(l->c);
 	free(l->dirty);
