@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "conntab.h"
 #include "daemon.h"
+#include "filelock.h"
 #include "listeners.h"
 #include "log.h"
 #include "master.h"
@@ -358,7 +359,8 @@ master_run(struct config *cf, const struct options *opt)
 	notify_take_sockets();	/* before daemonizing: LISTEN_PID is this process */
 	raise_nofile(cf);
 	/* Sized once: room for every connection of two generations, twice over. */
-	if (ct_init(4UL * cf->workers * cf->worker_connections) == -1 || stats_init(SLOT_MAX) == -1)
+	if (ct_init(4UL * cf->workers * cf->worker_connections) == -1 || stats_init(SLOT_MAX) == -1 ||
+	    filelock_init() == -1)
 		return 1;
 	if (pidfile_acquire(master_pid_path(opt, cf)) == -1)
 		return 1;

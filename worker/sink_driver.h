@@ -40,6 +40,7 @@ struct sink {
 	const struct sink_driver *drv;
 	struct obuf		 q;		/* whole units not yet written */
 	int			 fd;		/* sink_file.c */
+	struct filelock		*lock;		/* sink_file.c: fd's */
 	void			*priv;		/* sink_forward.c */
 	char			 where[PATH_MAX];	/* for messages: a path or an address */
 	struct event		*timer;		/* flush_interval, or retry back-off */

@@ -1,19 +1,21 @@
 /*
  * sink_file: the file and stdout sinks' driver.
  *
- * A file sink appends with one write(2) per batch under a lock of the file,
- * so that the lines of several workers never interleave; a short write
- * (disk full) is cut back to its last whole line, so the file never holds
- * half a line.  strftime patterns in the path rotate the file by time, and
+ * A file sink appends with one write(2) per batch under the file's lock,
+ * shared by the workers (common/filelock.c), so that the lines of several
+ * workers never interleave; a short write (disk full) is cut back to its
+ * last whole line, so the file never holds half a line.  strftime patterns in the path rotate the file by time, and
  * SIGUSR1 opens it again by name (log rotation).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "filelock.h"
 #include "sink_driver.h"
 #include "worker.h"
 
@@ -45,6 +47,7 @@ open_current(struct sink *s)
 			    s->cf->name, strerror(errno));
 			return -1;
 		}
+		s->lock = filelock_of(s->fd);
 		snprintf(s->where, sizeof(s->where), "stdout");
 		return 0;
 	}
@@ -63,43 +66,33 @@ open_current(struct sink *s)
 	if (s->fd != -1)
 		close(s->fd);
 	s->fd = fd;
+	s->lock = filelock_of(fd);
 	snprintf(s->where, sizeof(s->where), "%s", path);
 	return 0;
 }
 
 /*
  * A short write (disk full) may end inside a line.  Under the file's lock
- * nobody appended after us, so cut the file back to our last whole line;
- * returns how many queued bytes are now in the file.
+ * no worker of ours appended after us, so cut the file back to our last
+ * whole line; returns how many queued bytes are now in the file.  Another
+ * ingestd appending to the same file (the other side of a binary upgrade)
+ * does not share our locks: when the file no longer ends where our write
+ * did, the partial line stays rather than cutting its lines.
  */
 static size_t
 keep_whole_lines(struct sink *s, size_t written)
 {
 	off_t end = lseek(s->fd, 0, SEEK_CUR);
 	size_t keep = written;
+	struct stat st;
 
 	while (keep > 0 && s->q.p[keep - 1] != '\n')
 		keep--;
-	if (keep < written && (end == -1 || ftruncate(s->fd, end - (off_t)(written - keep)) == -1))
-		log_warn("%s: sink %s: cannot remove a partial line from %s", wrk.name, s->cf->name,
-		    s->where);
+	if (keep < written && (end == -1 || fstat(s->fd, &st) == -1 || st.st_size != end ||
+	    ftruncate(s->fd, end - (off_t)(written - keep)) == -1))
+		log_warnx("%s: sink %s: cannot remove a partial line from %s", wrk.name,
+		    s->cf->name, s->where);
 	return keep;
-}
-
-/*
- * A POSIX record lock on the whole file.  Unlike flock(2), it belongs to the
- * process, so workers that share one open stdout (a pipe, a socket, a
- * terminal) exclude each other too.
- */
-static int
-lock(int fd, short type)
-{
-	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
-	int rc;
-
-	while ((rc = fcntl(fd, F_SETLKW, &fl)) == -1 && errno == EINTR)
-		;
-	return rc;
 }
 
 /*
@@ -113,15 +106,14 @@ write_file(struct sink *s)
 	int regular = s->cf->type == SINK_FILE, saved;
 	ssize_t n;
 
-	if (lock(s->fd, F_WRLCK) == -1)
-		return -1;
+	filelock_take(s->lock);
 	do
 		n = write(s->fd, s->q.p, s->q.len);
 	while (n == -1 && errno == EINTR);
 	if (n > 0 && (size_t)n < s->q.len && regular)
 		n = keep_whole_lines(s, n);
 	saved = errno;
-	lock(s->fd, F_UNLCK);
+	filelock_release(s->lock);
 	errno = saved;
 	if (n >= 0 && (size_t)n < s->q.len && errno == 0)
 		errno = ENOSPC;		/* a short write is the kernel saying "full" */
