@@ -28,12 +28,23 @@ static int		 nblocked;
 
 static void	on_timer(evutil_socket_t, short, void *);
 
+/*
+ * Write in ms, or with ms = 0 at the end of this turn of the loop: made
+ * active now, the timer's callback runs after the reads this turn brought
+ * (libevent runs the callbacks of one priority in the order they became
+ * active), without the extra epoll_wait(2) a zero timeout would cost.
+ */
 static void
 arm(struct sink *s, long ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
-	evtimer_add(s->timer, &tv);
+	if (ms > 0) {
+		evtimer_add(s->timer, &tv);
+		return;
+	}
+	evtimer_del(s->timer);
+	event_active(s->timer, EV_TIMEOUT, 1);
 }
 
 static void
@@ -284,15 +295,14 @@ sink_reached(int idx, uint64_t mark)
 	return sinks[idx].done >= mark;
 }
 
-/* Write at the next turn of the loop, with whatever else this turn queues. */
+/* Write at the end of this turn of the loop, with whatever else it queues. */
 void
 sink_flush_soon(int idx)
 {
 	struct sink *s = &sinks[idx];
-	struct timeval now = { 0, 0 };
 
 	if (s->retry_ms == 0 && pending(s))
-		evtimer_add(s->timer, &now);
+		arm(s, 0);
 }
 
 void
