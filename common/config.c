@@ -142,9 +142,14 @@ const struct cfg_setting cfg_settings[] = {
 	  "patterns such as %Y%m%d are expanded in UTC when a batch is written, which "
 	  "rotates the file by time. A relative path is relative to the directory "
 	  "ingestd was started in. Every worker appends whole lines to the same file." },
-	{ "flush_interval", CS_SINK, CT_SECONDS, "0.1", 0, 60, NULL, 1, S(flush_interval_ms),
+	{ "flush_interval", CS_SINK, CT_SECONDS, "0", 0, 60, NULL, 1, S(flush_interval_ms),
 	  "Events are written in batches: when 256 KiB are waiting, and at the latest "
-	  "this many seconds after the first event of a batch." },
+	  "this many seconds after the first event of a batch. With 0, a batch is "
+	  "written at the end of each turn of the worker's event loop with what that "
+	  "turn read: a record is in the sink a fraction of a millisecond after it "
+	  "arrived, and batches grow with the load by themselves. A larger value "
+	  "means fewer, larger writes under moderate load (about a sixth less CPU per "
+	  "record at 30,000 records/s over 1,000 connections) for that much latency." },
 	{ "sync", CS_SINK, CT_ENUM, "none", 0, 0, "none|interval|always", 1, S(sync),
 	  "When written data is forced to disk with fdatasync(2): never (\"none\", the "
 	  "kernel decides), after the batches of each flush_interval (\"interval\"), or "

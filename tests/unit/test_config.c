@@ -544,7 +544,7 @@ START_TEST(pipeline_settings)
 	ck_assert_int_eq(cf->nsinks, 2);
 	ck_assert_int_eq(cf->sinks[1].queue, 2L * 1024 * 1024 * 1024);
 	ck_assert_int_eq(cf->sinks[0].queue, 16 * 1024 * 1024);
-	ck_assert_int_eq(cf->sinks[0].flush_interval_ms, 100);
+	ck_assert_int_eq(cf->sinks[0].flush_interval_ms, 0);
 	ck_assert_str_eq(cf->sinks[0].path, "ingestd-events.jsonl");
 	cfg_free(cf);
 
@@ -1031,7 +1031,7 @@ START_TEST(dump_text)
 	    "\t\tname = \"a\";\n"
 	    "\t\ttype = \"file\";\n"
 	    "\t\tpath = \"/tmp/a-%%Y.jsonl\";\n"
-	    "\t\tflush_interval = 0.1;\n"
+	    "\t\tflush_interval = 0;\n"
 	    "\t\tsync = \"none\";\n"
 	    "\t\tqueue = \"1M\";\n"
 	    "\t\toverflow = \"block\";\n"
