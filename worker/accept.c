@@ -1,12 +1,16 @@
 /*
  * accept: take connections off the listening sockets.
  *
- * A readable listener is accepted until EAGAIN.  Accepting pauses when the
- * worker holds worker_connections connections (it resumes when one closes)
- * and when the process runs out of descriptors (EMFILE/ENFILE): then the
- * reserve descriptor is given up to accept and close the connection at the
- * head of the queue, so that its client is told at once instead of hanging,
- * and accepting resumes after ACCEPT_PAUSE_MS.  Nothing spins.
+ * A readable listener is accepted until EAGAIN, or ACCEPTS_PER_WAKE
+ * connections: conn.c reads a new connection's first bytes at once, and a
+ * burst of connections must not hold up the clients already connected (the
+ * listener stays readable, so the rest come at the next turn).  Accepting
+ * pauses when the worker holds worker_connections connections (it resumes
+ * when one closes) and when the process runs out of descriptors
+ * (EMFILE/ENFILE): then the reserve descriptor is given up to accept and
+ * close the connection at the head of the queue, so that its client is
+ * told at once instead of hanging, and accepting resumes after
+ * ACCEPT_PAUSE_MS.  Nothing spins.
  *
  * A peer that the listener's allow/deny lists refuse, or one more than
  * max_connections or max_connections_per_ip allow (counted across all
@@ -33,7 +37,8 @@
 #include "log.h"
 #include "worker.h"
 
-#define ACCEPT_PAUSE_MS	100
+#define ACCEPT_PAUSE_MS		100
+#define ACCEPTS_PER_WAKE	64
 
 struct acceptor {
 	int			 fd;
@@ -189,7 +194,7 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 	int fd;
 
 	(void)what;
-	while (!paused) {
+	for (int i = 0; i < ACCEPTS_PER_WAKE && !paused; i++) {
 		if (conn_count() >= wrk.cf->worker_connections) {
 			log_limited(&full_limit, LOG_LVL_WARNING,
 			    "%s: worker_connections (%d) reached; pausing accept", wrk.name,

@@ -6,7 +6,9 @@
  * only a record split across reads is kept, in the connection's framer, so
  * an idle connection holds no buffer.  One wake-up reads at most
  * CONN_READS_PER_WAKE times, so a client that sends as fast as it can does
- * not starve the others in the same worker.  While a sink is full, no
+ * not starve the others in the same worker.  A new connection is read at
+ * once, before epoll watches it: a client that connects, sends and closes
+ * is done without one epoll_ctl(2).  While a sink is full, no
  * connection reads (conn_set_reading): TCP flow control pushes back.
  *
  * Two timers guard each connection: idle_timeout, reset by every read, and
@@ -467,15 +469,19 @@ conn_end_sessions(void)
 	}
 }
 
-static void
-on_read(evutil_socket_t fd, short what, void *arg)
+/*
+ * Read what the client sent, at most CONN_READS_PER_WAKE times.  A short
+ * read ends it, as the socket is then likely empty, unless to_the_end: then
+ * reading stops only at EAGAIN or the end of the stream.  Returns -1 when
+ * the connection was closed.
+ */
+static int
+read_client(struct conn *c, int to_the_end)
 {
-	struct conn *c = arg;
 	struct timespec now;
 
-	(void)what;
 	for (int i = 0; i < CONN_READS_PER_WAKE && want_read(c); i++) {
-		ssize_t n = read(fd, readbuf, sizeof(readbuf));
+		ssize_t n = read(c->fd, readbuf, sizeof(readbuf));
 
 		if (n > 0) {
 			uint64_t records_before = c->records;
@@ -486,38 +492,47 @@ on_read(evutil_socket_t fd, short what, void *arg)
 			totals->bytes += n;
 			wrk.stats->lsn_bytes[c->l - wrk.cf->listeners] += n;
 			if (feed(c, readbuf, n) == -1)
-				return;
+				return -1;
 			arm_timers(c, records_before);
-			if ((size_t)n < sizeof(readbuf))
+			if ((size_t)n < sizeof(readbuf) && !to_the_end)
 				break;
 			continue;
 		}
 		if (n == 0) {
 			if (c->proxy && proxy_started(&c->proxy->parser)) {
 				framing_error(c, "closed inside the PROXY header");
-				return;
+				return -1;
 			}
 			if (c->r == NULL)
 				frame_finish(&c->fr, on_record, c);
 			conn_close(c, "closed by peer");
-			return;
+			return -1;
 		}
 		if (errno != EAGAIN && errno != EINTR) {
 			char why[64];
 
 			snprintf(why, sizeof(why), "read: %s", strerror(errno));
 			conn_close(c, why);
-			return;
+			return -1;
 		}
 		break;
 	}
 	if (c->r) {
 		if (acks_mark(&c->r->acks) == -1) {
 			conn_close(c, "out of memory for responses");
-			return;
+			return -1;
 		}
 		answer(c);
 	}
+	return 0;
+}
+
+static void
+on_read(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	read_client(arg, 0);
 }
 
 /*
@@ -674,13 +689,20 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 		event_add(&c->idle_ev, c->idle_tv);
 	if (c->proxy && c->rec_tv)	/* and its PROXY header is due from the start */
 		event_add(&c->rec_ev, c->rec_tv);
-	update_read(c);
 	c->next = conns;
 	if (conns)
 		conns->prev = c;
 	conns = c;
 	nconns++;
 	totals->accepted++;
+	/*
+	 * Clients speak first, and by the time a worker accepts, a client's
+	 * first bytes (a short-lived one's whole stream) are often here: read
+	 * them now, and a connection that ends there never costs the
+	 * epoll_ctl(2) calls of watching it.
+	 */
+	if (read_client(c, 1) == 0)
+		update_read(c);
 	return 0;
 }
 
