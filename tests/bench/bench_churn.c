@@ -5,7 +5,8 @@
  * Connection j of the run (from 0; its id is --id-base + j) is due at
  * t0 + j / R; this sender starts the ones with j % P == index.  At most
  * --connections / P of them are open at once: a due connection waits for a
- * free slot, and the rate achieved shows it.  A connection connects, writes its records,
+ * free slot, and the rate achieved shows it.  A connection connects, writes its records
+ * (at once when connect(2) has finished the handshake, as on loopback),
  * shuts down its sending side (FIN) and waits for the server's EOF before
  * it closes, so that the server has read every record when the connection
  * counts as completed; a server that does not close within EOF_TIMEOUT is
@@ -31,6 +32,7 @@ enum { FREE, CONNECTING, SENDING, CLOSING };
 struct slot {
 	int		 fd;
 	int		 state;
+	int		 watched;	/* in the epoll set */
 	uint64_t	 m;		/* this sender's connection number */
 	double		 since;		/* when the current state began */
 	struct out	 o;
@@ -81,8 +83,7 @@ release(struct churn *c, struct slot *sl)
 	c->s->res.records += sent;
 	if (sl->state != CONNECTING)
 		c->s->res.unsent += sl->o.seq - sent;
-	epoll_ctl(c->ep, EPOLL_CTL_DEL, sl->fd, NULL);
-	close(sl->fd);
+	close(sl->fd);		/* which takes it out of the epoll set */
 	c->last = now();
 	sl->state = FREE;
 	c->freel[c->nfree++] = sl - c->slots;
@@ -94,17 +95,19 @@ set_state(struct churn *c, struct slot *sl, int state, uint32_t events)
 {
 	struct epoll_event ev = { .events = events, .data.u64 = sl - c->slots };
 
-	epoll_ctl(c->ep, EPOLL_CTL_MOD, sl->fd, &ev);
+	epoll_ctl(c->ep, sl->watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, sl->fd, &ev);
+	sl->watched = 1;
 	sl->state = state;
 	sl->since = now();
 }
+
+static void	send_records(struct churn *, struct slot *);
 
 static void
 start(struct churn *c, uint64_t m)
 {
 	struct sender *s = c->s;
 	uint32_t id = sender_id(s, m);
-	struct epoll_event ev = { .events = EPOLLOUT };
 	struct slot *sl;
 	int fd;
 
@@ -117,14 +120,20 @@ start(struct churn *c, uint64_t m)
 	sl->fd = fd;
 	sl->m = m;
 	sl->state = CONNECTING;
+	sl->watched = 0;
 	sl->since = now();
 	out_reset(&sl->o, id);
 	for (uint64_t i = records_for(s->o, id - s->o->id_base); i > 0; i--)
 		if (out_add(&sl->o) == -1)
 			err(EX_FAILED, "out_add");
-	ev.data.u64 = sl - c->slots;
-	epoll_ctl(c->ep, EPOLL_CTL_ADD, fd, &ev);
 	c->open++;
+	/*
+	 * On loopback the handshake is over when connect(2) returns: write at
+	 * once, and wait for EPOLLOUT only when the socket is not ready yet.
+	 * Five system calls fewer per connection, where the client, not the
+	 * server, is what limits the rate.
+	 */
+	send_records(c, sl);
 }
 
 static void
@@ -132,7 +141,21 @@ send_records(struct churn *c, struct slot *sl)
 {
 	struct result *r = &c->s->res;
 	ssize_t w = out_write(&sl->o, sl->fd);
+	int was = sl->state;
 
+	if (sl->state == CONNECTING) {
+		if (w == 0) {		/* EAGAIN: the handshake is not over */
+			set_state(c, sl, CONNECTING, EPOLLOUT);
+			return;
+		}
+		if (w == -1) {
+			net_connect_error(r, errno);
+			release(c, sl);
+			return;
+		}
+		r->established++;
+		sl->state = SENDING;
+	}
 	if (w == -1) {
 		if (errno == ECONNRESET || errno == EPIPE)
 			r->resets++;
@@ -145,12 +168,16 @@ send_records(struct churn *c, struct slot *sl)
 		r->bytes += w;
 		c->last = now();
 	}
-	if (out_pending(&sl->o))
+	if (out_pending(&sl->o)) {
+		if (was != SENDING)
+			set_state(c, sl, SENDING, EPOLLOUT | EPOLLRDHUP);
 		return;
+	}
 	shutdown(sl->fd, SHUT_WR);
 	set_state(c, sl, CLOSING, EPOLLIN | EPOLLRDHUP);
 }
 
+/* Writable while connecting: connected, or the connect failed. */
 static void
 on_connected(struct churn *c, struct slot *sl)
 {
@@ -159,8 +186,6 @@ on_connected(struct churn *c, struct slot *sl)
 		release(c, sl);
 		return;
 	}
-	c->s->res.established++;
-	set_state(c, sl, SENDING, EPOLLOUT | EPOLLRDHUP);
 	send_records(c, sl);
 }
 
