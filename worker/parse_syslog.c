@@ -38,32 +38,54 @@ digit(char c)
 }
 
 /* PRINTUSASCII (%d33-126): what RFC 5424 header fields are made of. */
+#define PRINTUS(c)	((c) >= '!' && (c) <= '~')
+
 static int
 printus(char c)
 {
-	return c >= '!' && c <= '~';
+	return PRINTUS(c);
 }
 
-/* Host names, IPv4 and IPv6 addresses; ':' alone does not make a tag. */
+/*
+ * The classes that the scanning loops test byte after byte, looked up in a
+ * table made by the compiler from these definitions, one load a byte:
+ * C_HOST  host names, IPv4 and IPv6 addresses; ':' alone does not make a tag;
+ * C_TAG   any printable but ':' and '[', which end a tag;
+ * C_SDNAME  SD-NAME: printable but '=', ']' and '"' (SP is not printable here).
+ */
+enum { C_HOST = 1, C_TAG = 2, C_SDNAME = 4 };
+
+#define HOSTCH(c)	(((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || \
+			    ((c) >= '0' && (c) <= '9') || (c) == '.' || (c) == '_' || \
+			    (c) == '-' || (c) == ':')
+#define TAGCH(c)	(PRINTUS(c) && (c) != ':' && (c) != '[')
+#define SDNAMECH(c)	(PRINTUS(c) && (c) != '=' && (c) != ']' && (c) != '"')
+#define CLASS(c)	((HOSTCH(c) ? C_HOST : 0) | (TAGCH(c) ? C_TAG : 0) | \
+			    (SDNAMECH(c) ? C_SDNAME : 0))
+#define CLASS4(c)	CLASS(c), CLASS((c) + 1), CLASS((c) + 2), CLASS((c) + 3)
+#define CLASS16(c)	CLASS4(c), CLASS4((c) + 4), CLASS4((c) + 8), CLASS4((c) + 12)
+#define CLASS64(c)	CLASS16(c), CLASS16((c) + 16), CLASS16((c) + 32), CLASS16((c) + 48)
+
+static const unsigned char classes[256] = {
+	CLASS64(0), CLASS64(64), CLASS64(128), CLASS64(192)
+};
+
 static int
 hostch(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || digit(c) ||
-	    c == '.' || c == '_' || c == '-' || c == ':';
+	return classes[(unsigned char)c] & C_HOST;
 }
 
-/* Any printable but ':' and '[', which end a tag. */
 static int
 tagch(char c)
 {
-	return printus(c) && c != ':' && c != '[';
+	return classes[(unsigned char)c] & C_TAG;
 }
 
-/* SD-NAME: printable but '=', ']' and '"' (SP is not printable here). */
 static int
 sdnamech(char c)
 {
-	return printus(c) && c != '=' && c != ']' && c != '"';
+	return classes[(unsigned char)c] & C_SDNAME;
 }
 
 static struct slice
@@ -155,18 +177,33 @@ local_time(const char *p, const char *e)
 	return (size_t)(q - p);
 }
 
-/* "Jan".."Dec" as 1..12, English whatever the case; 3 readable bytes. */
+/* Three bytes as one number, for a switch on month names. */
+#define NAME3(a, b, c)	((unsigned)(a) << 16 | (unsigned)(b) << 8 | (unsigned)(c))
+
+/*
+ * "Jan".."Dec" as 1..12, English whatever the case; 3 readable bytes.
+ * | 0x20 makes an ASCII capital small and no other byte a small letter.
+ */
 static int
 month(const char *p)
 {
-	static const char names[] = "janfebmaraprmayjunjulaugsepoctnovdec";
-	int i;
+	const unsigned char *u = (const unsigned char *)p;
 
-	for (i = 0; i < 12; i++)
-		if ((p[0] | 0x20) == names[3 * i] && (p[1] | 0x20) == names[3 * i + 1] &&
-		    (p[2] | 0x20) == names[3 * i + 2])
-			return i + 1;
-	return 0;
+	switch (NAME3(u[0] | 0x20, u[1] | 0x20, u[2] | 0x20)) {
+	case NAME3('j', 'a', 'n'):	return 1;
+	case NAME3('f', 'e', 'b'):	return 2;
+	case NAME3('m', 'a', 'r'):	return 3;
+	case NAME3('a', 'p', 'r'):	return 4;
+	case NAME3('m', 'a', 'y'):	return 5;
+	case NAME3('j', 'u', 'n'):	return 6;
+	case NAME3('j', 'u', 'l'):	return 7;
+	case NAME3('a', 'u', 'g'):	return 8;
+	case NAME3('s', 'e', 'p'):	return 9;
+	case NAME3('o', 'c', 't'):	return 10;
+	case NAME3('n', 'o', 'v'):	return 11;
+	case NAME3('d', 'e', 'c'):	return 12;
+	default:			return 0;
+	}
 }
 
 static int

@@ -858,6 +858,34 @@ START_TEST(feb29)
 }
 END_TEST
 
+/* Every month name in every mix of case, and names that are not months. */
+START_TEST(month_names)
+{
+	static const char names[] = "janfebmaraprmayjunjulaugsepoctnovdec";
+	struct syslog_msg m;
+	const char *why;
+	char rec[64], want[32];
+
+	for (int mon = 0; mon < 12; mon++)
+		for (int caps = 0; caps < 8; caps++) {
+			snprintf(rec, sizeof(rec), "<13>%c%c%c  2 03:04:05 h a: x",
+			    names[3 * mon] - (caps & 1 ? 0x20 : 0),
+			    names[3 * mon + 1] - (caps & 2 ? 0x20 : 0),
+			    names[3 * mon + 2] - (caps & 4 ? 0x20 : 0));
+			ck_assert_int_eq(parse_at(rec, strlen(rec), NOW, &m, &why), 0);
+			snprintf(want, sizeof(want), "2026-%02d-02T03:04:05Z", mon + 1);
+			ck_assert_str_eq(m.ts, want);
+		}
+	/* | 0x20 must not make these months: '@' is '`', 0xc1 is 0xe1 */
+	ck_assert_int_eq(P("<13>J@n  2 03:04:05 h a: x"), 0);
+	ck_assert_str_eq(m.ts, "");
+	ck_assert_int_eq(P("<13>\xca\xc1\xce  2 03:04:05 h a: x"), 0);
+	ck_assert_str_eq(m.ts, "");
+	ck_assert_int_eq(P("<13>Jane 2 03:04:05 h a: x"), 0);
+	ck_assert_str_eq(m.ts, "");
+}
+END_TEST
+
 /* Odd clocks: the epoch, before it, and years ts cannot hold. */
 START_TEST(odd_now)
 {
@@ -988,6 +1016,7 @@ parse_syslog_suite(void)
 	tcase_add_test(tc, year_rollover);
 	tcase_add_test(tc, feb29);
 	tcase_add_test(tc, odd_now);
+	tcase_add_test(tc, month_names);
 	suite_add_tcase(s, tc);
 	return s;
 }
