@@ -156,8 +156,8 @@ fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 		tail -1 tests/fuzz/findings/$$n.log; \
 	done
 
-tests/bench/micro: tests/bench/micro.c worker/framing.o worker/parse_syslog.o worker/json.o \
-		worker/event.o
+tests/bench/micro: tests/bench/micro.c tests/bench/bench_records.o worker/framing.o \
+		worker/parse_syslog.o worker/json.o worker/event.o
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 tests/bench/blast: tests/bench/blast.c

@@ -10,13 +10,25 @@
 #include "event.h"
 #include "parse_syslog.h"
 
-static const char *const facilities[24] = {
-	"kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
-	"authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
-	"local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+struct name {
+	const char	*s;
+	size_t		 n;
 };
-static const char *const severities[8] = {
-	"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+
+#define NAME(s)		{ (s), sizeof(s) - 1 }
+
+/* The facility and severity of each PRI (facility * 8 + severity) as JSON members. */
+#define PRI(f, s)	NAME(",\"facility\":\"" f "\",\"severity\":\"" s "\"")
+#define FACILITY(f)	PRI(f, "emerg"), PRI(f, "alert"), PRI(f, "crit"), PRI(f, "err"), \
+			PRI(f, "warning"), PRI(f, "notice"), PRI(f, "info"), PRI(f, "debug")
+
+static const struct name pris[192] = {
+	FACILITY("kern"), FACILITY("user"), FACILITY("mail"), FACILITY("daemon"),
+	FACILITY("auth"), FACILITY("syslog"), FACILITY("lpr"), FACILITY("news"),
+	FACILITY("uucp"), FACILITY("cron"), FACILITY("authpriv"), FACILITY("ftp"),
+	FACILITY("ntp"), FACILITY("security"), FACILITY("console"), FACILITY("solaris-cron"),
+	FACILITY("local0"), FACILITY("local1"), FACILITY("local2"), FACILITY("local3"),
+	FACILITY("local4"), FACILITY("local5"), FACILITY("local6"), FACILITY("local7"),
 };
 
 static void
@@ -40,16 +52,48 @@ field(struct obuf *o, const char *key, size_t keylen, struct slice v)
 
 #define FIELD(o, key, v)	field((o), (key), sizeof(key) - 1, (v))
 
-void
-event_set_time(struct event_meta *m, const struct timespec *ts)
+/* received_at up to the microseconds, and the syslog clock: once a second. */
+static void
+set_second(struct event_meta *m, time_t sec)
 {
 	struct tm tm;
 
-	m->now = ts->tv_sec;
-	gmtime_r(&ts->tv_sec, &tm);
-	snprintf(m->received_at, sizeof(m->received_at), "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-	    ts->tv_nsec / 1000);
+	m->now = sec;
+	syslog_clock_set(&m->clock, sec);
+	gmtime_r(&sec, &tm);
+	snprintf(m->received_at, sizeof(m->received_at), "%04d-%02d-%02dT%02d:%02d:%02d.",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	m->secondlen = strlen(m->received_at);
+}
+
+/*
+ * Called for every read.  received_at reads as the one snprintf of
+ * "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ" would: the part up to the '.' is
+ * made when the second changes, and the microseconds go after it, by hand
+ * when they have 6 digits and fit, else by snprintf, which cuts them where
+ * the whole would have been cut.
+ */
+void
+event_set_time(struct event_meta *m, const struct timespec *ts)
+{
+	long us = ts->tv_nsec / 1000;
+	char *d;
+
+	if (m->received_atlen == 0 || ts->tv_sec != m->now)
+		set_second(m, ts->tv_sec);
+	d = m->received_at + m->secondlen;
+	if (us < 0 || us > 999999 || m->secondlen + 7 >= sizeof(m->received_at)) {
+		snprintf(d, sizeof(m->received_at) - m->secondlen, "%06ldZ", us);
+		m->received_atlen = strlen(m->received_at);
+		return;
+	}
+	for (int i = 5; i >= 0; i--) {
+		d[i] = '0' + us % 10;
+		us /= 10;
+	}
+	d[6] = 'Z';
+	d[7] = '\0';
+	m->received_atlen = m->secondlen + 7;
 }
 
 struct sd_state {
@@ -84,14 +128,10 @@ put_syslog(struct obuf *o, const struct syslog_msg *m)
 {
 	struct sd_state st = { o, NULL };
 
-	PUTS(o, ",\"facility\":\"");
-	put(o, facilities[m->pri >> 3], strlen(facilities[m->pri >> 3]));
-	PUTS(o, "\",\"severity\":\"");
-	put(o, severities[m->pri & 7], strlen(severities[m->pri & 7]));
-	PUTS(o, "\"");
-	if (m->ts[0]) {
+	put(o, pris[m->pri].s, pris[m->pri].n);
+	if (m->tslen) {
 		PUTS(o, ",\"timestamp\":\"");
-		put(o, m->ts, strlen(m->ts));
+		put(o, m->ts, m->tslen);
 		PUTS(o, "\"");
 	}
 	FIELD(o, ",\"host\":", m->host);
@@ -132,10 +172,10 @@ event_encode(struct obuf *o, const struct event_meta *m, const struct listener_c
 	int format = pick_format(l->format, rec, len);
 
 	PUTS(o, "{\"received_at\":\"");
-	put(o, m->received_at, strlen(m->received_at));
+	put(o, m->received_at, m->received_atlen);
 	PUTS(o, "\"");
 	put(o, m->prefix, m->prefixlen);
-	if (format == FORMAT_SYSLOG && syslog_parse(rec, len, m->now, &sm, &why) == 0) {
+	if (format == FORMAT_SYSLOG && syslog_parse_at(rec, len, &m->clock, &sm, &why) == 0) {
 		put_syslog(o, &sm);
 	} else if (format == FORMAT_JSON) {
 		PUTS(o, ",\"body\":");

@@ -19,15 +19,23 @@
 
 #include "config.h"
 #include "json.h"
+#include "parse_syslog.h"
 
 /* Most bytes event_encode appends: every field is an escaped slice of the record. */
 #define EVENT_MAX(len, metalen)	(8 * (len) + (metalen) + 512)
 
 enum event_result { EVENT_OK, EVENT_PARSE_ERROR, EVENT_DROPPED };
 
+/*
+ * The time of a read (event_set_time) and the connection's prefix.  What
+ * depends only on the second is worked out when the second changes.
+ */
 struct event_meta {
 	char		 received_at[64];	/* RFC 3339 UTC, microseconds */
+	size_t		 received_atlen;	/* 0 before the first event_set_time */
+	size_t		 secondlen;	/* of received_at up to the microseconds */
 	time_t		 now;
+	struct syslog_clock clock;	/* for BSD timestamps, at now */
 	const char	*prefix;	/* ,"peer":"...","listener":"..." pre-encoded */
 	size_t		 prefixlen;
 };

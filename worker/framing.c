@@ -225,7 +225,8 @@ st_start(struct framer *f, const char *p, size_t n)
 	size_t count = 0, hdr = 0, m;
 	int k, err = 0;
 
-	if (f->mode == FRAME_LF) {
+	/* Only a digit begins a count: in auto mode classify() makes anything else a line. */
+	if (f->mode == FRAME_LF || (f->mode == FRAME_AUTO && !is_digit(*p))) {
 		f->state = S_LINE;
 		return 0;
 	}

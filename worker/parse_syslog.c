@@ -38,32 +38,54 @@ digit(char c)
 }
 
 /* PRINTUSASCII (%d33-126): what RFC 5424 header fields are made of. */
+#define PRINTUS(c)	((c) >= '!' && (c) <= '~')
+
 static int
 printus(char c)
 {
-	return c >= '!' && c <= '~';
+	return PRINTUS(c);
 }
 
-/* Host names, IPv4 and IPv6 addresses; ':' alone does not make a tag. */
+/*
+ * The classes that the scanning loops test byte after byte, looked up in a
+ * table made by the compiler from these definitions, one load a byte:
+ * C_HOST  host names, IPv4 and IPv6 addresses; ':' alone does not make a tag;
+ * C_TAG   any printable but ':' and '[', which end a tag;
+ * C_SDNAME  SD-NAME: printable but '=', ']' and '"' (SP is not printable here).
+ */
+enum { C_HOST = 1, C_TAG = 2, C_SDNAME = 4 };
+
+#define HOSTCH(c)	(((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || \
+			    ((c) >= '0' && (c) <= '9') || (c) == '.' || (c) == '_' || \
+			    (c) == '-' || (c) == ':')
+#define TAGCH(c)	(PRINTUS(c) && (c) != ':' && (c) != '[')
+#define SDNAMECH(c)	(PRINTUS(c) && (c) != '=' && (c) != ']' && (c) != '"')
+#define CLASS(c)	((HOSTCH(c) ? C_HOST : 0) | (TAGCH(c) ? C_TAG : 0) | \
+			    (SDNAMECH(c) ? C_SDNAME : 0))
+#define CLASS4(c)	CLASS(c), CLASS((c) + 1), CLASS((c) + 2), CLASS((c) + 3)
+#define CLASS16(c)	CLASS4(c), CLASS4((c) + 4), CLASS4((c) + 8), CLASS4((c) + 12)
+#define CLASS64(c)	CLASS16(c), CLASS16((c) + 16), CLASS16((c) + 32), CLASS16((c) + 48)
+
+static const unsigned char classes[256] = {
+	CLASS64(0), CLASS64(64), CLASS64(128), CLASS64(192)
+};
+
 static int
 hostch(char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || digit(c) ||
-	    c == '.' || c == '_' || c == '-' || c == ':';
+	return classes[(unsigned char)c] & C_HOST;
 }
 
-/* Any printable but ':' and '[', which end a tag. */
 static int
 tagch(char c)
 {
-	return printus(c) && c != ':' && c != '[';
+	return classes[(unsigned char)c] & C_TAG;
 }
 
-/* SD-NAME: printable but '=', ']' and '"' (SP is not printable here). */
 static int
 sdnamech(char c)
 {
-	return printus(c) && c != '=' && c != ']' && c != '"';
+	return classes[(unsigned char)c] & C_SDNAME;
 }
 
 static struct slice
@@ -155,18 +177,33 @@ local_time(const char *p, const char *e)
 	return (size_t)(q - p);
 }
 
-/* "Jan".."Dec" as 1..12, English whatever the case; 3 readable bytes. */
+/* Three bytes as one number, for a switch on month names. */
+#define NAME3(a, b, c)	((unsigned)(a) << 16 | (unsigned)(b) << 8 | (unsigned)(c))
+
+/*
+ * "Jan".."Dec" as 1..12, English whatever the case; 3 readable bytes.
+ * | 0x20 makes an ASCII capital small and no other byte a small letter.
+ */
 static int
 month(const char *p)
 {
-	static const char names[] = "janfebmaraprmayjunjulaugsepoctnovdec";
-	int i;
+	const unsigned char *u = (const unsigned char *)p;
 
-	for (i = 0; i < 12; i++)
-		if ((p[0] | 0x20) == names[3 * i] && (p[1] | 0x20) == names[3 * i + 1] &&
-		    (p[2] | 0x20) == names[3 * i + 2])
-			return i + 1;
-	return 0;
+	switch (NAME3(u[0] | 0x20, u[1] | 0x20, u[2] | 0x20)) {
+	case NAME3('j', 'a', 'n'):	return 1;
+	case NAME3('f', 'e', 'b'):	return 2;
+	case NAME3('m', 'a', 'r'):	return 3;
+	case NAME3('a', 'p', 'r'):	return 4;
+	case NAME3('m', 'a', 'y'):	return 5;
+	case NAME3('j', 'u', 'n'):	return 6;
+	case NAME3('j', 'u', 'l'):	return 7;
+	case NAME3('a', 'u', 'g'):	return 8;
+	case NAME3('s', 'e', 'p'):	return 9;
+	case NAME3('o', 'c', 't'):	return 10;
+	case NAME3('n', 'o', 'v'):	return 11;
+	case NAME3('d', 'e', 'c'):	return 12;
+	default:			return 0;
+	}
 }
 
 static int
@@ -252,48 +289,67 @@ put2(char *d, int v)
 	d[1] = '0' + v % 10;
 }
 
+void
+syslog_clock_set(struct syslog_clock *c, time_t now)
+{
+	c->now = now;
+	c->year = year_of_days(floor_div(now, 86400));
+	if (c->year < 1 || c->year > 9999)
+		return;
+	for (int m = 1; m <= 12; m++)
+		c->month_day[m - 1] = days_from_civil(c->year, m, 1);
+	put2(c->year_text, (int)(c->year / 100));
+	put2(c->year_text + 2, (int)(c->year % 100));
+}
+
 /*
  * A BSD timestamp has no year: take now's (UTC), or the one before when
  * that would put the message more than FUTURE_MAX ahead of now (December
  * logs read in January).  Feb 29 of a common year is a sender's broken
  * clock: it goes to the latest leap year before, so ts is always a real
- * date.  With now outside years 1..9999, ts is left empty.
+ * date.  With now outside years 1..9999, ts is left empty.  hms is the
+ * stamp's "HH:MM:SS", which is already as RFC 3339 writes it.
  */
 static void
-bsdformat(char *ts, const struct stamp *t, time_t now)
+bsdformat(struct syslog_msg *m, const struct stamp *t, const char *hms,
+    const struct syslog_clock *c)
 {
-	int64_t y = year_of_days(floor_div(now, 86400)), secs;
+	int64_t y = c->year, secs;
+	char *ts = m->ts;
 
 	if (y < 1 || y > 9999)
 		return;
-	secs = days_from_civil(y, t->mon, t->day) * 86400 +
+	/* Days count on linearly past a month's end: Feb 29 of a common year is Mar 1. */
+	secs = (c->month_day[t->mon - 1] + t->day - 1) * 86400 +
 	    t->hour * 3600 + t->min * 60 + t->sec;
-	if (secs - now > FUTURE_MAX)
+	if (secs - c->now > FUTURE_MAX)
 		y--;
 	if (t->mon == 2 && t->day == 29)
 		while (!leap(y))
 			y--;
-	put2(ts, (int)(y / 100));
-	put2(ts + 2, (int)(y % 100));
+	if (y == c->year) {
+		memcpy(ts, c->year_text, 4);
+	} else {
+		put2(ts, (int)(y / 100));
+		put2(ts + 2, (int)(y % 100));
+	}
 	ts[4] = '-';
 	put2(ts + 5, t->mon);
 	ts[7] = '-';
 	put2(ts + 8, t->day);
 	ts[10] = 'T';
-	put2(ts + 11, t->hour);
-	ts[13] = ':';
-	put2(ts + 14, t->min);
-	ts[16] = ':';
-	put2(ts + 17, t->sec);
+	memcpy(ts + 11, hms, 8);
 	ts[19] = 'Z';
 	ts[20] = '\0';
+	m->tslen = 20;
 }
 
 static void
-copyts(char *ts, const char *p, size_t n)
+copyts(struct syslog_msg *m, const char *p, size_t n)
 {
-	memcpy(ts, p, n);
-	ts[n] = '\0';
+	memcpy(m->ts, p, n);
+	m->ts[n] = '\0';
+	m->tslen = n;
 }
 
 /* "<" 1-3 digits ">", no leading zero but in "<0>"; p[0] is '<'. */
@@ -344,14 +400,14 @@ field(const char *p, const char *e, struct slice *f, const char *bad, const char
 
 /* The RFC 5424 TIMESTAMP and its SP, copied as sent, "" for "-". */
 static const char *
-stamp5424(const char *p, const char *e, char *ts, const char **why)
+stamp5424(const char *p, const char *e, struct syslog_msg *m, const char **why)
 {
 	size_t n = 0;
 
 	if (p < e && *p == '-')
 		n = 1;
 	else if ((n = rfc3339(p, e)) != 0)
-		copyts(ts, p, n);
+		copyts(m, p, n);
 	if (p + n == e) {
 		*why = TRUNCATED;
 		return NULL;
@@ -470,7 +526,7 @@ msg5424(const char *p, const char *e)
 static int
 parse5424(const char *p, const char *e, struct syslog_msg *m, const char **why)
 {
-	if ((p = stamp5424(p, e, m->ts, why)) == NULL ||
+	if ((p = stamp5424(p, e, m, why)) == NULL ||
 	    (p = field(p, e, &m->host, "bad hostname", why)) == NULL ||
 	    (p = field(p, e, &m->app, "bad app name", why)) == NULL ||
 	    (p = field(p, e, &m->procid, "bad procid", why)) == NULL ||
@@ -489,7 +545,7 @@ parse5424(const char *p, const char *e, struct syslog_msg *m, const char **why)
  * Returns what follows the SP and sets ts, or returns NULL.
  */
 static const char *
-stamp3164(const char *p, const char *e, time_t now, char *ts)
+stamp3164(const char *p, const char *e, const struct syslog_clock *c, struct syslog_msg *m)
 {
 	struct stamp t;
 	size_t n;
@@ -505,11 +561,14 @@ stamp3164(const char *p, const char *e, time_t now, char *ts)
 	if (p + n < e && p[n] != ' ')
 		return NULL;
 	if (bsd) {
-		bsdformat(ts, &t, now);
+		bsdformat(m, &t, p + n - 8, c);		/* a BSD stamp ends "HH:MM:SS" */
 	} else {
-		copyts(ts, p, n);
-		if (zoneless)
-			strcat(ts, "Z");
+		copyts(m, p, n);
+		if (zoneless) {
+			m->ts[n] = 'Z';
+			m->ts[n + 1] = '\0';
+			m->tslen = n + 1;
+		}
 	}
 	return p + n < e ? p + n + 1 : p + n;
 }
@@ -564,11 +623,11 @@ tag3164(const char *p, const char *e, struct syslog_msg *m)
 
 /* After "<PRI>": anything that is not "1 " is taken as RFC 3164. */
 static void
-parse3164(const char *p, const char *e, time_t now, struct syslog_msg *m)
+parse3164(const char *p, const char *e, const struct syslog_clock *c, struct syslog_msg *m)
 {
 	const char *q;
 
-	if ((q = stamp3164(p, e, now, m->ts)) != NULL)
+	if ((q = stamp3164(p, e, c, m)) != NULL)
 		p = host3164(q, e, &m->host);
 	p = tag3164(p, e, m);
 	m->msg = slice(p, e);
@@ -596,6 +655,16 @@ int
 syslog_parse(const char *rec, size_t len, time_t now, struct syslog_msg *m,
     const char **why)
 {
+	struct syslog_clock c;
+
+	syslog_clock_set(&c, now);
+	return syslog_parse_at(rec, len, &c, m, why);
+}
+
+int
+syslog_parse_at(const char *rec, size_t len, const struct syslog_clock *c,
+    struct syslog_msg *m, const char **why)
+{
 	const char *p, *e;
 
 	/* Checked before rec + len is formed: rec may be NULL when len is 0. */
@@ -606,12 +675,13 @@ syslog_parse(const char *rec, size_t len, time_t now, struct syslog_msg *m,
 	e = rec + len;
 	m->version = 0;
 	m->ts[0] = '\0';
+	m->tslen = 0;
 	m->host = m->app = m->procid = m->msgid = m->sd = m->msg = slice(rec, rec);
 	if ((p = pri(rec, e, &m->pri, why)) == NULL)
 		return -1;
 	if (e - p >= 2 && p[0] == '1' && p[1] == ' ' && looks_5424(p + 2, e))
 		return parse5424(p + 2, e, m, why);
-	parse3164(p, e, now, m);
+	parse3164(p, e, c, m);
 	return 0;
 }
 

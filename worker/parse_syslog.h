@@ -19,11 +19,15 @@
  *
  * syslog_parse returns 0, or -1 with *why set ("no PRI", "PRI out of
  * range", "bad structured data", ...) when the record is not syslog.
+ * syslog_parse_at does the same with what BSD timestamps need from now
+ * worked out beforehand by syslog_clock_set, once for every record
+ * received in the same second.
  */
 #ifndef INGESTD_PARSE_SYSLOG_H
 #define INGESTD_PARSE_SYSLOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 struct slice {
@@ -35,6 +39,7 @@ struct syslog_msg {
 	int		 pri;		/* 0..191 */
 	int		 version;	/* 1 for RFC 5424, 0 for RFC 3164 */
 	char		 ts[40];	/* RFC 3339, "" when none */
+	size_t		 tslen;		/* strlen(ts) */
 	struct slice	 host, app, procid, msgid;
 	struct slice	 sd;		/* raw "[id k=\"v\"]..." (5424 only) */
 	struct slice	 msg;
@@ -43,8 +48,19 @@ struct syslog_msg {
 /* One SD parameter; value is raw, still with its \" \\ \] escapes. */
 typedef void syslog_sd_fn(void *arg, struct slice id, struct slice name, struct slice value);
 
+/* now's year (UTC) and the day each of its months begins, for BSD timestamps */
+struct syslog_clock {
+	time_t		 now;
+	int64_t		 year;
+	int64_t		 month_day[12];	/* days from 1970-01-01 to the 1st */
+	char		 year_text[4];	/* year in 4 digits, when it has at most 4 */
+};
+
+void	 syslog_clock_set(struct syslog_clock *, time_t now);
 int	 syslog_parse(const char *rec, size_t len, time_t now, struct syslog_msg *,
 	    const char **why);
+int	 syslog_parse_at(const char *rec, size_t len, const struct syslog_clock *,
+	    struct syslog_msg *, const char **why);
 /* Calls fn for every element with no parameter (name.n == 0) and every parameter. */
 void	 syslog_sd_walk(struct slice sd, syslog_sd_fn *fn, void *arg);
 

@@ -1,18 +1,26 @@
 /*
  * micro: the record pipeline's cost per record on one core, without I/O.
  *
- * A realistic mix of 100-300 byte records (RFC 3164, RFC 5424 with
- * structured data, JSON objects), LF-framed, is fed through framing ->
- * parser -> JSON event encoding into an in-memory sink buffer, as a worker
- * does after read(2).  Prints records/s and ns/record.
+ * Records, LF-framed, are fed through framing -> parser -> JSON event
+ * encoding into an in-memory sink buffer, as a worker does after read(2).
+ * Prints records/s and ns/record.
  *
- *   tests/bench/micro [seconds]
+ *   tests/bench/micro [-n passes] [-s mix | 3164] [seconds]
+ *
+ * -s mix (the default) is a realistic mix of 100-300 byte records (RFC
+ * 3164, RFC 5424 with structured data, JSON objects); -s 3164 is the
+ * 100-byte RFC 3164 record of `ingestd-bench -s 3164 --size 100`, made by
+ * ingestd-bench's own code.  -n runs exactly that many passes over the
+ * stream instead of for seconds: a fixed amount of work, for counting
+ * instructions per record under callgrind.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "bench.h"
 #include "config.h"
 #include "event.h"
 #include "framing.h"
@@ -23,15 +31,6 @@ static struct listener_cfg lst;
 static struct event_meta meta;
 static struct obuf out;
 static unsigned long nrec;
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void
 on_record(void *arg, const char *rec, size_t len, int truncated)
@@ -70,19 +69,59 @@ make_record(char *buf, unsigned i)
 	return (size_t)n;
 }
 
+/* The stream of -s 3164: 16 connections' records, as a blast sends them. */
+static size_t
+make_3164(char *stream)
+{
+	uint64_t rng = 1;
+	size_t len = 0;
+
+	rec_init(SHAPE_3164, 0, 100, 100);
+	for (unsigned i = 0; i < STREAM_RECORDS; i++)
+		len += rec_put(stream + len, i % 16, i / 16, &rng);
+	return len;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: micro [-n passes] [-s mix | 3164] [seconds]\n");
+	exit(EX_USAGE);
+}
+
 int
 main(int argc, char **argv)
 {
-	double seconds = argc > 1 ? atof(argv[1]) : 3, t0, t;
+	double seconds = 3, t0, t;
 	struct timespec ts;
 	struct framer fr;
-	const char *why;
+	const char *why, *shape = "mix";
 	size_t len = 0;
 	char *stream = malloc(STREAM_RECORDS * 320);
-	unsigned long bytes = 0;
+	unsigned long bytes = 0, passes = 0, npass = 0;
+	int ch;
 
-	for (unsigned i = 0; i < STREAM_RECORDS; i++)
-		len += make_record(stream + len, i);
+	while ((ch = getopt(argc, argv, "n:s:")) != -1) {
+		switch (ch) {
+		case 'n':
+			passes = strtoul(optarg, NULL, 10);
+			break;
+		case 's':
+			shape = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind < argc)
+		seconds = atof(argv[optind]);
+	if (strcmp(shape, "3164") == 0)
+		len = make_3164(stream);
+	else if (strcmp(shape, "mix") == 0)
+		for (unsigned i = 0; i < STREAM_RECORDS; i++)
+			len += make_record(stream + len, i);
+	else
+		usage();
 	lst.framing = FRAMING_AUTO;
 	lst.format = FORMAT_AUTO;
 	lst.max_record = 65536;
@@ -102,10 +141,11 @@ main(int argc, char **argv)
 			frame_feed(&fr, stream + off, n, on_record, NULL, &why);
 		}
 		bytes += len;
+		npass++;
 		t = now() - t0;
-	} while (t < seconds);
-	printf("micro: %lu records (%.0f MB) in %.2f s: %.0f records/s, %.0f ns/record, %.0f MB/s in,"
-	    " one core\n", nrec, bytes / 1e6, t, nrec / t, t * 1e9 / nrec, bytes / 1e6 / t);
+	} while (passes ? npass < passes : t < seconds);
+	printf("micro: %s: %lu records (%.0f MB) in %.2f s: %.0f records/s, %.0f ns/record,"
+	    " %.0f MB/s in, one core\n", shape, nrec, bytes / 1e6, t, nrec / t, t * 1e9 / nrec, bytes / 1e6 / t);
 	frame_free(&fr);
 	free(out.p);
 	free(stream);

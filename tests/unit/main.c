@@ -17,6 +17,7 @@ main(void)
 	srunner_add_suite(sr, backoff_suite());
 	srunner_add_suite(sr, cidr_suite());
 	srunner_add_suite(sr, conntab_suite());
+	srunner_add_suite(sr, event_suite());
 	srunner_add_suite(sr, filelock_suite());
 	srunner_add_suite(sr, framing_suite());
 	srunner_add_suite(sr, json_suite());

@@ -538,6 +538,207 @@ START_TEST(string_random)
 }
 END_TEST
 
+/*
+ * What json_string must write, byte by byte, without json.c's table or
+ * word tricks: RFC 3629 for what is valid UTF-8, RFC 8259 for escapes.
+ */
+static size_t
+ref_utf8(const unsigned char *p, size_t left)
+{
+	unsigned long cp;
+	size_t n, i;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (left < n)
+		return 0;
+	cp = p[0] & (0x7f >> n);
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+static char *
+ref_string(const unsigned char *s, size_t len)
+{
+	char *out = malloc(JSON_STRING_MAX(len) + 1), *o = out;
+	size_t i = 0, n;
+
+	ck_assert_ptr_nonnull(out);
+	*o++ = '"';
+	while (i < len) {
+		unsigned char c = s[i];
+
+		if (c >= 0x80 && (n = ref_utf8(s + i, len - i)) != 0) {
+			memcpy(o, s + i, n);
+			o += n;
+			i += n;
+			continue;
+		}
+		i++;
+		if (c == '"' || c == '\\')
+			o += sprintf(o, "\\%c", c);
+		else if (c == '\b')
+			o += sprintf(o, "\\b");
+		else if (c == '\t')
+			o += sprintf(o, "\\t");
+		else if (c == '\n')
+			o += sprintf(o, "\\n");
+		else if (c == '\f')
+			o += sprintf(o, "\\f");
+		else if (c == '\r')
+			o += sprintf(o, "\\r");
+		else if (c < 0x20)
+			o += sprintf(o, "\\u%04x", c);
+		else if (c >= 0x80)
+			o += sprintf(o, "\\ufffd");
+		else
+			*o++ = c;
+	}
+	*o++ = '"';
+	*o = '\0';
+	return out;
+}
+
+/* json_string of len bytes at s + align in a buffer of other bytes, against ref_string. */
+static void
+ck_string_at(const unsigned char *s, size_t len, size_t align)
+{
+	unsigned char buf[64];
+	char *want = ref_string(s, len);
+	struct obuf out = obuf_new(JSON_STRING_MAX(len));
+	struct res r;
+
+	ck_assert_uint_le(align + len + 8, sizeof(buf));
+	/* around the string, bytes that would change the output if read as part of it */
+	memset(buf, '"', sizeof(buf));
+	memcpy(buf + align, s, len);
+	json_string(&out, (const char *)buf + align, len);
+	obuf_take(&out, &r);
+	ck_assert_msg(r.len == strlen(want) && memcmp(r.out, want, r.len) == 0,
+	    "len %zu align %zu: got %s want %s", len, align, r.out, want);
+	free(r.out);
+	if (align == 0) {
+		r = str(json_string, (const char *)s, len);	/* exact size: ASan sees overreads */
+		ck_assert_str_eq(r.out, want);
+		free(r.out);
+	}
+	free(want);
+}
+
+/*
+ * json.c takes 8 plain bytes at a time, and the last few with a word that
+ * overlaps what went before: every length from 0 to 17 (no word, one, two,
+ * and tails of every size) at every alignment, and each kind of byte that
+ * must stop a word at each position, alone and followed by another, at an
+ * alignment that turns with the position and the byte (every one, for
+ * ASan's sake, would take too long).
+ */
+START_TEST(string_words)
+{
+	static const unsigned char stops[] = {
+		0x00, '\n', 0x1f, '"', '\\', 0x80, 0xbf, 0xc3, 0xe2, 0xff,
+		/* plain, at the edges of the ranges the word test checks */
+		0x20, 0x21, 0x23, 0x5b, 0x5d, 0x7f,
+	};
+	unsigned char s[32];
+	size_t len, align, pos, k;
+
+	for (len = 0; len <= 17; len++) {
+		for (pos = 0; pos < len; pos++)
+			s[pos] = 'a' + pos;
+		for (align = 0; align < 8; align++)
+			ck_string_at(s, len, align);
+		for (pos = 0; pos < len; pos++)
+			for (k = 0; k < sizeof(stops); k++) {
+				for (size_t i = 0; i < len; i++)
+					s[i] = 'a' + i;
+				s[pos] = stops[k];
+				ck_string_at(s, len, (pos + k) % 8);
+				s[len - 1] = stops[(k + 3) % sizeof(stops)];
+				ck_string_at(s, len, (pos + k + 1) % 8);
+			}
+	}
+}
+END_TEST
+
+/* Valid UTF-8 in the middle of plain text is copied as it is, wherever it falls. */
+START_TEST(string_words_utf8)
+{
+	static const char *const seqs[] = { "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+	    "\xed\xa0\x80", "\xe2\x82" };
+	unsigned char s[32];
+	size_t len, pos, k, n;
+
+	for (len = 0; len <= 17; len++)
+		for (k = 0; k < sizeof(seqs) / sizeof(seqs[0]); k++)
+			for (pos = 0; pos + (n = strlen(seqs[k])) <= len; pos++) {
+				for (size_t i = 0; i < len; i++)
+					s[i] = 'A' + i;
+				memcpy(s + pos, seqs[k], n);
+				ck_string_at(s, len, pos % 8);
+			}
+}
+END_TEST
+
+/*
+ * The JSON checker skips plain string bytes 8 at a time too: a byte that
+ * is not plain is found at every position of a word.
+ */
+START_TEST(copy_words)
+{
+	char rec[64];
+	struct res r;
+	size_t len, pos;
+
+	for (len = 1; len <= 17; len++)
+		for (pos = 0; pos < len; pos++) {
+			int n;
+
+			memset(rec, 0, sizeof(rec));
+			n = snprintf(rec, sizeof(rec), "{\"k\":\"%.*s\"}", (int)len,
+			    "abcdefghijklmnopq");
+			rec[6 + pos] = '\x01';
+			r = copy(rec, n);
+			ck_assert_int_eq(r.rc, -1);
+			ck_assert_str_eq(r.why, "control character in string");
+			free(r.out);
+			rec[6 + pos] = '\xff';
+			r = copy(rec, n);
+			ck_assert_int_eq(r.rc, -1);
+			ck_assert_str_eq(r.why, "invalid UTF-8 in string");
+			free(r.out);
+			rec[6 + pos] = '\x7f';
+			r = copy(rec, n);
+			ck_assert_int_eq(r.rc, 0);
+			ck_assert_str_eq(r.out, rec);
+			free(r.out);
+			rec[6 + pos] = '"';	/* the string ends early */
+			r = copy(rec, n);
+			ck_assert_int_eq(r.rc, -1);
+			ck_assert_str_eq(r.why, "expected ',' or '}'");
+			free(r.out);
+			/* cut before that quote: the scan runs into the end of the record */
+			r = copy(rec, 6 + pos);
+			ck_assert_int_eq(r.rc, -1);
+			ck_assert_str_eq(r.why, "unterminated string");
+			free(r.out);
+		}
+}
+END_TEST
+
 static const struct ok_case sd_values[] = {
 	{ B(""), "\"\"" },
 	{ B("plain"), "\"plain\"" },
@@ -584,6 +785,9 @@ json_suite(void)
 	tcase_add_loop_test(strs, string_every_byte, 0, 256);
 	tcase_add_test(strs, string_worst_case);
 	tcase_add_test(strs, string_random);
+	tcase_add_test(strs, string_words);
+	tcase_add_test(strs, string_words_utf8);
+	tcase_add_test(obj, copy_words);
 	suite_add_tcase(s, strs);
 	tcase_add_loop_test(sd, sd_value_cases, 0, sizeof(sd_values) / sizeof(sd_values[0]));
 	suite_add_tcase(s, sd);

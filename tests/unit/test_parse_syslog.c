@@ -70,6 +70,7 @@ ck_inside(const struct syslog_msg *m, const char *base, size_t len)
 	ck_assert(inside(m->sd, base, len));
 	ck_assert(inside(m->msg, base, len));
 	ck_assert_uint_le(strnlen(m->ts, sizeof(m->ts)), sizeof(m->ts) - 1);
+	ck_assert_uint_eq(m->tslen, strlen(m->ts));
 }
 
 /* Parses rec as given and from an exact-size copy; m points into the copy. */
@@ -858,6 +859,66 @@ START_TEST(feb29)
 }
 END_TEST
 
+/* Every month name in every mix of case, and names that are not months. */
+START_TEST(month_names)
+{
+	static const char names[] = "janfebmaraprmayjunjulaugsepoctnovdec";
+	struct syslog_msg m;
+	const char *why;
+	char rec[64], want[32];
+
+	for (int mon = 0; mon < 12; mon++)
+		for (int caps = 0; caps < 8; caps++) {
+			snprintf(rec, sizeof(rec), "<13>%c%c%c  2 03:04:05 h a: x",
+			    names[3 * mon] - (caps & 1 ? 0x20 : 0),
+			    names[3 * mon + 1] - (caps & 2 ? 0x20 : 0),
+			    names[3 * mon + 2] - (caps & 4 ? 0x20 : 0));
+			ck_assert_int_eq(parse_at(rec, strlen(rec), NOW, &m, &why), 0);
+			snprintf(want, sizeof(want), "2026-%02d-02T03:04:05Z", mon + 1);
+			ck_assert_str_eq(m.ts, want);
+		}
+	/* | 0x20 must not make these months: '@' is '`', 0xc1 is 0xe1 */
+	ck_assert_int_eq(P("<13>J@n  2 03:04:05 h a: x"), 0);
+	ck_assert_str_eq(m.ts, "");
+	ck_assert_int_eq(P("<13>\xca\xc1\xce  2 03:04:05 h a: x"), 0);
+	ck_assert_str_eq(m.ts, "");
+	ck_assert_int_eq(P("<13>Jane 2 03:04:05 h a: x"), 0);
+	ck_assert_str_eq(m.ts, "");
+}
+END_TEST
+
+/*
+ * One clock set once serves every record of its second: syslog_parse_at
+ * gives what syslog_parse gives, for every day of the year and times on
+ * both sides of the FUTURE_MAX limit, in common and leap years.
+ */
+START_TEST(clock_reused)
+{
+	static const time_t nows[] = { NOW, JAN_5_2027, MAR_10_2028, JAN_10_2029, 0, -1,
+	    (time_t)951782400 /* 2000-02-29 */, (time_t)253402300799, (time_t)253402300800 };
+	static const char *const mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+	    "Aug", "Sep", "Oct", "Nov", "Dec" };
+	struct syslog_clock c;
+	struct syslog_msg a, b;
+	const char *why;
+	char rec[64];
+
+	for (size_t i = 0; i < sizeof(nows) / sizeof(nows[0]); i++) {
+		syslog_clock_set(&c, nows[i]);
+		for (int k = 0; k < 12 * 31 * 2; k++) {
+			int mo = k / 62, day = k / 2 % 31 + 1, hour = k % 2 * 23;
+			int n = snprintf(rec, sizeof(rec), "<13>%s %2d %02d:59:59 h a: x", mon[mo],
+			    day, hour);
+
+			ck_assert_int_eq(syslog_parse(rec, n, nows[i], &a, &why),
+			    syslog_parse_at(rec, n, &c, &b, &why));
+			ck_assert_str_eq(a.ts, b.ts);
+			ck_assert_uint_eq(b.tslen, strlen(b.ts));
+		}
+	}
+}
+END_TEST
+
 /* Odd clocks: the epoch, before it, and years ts cannot hold. */
 START_TEST(odd_now)
 {
@@ -988,6 +1049,8 @@ parse_syslog_suite(void)
 	tcase_add_test(tc, year_rollover);
 	tcase_add_test(tc, feb29);
 	tcase_add_test(tc, odd_now);
+	tcase_add_test(tc, month_names);
+	tcase_add_test(tc, clock_reused);
 	suite_add_tcase(s, tc);
 	return s;
 }

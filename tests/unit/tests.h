@@ -11,8 +11,9 @@ Suite	*addr_suite(void);	/* test_addr.c:    common/addr.c */
 Suite	*backoff_suite(void);	/* test_backoff.c: server/backoff.c */
 Suite	*cidr_suite(void);	/* test_cidr.c:    common/cidr.c */
 Suite	*config_suite(void);	/* test_config.c:  common/config.c */
-Suite	*filelock_suite(void);	/* test_filelock.c: common/filelock.c */
 Suite	*conntab_suite(void);	/* test_conntab.c: common/conntab.c */
+Suite	*event_suite(void);	/* test_event.c:   worker/event.c */
+Suite	*filelock_suite(void);	/* test_filelock.c: common/filelock.c */
 Suite	*framing_suite(void);	/* test_framing.c: worker/framing.c */
 Suite	*json_suite(void);	/* test_json.c:    worker/json.c */
 Suite	*parse_syslog_suite(void);	/* test_parse_syslog.c: worker/parse_syslog.c */
