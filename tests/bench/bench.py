@@ -28,7 +28,10 @@ The records are 100-byte RFC 3164 records.  The runs:
                the start of the load to the output file's last write),
                server CPU seconds per million records (utime + stime of
                every server process, from /proc), peak RSS (VmHWM summed
-               over the server's processes), records lost (sent - written)
+               over the server's processes), bytes written per record
+               (ingestd's JSON event against rsyslog's and syslog-ng's text
+               line: the file write is a share of the CPU), records lost
+               (sent - written)
   churn        one record per connection, 30,000 new connections a second
                (at most 2,000 open, from 64 source addresses): connections/s
                completed, refused, lost records, send -> written latency
@@ -58,7 +61,7 @@ counts.
 
 A load that overruns its time (a server that stops accepting under churn)
 is interrupted and its partial figures reported, so the suite stays
-bounded (about 6 minutes).
+bounded (about 8 minutes).
 
 Python 3 standard library only.
 """
@@ -336,19 +339,19 @@ def rsyslog_modules():
 def loadgen(port, *args, budget=None):
     """
     Run ingestd-bench with -j; its JSON summary.  After budget seconds (the
-    load's length + 20 s) it is interrupted (SIGINT: stop sending; a second
-    one 15 s later: stop following), and its summary says "interrupted".
+    load's length + 10 s) it is interrupted (SIGINT: stop sending; a second
+    one 10 s later: stop following), and its summary says "interrupted".
     """
     argv = [LOADGEN, "-p", str(port), "-j"] + [str(a) for a in args]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     interrupted = False
     try:
-        out, err = p.communicate(timeout=budget or SECONDS + 20)
+        out, err = p.communicate(timeout=budget or SECONDS + 10)
     except subprocess.TimeoutExpired:
         interrupted = True
         p.send_signal(signal.SIGINT)
         try:
-            out, err = p.communicate(timeout=15)
+            out, err = p.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             p.send_signal(signal.SIGINT)
             out, err = p.communicate(timeout=30)
@@ -406,7 +409,9 @@ def measure(srv, run_load, expect_of=lambda r: r["records"]):
     written, seconds = settle(srv, sent, t_start)
     pids = srv.all_pids()
     cpu = cpu_seconds(pids) - cpu0
+    size = srv.output_size()[0] if srv.kind != "discard" else None
     return {"sent": sent, "written": written, "lost": sent - written, "seconds": round(seconds, 3),
+            "bytes_per_record": round(size / written) if size and written else None,
             "records_per_s": round(written / seconds), "server_cpu_s": round(cpu, 2),
             "cpu_s_per_million": round(cpu / (written / 1e6), 3) if written else None,
             "peak_rss_kb": hwm_kb(pids), "processes": len(pids), "client": res}
@@ -477,7 +482,7 @@ def throughput(tmp):
 def follow_load(mode, rate, conns, extra=()):
     def run(srv):
         args = ["-m", mode, "-r", rate, "-c", conns, "-d", SECONDS, "-f", srv.out,
-                "--follow-grace", 10] + list(extra) + RECORDS
+                "--follow-grace", 5] + list(extra) + RECORDS
         return measure(srv, lambda: loadgen(srv.port, *args))
     return run
 
@@ -579,10 +584,11 @@ def throughput_table(rows):
                     fmt(r.get("cpu_s_per_million"), "{:.3f}"),
                     ratio(r.get("cpu_s_per_million"), base.get("cpu_s_per_million")),
                     fmt(r.get("peak_rss_kb") and r["peak_rss_kb"] / 1024, "{:.1f}"),
-                    fmt(r.get("sent")), fmt(r.get("lost")),
+                    fmt(r.get("bytes_per_record")), fmt(r.get("sent")), fmt(r.get("lost")),
                     note(r, lambda v: "%.2fM" % (v / 1e6))])
     return table(["server", "load", "records/s written", "x ingestd", "CPU s / M records",
-                  "x ingestd", "peak RSS MB", "sent", "lost", "note"], out)
+                  "x ingestd", "peak RSS MB", "bytes / record written", "sent", "lost", "note"],
+                 out)
 
 
 def lat_cells(r, key="latency_us"):
