@@ -4145,7 +4145,10 @@ def relp_send_timeout(ctx):
     print(f"# relp_send_timeout: {sent} of {len(data)} bytes taken, closed after {took:.1f} s; "
           f"worker RSS {rss} kB", file=sys.stderr, flush=True)
     check(took < 8, f"the client that never reads was closed only after {took:.1f} s")
-    check(all(r < 16 << 10 for r in rss), f"worker RSS {rss} kB while a client ignores its answers")
+    # AddressSanitizer keeps freed memory in quarantine (up to 256 MB) to catch uses after
+    # free, so its RSS counts every answer buffer the session freed: a looser bound there.
+    limit = 48 << 10 if sanitized_build() else 16 << 10
+    check(all(r < limit for r in rss), f"worker RSS {rss} kB while a client ignores its answers")
     s.stop()
     check_defences(s, 1, send=1)
 
