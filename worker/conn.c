@@ -522,7 +522,7 @@ read_client(struct conn *c, int to_the_end)
 			conn_close(c, "out of memory for responses");
 			return -1;
 		}
-		answer(c);
+		return answer(c);	/* which may end the session */
 	}
 	return 0;
 }

@@ -4,8 +4,9 @@
  * A file sink appends with one write(2) per batch under the file's lock,
  * shared by the workers (common/filelock.c), so that the lines of several
  * workers never interleave; a short write (disk full) is cut back to its
- * last whole line, so the file never holds half a line.  strftime patterns in the path rotate the file by time, and
- * SIGUSR1 opens it again by name (log rotation).
+ * last whole line, so the file never holds half a line.  strftime patterns
+ * in the path rotate the file by time, and SIGUSR1 opens it again by name
+ * (log rotation).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -82,16 +83,21 @@ open_current(struct sink *s)
 static size_t
 keep_whole_lines(struct sink *s, size_t written)
 {
-	off_t end = lseek(s->fd, 0, SEEK_CUR);
 	size_t keep = written;
 	struct stat st;
+	off_t end;
 
 	while (keep > 0 && s->q.p[keep - 1] != '\n')
 		keep--;
-	if (keep < written && (end == -1 || fstat(s->fd, &st) == -1 || st.st_size != end ||
-	    ftruncate(s->fd, end - (off_t)(written - keep)) == -1))
-		log_warnx("%s: sink %s: cannot remove a partial line from %s", wrk.name,
+	if (keep == written)
+		return keep;
+	if ((end = lseek(s->fd, 0, SEEK_CUR)) == -1 || fstat(s->fd, &st) == -1 ||
+	    (st.st_size == end && ftruncate(s->fd, end - (off_t)(written - keep)) == -1))
+		log_warn("%s: sink %s: cannot remove a partial line from %s", wrk.name,
 		    s->cf->name, s->where);
+	else if (st.st_size != end)
+		log_warnx("%s: sink %s: a partial line stays in %s: another process appended "
+		    "after it", wrk.name, s->cf->name, s->where);
 	return keep;
 }
 
