@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,16 +186,15 @@ out_of_descriptors(struct acceptor *a)
 	evtimer_add(resume_timer, &tv);
 }
 
+/* Accept at most max connections from a's listener, or until EAGAIN. */
 static void
-on_accept(evutil_socket_t lfd, short what, void *arg)
+accept_some(struct acceptor *a, int max)
 {
-	struct acceptor *a = arg;
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int fd;
 
-	(void)what;
-	for (int i = 0; i < ACCEPTS_PER_WAKE && !paused; i++) {
+	for (int i = 0; i < max && !paused; i++) {
 		if (conn_count() >= wrk.cf->worker_connections) {
 			log_limited(&full_limit, LOG_LVL_WARNING,
 			    "%s: worker_connections (%d) reached; pausing accept", wrk.name,
@@ -203,7 +203,7 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 			return;
 		}
 		len = sizeof(ss);
-		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = accept4(a->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1) {
 			if (errno == EMFILE || errno == ENFILE)
 				out_of_descriptors(a);
@@ -215,6 +215,14 @@ on_accept(evutil_socket_t lfd, short what, void *arg)
 		}
 		admit(a, fd, (struct sockaddr *)&ss, len);
 	}
+}
+
+static void
+on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	(void)lfd;
+	(void)what;
+	accept_some(arg, ACCEPTS_PER_WAKE);
 }
 
 int
@@ -255,7 +263,7 @@ acc_close(int take_queued)
 {
 	for (int i = 0; i < nacc; i++) {
 		if (take_queued && !paused && acc[i].l->accept_mode == ACCEPT_REUSEPORT)
-			on_accept(acc[i].fd, EV_READ, &acc[i]);
+			accept_some(&acc[i], INT_MAX);
 		if (acc[i].ev) {
 			event_free(acc[i].ev);
 			acc[i].ev = NULL;

@@ -30,7 +30,7 @@
 
 struct worker wrk;
 
-static struct event *chan_ev, *drain_timer, *sig_ev;
+static struct event *chan_ev, *drain_timer, *sig_ev, *exit_check;
 static int chan_fd = -1, sig_fd = -1;
 
 static void
@@ -118,13 +118,29 @@ stop(const char *why)
 	event_base_loopexit(wrk.base, NULL);
 }
 
+/*
+ * Draining: the worker leaves its loop when no connection is left, checked
+ * from the loop rather than at the close.  A close can come while the
+ * worker is still taking connections (acc_close reads each queued one at
+ * once, and one may end there): leaving then would abandon the next.
+ */
+static void
+on_exit_check(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (conn_count() == 0)
+		event_base_loopexit(wrk.base, NULL);
+}
+
 /* Called by conn after each close. */
 void
 worker_conn_closed(void)
 {
 	if (wrk.draining) {
 		if (conn_count() == 0)
-			event_base_loopexit(wrk.base, NULL);
+			event_active(exit_check, EV_TIMEOUT, 1);
 		return;
 	}
 	acc_resume();
@@ -248,6 +264,8 @@ cleanup(void)
 		event_free(chan_ev);
 	if (drain_timer)
 		event_free(drain_timer);
+	if (exit_check)
+		event_free(exit_check);
 	close(chan_fd);
 	event_base_free(wrk.base);
 }
@@ -279,6 +297,7 @@ worker_main(const struct worker_start *ws)
 	evutil_make_socket_nonblocking(chan_fd);
 	chan_ev = event_new(wrk.base, chan_fd, EV_READ | EV_PERSIST, on_channel, NULL);
 	event_add(chan_ev, NULL);
+	exit_check = evtimer_new(wrk.base, on_exit_check, NULL);
 	if (write(chan_fd, &ready, 1) != 1)
 		drain("the master is gone");
 	event_base_dispatch(wrk.base);
