@@ -5133,6 +5133,52 @@ def upgrade_no_refused(ctx):
 
 
 @case
+def drain_takes_queued_connections(ctx):
+    """
+    A draining worker takes the connections queued on its reuseport socket
+    and stays until each has ended: here one sent its line and closed, the
+    next sends only later.  (Reading each at once, the worker once counted
+    the first one's close as its last connection and left under the next.)
+    Both workers are stopped while the connections queue up: the new
+    master's, which shares the socket after a binary upgrade, and the old,
+    which is told to drain first.
+    """
+    path = ctx.path("events.jsonl")
+    binary = installed_copy(ctx)
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "accept_mode": "reuseport"}],
+                        sinks=[{"name": "events", "path": path}], level="info", workers=1)
+    s.start(binary=binary)
+    old, (old_worker,) = s.master, s.workers()
+    os.kill(old_worker, signal.SIGSTOP)
+    os.kill(old, signal.SIGUSR2)
+    new = wait_until(lambda: (lambda p: p if p and p != old and children(p) else None)(
+        read_pid(s.pid_file)), 10)
+    check(new, "no new master after SIGUSR2")
+    s.master = new
+    (new_worker,) = s.workers()
+    os.kill(new_worker, signal.SIGSTOP)
+    try:
+        os.kill(old, signal.SIGQUIT)            # the old worker's drain order waits first
+        time.sleep(0.2)
+        with ctx.connect(s.addr) as a:
+            a.sendall(b"<13>first, sent at once\n")
+        b = ctx.connect(s.addr)
+        time.sleep(0.1)
+        os.kill(old_worker, signal.SIGCONT)     # drains, takes both connections
+        time.sleep(0.3)
+        try:
+            b.sendall(b"<13>second, sent later\n")
+            b.close()
+        except OSError as e:
+            raise Failure(f"the draining worker left under a connection it took: {e}")
+    finally:
+        os.kill(new_worker, signal.SIGCONT)
+    wait_events(path, has_msgs("first, sent at once", "second, sent later"),
+                what="both lines, through the draining worker")
+    check(wait_until(lambda: not alive(old), 10), f"the old master {old} did not exit")
+
+
+@case
 def upgrade_broken_binary(ctx):
     """
     The binary replaced by one that cannot start: `ingestd -s upgrade` fails
