@@ -38,7 +38,8 @@ const struct cfg_setting cfg_settings[] = {
 	  "Group for the workers; empty means the primary group of user." },
 	{ "pid_file", CS_MAIN, CT_STRING, "/run/ingestd/ingestd.pid", 0, 0, NULL, 0, M(pid_file),
 	  "File holding the master's process id, used by ingestd -s. "
-	  "A missing parent directory is created." },
+	  "A missing parent directory is created. It must not be a symbolic link, "
+	  "and its directory should be one only root may write." },
 	{ "shutdown_timeout", CS_MAIN, CT_SECONDS, "30", 0, 86400, NULL, 1, M(shutdown_timeout_ms),
 	  "Seconds a draining worker (graceful stop or reload) keeps serving its open "
 	  "connections before it closes them and exits." },
@@ -46,7 +47,8 @@ const struct cfg_setting cfg_settings[] = {
 	  "Least severe message that is logged." },
 	{ "target", CS_LOG, CT_STRING, "syslog", 0, 0, NULL, 1, M(log_target),
 	  "Where ingestd logs: \"syslog\" (facility daemon), \"stderr\", or a file "
-	  "path (reopened on SIGUSR1). The -f option always logs to stderr." },
+	  "path (reopened on SIGUSR1), never a symbolic link, in a directory only root "
+	  "may write. The -f option always logs to stderr." },
 	{ "listen", CS_STATS, CT_STRING, "", 0, 0, NULL, 1, M(stats_listen),
 	  "Address of the master's HTTP endpoint: Prometheus text at /metrics, JSON at "
 	  "/stats (\"IPv4:port\", \"[IPv6]:port\" or a unix socket path). Empty: none. "

@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "safefile.h"
 
 enum log_target { TARGET_STDERR, TARGET_SYSLOG, TARGET_FILE };
 
@@ -27,7 +28,9 @@ static struct {
 	int		 fd;
 	char		 path[4096];
 	char		 ident[64];
-} lg = { TARGET_STDERR, LOG_LVL_INFO, 2, "", "ingestd" };
+	uid_t		 uid;		/* the workers': the file is theirs to reopen */
+	gid_t		 gid;
+} lg = { TARGET_STDERR, LOG_LVL_INFO, 2, "", "ingestd", (uid_t)-1, (gid_t)-1 };
 
 static const char *const level_names[] = { "error", "warning", "notice", "info", "debug" };
 static const int syslog_prio[] = { LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG };
@@ -43,14 +46,27 @@ log_init_stderr(void)
 	lg.fd = 2;
 }
 
+/*
+ * Open the log file, never through a link someone planted (safefile.c),
+ * and, as root, give it to the workers' user by its descriptor, so that
+ * they can open it again after a rotation.
+ */
 static int
 open_file(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int fd = safefile_open(path, O_WRONLY | O_APPEND | O_CREAT, 0640, "log");
 
-	if (fd == -1)
-		log_warn("log: cannot open %s", path);
+	if (fd != -1 && geteuid() == 0 && (lg.uid != (uid_t)-1 || lg.gid != (gid_t)-1))
+		safefile_chown(fd, path, lg.uid, lg.gid, "log");
 	return fd;
+}
+
+/* Who the log file belongs to once root has opened it (-1: leave as it is). */
+void
+log_set_owner(uid_t uid, gid_t gid)
+{
+	lg.uid = uid;
+	lg.gid = gid;
 }
 
 /*

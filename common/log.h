@@ -9,6 +9,7 @@
 #define INGESTD_LOG_H
 
 #include <stdarg.h>
+#include <sys/types.h>
 
 enum log_level { LOG_LVL_ERROR, LOG_LVL_WARNING, LOG_LVL_NOTICE, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -24,6 +25,7 @@ struct log_limit {
 void	 log_init_stderr(void);
 int	 log_open(const char *target, int level);	/* "stderr", "syslog" or a path */
 int	 log_reopen(void);
+void	 log_set_owner(uid_t, gid_t);
 
 void	 log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	 log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

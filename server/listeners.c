@@ -50,7 +50,12 @@ find(const struct addr *a, int mode)
 	return NULL;
 }
 
-/* A unix socket path left by a dead process is removed; a live one is an error. */
+/*
+ * A unix socket path left by a dead process is removed; a live one is an
+ * error, and so is anything that is not a socket, a symbolic link included
+ * (lstat: whoever can write the directory must not make root connect to,
+ * or remove, something else).
+ */
 static int
 clear_unix_path(const struct lsock *ls)
 {
@@ -58,10 +63,11 @@ clear_unix_path(const struct lsock *ls)
 	struct stat st;
 	int fd, live;
 
-	if (stat(sun->sun_path, &st) == -1)
+	if (lstat(sun->sun_path, &st) == -1)
 		return 0;
 	if (!S_ISSOCK(st.st_mode)) {
-		log_warnx("listen %s: the path exists and is not a socket", ls->text);
+		log_warnx("listen %s: the path exists and is not a socket%s", ls->text,
+		    S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
 		return -1;
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)

@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "pidfile.h"
+#include "safefile.h"
 #include "stats.h"
 #include "supervise.h"
 #include "upgrade.h"
@@ -86,24 +87,24 @@ raise_nofile(const struct config *cf)
 		    (unsigned long)need, cf->worker_connections);
 }
 
-/* Workers run as user/group: let them reopen the log file after rotation. */
+/*
+ * The log file is opened by root and handed to the workers' user/group by
+ * its descriptor (common/log.c), so that workers can open it again after a
+ * rotation.
+ */
 static void
-chown_log(const struct config *cf)
+log_owner(const struct config *cf)
 {
 	struct passwd *pw;
 	struct group *gr;
 	uid_t uid = (uid_t)-1;
 	gid_t gid = (gid_t)-1;
 
-	if (geteuid() != 0 || srv.opt.foreground || strcmp(cf->log_target, "syslog") == 0 ||
-	    strcmp(cf->log_target, "stderr") == 0)
-		return;
 	if (cf->user[0] && (pw = getpwnam(cf->user)) != NULL)
 		uid = pw->pw_uid;
 	if (cf->group[0] && (gr = getgrnam(cf->group)) != NULL)
 		gid = gr->gr_gid;
-	if ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(cf->log_target, uid, gid) == -1)
-		log_warn("log: chown %s", cf->log_target);
+	log_set_owner(uid, gid);
 }
 
 static void
@@ -113,8 +114,10 @@ apply_log(const struct config *cf)
 		log_open("stderr", cf->log_level);
 		return;
 	}
-	if (log_open(cf->log_target, cf->log_level) == 0)
-		chown_log(cf);
+	log_owner(cf);
+	if (log_open(cf->log_target, cf->log_level) == 0 && strcmp(cf->log_target, "syslog") != 0 &&
+	    strcmp(cf->log_target, "stderr") != 0)
+		safefile_check_dir(cf->log_target, "log");
 }
 
 static void
@@ -269,8 +272,7 @@ static void
 reopen(void)
 {
 	log_notice("reopening log files");
-	if (log_reopen() == 0)
-		chown_log(srv.cf);
+	log_reopen();
 	sup_broadcast(CHAN_REOPEN);
 }
 

@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "pidfile.h"
+#include "safefile.h"
 
 static int	 pid_fd = -1;
 static char	 pid_path[PATH_MAX];
@@ -23,11 +24,8 @@ pidfile_read(const char *path)
 	ssize_t n;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
-		if (errno != ENOENT)
-			log_warn("pid file %s", path);
+	if ((fd = safefile_open(path, O_RDONLY, 0, "pid file")) == -1)
 		return 0;
-	}
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
@@ -56,16 +54,16 @@ make_parent(const char *path)
 
 /*
  * Open and lock the pid file before anything is bound.  Fails when another
- * master holds the lock.
+ * master holds the lock, and when the path is a link or not a regular file
+ * (safefile.c): root truncates and writes it.
  */
 int
 pidfile_acquire(const char *path)
 {
 	make_parent(path);
-	if ((pid_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
-		log_warn("pid file %s: cannot open", path);
+	if ((pid_fd = safefile_open(path, O_RDWR | O_CREAT, 0644, "pid file")) == -1)
 		return -1;
-	}
+	safefile_check_dir(path, "pid file");
 	if (flock(pid_fd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno == EWOULDBLOCK)
 			log_warnx("ingestd is already running as pid %ld (pid file %s)",
@@ -116,7 +114,7 @@ pidfile_path(void)
 int
 pidfile_locked(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), locked;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC), locked;
 
 	if (fd == -1)
 		return 0;

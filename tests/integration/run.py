@@ -36,8 +36,10 @@ import calendar
 import collections
 import ctypes
 import errno
+import grp
 import json
 import os
+import pwd
 import re
 import resource
 import select
@@ -1358,6 +1360,94 @@ def reopen_logs(ctx):
     exited = {e["pid"] for e in s.exits()}
     check(exited == set(w), f"exit lines of workers {sorted(exited)} in the new log, expected {w}")
     check(os.path.getsize(rotated) == size, "lines went to the rotated log after the reopen")
+
+
+def as_user(name, argv):
+    """Run argv as user name (its uid, gid and no other groups), to completion; its exit status."""
+    pw = pwd.getpwnam(name)
+
+    def demote():
+        os.setgroups([])
+        os.setgid(pw.pw_gid)
+        os.setuid(pw.pw_uid)
+    return subprocess.run(argv, preexec_fn=demote, stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          timeout=10).returncode
+
+
+@case
+def no_takeover_by_links(ctx):
+    """
+    The workers' user may not make root write or chown another file through
+    a link in a directory it can write.  The log: user = "nobody" and the
+    log in a directory nobody owns; nobody moves the log away and puts a
+    symbolic link to a root-owned file in its place; USR1 (what logrotate
+    sends): the root file keeps its owner, mode and content, and the master
+    says why it refused, in the log it keeps writing.  The pid file: a
+    symbolic link, or a hard link, planted where it goes: the start fails
+    and says why, and the file behind it is untouched.
+    """
+    if os.geteuid() != 0:
+        raise Failure("needs root (the master hands files to the workers' user only as root)")
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(ctx.dir, 0o755)                    # nobody may reach its directories below
+    logdir, rundir = ctx.path("log"), ctx.path("run")
+    for d in (logdir, rundir):
+        os.mkdir(d)
+        os.chown(d, nobody.pw_uid, nobody.pw_gid)
+    victim = ctx.path("victim")
+    with open(victim, "w") as f:
+        f.write("root's own file\n")
+    os.chmod(victim, 0o600)
+
+    def untouched(what):
+        st = os.lstat(victim)
+        with open(victim) as f:
+            text = f.read()
+        check(st.st_uid == 0 and st.st_gid == 0 and stat.S_IMODE(st.st_mode) == 0o600 and
+              text == "root's own file\n",
+              f"{what}: the root file is now uid {st.st_uid} gid {st.st_gid} mode "
+              f"{stat.S_IMODE(st.st_mode):o}, content {text[:60]!r}")
+
+    s = ctx.server(workers=2, extra='user = "nobody";',
+                   sinks=[{"name": "events", "path": os.path.join(logdir, "events.jsonl")}])
+    log = os.path.join(logdir, "ingestd.log")
+    s.log_path = log
+    s.write_config()
+    s.start()
+    check(os.stat(log).st_uid == nobody.pw_uid, "the log file was not handed to the workers' user")
+    rc = as_user("nobody", ["sh", "-c", f"mv {log} {log}.old && ln -s {victim} {log}"])
+    check(rc == 0, f"nobody could not replace the log with a link (exit {rc})")
+    s.log_path = log + ".old"                   # where the master goes on writing
+    m = s.mark()
+    s.signal(signal.SIGUSR1)
+    refused = r"log .*ingestd\.log: refused: it is a symbolic link"
+    s.wait_for_log(r"reopening log files", since=m)
+    wait_until(lambda: os.lstat(victim).st_uid != 0 or s.grep(refused, since=m), 5)
+    untouched("after USR1")
+    s.wait_for_log(refused, since=m)
+    s.wait_for_log(r"log .*ingestd\.log: its directory .* belongs to uid %d" % nobody.pw_uid)
+    s.stop()
+    untouched("after the stop")
+
+    for how in ("symlink", "hard link"):
+        pid_file = os.path.join(rundir, f"{how[0]}.pid")
+        if how == "symlink":
+            rc = as_user("nobody", ["ln", "-s", victim, pid_file])
+            check(rc == 0, f"nobody could not plant a link (exit {rc})")
+        else:
+            os.link(victim, pid_file)           # root's doing: nobody may not link root's files
+        d = ctx.server(name=f"pid{how[0]}", port=free_port())
+        d.pid_file = pid_file
+        d.write_config()
+        rc = d.start(expect_ok=False)
+        why = "a symbolic link" if how == "symlink" else "other hard links"
+        check(rc == 1, f"ingestd started (exit {rc}) with its pid file a {how} to a root file")
+        check(re.search(rf"pid file .*: refused: it (is|has) {why}", d.last_start_err),
+              f"the start did not say why it refused the pid file ({how}): "
+              f"{tail(d.last_start_err)}")
+        untouched(f"a pid file that is a {how}")
+        os.unlink(pid_file)
 
 
 @case
@@ -5212,25 +5302,34 @@ def upgrade_broken_binary(ctx):
 def logrotate_reopen(ctx):
     """
     logrotate -f with etc/logrotate.d/ingestd (paths pointed at the case's
-    directory) while a client sends records and the log is written: the
-    sink and the log move to .1 and are opened anew by name; across the
-    old and new files every record is there exactly once and every line is
-    whole JSON.
+    directories) while a client sends records and the log is written: the
+    log (in a directory of root's) and the sink's file (in one of the
+    workers' user's, rotated as that user: nobody, as root) move to .1 and
+    are opened anew by name; across the old and new files every record is
+    there exactly once and every line is whole JSON.
     """
     check(shutil.which("logrotate") or os.path.exists("/usr/sbin/logrotate"),
           "no logrotate (`make deps` installs it)")
-    logdir = ctx.path("log")
+    user = pwd.getpwnam("nobody") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+    group = grp.getgrgid(user.pw_gid).gr_name
+    os.chmod(ctx.dir, 0o755)                    # the workers' user reaches its directory
+    logdir, datadir = ctx.path("log"), ctx.path("data")
     os.makedirs(logdir)
-    sink = os.path.join(logdir, "events.jsonl")
+    os.makedirs(datadir)
+    os.chown(datadir, user.pw_uid, user.pw_gid)
+    os.chmod(datadir, 0o750)
+    sink = os.path.join(datadir, "events.jsonl")
     s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}],
                         sinks=[{"name": "events", "path": sink, "flush_interval": 0.01}],
-                        level="debug")
+                        level="debug", extra=f'user = "{user.pw_name}"; group = "{group}";')
     s.log_path = os.path.join(logdir, "ingestd.log")
     s.write_config()
     s.start()
     with open(os.path.join(ROOT, "etc", "logrotate.d", "ingestd")) as f:
         text = f.read()
-    text = (text.replace("/var/log/ingestd", logdir).replace("/usr/local/sbin/ingestd", BINARY)
+    text = (text.replace("/var/log/ingestd", logdir).replace("/var/lib/ingestd", datadir)
+            .replace("su ingestd ingestd", f"su {user.pw_name} {group}")
+            .replace("/usr/local/sbin/ingestd", BINARY)
             .replace("/run/ingestd/ingestd.pid", s.pid_file))
     conf = ctx.path("logrotate.conf")
     with open(conf, "w") as f:

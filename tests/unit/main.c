@@ -24,6 +24,7 @@ main(void)
 	srunner_add_suite(sr, parse_syslog_suite());
 	srunner_add_suite(sr, proxy_suite());
 	srunner_add_suite(sr, relp_suite());
+	srunner_add_suite(sr, safefile_suite());
 	srunner_add_suite(sr, slots_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);

@@ -19,6 +19,7 @@ Suite	*json_suite(void);	/* test_json.c:    worker/json.c */
 Suite	*parse_syslog_suite(void);	/* test_parse_syslog.c: worker/parse_syslog.c */
 Suite	*proxy_suite(void);	/* test_proxy.c:   worker/proxy.c */
 Suite	*relp_suite(void);	/* test_relp.c:    worker/relp.c */
+Suite	*safefile_suite(void);	/* test_safefile.c: common/safefile.c */
 Suite	*slots_suite(void);	/* test_slots.c:   server/slots.c */
 
 const struct sockaddr *test_sockaddr(const char *text);	/* util.c */
