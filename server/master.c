@@ -318,6 +318,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	sup_kill_late();
 	sup_reap();	/* in case a SIGCHLD was coalesced with another */
+	upgrade_watch();
 }
 
 static const int master_signals[] = {
@@ -362,8 +363,9 @@ master_run(struct config *cf, const struct options *opt)
 	raise_nofile(cf);
 	/* Sized once: room for every connection of two generations, twice over. */
 	if (ct_init(4UL * cf->workers * cf->worker_connections) == -1 || stats_init(SLOT_MAX) == -1 ||
-	    filelock_init() == -1)
+	    filelock_init(SLOT_MAX) == -1)
 		return 1;
+	filelock_foreign(upgrade_shared_files());
 	if (pidfile_acquire(master_pid_path(opt, cf)) == -1)
 		return 1;
 	if (lsn_open(cf, cf->workers) == -1) {

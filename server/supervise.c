@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "conntab.h"
 #include "daemon.h"
+#include "filelock.h"
 #include "listeners.h"
 #include "log.h"
 #include "master.h"
@@ -335,6 +336,7 @@ worker_exited(struct slot *s, int status)
 	describe_exit(status, how, sizeof(how));
 	close_channel(s);
 	ct_forget_owner((int)(s - srv.slots.s));
+	filelock_forget((int)(s - srv.slots.s), s->pid);
 	metrics_fold(s);
 	s->pid = 0;
 	if (s->state == SLOT_DRAINING || srv.state != MASTER_RUNNING) {

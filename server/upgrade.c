@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "filelock.h"
 #include "listeners.h"
 #include "log.h"
 #include "master.h"
@@ -44,6 +45,7 @@ static pid_t		 child;
 static int		 handed_over;		/* a new master accepts */
 static int		 ready_fd = -1;		/* new master: the old one's pipe */
 static int		 ntaken;		/* new master: sockets handed over */
+static pid_t		 old_master;	/* new master: the one that started it, while it runs */
 
 /*
  * At start: where the binary lives (a package upgrade replaces that file;
@@ -73,11 +75,38 @@ upgrade_init(char *const *argv)
 	}
 	if (stats != NULL)
 		metrics_inherit(atoi(stats));
-	if (pipe_fd != NULL)
+	if (pipe_fd != NULL) {
 		ready_fd = atoi(pipe_fd);
+		old_master = getppid();		/* before daemon_start forks */
+	}
 	unsetenv(ENV_FDS);
 	unsetenv(ENV_STATS);
 	unsetenv(ENV_PIPE);
+}
+
+/*
+ * While two masters run, their workers may append to the same files, but
+ * do not share the memory in which they coordinate cutting a partial line
+ * back off a file (common/filelock.c): until the other master is gone,
+ * each side's workers only blank such a line out.  The old master says so
+ * from the USR2 on (and takes it back if the upgrade fails), the new one
+ * from its start until the old one has exited (upgrade_watch).
+ */
+int
+upgrade_shared_files(void)
+{
+	return old_master != 0;
+}
+
+/* New master, now and then: whether the old master has exited yet. */
+void
+upgrade_watch(void)
+{
+	if (old_master == 0 || kill(old_master, 0) == 0 || errno != ESRCH)
+		return;
+	log_info("binary upgrade: the old master (pid %ld) is gone", (long)old_master);
+	old_master = 0;
+	filelock_foreign(0);
 }
 
 /* New master: a pid file is written once the workers accept, then the old master is told. */
@@ -116,6 +145,7 @@ give_up(const char *why)
 
 	log_error("binary upgrade failed: %s; this master (pid %ld) keeps serving", why,
 	    (long)getpid());
+	filelock_foreign(0);
 	current_name(path, sizeof(path));
 	pidfile_rename(path);
 }
@@ -215,6 +245,7 @@ upgrade_start(void)
 	}
 	log_notice("binary upgrade: started %s as pid %ld; pid file moved to %s", exe,
 	    (long)child, oldbin);
+	filelock_foreign(1);
 	evutil_make_socket_nonblocking(p[0]);
 	pipe_ev = event_new(srv.base, p[0], EV_READ | EV_PERSIST, on_pipe, NULL);
 	event_add(pipe_ev, NULL);

@@ -9,5 +9,7 @@ void	 upgrade_start(void);
 int	 upgrade_pending_ready(void);
 void	 upgrade_ready(void);
 int	 upgrade_handed_over(void);
+int	 upgrade_shared_files(void);
+void	 upgrade_watch(void);
 
 #endif

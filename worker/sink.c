@@ -195,6 +195,17 @@ sink_failed(struct sink *s)
 		retry_later(s);
 }
 
+/*
+ * The driver cannot write now for a reason that passes by itself (the turn
+ * of a pipe that another worker holds): flush again in ms, which is no
+ * failure and no back-off.
+ */
+void
+sink_retry_soon(struct sink *s, long ms)
+{
+	arm(s, ms);
+}
+
 /* Length of the whole unit at p (complete: sink.c queues whole units only). */
 size_t
 sink_unit_len(const struct sink *s, const char *p, size_t avail)

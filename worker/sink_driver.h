@@ -40,7 +40,9 @@ struct sink {
 	const struct sink_driver *drv;
 	struct obuf		 q;		/* whole units not yet written */
 	int			 fd;		/* sink_file.c */
-	struct filelock		*lock;		/* sink_file.c: fd's */
+	struct filelock		*lock;		/* sink_file.c: fd's, for a pipe or socket */
+	int			 regular;	/* sink_file.c: fd is a regular file */
+	uint64_t		 key;		/* sink_file.c: fd's, for a regular file */
 	void			*priv;		/* sink_forward.c */
 	char			 where[PATH_MAX];	/* for messages: a path or an address */
 	struct event		*timer;		/* flush_interval, or retry back-off */
@@ -58,6 +60,7 @@ extern const struct sink_driver sink_file_driver, sink_forward_driver, sink_redi
 void	 sink_writable(struct sink *);
 void	 sink_consumed(struct sink *, size_t n);
 void	 sink_failed(struct sink *);
+void	 sink_retry_soon(struct sink *, long ms);
 size_t	 sink_unit_len(const struct sink *, const char *p, size_t avail);
 
 #endif

@@ -1,12 +1,25 @@
 /*
  * sink_file: the file and stdout sinks' driver.
  *
- * A file sink appends with one write(2) per batch under the file's lock,
- * shared by the workers (common/filelock.c), so that the lines of several
- * workers never interleave; a short write (disk full) is cut back to its
- * last whole line, so the file never holds half a line.  strftime patterns
- * in the path rotate the file by time, and SIGUSR1 opens it again by name
- * (log rotation).
+ * A file sink appends each batch with one write(2) on an O_APPEND
+ * descriptor, without a lock: Linux keeps such a write whole against every
+ * other appender of a regular file (the inode's lock is held for the whole
+ * call), so the lines of several workers never interleave, and no worker
+ * waits for another, even one that is stopped.  A short write (disk full)
+ * may end inside a line.  That line's bytes are ours alone; they are cut
+ * off the file when no other worker appends to it meanwhile (the fix-up of
+ * common/filelock.c), or else overwritten with spaces ending in a newline,
+ * and the line goes again, whole, with the rest of the queue.  Either way
+ * the file never holds part of an event.
+ *
+ * A pipe or a socket (stdout, or a FIFO as path) keeps only small writes
+ * whole, so the workers sharing one, and a shared stdout of any kind, take
+ * turns through its try-lock: a worker that finds it taken tries again in
+ * RETRY_SOON_MS and meanwhile goes on reading and queueing.  So does one
+ * that finds a fix-up of its file under way.
+ *
+ * strftime patterns in the path rotate the file by time, and SIGUSR1 opens
+ * it again by name (log rotation).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +32,10 @@
 #include "filelock.h"
 #include "sink_driver.h"
 #include "worker.h"
+
+#define RETRY_SOON_MS	2
+
+static struct log_limit short_limit;
 
 /* Expand the strftime patterns of path for now (UTC). */
 static int
@@ -35,6 +52,23 @@ expand_path(const struct sink *s, char *buf, size_t size)
 	return strftime(buf, size, s->cf->path, &tm) == 0 ? -1 : 0;
 }
 
+/*
+ * fd is the sink's now.  A regular file we opened with O_APPEND appends
+ * without a lock; anything else takes turns, standard output included even
+ * when it is a regular file: its descriptor, shared with every worker,
+ * need not have O_APPEND, and its offset is everyone's.
+ */
+static void
+take_fd(struct sink *s, int fd)
+{
+	struct stat st;
+
+	s->fd = fd;
+	s->regular = s->cf->type == SINK_FILE && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	s->lock = s->regular ? NULL : filelock_of(fd);
+	s->key = s->regular ? filelock_key(fd) : 0;
+}
+
 /* Make fd the file for the current time: rotation by strftime and reopen. */
 static int
 open_current(struct sink *s)
@@ -48,7 +82,7 @@ open_current(struct sink *s)
 			    s->cf->name, strerror(errno));
 			return -1;
 		}
-		s->lock = filelock_of(s->fd);
+		take_fd(s, s->fd);
 		snprintf(s->where, sizeof(s->where), "stdout");
 		return 0;
 	}
@@ -66,60 +100,113 @@ open_current(struct sink *s)
 	}
 	if (s->fd != -1)
 		close(s->fd);
-	s->fd = fd;
-	s->lock = filelock_of(fd);
+	take_fd(s, fd);
 	snprintf(s->where, sizeof(s->where), "%s", path);
 	return 0;
 }
 
 /*
- * A short write (disk full) may end inside a line.  Under the file's lock
- * no worker of ours appended after us, so cut the file back to our last
- * whole line; returns how many queued bytes are now in the file.  Another
- * ingestd appending to the same file (the other side of a binary upgrade)
- * does not share our locks: when the file no longer ends where our write
- * did, the partial line stays rather than cutting its lines.
+ * Overwrite the last n bytes we appended (the start of a line the disk had
+ * no room for) with spaces and a newline, when they cannot be cut off.
+ * They are ours: an O_APPEND write is whole, and our descriptor's offset is
+ * where it ended, whatever others appended since.  pwrite(2) on Linux
+ * ignores its offset on an O_APPEND descriptor, so O_APPEND is off for the
+ * moment.
  */
-static size_t
-keep_whole_lines(struct sink *s, size_t written)
+static int
+blank_tail(struct sink *s, size_t n)
 {
-	size_t keep = written;
+	static const char spaces[256] = { [0 ... 255] = ' ' };
+	off_t at = lseek(s->fd, 0, SEEK_CUR);
+	int fl = fcntl(s->fd, F_GETFL), rc = 0;
+
+	if (at == -1 || fl == -1 || fcntl(s->fd, F_SETFL, fl & ~O_APPEND) == -1)
+		return -1;
+	for (at -= n; n > 1 && rc == 0; ) {
+		size_t k = n - 1 < sizeof(spaces) ? n - 1 : sizeof(spaces);
+
+		rc = pwrite(s->fd, spaces, k, at) == (ssize_t)k ? 0 : -1;
+		at += k;
+		n -= k;
+	}
+	if (rc == 0 && pwrite(s->fd, "\n", 1, at) != 1)
+		rc = -1;
+	if (fcntl(s->fd, F_SETFL, fl) == -1)
+		rc = -1;
+	return rc;
+}
+
+/*
+ * Remove the last n bytes we appended: only while no other worker appends
+ * to the file, and only if nobody appended after them.
+ */
+static int
+cut_tail(struct sink *s, size_t n)
+{
+	off_t end = lseek(s->fd, 0, SEEK_CUR);
 	struct stat st;
-	off_t end;
+	int rc = -1;
+
+	if (end == -1 || filelock_fix_begin(s->key) == -1)
+		return -1;
+	if (fstat(s->fd, &st) == 0 && st.st_size == end)
+		rc = ftruncate(s->fd, end - (off_t)n);
+	filelock_fix_end();
+	return rc;
+}
+
+/* A short write: how many queued bytes are now in the file as whole lines. */
+static size_t
+whole_lines(struct sink *s, size_t written)
+{
+	size_t keep = written, part;
 
 	while (keep > 0 && s->q.p[keep - 1] != '\n')
 		keep--;
-	if (keep == written)
+	if ((part = written - keep) == 0)
 		return keep;
-	if ((end = lseek(s->fd, 0, SEEK_CUR)) == -1 || fstat(s->fd, &st) == -1 ||
-	    (st.st_size == end && ftruncate(s->fd, end - (off_t)(written - keep)) == -1))
-		log_warn("%s: sink %s: cannot remove a partial line from %s", wrk.name,
+	if (cut_tail(s, part) == 0)
+		log_limited(&short_limit, LOG_LVL_NOTICE, "%s: sink %s: %s filled up in the middle "
+		    "of a line; its %zu bytes there are cut off and it goes again whole", wrk.name,
+		    s->cf->name, s->where, part);
+	else if (blank_tail(s, part) == 0)
+		log_limited(&short_limit, LOG_LVL_WARNING, "%s: sink %s: %s filled up in the middle "
+		    "of a line, which could not be cut off while others append; its %zu bytes "
+		    "there are blanked out (a line of spaces) and it goes again whole", wrk.name,
+		    s->cf->name, s->where, part);
+	else
+		log_warn("%s: sink %s: cannot remove a partial line at the end of %s", wrk.name,
 		    s->cf->name, s->where);
-	else if (st.st_size != end)
-		log_warnx("%s: sink %s: a partial line stays in %s: another process appended "
-		    "after it", wrk.name, s->cf->name, s->where);
 	return keep;
 }
 
 /*
- * One batch, under the file's lock; returns the bytes consumed from the
- * queue, or -1.  A pipe or socket (stdout) cannot be cut back, but then
- * write(2) blocks until it has taken everything.
+ * One batch; returns the bytes consumed from the queue, or -1.  A pipe or
+ * socket cannot be cut back, but then write(2) blocks until it has taken
+ * everything.  0 with *wait set: another worker holds the pipe's turn, or
+ * cuts a partial line off the file.
  */
 static ssize_t
-write_file(struct sink *s)
+write_file(struct sink *s, int *wait)
 {
-	int regular = s->cf->type == SINK_FILE, saved;
 	ssize_t n;
+	int saved;
 
-	filelock_take(s->lock);
+	if (s->regular ? filelock_append_begin(s->key) == -1 : filelock_try(s->lock) == -1) {
+		*wait = 1;
+		sink_retry_soon(s, RETRY_SOON_MS);
+		return 0;
+	}
 	do
 		n = write(s->fd, s->q.p, s->q.len);
 	while (n == -1 && errno == EINTR);
-	if (n > 0 && (size_t)n < s->q.len && regular)
-		n = keep_whole_lines(s, n);
 	saved = errno;
-	filelock_release(s->lock);
+	if (n > 0 && (size_t)n < s->q.len && s->regular)
+		n = whole_lines(s, n);
+	if (s->regular)
+		filelock_append_end();
+	else
+		filelock_release(s->lock);
 	errno = saved;
 	if (n >= 0 && (size_t)n < s->q.len && errno == 0)
 		errno = ENOSPC;		/* a short write is the kernel saying "full" */
@@ -130,7 +217,7 @@ static ssize_t
 file_write(struct sink *s, int *wait)
 {
 	*wait = 0;
-	return open_current(s) == 0 ? write_file(s) : -1;
+	return open_current(s) == 0 ? write_file(s, wait) : -1;
 }
 
 static int

@@ -22,6 +22,7 @@
 #include "channel.h"
 #include "clock.h"
 #include "conn.h"
+#include "filelock.h"
 #include "log.h"
 #include "records.h"
 #include "sink.h"
@@ -280,6 +281,7 @@ worker_main(const struct worker_start *ws)
 	wrk.id = ws->id;
 	wrk.owner = ws->owner;
 	wrk.stats = stats_slot(ws->owner);
+	filelock_process(ws->owner);
 	srandom((unsigned)getpid() ^ (unsigned)clock_ms());	/* forked workers draw apart (retry jitter) */
 	snprintf(wrk.name, sizeof(wrk.name), "worker %d (generation %u)", wrk.id, wrk.gen);
 	chan_fd = ws->chan;

@@ -62,7 +62,6 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BINARY = os.path.abspath(os.environ.get("INGESTD", os.path.join(ROOT, "ingestd")))
-FAILPRIV_SRC = os.path.join(HERE, "failpriv.c")
 SANITIZER_MARKS = ("runtime error:", "AddressSanitizer")
 
 
@@ -1076,18 +1075,25 @@ def ttin_ttou(ctx):
     s.stop()
 
 
-def failpriv_env(ctx):
-    """Build the LD_PRELOAD shim that makes every privilege drop fail; the env to use it."""
-    if os.getuid() != 0:
-        raise Failure("needs root (the workers drop privileges only when started as root)")
-    so = ctx.path("failpriv.so")
+def preload_env(ctx, src, needs_root=None):
+    """Build the LD_PRELOAD shim of src (a file here) for this case; the env to use it."""
+    if needs_root and os.getuid() != 0:
+        raise Failure(f"needs root ({needs_root})")
+    src = os.path.join(HERE, src)
+    so = ctx.path(os.path.basename(src)[:-2] + ".so")
     try:
-        cc = subprocess.run(["cc", "-shared", "-fPIC", "-o", so, FAILPRIV_SRC],
+        cc = subprocess.run(["cc", "-shared", "-fPIC", "-o", so, src, "-ldl"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise Failure(f"cannot build {FAILPRIV_SRC}: {e}")
-    check(cc.returncode == 0, f"cannot build {FAILPRIV_SRC}: {tail(cc.stdout.decode())}")
+        raise Failure(f"cannot build {src}: {e}")
+    check(cc.returncode == 0, f"cannot build {src}: {tail(cc.stdout.decode())}")
     return {"LD_PRELOAD": so}
+
+
+def failpriv_env(ctx):
+    """The env whose LD_PRELOAD shim makes every privilege drop fail."""
+    return preload_env(ctx, "failpriv.c",
+                       needs_root="the workers drop privileges only when started as root")
 
 
 @case
@@ -2025,6 +2031,7 @@ class RecordSender(threading.Thread):
         self.halt = threading.Event()
         self.sent = 0
         self.error = None
+        self.sock = None
 
     @staticmethod
     def text(cid, seq):
@@ -2034,6 +2041,7 @@ class RecordSender(threading.Thread):
         deadline = time.monotonic() + self.max_seconds
         try:
             with socket.create_connection(self.addr, timeout=10) as s:
+                self.sock = s
                 while (not self.halt.is_set() and self.sent < self.max_records and
                        time.monotonic() < deadline):
                     n = min(self.batch, self.max_records - self.sent)
@@ -2840,6 +2848,64 @@ def stdout_no_interleave(ctx):
           "workers' writes to the shared stdout pipe interleave")
     check_once(read_events(out), None, "stdout")
     check(len(lines) == sent, f"{len(lines)} lines on stdout for {sent} records")
+
+
+@case
+def stopped_worker_stalls_nobody(ctx):
+    """
+    Two workers in shared mode append to one file sink under load from
+    several clients, on a disk that makes each write(2) wait a few ms (the
+    slowwrite.c shim), so that a stop is likely to find a worker writing;
+    one worker is stopped (SIGSTOP) twenty times for a second: the file
+    grows during every stop, since no worker waits for another to write,
+    and in the end every line is whole and every record there once.
+    """
+    path = ctx.path("events.jsonl")
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}],
+                        sinks=[{"name": "events", "path": path}], level="info")
+    s.start(env=preload_env(ctx, "slowwrite.c"))   # a disk that makes writers wait
+    w = s.wait_workers(2)
+    senders = []
+    # Clients until both workers serve some (the kernel picks who accepts): at most 40.
+    while len(senders) < 40 and (len(senders) < 4 or
+                                 {x.owner for x in senders} != set(w)):
+        x = RecordSender(s.addr, cid=len(senders), pause=0.01, max_records=400000,
+                         max_seconds=60)
+        x.start()
+        check(wait_until(lambda: x.sent > 0, 5), f"sender {x.cid} could not send")
+        x.owner = wait_until(lambda: socket_owner_of_sender(s, x), 3)
+        senders.append(x)
+    check({x.owner for x in senders} == set(w),
+          f"40 clients and not both workers serve one: {[x.owner for x in senders]}")
+    stopped = w[0]
+    try:
+        for i in range(20):
+            os.kill(stopped, signal.SIGSTOP)
+            check(wait_until(lambda: proc_state(stopped) == "T", 2),
+                  f"worker {stopped} did not stop")
+            time.sleep(0.1)             # a write it had begun is over
+            before = os.path.getsize(path)
+            time.sleep(0.9)             # a second stopped in all
+            grew = os.path.getsize(path) - before
+            os.kill(stopped, signal.SIGCONT)
+            check(grew > 0, f"stop {i + 1} of 20: {path} did not grow in the second worker "
+                  f"{stopped} was stopped: the other worker waits for it")
+            time.sleep(0.2)
+    finally:
+        os.kill(stopped, signal.SIGCONT)
+        for x in senders:
+            x.finish()
+    sent = {x.cid: x.sent for x in senders}
+    wait_lines([path], sum(sent.values()), 20)
+    s.stop()
+    check_once(read_events(path), {(c, q) for c, n in sent.items() for q in range(n)},
+               "records across 20 stops of a worker")
+
+
+def socket_owner_of_sender(s, sender):
+    """The worker pid that holds a RecordSender's connection, or None."""
+    sock = getattr(sender, "sock", None)
+    return socket_owner(sock, s.port, s.workers()) if sock else None
 
 
 @case

@@ -1,0 +1,50 @@
+/*
+ * slowwrite: an LD_PRELOAD shim for the integration tests.
+ *
+ * Every write(2) to a file whose name ends in ".jsonl" (a file sink's)
+ * takes SLOWWRITE_MS milliseconds (default 3) more, as writes do on a disk
+ * under writeback pressure, where the kernel makes writers wait
+ * (balance_dirty_pages).  A worker then spends most of its time inside
+ * write(2), where a stop (SIGSTOP, a debugger, a frozen cgroup) is most
+ * likely to find it: what the stopped_worker_stalls_nobody case needs.
+ *
+ *   cc -shared -fPIC -o slowwrite.so tests/integration/slowwrite.c -ldl
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int
+is_sink(int fd)
+{
+	char link[64], path[4096];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	if ((n = readlink(link, path, sizeof(path) - 1)) <= 6)
+		return 0;
+	path[n] = '\0';
+	return strcmp(path + n - 6, ".jsonl") == 0;
+}
+
+ssize_t
+write(int fd, const void *buf, size_t count)
+{
+	static ssize_t (*real)(int, const void *, size_t);
+	static long ms = -1;
+
+	if (real == NULL)
+		real = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
+	if (ms == -1)
+		ms = getenv("SLOWWRITE_MS") ? atol(getenv("SLOWWRITE_MS")) : 3;
+	if (ms > 0 && is_sink(fd)) {
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+	return real(fd, buf, count);
+}
