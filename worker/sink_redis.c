@@ -8,7 +8,8 @@
  * answered its XADD.  When the connection drops, every event not yet
  * answered is sent again on the next connection, after the usual back-off:
  * an event Redis had added but could not answer is then added twice, never
- * lost.  The stream name may take a field of the event: "logs:${host}".
+ * lost.  The stream key may take a field of the event: "logs:${host}" (the
+ * event's own top-level field, decoded; keys are binary-safe).
  */
 #include <errno.h>
 #include <hiredis/adapters/libevent.h>
@@ -22,7 +23,7 @@
 #include "sink_driver.h"
 #include "worker.h"
 
-#define STREAM_MAX	256
+#define STREAM_MAX	256			/* bytes of a stream key; longer ones are cut */
 #define INFLIGHT_MAX	(4 * 1024 * 1024)	/* bytes of events sent and not answered */
 
 struct redis {
@@ -35,33 +36,28 @@ struct redis {
 	struct event		*settle;	/* hands the answered bytes to sink.c */
 };
 
-/* The stream for one event: the setting, with ${field} taken from the event. */
-static void
-stream_name(const struct sink *s, const char *ev, size_t len, char *out, size_t size)
+/*
+ * The stream key of one event (len bytes, its newline excluded) into key
+ * (STREAM_MAX bytes): the setting, each ${field} replaced by the event's
+ * top-level field, nothing when it has none.  Returns its length.
+ */
+static size_t
+stream_key(const struct sink *s, const char *ev, size_t len, char *key)
 {
-	const char *t = s->cf->stream;
+	const char *t = s->cf->stream, *end;
 	size_t o = 0;
+	ssize_t n;
 
-	while (*t && o + 1 < size) {
-		const char *end;
-		char key[64];
-
-		if (t[0] != '$' || t[1] != '{' || (end = strchr(t, '}')) == NULL ||
-		    (size_t)(end - t) - 2 + 4 > sizeof(key)) {
-			out[o++] = *t++;
+	while (*t && o < STREAM_MAX) {
+		if (t[0] != '$' || t[1] != '{' || (end = strchr(t + 2, '}')) == NULL) {
+			key[o++] = *t++;
 			continue;
 		}
-		snprintf(key, sizeof(key), "\"%.*s\":\"", (int)(end - t - 2), t + 2);
+		if ((n = json_member(ev, len, t + 2, end - t - 2, key + o, STREAM_MAX - o)) > 0)
+			o += n;
 		t = end + 1;
-		if ((ev = memmem(ev, len, key, strlen(key))) == NULL)
-			continue;	/* no such field: nothing */
-		for (ev += strlen(key); *ev != '"' && o + 1 < size; ev++) {
-			if (*ev == '\\' && ev[1] != '\0')
-				ev++;
-			out[o++] = *ev;
-		}
 	}
-	out[o] = '\0';
+	return o;
 }
 
 static void
@@ -199,7 +195,7 @@ static ssize_t
 redis_write(struct sink *s, int *wait)
 {
 	struct redis *r = s->priv;
-	char stream[STREAM_MAX];
+	char key[STREAM_MAX];
 
 	*wait = 1;
 	if (r->ac == NULL && connect_redis(s, r) == -1)
@@ -210,15 +206,15 @@ redis_write(struct sink *s, int *wait)
 		const char *ev = s->q.p + r->inflight;
 		size_t n = sink_unit_len(s, ev, s->q.len - r->inflight);
 		void *gen = (void *)(uintptr_t)r->gen;
+		size_t klen = stream_key(s, ev, n - 1, key);
 		int rc;
 
-		stream_name(s, ev, n, stream, sizeof(stream));
 		if (s->cf->maxlen > 0)
-			rc = redisAsyncCommand(r->ac, on_reply, gen, "XADD %s MAXLEN ~ %d * event %b",
-			    stream, s->cf->maxlen, ev, n - 1);
+			rc = redisAsyncCommand(r->ac, on_reply, gen, "XADD %b MAXLEN ~ %d * event %b",
+			    key, klen, s->cf->maxlen, ev, n - 1);
 		else
-			rc = redisAsyncCommand(r->ac, on_reply, gen, "XADD %s * event %b", stream, ev,
-			    n - 1);
+			rc = redisAsyncCommand(r->ac, on_reply, gen, "XADD %b * event %b", key, klen,
+			    ev, n - 1);
 		if (rc != REDIS_OK)
 			break;
 		r->inflight += n;

@@ -4759,6 +4759,36 @@ class RedisServer:
         """The events (parsed JSON) of a stream, in order."""
         return [json.loads(fields[1]) for _, fields in self.cli("XRANGE", stream, "-", "+")]
 
+    def call(self, *args):
+        """One command, binary-safe (redis-cli cannot pass a NUL byte): its reply, in bytes."""
+        with socket.create_connection((LOCAL4, self.port), timeout=10) as sock:
+            sock.sendall(resp_command(args))
+            with sock.makefile("rb") as f:
+                return resp_read(f)
+
+
+def resp_command(args):
+    """A command (str or bytes arguments) as a RESP array of bulk strings."""
+    args = [a.encode() if isinstance(a, str) else a for a in args]
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+def resp_read(f):
+    """One RESP2 reply from the file f: bytes, int, None or a list; an error is a Failure."""
+    line = f.readline()
+    check(line.endswith(b"\r\n"), f"redis: a truncated reply {line!r}")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise Failure(f"redis: {rest.decode(errors='replace')}")
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        return None if int(rest) < 0 else f.read(int(rest) + 2)[:-2]
+    check(kind == b"*", f"redis: an unexpected reply {line!r}")
+    return None if int(rest) < 0 else [resp_read(f) for _ in range(int(rest))]
+
 
 @case
 def redis_sink_restart(ctx):
@@ -4794,6 +4824,50 @@ def redis_sink_restart(ctx):
               sinks=[{"name": "redis", "type": "redis", "stream": "ingestd:${app}",
                       "upstreams": [f"{LOCAL4}:{r.port}"]}])
     r.stop()
+
+
+def redis_sink(port, stream, **kw):
+    return dict({"name": "redis", "type": "redis", "stream": stream,
+                 "upstreams": [f"{LOCAL4}:{port}"]}, **kw)
+
+
+@case
+def redis_stream_field(ctx):
+    r"""
+    ${field} in stream is the event's own top-level field, decoded: not the
+    "host" of a JSON record's body, nor an SD parameter host="..." (such
+    events have no host: the field expands to nothing); \" \\ \t \n are
+    undone, \u0000 is a NUL byte and a byte that is not UTF-8 is U+FFFD, in
+    a binary-safe key.
+    """
+    r = RedisServer(ctx)
+    r.start()
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "framing": "octet-counted"}],
+                        sinks=[redis_sink(r.port, "h:${host}", name="h"),
+                               redis_sink(r.port, "m:${msg}", name="m")], workers=1)
+    s.start()
+    head = b"<13>1 2024-05-06T07:08:09Z "
+    records = [b'{"host":"evil","msg":"in-body","n":"c=1 s=0"}',
+               head + b'- app - - [x@1 host="sd-host" n="c=1 s=1"] sd',
+               head + b'q"u\\o app - - - quote',
+               head + b'ctl app - - - a\x00b\tc\nd\xffe',
+               head + b'good app - - - {"host":"evil"}']
+    c = ctx.connect(s.addr)
+    c.sendall(b"".join(octet_frame(x) for x in records))
+    want = {b"h:": 2, b'h:q"u\\o': 1, b"h:ctl": 1, b"h:good": 1,
+            b"m:": 1, b"m:sd": 1, b"m:quote": 1, b"m:a\x00b\tc\nd\xef\xbf\xbde": 1,
+            b'm:{"host":"evil"}': 1}
+    keys = lambda: set(r.call("KEYS", "*"))
+    wait_until(lambda: keys() >= set(want) or len(keys()) >= len(want), 10)
+    c.close()
+    s.stop()
+    check(keys() == set(want), f"the keys are {sorted(keys())}, expected {sorted(want)}")
+    counts = {k: r.call("XLEN", k) for k in want}
+    check(counts == want, f"events per key: {counts}, expected {want}")
+    body = [json.loads(f[1]) for _, f in r.call("XRANGE", "h:", "-", "+")]
+    check([e.get("body", {}).get("host") for e in body] == ["evil", None] and
+          "host" not in body[1] and '"sd-host"' in json.dumps(body[1]),
+          f"the events in h: are {body}")
 
 
 # ================================================================ operations
