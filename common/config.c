@@ -178,8 +178,16 @@ const struct cfg_setting cfg_settings[] = {
 	  "What a forward sink sends: the JSON event, or the record as it was received "
 	  "(a relay)." },
 	{ "stream", CS_SINK, CT_STRING, "ingestd", 0, 0, NULL, 1, S(stream),
-	  "A redis sink's stream key; ${field} takes a string field of the event, e.g. "
-	  "\"logs:${host}\" (empty when the event has no such field)." },
+	  "A redis sink's stream key, e.g. \"logs:${host}\": ${field} is the event's own "
+	  "top-level field (a JSON record's fields are under body, an SD parameter under sd: "
+	  "neither counts), a string with its escapes undone (\\u0000 is a NUL byte: keys "
+	  "are binary-safe), another value as its JSON text, nothing when the event has no "
+	  "such field. A key is cut at 256 bytes. Each value makes its own stream, and a "
+	  "sender chooses its host, app and msg, and the port in its peer: as many streams "
+	  "as it likes, each costing Redis memory (maxlen bounds a stream's length, not "
+	  "their number). Take fields a sender cannot choose (listener), or confine the keys with "
+	  "a Redis ACL key pattern (~logs:*) for the user ingestd connects as: a key it "
+	  "refuses is an event dropped." },
 	{ "maxlen", CS_SINK, CT_INT, "0", 0, 2000000000, NULL, 1, S(maxlen),
 	  "A redis sink trims each stream to about this many entries (XADD MAXLEN ~); "
 	  "0: no trimming." },

@@ -37,7 +37,7 @@ struct record_stats {
 struct sink_stats {
 	uint64_t	events;		/* lines queued */
 	uint64_t	bytes;		/* bytes written */
-	uint64_t	dropped;	/* events lost to a full "drop" queue */
+	uint64_t	dropped;	/* lost to a full "drop" queue, or refused by Redis */
 	uint64_t	errors;		/* failed writes */
 	uint64_t	queued;		/* bytes in the queue now (a gauge) */
 };

@@ -234,7 +234,7 @@ prometheus(struct evbuffer *b, const struct agg *a)
 	per_sink(b, a, offsetof(struct sink_stats, events), "ingestd_sink_events_total", "counter", "Events queued, by sink.");
 	per_sink(b, a, offsetof(struct sink_stats, bytes), "ingestd_sink_bytes_total", "counter", "Bytes written, by sink.");
 	per_sink(b, a, offsetof(struct sink_stats, dropped), "ingestd_sink_dropped_total", "counter",
-	    "Events a full \"drop\" queue discarded, by sink.");
+	    "Events a full \"drop\" queue discarded, or Redis refused for good, by sink.");
 	per_sink(b, a, offsetof(struct sink_stats, errors), "ingestd_sink_write_errors_total", "counter",
 	    "Failed writes (retried), by sink.");
 	per_sink(b, a, offsetof(struct sink_stats, queued), "ingestd_sink_queue_bytes", "gauge",

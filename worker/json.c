@@ -554,6 +554,217 @@ json_sd_value(struct obuf *out, const char *s, size_t len)
 	out->len = o - out->p;
 }
 
+/*
+ * Reading a member back out of an object (json_member).  The object is
+ * walked member by member at the top level; values are stepped over by
+ * their brackets and quotes only, without checking them again.
+ */
+
+/* The byte after the string whose opening quote is just before p, or NULL. */
+static const unsigned char *
+string_end(const unsigned char *p, const unsigned char *end)
+{
+	while ((p = plain_end(p, end)) < end && *p != '"')
+		if (*p++ == '\\' && p < end)
+			p++;		/* the escaped byte, a quote or not */
+	return p < end ? p + 1 : NULL;
+}
+
+/*
+ * The end of the value at p: after its closing quote or bracket, or, for a
+ * number or a literal, at the ',', '}', ']' or whitespace that follows it.
+ */
+static const unsigned char *
+value_end(const unsigned char *p, const unsigned char *end)
+{
+	size_t depth = 0;
+
+	while (p < end) {
+		switch (*p) {
+		case '"':
+			if ((p = string_end(p + 1, end)) == NULL || depth == 0)
+				return p;
+			continue;
+		case '{': case '[':
+			depth++;
+			break;
+		case '}': case ']':
+			if (depth == 0)
+				return p;
+			if (--depth == 0)
+				return p + 1;
+			break;
+		case ',': case ' ': case '\t': case '\n': case '\r':
+			if (depth == 0)
+				return p;
+			break;
+		}
+		p++;
+	}
+	return depth == 0 ? p : NULL;
+}
+
+static const unsigned char *
+skip_ws_at(const unsigned char *p, const unsigned char *end)
+{
+	while (p < end && is_ws(*p))
+		p++;
+	return p;
+}
+
+/* Code point c (at most U+10FFFF) as UTF-8 in u: its length. */
+static int
+utf8_put(unsigned char *u, long c)
+{
+	if (c < 0x80) {
+		u[0] = c;
+		return 1;
+	}
+	if (c < 0x800) {
+		u[0] = 0xc0 | c >> 6;
+		u[1] = 0x80 | (c & 0x3f);
+		return 2;
+	}
+	if (c < 0x10000) {
+		u[0] = 0xe0 | c >> 12;
+		u[1] = 0x80 | (c >> 6 & 0x3f);
+		u[2] = 0x80 | (c & 0x3f);
+		return 3;
+	}
+	u[0] = 0xf0 | c >> 18;
+	u[1] = 0x80 | (c >> 12 & 0x3f);
+	u[2] = 0x80 | (c >> 6 & 0x3f);
+	u[3] = 0x80 | (c & 0x3f);
+	return 4;
+}
+
+/* The code point of the \u escape at p (6 bytes, or 12 for a surrogate pair); *n its length. */
+static long
+unicode_escape(const unsigned char *p, const unsigned char *end, int *n)
+{
+	long c, lo;
+
+	if (end - p < 6 || (c = hex4(p + 2)) == -1)
+		return -1;
+	*n = 6;
+	if (c < 0xd800 || c > 0xdfff)
+		return c;
+	if (c <= 0xdbff && end - p >= 12 && p[6] == '\\' && p[7] == 'u' &&
+	    (lo = hex4(p + 8)) >= 0xdc00 && lo <= 0xdfff) {
+		*n = 12;
+		return 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+	}
+	return 0xfffd;		/* a lone surrogate: no character */
+}
+
+/*
+ * One character of a string, from *pp on, decoded into u (up to 4 bytes):
+ * its length, 0 at the closing quote (stepped over), -1 at a bad escape or
+ * the end of the text.
+ */
+static int
+string_char(const unsigned char **pp, const unsigned char *end, unsigned char *u)
+{
+	static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+	const unsigned char *p = *pp;
+	const char *e;
+	long c;
+	int n;
+
+	if (p == end)
+		return -1;
+	*pp = p + 1;
+	if (*p == '"')
+		return 0;
+	if (*p != '\\') {
+		u[0] = *p;
+		return 1;
+	}
+	if (end - p < 2)
+		return -1;
+	if (p[1] == 'u') {
+		if ((c = unicode_escape(p, end, &n)) == -1)
+			return -1;
+		*pp = p + n;
+		return utf8_put(u, c);
+	}
+	if ((e = memchr(from, p[1], sizeof(from) - 1)) == NULL)
+		return -1;
+	*pp = p + 2;
+	u[0] = to[e - from];
+	return 1;
+}
+
+/* Whether the string at *pp (after its opening quote) decodes to name; stepped over. */
+static int
+name_is(const unsigned char **pp, const unsigned char *end, const char *name, size_t nlen)
+{
+	unsigned char u[4];
+	size_t i = 0;
+	int n, same = 1;
+
+	while ((n = string_char(pp, end, u)) > 0) {
+		if (same && (nlen - i < (size_t)n || memcmp(name + i, u, n) != 0))
+			same = 0;
+		i += n;
+	}
+	return n == -1 ? -1 : same && i == nlen;
+}
+
+/* Write the value at p to out, as json_member says. */
+static ssize_t
+value_out(const unsigned char *p, const unsigned char *end, char *out, size_t size)
+{
+	const unsigned char *v;
+	unsigned char u[4];
+	size_t o = 0;
+	int n;
+
+	if (p == end)
+		return -1;
+	if (*p != '"') {
+		if ((v = value_end(p, end)) == NULL)
+			return -1;
+		o = (size_t)(v - p) < size ? (size_t)(v - p) : size;
+		memcpy(out, p, o);
+		return o;
+	}
+	p++;
+	while ((n = string_char(&p, end, u)) > 0 && size - o >= (size_t)n) {
+		memcpy(out + o, u, n);
+		o += n;
+	}
+	return n == -1 ? -1 : (ssize_t)o;
+}
+
+ssize_t
+json_member(const char *obj, size_t len, const char *name, size_t nlen, char *out, size_t size)
+{
+	const unsigned char *p = (const unsigned char *)obj, *end = p + len;
+	int match;
+
+	p = skip_ws_at(p, end);
+	if (p == end || *p != '{')
+		return -1;
+	for (p = skip_ws_at(p + 1, end); p < end && *p == '"'; p = skip_ws_at(p + 1, end)) {
+		p++;
+		if ((match = name_is(&p, end, name, nlen)) == -1)
+			return -1;
+		p = skip_ws_at(p, end);
+		if (p == end || *p != ':')
+			return -1;
+		p = skip_ws_at(p + 1, end);
+		if (match)
+			return value_out(p, end, out, size);
+		if ((p = value_end(p, end)) == NULL)
+			return -1;
+		p = skip_ws_at(p, end);
+		if (p == end || *p != ',')
+			return -1;	/* the closing brace: no such member */
+	}
+	return -1;
+}
+
 int
 obuf_reserve(struct obuf *o, size_t need)
 {

@@ -8,6 +8,7 @@
 #define INGESTD_JSON_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #define JSON_MAX_DEPTH	64
 
@@ -44,5 +45,20 @@ void	 json_string(struct obuf *out, const char *s, size_t len);
  * JSON string, with the same guarantees as json_string.
  */
 void	 json_sd_value(struct obuf *out, const char *s, size_t len);
+
+/*
+ * The value of the member named name (nlen bytes) of the JSON object
+ * obj..obj+len, at its top level only (members of nested objects, and text
+ * inside strings, are skipped), into out, at most size bytes: a string's
+ * value decoded (\" \\ \/ \b \f \n \r \t, and \uXXXX to UTF-8 with
+ * surrogate pairs joined: \u0000 is a NUL byte, a lone surrogate U+FFFD),
+ * any other value as its JSON text.  Member names are compared decoded; the
+ * first match is taken.  A longer value is cut at size bytes.  Returns the
+ * bytes written, or -1 when the object has no such member, or when it is
+ * not well-formed as far as it was read: obj is meant to be JSON that was
+ * checked or written by this module, and any bytes are safe.
+ */
+ssize_t	 json_member(const char *obj, size_t len, const char *name, size_t nlen, char *out,
+	    size_t size);
 
 #endif

@@ -765,6 +765,144 @@ START_TEST(sd_value_cases)
 }
 END_TEST
 
+/*
+ * json_member: the event's own top-level member, decoded.  Each input is an
+ * exact-size copy and out has exactly size bytes, for AddressSanitizer.
+ */
+struct member_case {
+	const char	*in;
+	size_t		 len;
+	const char	*name;
+	const char	*value;		/* want bytes */
+	ssize_t		 want;		/* length, or -1 */
+	size_t		 size;		/* room in out; 0: 64 */
+};
+
+#define NONE	"", -1
+
+static const struct member_case members[] = {
+	{ B("{\"host\":\"a\"}"), "host", B("a"), 0 },
+	{ B("{\"host\":\"\"}"), "host", B(""), 0 },
+	/* Only the top level counts: nested members and text in strings do not. */
+	{ B("{\"body\":{\"host\":\"evil\"},\"host\":\"good\"}"), "host", B("good"), 0 },
+	{ B("{\"body\":{\"host\":\"evil\"}}"), "host", NONE, 0 },
+	{ B("{\"sd\":{\"id\":{\"host\":\"x\"}},\"msg\":\"m\"}"), "host", NONE, 0 },
+	{ B("{\"sd\":{\"id\":{\"host\":\"x\"}},\"msg\":\"m\"}"), "msg", B("m"), 0 },
+	{ B("{\"a\":[{\"host\":\"x\"},\"host\"],\"host\":\"y\"}"), "host", B("y"), 0 },
+	{ B("{\"msg\":\"\\\"host\\\":\\\"evil\\\"\"}"), "host", NONE, 0 },
+	{ B("{\"msg\":\"\\\"host\\\":\\\"evil\\\"\",\"host\":\"h\"}"), "host", B("h"), 0 },
+	{ B("{\"a\":\"}\",\"b\":\"]\",\"c\":\"{[,:\",\"d\":\"ok\"}"), "d", B("ok"), 0 },
+	{ B("{\"a\":\"x\\\"\",\"b\":\"y\"}"), "b", B("y"), 0 },
+	{ B("{\"a\":\"x\\\\\",\"b\":\"y\"}"), "b", B("y"), 0 },
+	{ B("{\"a\":[\"}\",\"{\",[]],\"b\":{\"c\":\"}\"},\"d\":\"ok\"}"), "d", B("ok"), 0 },
+	/* Names: whole, decoded, the first match. */
+	{ B("{\"hostname\":\"x\",\"hos\":\"y\",\"host\":\"z\"}"), "host", B("z"), 0 },
+	{ B("{\"h\\u006fst\":\"x\"}"), "host", B("x"), 0 },
+	{ B("{\"a\":\"1\",\"a\":\"2\"}"), "a", B("1"), 0 },
+	{ B("{\"\":\"e\"}"), "", B("e"), 0 },
+	{ B("{\"a\":\"1\"}"), "", NONE, 0 },
+	{ B("{\"\xc3\xa9\":\"x\"}"), "\xc3\xa9", B("x"), 0 },
+	/* Escapes decoded. */
+	{ B("{\"s\":\"a\\\"b\\\\c\\/d\\be\\ff\\ng\\rh\\ti\"}"), "s",
+	  B("a\"b\\c/d\be\ff\ng\rh\ti"), 0 },
+	{ B("{\"s\":\"a\\u0000b\"}"), "s", B("a\0b"), 0 },
+	{ B("{\"s\":\"\\u0041\\u00e9\\u20ac\\uFFFD\"}"), "s",
+	  B("A\xc3\xa9\xe2\x82\xac\xef\xbf\xbd"), 0 },
+	{ B("{\"s\":\"\\ud83d\\ude00\\uDBFF\\uDFFF\"}"), "s",
+	  B("\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"), 0 },
+	{ B("{\"s\":\"\\ud800x\\udc00\"}"), "s", B("\xef\xbf\xbdx\xef\xbf\xbd"), 0 },
+	{ B("{\"s\":\"\\ud800\\u0041\"}"), "s", B("\xef\xbf\xbd" "A"), 0 },
+	{ B("{\"s\":\"\xe2\x82\xac\x7f\"}"), "s", B("\xe2\x82\xac\x7f"), 0 },
+	/* Other values: their text. */
+	{ B("{\"n\":-12.5e3,\"t\":true}"), "n", B("-12.5e3"), 0 },
+	{ B("{\"n\":-12.5e3,\"t\":true}"), "t", B("true"), 0 },
+	{ B("{\"z\":null}"), "z", B("null"), 0 },
+	{ B("{\"o\":{\"a\":[1,\"]\"]},\"b\":2}"), "o", B("{\"a\":[1,\"]\"]}"), 0 },
+	{ B("{\"a\":[]}"), "a", B("[]"), 0 },
+	/* Whitespace around everything. */
+	{ B(" { \"a\" : 1 , \"b\" : \" x \" , \"c\" : [ 1 ] } "), "b", B(" x "), 0 },
+	{ B(" { \"a\" : 1 , \"b\" : \" x \" , \"c\" : [ 1 ] } "), "a", B("1"), 0 },
+	{ B(" { \"a\" : 1 , \"b\" : \" x \" , \"c\" : [ 1 ] } "), "c", B("[ 1 ]"), 0 },
+	/* Cut at size, a decoded character never split. */
+	{ B("{\"s\":\"abcdef\"}"), "s", B("abc"), 3 },
+	{ B("{\"s\":\"x\\u00e9\"}"), "s", B("x"), 2 },
+	{ B("{\"s\":\"x\\u00e9\"}"), "s", B("x\xc3\xa9"), 3 },
+	{ B("{\"n\":12345}"), "n", B("12"), 2 },
+	/* Not an object, or broken before the member: none. */
+	{ B(""), "a", NONE, 0 },
+	{ B("[\"a\"]"), "a", NONE, 0 },
+	{ B("\"a\""), "a", NONE, 0 },
+	{ B("{"), "a", NONE, 0 },
+	{ B("{}"), "a", NONE, 0 },
+	{ B("{\"a\""), "a", NONE, 0 },
+	{ B("{\"a\" \"b\"}"), "a", NONE, 0 },
+	{ B("{\"b\":1 \"a\":2}"), "a", NONE, 0 },
+	{ B("{\"b\":{\"c\":1}"), "a", NONE, 0 },
+	{ B("{\"b\":\"x"), "a", NONE, 0 },
+	{ B("{\"b\":\"x\\"), "a", NONE, 0 },
+	{ B("{\"a\":\"x"), "a", NONE, 0 },
+	{ B("{\"a\":\"\\q\"}"), "a", NONE, 0 },
+	{ B("{\"a\":\"\\u12\"}"), "a", NONE, 0 },
+	{ B("{\"a\":\"\\u12g4\"}"), "a", NONE, 0 },
+	{ B("{\"\\x\":1,\"a\":2}"), "a", NONE, 0 },
+};
+
+START_TEST(member_cases)
+{
+	const struct member_case *c = &members[_i];
+	size_t size = c->size ? c->size : 64;
+	char *in = dup_exact(c->in, c->len), *out = malloc(size);
+	ssize_t n;
+
+	ck_assert_ptr_nonnull(out);
+	n = json_member(in, c->len, c->name, strlen(c->name), out, size);
+	ck_assert_msg(n == c->want, "case %d: %zd bytes, expected %zd", _i, n, c->want);
+	if (n > 0)
+		ck_assert_mem_eq(out, c->value, n);
+	free(in);
+	free(out);
+}
+END_TEST
+
+/* Every prefix of an event, and pseudo-random bytes: never a read or write out of bounds. */
+START_TEST(member_any_bytes)
+{
+	static const char ev[] = "{\"received_at\":\"t\","
+	    "\"body\":{\"host\":\"x\",\"a\":[1,\"]\\\"\"]},"
+	    "\"sd\":{\"i\":{\"host\":\"y\"}},\"host\":\"h\\u00e9\\ud83d\\ude00\\u0000\",\"n\":12}";
+	unsigned int seed = 777;
+	char out[8], *in;
+	size_t len, i;
+	ssize_t n;
+
+	for (len = 0; len < sizeof(ev); len++) {
+		in = dup_exact(ev, len);
+		n = json_member(in, len, "host", 4, out, sizeof(out));
+		ck_assert(n == -1 || (n >= 0 && (size_t)n <= sizeof(out)));
+		n = json_member(in, len, "n", 1, out, sizeof(out));
+		ck_assert(n == -1 || (n >= 1 && n <= 2));
+		free(in);
+	}
+	in = dup_exact(ev, sizeof(ev) - 1);
+	ck_assert_int_eq(json_member(in, sizeof(ev) - 1, "host", 4, out, sizeof(out)), 8);
+	ck_assert_mem_eq(out, "h\xc3\xa9\xf0\x9f\x98\x80\0", 8);
+	free(in);
+	for (i = 0; i < 20000; i++) {
+		char buf[64];
+
+		len = i % sizeof(buf);
+		for (size_t k = 0; k < len; k++) {
+			seed = seed * 1103515245 + 12345;
+			buf[k] = "{}[]\":,\\u0a \xc3"[(seed >> 16) % 14];
+		}
+		in = dup_exact(buf, len);
+		n = json_member(in, len, "a", 1, out, sizeof(out));
+		ck_assert(n >= -1 && n <= (ssize_t)sizeof(out));
+		free(in);
+	}
+}
+END_TEST
+
 Suite *
 json_suite(void)
 {
@@ -772,6 +910,7 @@ json_suite(void)
 	TCase *obj = tcase_create("json_copy_object");
 	TCase *strs = tcase_create("json_string");
 	TCase *sd = tcase_create("json_sd_value");
+	TCase *mem = tcase_create("json_member");
 
 	tcase_add_loop_test(obj, copy_valid, 0, sizeof(valid) / sizeof(valid[0]));
 	tcase_add_loop_test(obj, copy_invalid, 0, sizeof(invalid) / sizeof(invalid[0]));
@@ -791,5 +930,8 @@ json_suite(void)
 	suite_add_tcase(s, strs);
 	tcase_add_loop_test(sd, sd_value_cases, 0, sizeof(sd_values) / sizeof(sd_values[0]));
 	suite_add_tcase(s, sd);
+	tcase_add_loop_test(mem, member_cases, 0, sizeof(members) / sizeof(members[0]));
+	tcase_add_test(mem, member_any_bytes);
+	suite_add_tcase(s, mem);
 	return s;
 }
