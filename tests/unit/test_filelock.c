@@ -92,14 +92,14 @@ START_TEST(taken_is_not_waited_for)
 	pid_t pid;
 
 	ck_assert_int_eq(pipe(ready), 0);
-	if ((pid = fork()) == 0) {
-		ck_assert_int_eq(filelock_try(l), 0);
-		(void)write(ready[1], "x", 1);
+	if ((pid = fork()) == 0) {	/* no ck_assert here: Check's pipe is the parent's */
+		(void)write(ready[1], filelock_try(l) == 0 ? "x" : "-", 1);
 		pause();
 		_exit(0);
 	}
 	ck_assert_int_ne(pid, -1);
 	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'x');
 	kill(pid, SIGSTOP);
 	ck_assert_int_eq(filelock_try(l), -1);
 	ck_assert_int_eq(filelock_try(l), -1);
@@ -142,9 +142,13 @@ START_TEST(killed_holder)
 }
 END_TEST
 
-/* A child process that runs fn(arg) in process slot 1, then waits to be killed; its pid. */
+/*
+ * A child process that runs fn(key) in process slot 1, which must return
+ * 0, then waits to be killed; its pid.  No ck_assert in the child: Check's
+ * pipe is the parent's.
+ */
 static pid_t
-child(void (*fn)(uint64_t), uint64_t key)
+child(int (*fn)(uint64_t), uint64_t key)
 {
 	int ready[2];
 	char c;
@@ -153,28 +157,28 @@ child(void (*fn)(uint64_t), uint64_t key)
 	ck_assert_int_eq(pipe(ready), 0);
 	if ((pid = fork()) == 0) {
 		filelock_process(1);
-		fn(key);
-		(void)write(ready[1], "x", 1);
+		(void)write(ready[1], fn(key) == 0 ? "x" : "-", 1);
 		pause();
 		_exit(0);
 	}
 	ck_assert_int_ne(pid, -1);
 	ck_assert_int_eq(read(ready[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'x');
 	close(ready[0]);
 	close(ready[1]);
 	return pid;
 }
 
-static void
+static int
 begin_append(uint64_t key)
 {
-	ck_assert_int_eq(filelock_append_begin(key), 0);
+	return filelock_append_begin(key);
 }
 
-static void
+static int
 begin_fix(uint64_t key)
 {
-	ck_assert_int_eq(filelock_fix_begin(key), 0);
+	return filelock_fix_begin(key);
 }
 
 static void
