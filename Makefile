@@ -132,19 +132,23 @@ check: deps
 bench-smoke: ingestd ingestd-bench
 	python3 tests/bench/bench.py --smoke
 
-# libFuzzer targets: tests/fuzz/fuzz_NAME.c drives worker/NAME.c, with its
-# seed corpus in tests/fuzz/corpus/NAME (read only: what a run finds goes to
-# tests/fuzz/findings/, which git ignores).  FUZZ_TIME seconds per target.
+# libFuzzer targets: tests/fuzz/fuzz_NAME.c drives worker/NAME.c (or the file
+# FUZZ_SRC_NAME names), with its seed corpus in tests/fuzz/corpus/NAME (read
+# only: what a run finds goes to tests/fuzz/findings/, which git ignores).
+# FUZZ_TIME seconds per target.
 FUZZ_TIME ?= 60
 FUZZ_NAMES = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	      -D_GNU_SOURCE -Icommon -Iworker
+	      -D_GNU_SOURCE -Icommon -Iworker -Iserver
 
 FUZZ_DEPS_relp = worker/json.c	# obuf_reserve
+FUZZ_SRC_httphead = server/httphead.c
+fuzz_src = $(or $(FUZZ_SRC_$(1)),worker/$(1).c)
 
 .SECONDEXPANSION:
-tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h worker/%.c $$(FUZZ_DEPS_$$*) $(wildcard worker/*.h)
-	clang $(FUZZ_CFLAGS) -o $@ $< worker/$*.c $(FUZZ_DEPS_$*)
+tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(call fuzz_src,$$*) $$(FUZZ_DEPS_$$*) \
+		$(wildcard worker/*.h server/*.h)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_src,$*) $(FUZZ_DEPS_$*)
 
 fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 	@for n in $(FUZZ_NAMES); do \

@@ -52,7 +52,8 @@ const struct cfg_setting cfg_settings[] = {
 	{ "listen", CS_STATS, CT_STRING, "", 0, 0, NULL, 1, M(stats_listen),
 	  "Address of the master's HTTP endpoint: Prometheus text at /metrics, JSON at "
 	  "/stats (\"IPv4:port\", \"[IPv6]:port\" or a unix socket path). Empty: none. "
-	  "Anyone who can connect can read it: keep it on loopback or a private address." },
+	  "Anyone who can connect can read it: keep it on loopback or a private address. "
+	  "Its limits (32 connections, 8 KiB requests, 5 s to send one): METRICS in ingestd(8)." },
 	{ "name", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(name),
 	  "Name of the listener in log messages; empty means the listen address. "
 	  "Names are unique." },

@@ -1,6 +1,6 @@
 /*
  * metrics: the master's HTTP endpoint on stats.listen, Prometheus text at
- * /metrics and JSON at /stats (libevent's evhttp, in the master's loop).
+ * /metrics and JSON at /stats (served by http.c, in the master's loop).
  *
  * Figures are the sum of the live workers' slots (common/stats.c) and of
  * what workers that are gone counted: when a worker exits, its slot is
@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "log.h"
 #include "master.h"
 #include "metrics.h"
@@ -45,9 +45,8 @@ struct agg {
 };
 
 static struct agg		 gone;		/* workers that exited */
-static struct evhttp		*http;
-static struct evhttp_bound_socket *bound;
-static char			*bound_text;
+static struct http_server	*http;
+static char			*bound_text;	/* stats.listen served; NULL when none */
 static int			 inherited = -1;	/* from the master a binary upgrade replaces */
 
 static const char *const reason_labels[CT_NREASONS] = {
@@ -198,6 +197,22 @@ per_sink(struct evbuffer *b, const struct agg *a, size_t off, const char *metric
 		    *(const uint64_t *)((const char *)&a->sink[i].st + off));
 }
 
+/* This endpoint's own defences: what http.c closed, by reason. */
+static void
+endpoint(struct evbuffer *b)
+{
+	const struct http_counts *n = http_counts(http);
+	const char *name = "ingestd_stats_connections_closed_total";
+
+	head(b, name, "counter", "Connections to this endpoint closed by a limit, by reason.");
+	labelled(b, name, "reason", "evicted", n->evicted);
+	labelled(b, name, "reason", "busy", n->busy);
+	labelled(b, name, "reason", "request_timeout", n->request_timeouts);
+	labelled(b, name, "reason", "send_timeout", n->send_timeouts);
+	labelled(b, name, "reason", "request_too_large", n->too_large);
+	labelled(b, name, "reason", "bad_request", n->bad_requests);
+}
+
 static void
 prometheus(struct evbuffer *b, const struct agg *a)
 {
@@ -244,6 +259,7 @@ prometheus(struct evbuffer *b, const struct agg *a)
 	head(b, "ingestd_reloads_total", "counter", "Reloads, by result.");
 	labelled(b, "ingestd_reloads_total", "result", "ok", srv.reloads_ok);
 	labelled(b, "ingestd_reloads_total", "result", "failed", srv.reloads_failed);
+	endpoint(b);
 	one(b, "ingestd_generation", "gauge", "The generation serving.", srv.serving_gen);
 	one(b, "ingestd_workers", "gauge", "Worker processes alive.",
 	    (uint64_t)slot_count_alive(&srv.slots));
@@ -270,6 +286,7 @@ jstr(struct evbuffer *b, const char *s)
 static void
 json(struct evbuffer *b, const struct agg *a)
 {
+	const struct http_counts *n = http_counts(http);
 	unsigned long long open = 0, accepted = 0;
 
 	for (int i = 0; i < a->nworkers; i++) {
@@ -313,55 +330,41 @@ json(struct evbuffer *b, const struct agg *a)
 		    (unsigned long long)st->bytes, (unsigned long long)st->dropped,
 		    (unsigned long long)st->errors, (unsigned long long)st->queued);
 	}
-	evbuffer_add_printf(b, "}}\n");
+	evbuffer_add_printf(b, "},\"stats_endpoint\":{\"closed\":{\"evicted\":%llu,\"busy\":%llu,"
+	    "\"request_timeout\":%llu,\"send_timeout\":%llu,\"request_too_large\":%llu,"
+	    "\"bad_request\":%llu}}}\n", (unsigned long long)n->evicted,
+	    (unsigned long long)n->busy, (unsigned long long)n->request_timeouts,
+	    (unsigned long long)n->send_timeouts, (unsigned long long)n->too_large,
+	    (unsigned long long)n->bad_requests);
 }
 
-static void
-serve(struct evhttp_request *req, int prom)
+static int
+is_path(const char *path, size_t len, const char *want)
 {
-	struct evbuffer *b = evbuffer_new();
-	static struct agg a;	/* large: not on the stack */
+	return len == strlen(want) && memcmp(path, want, len) == 0;
+}
 
-	if (b == NULL) {
-		evhttp_send_error(req, HTTP_INTERNAL, NULL);
-		return;
-	}
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET &&
-	    evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
-		evbuffer_free(b);
-		evhttp_send_error(req, 405, "Method Not Allowed");
-		return;
+/* The http server's handler: /metrics and /stats. */
+static int
+serve(void *arg, const char *path, size_t len, struct evbuffer *b, const char **type)
+{
+	static struct agg a;	/* large: not on the stack */
+	int prom = is_path(path, len, "/metrics");
+
+	(void)arg;
+	if (!prom && !is_path(path, len, "/stats")) {
+		evbuffer_add_printf(b, "Try /metrics or /stats\n");
+		return 404;
 	}
 	collect(&a);
-	if (prom)
+	if (prom) {
 		prometheus(b, &a);
-	else
+		*type = "text/plain; version=0.0.4; charset=utf-8";
+	} else {
 		json(b, &a);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	    prom ? "text/plain; version=0.0.4; charset=utf-8" : "application/json");
-	evhttp_send_reply(req, HTTP_OK, "OK", b);
-	evbuffer_free(b);
-}
-
-static void
-on_metrics(struct evhttp_request *req, void *arg)
-{
-	(void)arg;
-	serve(req, 1);
-}
-
-static void
-on_stats(struct evhttp_request *req, void *arg)
-{
-	(void)arg;
-	serve(req, 0);
-}
-
-static void
-on_other(struct evhttp_request *req, void *arg)
-{
-	(void)arg;
-	evhttp_send_error(req, HTTP_NOTFOUND, "Try /metrics or /stats");
+		*type = "application/json";
+	}
+	return 200;
 }
 
 static int
@@ -386,10 +389,9 @@ bind_stats(const struct config *cf)
 static void
 unbind(void)
 {
-	if (bound == NULL)
+	if (http == NULL || http_fd(http) == -1)
 		return;
-	evhttp_del_accept_socket(http, bound);	/* closes the socket */
-	bound = NULL;
+	http_listen(http, -1);		/* closes the socket */
 	free(bound_text);
 	bound_text = NULL;
 }
@@ -403,7 +405,7 @@ metrics_configure(const struct config *cf)
 	if (bound_text && strcmp(bound_text, cf->stats_listen) == 0)
 		return;
 	if (cf->stats_listen[0] == '\0') {
-		if (bound)
+		if (bound_text)
 			log_notice("stats: %s closed", bound_text);
 		unbind();
 		if (inherited != -1)
@@ -411,27 +413,18 @@ metrics_configure(const struct config *cf)
 		inherited = -1;
 		return;
 	}
-	if (http == NULL) {
-		if ((http = evhttp_new(srv.base)) == NULL) {
-			log_warnx("stats: evhttp_new failed");
-			return;
-		}
-		evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-		evhttp_set_timeout(http, 10);
-		evhttp_set_cb(http, "/metrics", on_metrics, NULL);
-		evhttp_set_cb(http, "/stats", on_stats, NULL);
-		evhttp_set_gencb(http, on_other, NULL);
-	}
+	if (http == NULL && (http = http_new(srv.base, "stats", serve, NULL)) == NULL)
+		return;
 	if (inherited != -1) {
 		fd = inherited;		/* the old master's, on the same config */
 		inherited = -1;
 	} else if ((fd = bind_stats(cf)) == -1) {
 		log_warn("stats: cannot listen on %s%s", cf->stats_listen,
-		    bound ? "; the endpoint stays where it was" : "");
+		    bound_text ? "; the endpoint stays where it was" : "");
 		return;
 	}
 	unbind();
-	if ((bound = evhttp_accept_socket_with_handle(http, fd)) == NULL) {
+	if (http_listen(http, fd) == -1) {
 		log_warnx("stats: cannot serve on %s", cf->stats_listen);
 		close(fd);
 		return;
@@ -453,22 +446,22 @@ metrics_inherit(int fd)
 int
 metrics_fd(void)
 {
-	return bound ? evhttp_bound_socket_get_fd(bound) : -1;
+	return http ? http_fd(http) : -1;
 }
 
-/* In a new worker: the endpoint's socket is the master's. */
+/* In a new worker: the endpoint's sockets are the master's. */
 void
 metrics_close_in_child(void)
 {
-	if (bound)
-		close(evhttp_bound_socket_get_fd(bound));
+	if (http)
+		http_close_in_child(http);
 }
 
 void
 metrics_stop(void)
 {
-	unbind();
-	if (http)
-		evhttp_free(http);
+	http_free(http);
 	http = NULL;
+	free(bound_text);
+	bound_text = NULL;
 }

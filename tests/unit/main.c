@@ -20,6 +20,7 @@ main(void)
 	srunner_add_suite(sr, event_suite());
 	srunner_add_suite(sr, filelock_suite());
 	srunner_add_suite(sr, framing_suite());
+	srunner_add_suite(sr, httphead_suite());
 	srunner_add_suite(sr, json_suite());
 	srunner_add_suite(sr, parse_syslog_suite());
 	srunner_add_suite(sr, proxy_suite());

@@ -15,6 +15,7 @@ Suite	*conntab_suite(void);	/* test_conntab.c: common/conntab.c */
 Suite	*event_suite(void);	/* test_event.c:   worker/event.c */
 Suite	*filelock_suite(void);	/* test_filelock.c: common/filelock.c */
 Suite	*framing_suite(void);	/* test_framing.c: worker/framing.c */
+Suite	*httphead_suite(void);	/* test_httphead.c: server/httphead.c */
 Suite	*json_suite(void);	/* test_json.c:    worker/json.c */
 Suite	*parse_syslog_suite(void);	/* test_parse_syslog.c: worker/parse_syslog.c */
 Suite	*proxy_suite(void);	/* test_proxy.c:   worker/proxy.c */
