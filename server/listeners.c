@@ -54,28 +54,28 @@ find(const struct addr *a, int mode)
  * A unix socket path left by a dead process is removed; a live one is an
  * error, and so is anything that is not a socket, a symbolic link included
  * (lstat: whoever can write the directory must not make root connect to,
- * or remove, something else).
+ * or remove, something else).  text names it in messages.
  */
-static int
-clear_unix_path(const struct lsock *ls)
+int
+lsn_clear_unix_path(const struct addr *a, const char *text)
 {
-	const struct sockaddr_un *sun = (const struct sockaddr_un *)&ls->addr.ss;
+	const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
 	struct stat st;
 	int fd, live;
 
 	if (lstat(sun->sun_path, &st) == -1)
 		return 0;
 	if (!S_ISSOCK(st.st_mode)) {
-		log_warnx("listen %s: the path exists and is not a socket%s", ls->text,
+		log_warnx("listen %s: the path exists and is not a socket%s", text,
 		    S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
 		return -1;
 	}
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
-	live = connect(fd, (const struct sockaddr *)sun, ls->addr.len) == 0;
+	live = connect(fd, (const struct sockaddr *)sun, a->len) == 0;
 	close(fd);
 	if (live) {
-		log_warnx("listen %s: another process is listening on this socket", ls->text);
+		log_warnx("listen %s: another process is listening on this socket", text);
 		return -1;
 	}
 	return unlink(sun->sun_path);
@@ -86,7 +86,7 @@ bind_one(const struct lsock *ls)
 {
 	int fam = ls->addr.ss.ss_family, on = 1, fd;
 
-	if (fam == AF_UNIX && clear_unix_path(ls) == -1)
+	if (fam == AF_UNIX && lsn_clear_unix_path(&ls->addr, ls->text) == -1)
 		return -1;
 	if ((fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
 		log_warn("listen %s: socket", ls->text);

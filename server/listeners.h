@@ -21,5 +21,6 @@ void	 lsn_close_all(int unlink_paths);
 int	 lsn_inherit(int fd);
 int	 lsn_all_fds(int *fds, int max);
 void	 lsn_inherit_done(void);
+int	 lsn_clear_unix_path(const struct addr *, const char *text);
 
 #endif

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "listeners.h"
 #include "log.h"
 #include "master.h"
 #include "metrics.h"
@@ -373,8 +374,8 @@ bind_stats(const struct config *cf)
 	const struct addr *a = &cf->stats_addr;
 	int on = 1, fd;
 
-	if (a->ss.ss_family == AF_UNIX)
-		unlink(((const struct sockaddr_un *)&a->ss)->sun_path);
+	if (a->ss.ss_family == AF_UNIX && lsn_clear_unix_path(a, cf->stats_listen) == -1)
+		return -1;
 	if ((fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
 	if ((a->ss.ss_family != AF_UNIX &&
