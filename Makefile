@@ -14,7 +14,7 @@ MANDIR	?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 PKGS	 = libevent libconfig libsystemd hiredis
 CFLAGS	?= -O2 -g
-CFLAGS	+= -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -Icommon -Iserver -Iworker
+CFLAGS	+= -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -MMD -MP
 CFLAGS	+= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 # make SANITIZE=1 ...: the same build under AddressSanitizer and UBSan (make clean first).
 ifeq ($(SANITIZE),1)
@@ -40,9 +40,28 @@ PEERS	 = tests/peers
 RSYSLOGD = $(PEERS)/rsyslog/usr/sbin/rsyslogd
 PROMTOOL = $(PEERS)/prometheus/usr/bin/promtool
 
+# The layers, bottom up.  Each folder is compiled with the include paths of
+# the layers it may use and no others, so a call upward does not build:
+#   common/           shared by the master and the workers
+#   worker/protocol/  pure parsers                          sees common
+#   worker/sinks/     queues and drivers                    sees protocol
+#   worker/pipeline/  record -> event -> sinks              sees sinks
+#   worker/conn/      accept, connections, handlers         sees pipeline
+#   worker/           the worker process, wires the hooks   sees conn
+#   server/           the master                            sees common, worker.h
+INC_common	= -Icommon
+INC_protocol	= $(INC_common) -Iworker/protocol
+INC_sinks	= $(INC_protocol) -Iworker/sinks
+INC_pipeline	= $(INC_sinks) -Iworker/pipeline
+INC_conn	= $(INC_pipeline) -Iworker/conn
+INC_worker	= $(INC_conn) -Iworker
+INC_server	= $(INC_common) -Iworker -Iserver
+INC_tests	= $(INC_worker) -Iserver
+
+LAYERS	   = protocol sinks pipeline conn
 COMMON_SRC = $(filter-out common/cfgdoc.c, $(wildcard common/*.c))
 SERVER_SRC = $(filter-out server/main.c, $(wildcard server/*.c))
-WORKER_SRC = $(wildcard worker/*.c)
+WORKER_SRC = $(wildcard worker/*.c) $(foreach l,$(LAYERS),$(wildcard worker/$(l)/*.c))
 LIB_SRC	   = $(COMMON_SRC) $(SERVER_SRC) $(WORKER_SRC)
 LIB_OBJ	   = $(LIB_SRC:.c=.o)
 UNIT_SRC   = $(wildcard tests/unit/*.c)
@@ -60,14 +79,28 @@ ingestd: server/main.o $(LIB_OBJ)
 ingestd-bench: $(BENCH_SRC:.c=.o)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
 
-tests/bench/%.o: tests/bench/%.c $(wildcard tests/bench/*.h)
+tests/bench/%.o: tests/bench/%.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 cfgdoc: common/cfgdoc.o $(COMMON_SRC:.c=.o)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-%.o: %.c $(wildcard common/*.h server/*.h worker/*.h)
-	$(CC) $(CFLAGS) -c -o $@ $<
+common/%.o: common/%.c
+	$(CC) $(CFLAGS) $(INC_common) -c -o $@ $<
+worker/protocol/%.o: worker/protocol/%.c
+	$(CC) $(CFLAGS) $(INC_protocol) -c -o $@ $<
+worker/sinks/%.o: worker/sinks/%.c
+	$(CC) $(CFLAGS) $(INC_sinks) -c -o $@ $<
+worker/pipeline/%.o: worker/pipeline/%.c
+	$(CC) $(CFLAGS) $(INC_pipeline) -c -o $@ $<
+worker/conn/%.o: worker/conn/%.c
+	$(CC) $(CFLAGS) $(INC_conn) -c -o $@ $<
+worker/%.o: worker/%.c
+	$(CC) $(CFLAGS) $(INC_worker) -c -o $@ $<
+server/%.o: server/%.c
+	$(CC) $(CFLAGS) $(INC_server) -c -o $@ $<
+
+-include $(wildcard common/*.d server/*.d worker/*.d worker/*/*.d tests/*/*.d)
 
 deps:
 	@$(MAKE) -s install-missing PKGS_WANTED="$(DEB_PKGS)"
@@ -103,9 +136,11 @@ $(PROMTOOL):
 run: deps ingestd
 	./ingestd -f
 
-tests/unit/run: $(UNIT_SRC) $(LIB_OBJ)
-	$(CC) $(CFLAGS) $(shell pkg-config --cflags check) $(LDFLAGS) -o $@ $(UNIT_SRC) $(LIB_OBJ) \
-		$(LDLIBS) $(shell pkg-config --libs check)
+# The unit tests see every layer; the sinks' driver table is theirs (a fake driver).
+UNIT_LIB_OBJ = $(filter-out worker/sinks/drivers.o, $(LIB_OBJ))
+tests/unit/run: $(UNIT_SRC) $(UNIT_LIB_OBJ)
+	$(CC) $(CFLAGS) $(INC_tests) $(shell pkg-config --cflags check) $(LDFLAGS) -o $@ \
+		$(UNIT_SRC) $(UNIT_LIB_OBJ) $(LDLIBS) $(shell pkg-config --libs check)
 
 unit: tests/unit/run
 	tests/unit/run
@@ -139,16 +174,16 @@ bench-smoke: ingestd ingestd-bench
 FUZZ_TIME ?= 60
 FUZZ_NAMES = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	      -D_GNU_SOURCE -Icommon -Iworker -Iserver
+	      -D_GNU_SOURCE $(INC_protocol) -Iserver
 
-FUZZ_DEPS_relp = worker/json.c	# obuf_reserve
+# What each target drives: worker/protocol/NAME.c, or FUZZ_SRC_NAME; with common/obuf.c.
 FUZZ_SRC_httphead = server/httphead.c
-fuzz_src = $(or $(FUZZ_SRC_$(1)),worker/$(1).c)
+fuzz_src = $(or $(FUZZ_SRC_$(1)),worker/protocol/$(1).c) common/obuf.c
 
 .SECONDEXPANSION:
-tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(call fuzz_src,$$*) $$(FUZZ_DEPS_$$*) \
-		$(wildcard worker/*.h server/*.h)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_src,$*) $(FUZZ_DEPS_$*)
+tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(call fuzz_src,$$*) \
+		$(wildcard common/*.h worker/protocol/*.h server/*.h)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_src,$*)
 
 fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 	@for n in $(FUZZ_NAMES); do \
@@ -160,9 +195,10 @@ fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 		tail -1 tests/fuzz/findings/$$n.log; \
 	done
 
-tests/bench/micro: tests/bench/micro.c tests/bench/bench_records.o worker/framing.o \
-		worker/parse_syslog.o worker/json.o worker/event.o
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+tests/bench/micro: tests/bench/micro.c tests/bench/bench_records.o worker/protocol/framing.o \
+		worker/protocol/parse_syslog.o worker/protocol/json.o worker/pipeline/encode.o \
+		common/obuf.o
+	$(CC) $(CFLAGS) $(INC_pipeline) $(LDFLAGS) -o $@ $^
 
 tests/bench/blast: tests/bench/blast.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
@@ -190,6 +226,7 @@ install: ingestd ingestd-bench
 		install -m 644 etc/logrotate.d/ingestd $(DESTDIR)$(SYSCONFDIR)/logrotate.d/ingestd
 
 clean:
-	rm -f ingestd ingestd-bench cfgdoc tests/unit/run */*.o tests/*/*.o \
+	rm -f ingestd ingestd-bench cfgdoc tests/unit/run */*.o */*/*.o \
+		common/*.d server/*.d worker/*.d worker/*/*.d tests/*/*.d \
 		$(FUZZ_NAMES:%=tests/fuzz/fuzz_%) tests/bench/micro tests/bench/blast \
 		tests/bench/discard

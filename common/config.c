@@ -651,6 +651,19 @@ sink_index(const struct config *cf, const char *name)
 	return -1;
 }
 
+/* What a sink's queue holds: octet-counted frames or lines, of events or records. */
+static int
+resolve_units(struct config *cf)
+{
+	for (int i = 0; i < cf->nsinks; i++) {
+		struct sink_cfg *s = &cf->sinks[i];
+
+		s->octet = s->type == SINK_FORWARD && s->framing == FORWARD_OCTET;
+		s->raw = s->type == SINK_FORWARD && s->payload == PAYLOAD_RECORD;
+	}
+	return 0;
+}
+
 /* Turn each listener's sink names into indices; no names means every sink. */
 static int
 resolve_sinks(struct ctx *c, struct config *cf, const config_setting_t *list)
@@ -673,9 +686,7 @@ resolve_sinks(struct ctx *c, struct config *cf, const config_setting_t *list)
 					return fail(c, where, name, "\"%s\" is listed twice",
 					    l->sinks.v[k]);
 			l->sink_idx[l->nsink_idx++] = idx;
-			if (cf->sinks[idx].type == SINK_FORWARD &&
-			    (cf->sinks[idx].payload != PAYLOAD_EVENT ||
-			    cf->sinks[idx].framing != FORWARD_LF))
+			if (cf->sinks[idx].octet || cf->sinks[idx].raw)
 				l->sinks_formatted = 1;
 		}
 	}
@@ -836,6 +847,7 @@ load(config_t *lc, const char *name, char *err, size_t errlen)
 	    check_listeners(&c, cf, list) == -1 ||
 	    load_sinks(&c, cf, sinks) == -1 ||
 	    check_sinks(&c, cf, sinks) == -1 ||
+	    resolve_units(cf) == -1 ||
 	    resolve_sinks(&c, cf, list) == -1 ||
 	    resolve_acls(&c, cf, list) == -1 ||
 	    resolve_upstreams(&c, cf, sinks) == -1 ||

@@ -107,6 +107,8 @@ struct sink_cfg {
 	int		 payload;
 	char		*stream;	/* redis */
 	int		 maxlen;
+	int		 octet;		/* resolved: units are "LEN SP MSG" frames, not lines */
+	int		 raw;		/* resolved: the record as it came, not the event */
 };
 
 struct config {

@@ -54,10 +54,19 @@ log_init_stderr(void)
 static int
 open_file(const char *path)
 {
-	int fd = safefile_open(path, O_WRONLY | O_APPEND | O_CREAT, 0640, "log");
+	const char *why;
+	int fd = safefile_open(path, O_WRONLY | O_APPEND | O_CREAT, 0640, &why);
 
-	if (fd != -1 && geteuid() == 0 && (lg.uid != (uid_t)-1 || lg.gid != (gid_t)-1))
-		safefile_chown(fd, path, lg.uid, lg.gid, "log");
+	if (fd == -1) {
+		if (why)
+			log_warnx("log %s: refused: %s", path, why);
+		else
+			log_warn("log %s: cannot open", path);
+		return -1;
+	}
+	if (geteuid() == 0 && (lg.uid != (uid_t)-1 || lg.gid != (gid_t)-1) &&
+	    safefile_chown(fd, lg.uid, lg.gid) == -1)
+		log_warn("log %s: fchown", path);
 	return fd;
 }
 

@@ -1,11 +1,29 @@
 /*
- * stats: the workers' counter slots in one anonymous shared mapping.
+ * stats: the workers' counter slots in one anonymous shared mapping, and
+ * the tables that describe every counter (see stats.h).
  */
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "conntab.h"
 #include "log.h"
 #include "stats.h"
+
+#define STAT_ROW(type, field, metric, label, path, help, line, text)	\
+	{ offsetof(type, field), metric, label, path, help, line, text },
+#define WORKER_ROW(...)		STAT_ROW(struct worker_counts, __VA_ARGS__)
+#define LISTENER_ROW(...)	STAT_ROW(struct listener_counts, __VA_ARGS__)
+#define SINK_ROW(...)		STAT_ROW(struct sink_stats, __VA_ARGS__)
+
+const struct stat_desc stats_worker[] = { STATS_WORKER(WORKER_ROW) };
+const struct stat_desc stats_listener[] = { STATS_LISTENER(LISTENER_ROW) };
+const struct stat_desc stats_sink[] = { STATS_SINK(SINK_ROW) };
+const int stats_nworker = sizeof(stats_worker) / sizeof(stats_worker[0]);
+const int stats_nlistener = sizeof(stats_listener) / sizeof(stats_listener[0]);
+const int stats_nsink = sizeof(stats_sink) / sizeof(stats_sink[0]);
+
+_Static_assert(CT_NREASONS - CT_REFUSE_ACL == 4, "a refused_* counter per refusal");
 
 static struct worker_stats	*slots;
 static int			 nslots;
@@ -39,4 +57,45 @@ void
 stats_clear(int i)
 {
 	memset(stats_slot(i), 0, sizeof(struct worker_stats));
+}
+
+/* The counter of connections refused for why (enum ct_refusal, not CT_ADMIT). */
+uint64_t *
+stats_refused(struct worker_counts *w, int why)
+{
+	switch (why) {
+	case CT_REFUSE_ACL:
+		return &w->refused_acl;
+	case CT_REFUSE_MAX:
+		return &w->refused_max;
+	case CT_REFUSE_PER_IP:
+		return &w->refused_per_ip;
+	default:
+		return &w->refused_full;
+	}
+}
+
+/*
+ * One exit line: the parts of the n rows of d that belong to line, with
+ * their values in base, into buf.  Returns its length (0: the line has no
+ * part).
+ */
+size_t
+stats_line(const struct stat_desc *d, int n, const void *base, enum stat_line line, char *buf,
+    size_t size)
+{
+	size_t len = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < n; i++) {
+		int k;
+
+		if (d[i].line != line || len >= size)
+			continue;
+		k = snprintf(buf + len, size - len, d[i].text,
+		    (unsigned long long)STAT_VALUE(base, &d[i]));
+		if (k > 0)
+			len += (size_t)k < size - len ? (size_t)k : size - len - 1;
+	}
+	return len;
 }

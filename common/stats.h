@@ -8,51 +8,131 @@
  * aligned 64-bit words with one writer each: a reader never sees a torn
  * value.  When a worker dies, the master folds its slot into totals that
  * outlive it, then clears the slot for the next worker.
+ *
+ * Every counter is described once, in the tables below: its field in the
+ * slot, its Prometheus metric, its place in the /stats JSON and its part of
+ * the worker's exit lines all come from its row.  A new counter is a row
+ * here and the line of code that counts it.
+ *
+ *   X(field, metric, label, path, help, line, text)
+ *     field   the member of the slot's struct (and the name in the code)
+ *     metric  Prometheus name after "ingestd_", NULL: not exported; rows
+ *             that share a metric and a label are summed
+ *     label   the value of its reason="..." label, or NULL
+ *     path    its key in /stats, under the group of the table, "a.b" for
+ *             a nested object, NULL: not in /stats
+ *     help    the metric's HELP text (the first row of a metric gives it)
+ *     line    which exit line it is part of (STAT_LINE_*), or STAT_LINE_NONE
+ *     text    its part of that line: one %llu, and what comes before it
  */
 #ifndef INGESTD_STATS_H
 #define INGESTD_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
-#include "conntab.h"
 
-struct conn_totals {
-	uint64_t	accepted;
-	uint64_t	closed;
-	uint64_t	bytes;
-	uint64_t	framing_errors;	/* connections closed for a bad frame */
-	uint64_t	idle_timeouts;
-	uint64_t	record_timeouts;
-	uint64_t	send_timeouts;
-};
+enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REFUSED };
 
-struct record_stats {
-	uint64_t	records;
-	uint64_t	truncated;
-	uint64_t	parse_errors;	/* delivered with parse_error */
-	uint64_t	parse_dropped;	/* dropped by on_parse_error = "drop" */
-};
+/*
+ * A worker's own counters.  Connections accepted and open are also
+ * exported by worker number, from accepted and closed (server/metrics.c).
+ */
+#define STATS_WORKER(X)								\
+	X(accepted, NULL, NULL, "connections.accepted", NULL, STAT_LINE_EXIT,	\
+	    "%llu connections")							\
+	X(closed, NULL, NULL, NULL, NULL, STAT_LINE_NONE, NULL)			\
+	X(bytes, NULL, NULL, NULL, NULL, STAT_LINE_EXIT, ", %llu bytes")		\
+	X(records, NULL, NULL, "records.total", NULL, STAT_LINE_EXIT,		\
+	    ", %llu records")							\
+	X(truncated, "records_truncated_total", NULL, "records.truncated",	\
+	    "Records cut to max_record.", STAT_LINE_EXIT, " (%llu truncated")	\
+	X(parse_errors, "parse_errors_total", NULL, "records.parse_errors",	\
+	    "Records that did not parse (delivered with parse_error, or dropped).", \
+	    STAT_LINE_EXIT, ", %llu parse errors")					\
+	X(parse_dropped, "parse_errors_total", NULL, "records.parse_dropped",	\
+	    NULL, STAT_LINE_EXIT, ", %llu dropped by on_parse_error)")		\
+	X(refused_acl, "connections_refused_total", "allow_deny",		\
+	    "connections.refused.allow_deny",					\
+	    "Connections closed at accept, by reason.", STAT_LINE_REFUSED,	\
+	    "refused %llu connections by allow/deny")				\
+	X(refused_max, "connections_refused_total", "max_connections",		\
+	    "connections.refused.max_connections", NULL, STAT_LINE_REFUSED,	\
+	    ", %llu by max_connections")						\
+	X(refused_per_ip, "connections_refused_total", "max_connections_per_ip", \
+	    "connections.refused.max_connections_per_ip", NULL, STAT_LINE_REFUSED, \
+	    ", %llu by max_connections_per_ip")					\
+	X(refused_full, "connections_refused_total", "table_full",		\
+	    "connections.refused.table_full", NULL, STAT_LINE_REFUSED,		\
+	    ", %llu with the connection table full")				\
+	X(idle_timeouts, "connections_closed_total", "idle_timeout",		\
+	    "connections.closed.idle_timeout",					\
+	    "Connections closed by a defence, by reason.", STAT_LINE_CLOSED,	\
+	    "closed %llu connections for idle_timeout")				\
+	X(record_timeouts, "connections_closed_total", "record_timeout",	\
+	    "connections.closed.record_timeout", NULL, STAT_LINE_CLOSED,	\
+	    ", %llu for record_timeout")						\
+	X(send_timeouts, "connections_closed_total", "send_timeout",		\
+	    "connections.closed.send_timeout", NULL, STAT_LINE_CLOSED,		\
+	    ", %llu for send_timeout")						\
+	X(framing_errors, "connections_closed_total", "framing_error",		\
+	    "connections.closed.framing_error", NULL, STAT_LINE_CLOSED,		\
+	    ", %llu for framing errors")
 
-struct sink_stats {
-	uint64_t	events;		/* lines queued */
-	uint64_t	bytes;		/* bytes written */
-	uint64_t	dropped;	/* lost to a full "drop" queue, or refused by Redis */
-	uint64_t	errors;		/* failed writes */
-	uint64_t	queued;		/* bytes in the queue now (a gauge) */
-};
+/* What each listener received (metrics labelled listener="name", /stats under "listeners"). */
+#define STATS_LISTENER(X)							\
+	X(records, "records_total", NULL, "records", "Records received, by listener.", \
+	    STAT_LINE_NONE, NULL)							\
+	X(bytes, "bytes_total", NULL, "bytes", "Bytes received, by listener.",	\
+	    STAT_LINE_NONE, NULL)
+
+/* What each sink did (labelled sink="name", /stats under "sinks", its own exit line). */
+#define STATS_SINK(X)								\
+	X(events, "sink_events_total", NULL, "events", "Events queued, by sink.",	\
+	    STAT_LINE_EXIT, "%llu events")						\
+	X(bytes, "sink_bytes_total", NULL, "bytes", "Bytes written, by sink.",	\
+	    STAT_LINE_EXIT, ", %llu bytes written")					\
+	X(dropped, "sink_dropped_total", NULL, "dropped",			\
+	    "Events a full \"drop\" queue discarded, or the destination refused for good, " \
+	    "by sink.", STAT_LINE_EXIT, ", %llu dropped")				\
+	X(errors, "sink_write_errors_total", NULL, "write_errors",		\
+	    "Failed writes (retried), by sink.", STAT_LINE_EXIT, ", %llu failed writes") \
+	X(queued, "sink_queue_bytes", NULL, "queue_bytes",			\
+	    "Bytes waiting in the workers' queues, by sink.", STAT_LINE_NONE, NULL)
+
+#define STAT_FIELD(field, ...)	uint64_t field;
+
+struct worker_counts	{ STATS_WORKER(STAT_FIELD) };
+struct listener_counts	{ STATS_LISTENER(STAT_FIELD) };
+struct sink_stats	{ STATS_SINK(STAT_FIELD) };
 
 struct worker_stats {
-	struct conn_totals	 conn;
-	struct record_stats	 rec;
-	uint64_t		 refused[CT_NREASONS];
-	uint64_t		 lsn_records[CFG_MAX_LISTENERS];	/* by listener index */
-	uint64_t		 lsn_bytes[CFG_MAX_LISTENERS];
+	struct worker_counts	 w;
+	struct listener_counts	 lsn[CFG_MAX_LISTENERS];	/* by listener index */
 	struct sink_stats	 sink[CFG_MAX_SINKS];		/* by sink index */
 } __attribute__((aligned(64)));
+
+/* One row of a table above, for the code that reads every counter. */
+struct stat_desc {
+	size_t		 off;		/* in its struct */
+	const char	*metric, *label, *path, *help;
+	enum stat_line	 line;
+	const char	*text;
+};
+
+extern const struct stat_desc stats_worker[], stats_listener[], stats_sink[];
+extern const int stats_nworker, stats_nlistener, stats_nsink;
+
+/* The counter a row describes, in one struct of its table. */
+#define STAT_VALUE(base, d)	(*(const uint64_t *)((const char *)(base) + (d)->off))
+#define STAT_REF(base, d)	(*(uint64_t *)((char *)(base) + (d)->off))
 
 int			 stats_init(int nslots);
 struct worker_stats	*stats_slot(int slot);
 void			 stats_clear(int slot);
+uint64_t		*stats_refused(struct worker_counts *, int why);
+size_t			 stats_line(const struct stat_desc *, int n, const void *base, enum stat_line,
+			    char *buf, size_t size);
 
 #endif

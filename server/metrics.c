@@ -17,27 +17,26 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "conntab.h"
 #include "http.h"
 #include "listeners.h"
 #include "log.h"
-#include "master.h"
 #include "metrics.h"
+#include "procs.h"
 #include "stats.h"
 #include "version.h"
 
 #define MAX_NAMES	256	/* listener and sink names kept over the server's life */
 
 struct named {
-	const char	*name;
-	uint64_t	 records, bytes;	/* listeners */
-	struct sink_stats st;			/* sinks */
+	const char		*name;
+	struct listener_counts	 lsn;	/* a listener's */
+	struct sink_stats	 st;	/* a sink's */
 };
 
 /* What the workers counted, summed. */
 struct agg {
-	struct conn_totals	 conn;
-	struct record_stats	 rec;
-	uint64_t		 refused[CT_NREASONS];
+	struct worker_counts	 w;
 	uint64_t		 accepted[CFG_MAX_WORKERS];	/* by worker number */
 	uint64_t		 open[CFG_MAX_WORKERS];
 	int			 nworkers;
@@ -46,13 +45,12 @@ struct agg {
 };
 
 static struct agg		 gone;		/* workers that exited */
+static struct event_base	*base;
+static struct config		*current;	/* the configuration serving (a reference) */
+static void			(*master_figures)(struct metrics_master *);
 static struct http_server	*http;
 static char			*bound_text;	/* stats.listen served; NULL when none */
 static int			 inherited = -1;	/* from the master a binary upgrade replaces */
-
-static const char *const reason_labels[CT_NREASONS] = {
-	"admitted", "allow_deny", "max_connections", "max_connections_per_ip", "table_full",
-};
 
 /* The entry for name, added (with the name copied if keep) when new; NULL when full. */
 static struct named *
@@ -69,15 +67,22 @@ lookup(struct named *v, int *n, const char *name, int keep)
 	return &v[(*n)++];
 }
 
-static void
-add_sink(struct sink_stats *to, const struct sink_stats *from, int live)
+/* A gauge says how things are now: a worker that is gone adds nothing to it. */
+static int
+gauge(const struct stat_desc *d)
 {
-	to->events += from->events;
-	to->bytes += from->bytes;
-	to->dropped += from->dropped;
-	to->errors += from->errors;
-	if (live)
-		to->queued += from->queued;
+	size_t n = d->metric ? strlen(d->metric) : 0;
+
+	return n > 0 && (n < 6 || strcmp(d->metric + n - 6, "_total") != 0);
+}
+
+/* to += from, row by row of a table; a worker gone (keep) leaves its gauges out. */
+static void
+add_rows(void *to, const void *from, const struct stat_desc *d, int n, int keep)
+{
+	for (int i = 0; i < n; i++)
+		if (!keep || !gauge(&d[i]))
+			STAT_REF(to, &d[i]) += STAT_VALUE(from, &d[i]);
 }
 
 /* Add one worker's slot; keep: names outlive its config (folding). */
@@ -86,42 +91,27 @@ add(struct agg *a, const struct worker_stats *w, const struct config *cf, int id
 {
 	struct named *e;
 
-	a->conn.accepted += w->conn.accepted;
-	a->conn.closed += w->conn.closed;
-	a->conn.bytes += w->conn.bytes;
-	a->conn.framing_errors += w->conn.framing_errors;
-	a->conn.idle_timeouts += w->conn.idle_timeouts;
-	a->conn.record_timeouts += w->conn.record_timeouts;
-	a->conn.send_timeouts += w->conn.send_timeouts;
-	a->rec.records += w->rec.records;
-	a->rec.truncated += w->rec.truncated;
-	a->rec.parse_errors += w->rec.parse_errors;
-	a->rec.parse_dropped += w->rec.parse_dropped;
-	for (int r = 0; r < CT_NREASONS; r++)
-		a->refused[r] += w->refused[r];
+	add_rows(&a->w, &w->w, stats_worker, stats_nworker, keep);
 	if (id >= 0 && id < CFG_MAX_WORKERS) {
-		a->accepted[id] += w->conn.accepted;
+		a->accepted[id] += w->w.accepted;
 		if (!keep)
-			a->open[id] += w->conn.accepted - w->conn.closed;
+			a->open[id] += w->w.accepted - w->w.closed;
 		if (id + 1 > a->nworkers)
 			a->nworkers = id + 1;
 	}
-	for (int i = 0; i < cf->nlisteners; i++) {
-		if ((e = lookup(a->lsn, &a->nlsn, cf->listeners[i].name, keep)) == NULL)
-			continue;
-		e->records += w->lsn_records[i];
-		e->bytes += w->lsn_bytes[i];
-	}
+	for (int i = 0; i < cf->nlisteners; i++)
+		if ((e = lookup(a->lsn, &a->nlsn, cf->listeners[i].name, keep)) != NULL)
+			add_rows(&e->lsn, &w->lsn[i], stats_listener, stats_nlistener, keep);
 	for (int i = 0; i < cf->nsinks; i++)
 		if ((e = lookup(a->sink, &a->nsink, cf->sinks[i].name, keep)) != NULL)
-			add_sink(&e->st, &w->sink[i], !keep);
+			add_rows(&e->st, &w->sink[i], stats_sink, stats_nsink, keep);
 }
 
 /* A worker exited: keep what it counted, and clear its slot for the next one. */
 void
 metrics_fold(const struct slot *s)
 {
-	int i = (int)(s - srv.slots.s);
+	int i = (int)(s - procs_table()->s);
 
 	add(&gone, stats_slot(i), s->cf, s->id, 1);
 	stats_clear(i);
@@ -132,7 +122,7 @@ collect(struct agg *a)
 {
 	*a = gone;
 	for (int i = 0; i < SLOT_MAX; i++) {
-		const struct slot *s = &srv.slots.s[i];
+		const struct slot *s = &procs_table()->s[i];
 
 		if (s->state != SLOT_FREE && s->pid > 0)
 			add(a, stats_slot(i), s->cf, s->id, 0);
@@ -187,15 +177,89 @@ per_worker(struct evbuffer *b, const struct agg *a, const uint64_t *v, const cha
 	}
 }
 
-/* One field of struct sink_stats (at offset off) for every sink. */
-static void
-per_sink(struct evbuffer *b, const struct agg *a, size_t off, const char *metric,
-    const char *type, const char *help)
+/* Whether an earlier row of d than i has the same metric (and label, with same_label). */
+static int
+seen(const struct stat_desc *d, int i, int same_label)
 {
-	head(b, metric, type, help);
-	for (int i = 0; i < a->nsink; i++)
-		labelled(b, metric, "sink", a->sink[i].name,
-		    *(const uint64_t *)((const char *)&a->sink[i].st + off));
+	for (int j = 0; j < i; j++)
+		if (d[j].metric && strcmp(d[j].metric, d[i].metric) == 0 && (!same_label ||
+		    (d[j].label == NULL ? d[i].label == NULL :
+		    d[i].label != NULL && strcmp(d[j].label, d[i].label) == 0)))
+			return 1;
+	return 0;
+}
+
+/* The HELP of d[i]'s metric: the first of its rows that has one. */
+static const char *
+help_of(const struct stat_desc *d, int n, int i)
+{
+	for (int j = i; j < n; j++)
+		if (strcmp(d[j].metric, d[i].metric) == 0 && d[j].help)
+			return d[j].help;
+	return "";
+}
+
+/* The worker table's metrics, each label's value the sum of its rows. */
+static void
+worker_metrics(struct evbuffer *b, const struct worker_counts *w)
+{
+	const struct stat_desc *d = stats_worker;
+	char name[128];
+
+	for (int i = 0; i < stats_nworker; i++) {
+		uint64_t v = 0;
+
+		if (d[i].metric == NULL || seen(d, i, 1))
+			continue;
+		snprintf(name, sizeof(name), "ingestd_%s", d[i].metric);
+		if (!seen(d, i, 0))
+			head(b, name, gauge(&d[i]) ? "gauge" : "counter", help_of(d, stats_nworker, i));
+		for (int j = i; j < stats_nworker; j++)
+			if (d[j].metric && !strcmp(d[j].metric, d[i].metric) && (d[i].label == NULL ?
+			    d[j].label == NULL : d[j].label && !strcmp(d[j].label, d[i].label)))
+				v += STAT_VALUE(w, &d[j]);
+		if (d[i].label)
+			labelled(b, name, "reason", d[i].label, v);
+		else
+			evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)v);
+	}
+}
+
+/* A table's metrics for each named thing (listener="...", sink="..."); base: its counts in v. */
+static void
+named_metrics(struct evbuffer *b, const struct stat_desc *d, int n, const char *key,
+    const struct named *v, int nv, size_t base)
+{
+	char name[128];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "ingestd_%s", d[i].metric);
+		head(b, name, gauge(&d[i]) ? "gauge" : "counter", d[i].help);
+		for (int k = 0; k < nv; k++)
+			labelled(b, name, key, v[k].name,
+			    STAT_VALUE((const char *)&v[k] + base, &d[i]));
+	}
+}
+
+/*
+ * From the connection table, for the listeners of the configuration
+ * serving: connections open now, across every worker and both generations
+ * of a reload; and how much of the table is used.
+ */
+static void
+table_metrics(struct evbuffer *b)
+{
+	const char *name = "ingestd_listener_connections";
+
+	head(b, name, "gauge", "Connections open now, by listener (every worker, every generation).");
+	for (int i = 0; current && i < current->nlisteners; i++) {
+		const struct listener_cfg *l = &current->listeners[i];
+
+		labelled(b, name, "listener", l->name,
+		    (uint64_t)ct_count(lsn_id(l), NULL, l->ipv6_prefix));
+	}
+	one(b, "ingestd_connection_table_entries", "gauge",
+	    "Entries in use in the table that counts connections for the caps.", ct_used());
 }
 
 /* This endpoint's own defences: what http.c closed, by reason. */
@@ -215,123 +279,163 @@ endpoint(struct evbuffer *b)
 }
 
 static void
-prometheus(struct evbuffer *b, const struct agg *a)
+prometheus(struct evbuffer *b, const struct agg *a, const struct metrics_master *m)
 {
 	per_worker(b, a, a->accepted, "ingestd_connections_accepted_total", "counter",
 	    "Connections accepted, by worker number.");
 	per_worker(b, a, a->open, "ingestd_connections_open", "gauge",
 	    "Connections open now, by worker number.");
-	head(b, "ingestd_connections_refused_total", "counter",
-	    "Connections closed at accept, by reason.");
-	for (int r = CT_REFUSE_ACL; r < CT_NREASONS; r++)
-		labelled(b, "ingestd_connections_refused_total", "reason", reason_labels[r],
-		    a->refused[r]);
-	head(b, "ingestd_connections_closed_total", "counter",
-	    "Connections closed by a defence, by reason.");
-	labelled(b, "ingestd_connections_closed_total", "reason", "idle_timeout",
-	    a->conn.idle_timeouts);
-	labelled(b, "ingestd_connections_closed_total", "reason", "record_timeout",
-	    a->conn.record_timeouts);
-	labelled(b, "ingestd_connections_closed_total", "reason", "send_timeout",
-	    a->conn.send_timeouts);
-	labelled(b, "ingestd_connections_closed_total", "reason", "framing_error",
-	    a->conn.framing_errors);
-	head(b, "ingestd_records_total", "counter", "Records received, by listener.");
-	for (int i = 0; i < a->nlsn; i++)
-		labelled(b, "ingestd_records_total", "listener", a->lsn[i].name, a->lsn[i].records);
-	head(b, "ingestd_bytes_total", "counter", "Bytes received, by listener.");
-	for (int i = 0; i < a->nlsn; i++)
-		labelled(b, "ingestd_bytes_total", "listener", a->lsn[i].name, a->lsn[i].bytes);
-	one(b, "ingestd_parse_errors_total", "counter",
-	    "Records that did not parse (delivered with parse_error, or dropped).",
-	    a->rec.parse_errors + a->rec.parse_dropped);
-	one(b, "ingestd_records_truncated_total", "counter",
-	    "Records cut to max_record.", a->rec.truncated);
-	per_sink(b, a, offsetof(struct sink_stats, events), "ingestd_sink_events_total", "counter", "Events queued, by sink.");
-	per_sink(b, a, offsetof(struct sink_stats, bytes), "ingestd_sink_bytes_total", "counter", "Bytes written, by sink.");
-	per_sink(b, a, offsetof(struct sink_stats, dropped), "ingestd_sink_dropped_total", "counter",
-	    "Events a full \"drop\" queue discarded, or Redis refused for good, by sink.");
-	per_sink(b, a, offsetof(struct sink_stats, errors), "ingestd_sink_write_errors_total", "counter",
-	    "Failed writes (retried), by sink.");
-	per_sink(b, a, offsetof(struct sink_stats, queued), "ingestd_sink_queue_bytes", "gauge",
-	    "Bytes waiting in the workers' queues, by sink.");
+	worker_metrics(b, &a->w);
+	named_metrics(b, stats_listener, stats_nlistener, "listener", a->lsn, a->nlsn,
+	    offsetof(struct named, lsn));
+	named_metrics(b, stats_sink, stats_nsink, "sink", a->sink, a->nsink,
+	    offsetof(struct named, st));
+	table_metrics(b);
 	one(b, "ingestd_worker_restarts_total", "counter",
-	    "Workers that died unexpectedly and were respawned.", srv.restarts);
+	    "Workers that died unexpectedly and were respawned.", procs_restarts());
 	head(b, "ingestd_reloads_total", "counter", "Reloads, by result.");
-	labelled(b, "ingestd_reloads_total", "result", "ok", srv.reloads_ok);
-	labelled(b, "ingestd_reloads_total", "result", "failed", srv.reloads_failed);
+	labelled(b, "ingestd_reloads_total", "result", "ok", m->reloads_ok);
+	labelled(b, "ingestd_reloads_total", "result", "failed", m->reloads_failed);
 	endpoint(b);
-	one(b, "ingestd_generation", "gauge", "The generation serving.", srv.serving_gen);
+	one(b, "ingestd_generation", "gauge", "The generation serving.", m->generation);
 	one(b, "ingestd_workers", "gauge", "Worker processes alive.",
-	    (uint64_t)slot_count_alive(&srv.slots));
+	    (uint64_t)slot_count_alive(procs_table()));
 }
 
 /* A JSON string (names are config strings: escape what JSON needs). */
 static void
-jstr(struct evbuffer *b, const char *s)
+jstr(struct evbuffer *b, const char *s, size_t n)
 {
 	evbuffer_add(b, "\"", 1);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
 
 		if (ch == '"' || ch == '\\')
 			evbuffer_add_printf(b, "\\%c", ch);
 		else if (ch < 0x20)
 			evbuffer_add_printf(b, "\\u%04x", ch);
 		else
-			evbuffer_add(b, s, 1);
+			evbuffer_add(b, &s[i], 1);
 	}
 	evbuffer_add(b, "\"", 1);
 }
 
+/* Whether a row of d before i has a path that begins with the same len bytes as p. */
+static int
+path_seen(const struct stat_desc *d, int i, const char *p, size_t len)
+{
+	for (int j = 0; j < i; j++)
+		if (d[j].path && strncmp(d[j].path, p, len) == 0 &&
+		    (d[j].path[len] == '\0' || d[j].path[len] == '.'))
+			return 1;
+	return 0;
+}
+
+/*
+ * The members of a table's rows whose path begins with prefix (empty, or
+ * ending in '.'), nested by the dots of their paths, in the order of the
+ * table; base holds the values.  *comma: whether a member was written.
+ */
 static void
-json(struct evbuffer *b, const struct agg *a)
+json_members(struct evbuffer *b, const struct stat_desc *d, int n, const void *base,
+    const char *prefix, int *comma)
+{
+	size_t pl = strlen(prefix);
+
+	for (int i = 0; i < n; i++) {
+		const char *p = d[i].path, *seg, *dot;
+		size_t end;
+
+		if (p == NULL || strncmp(p, prefix, pl) != 0)
+			continue;
+		seg = p + pl;
+		dot = strchr(seg, '.');
+		end = dot ? (size_t)(dot - p) : strlen(p);
+		if (path_seen(d, i, p, end))
+			continue;
+		evbuffer_add_printf(b, "%s", *comma ? "," : "");
+		*comma = 1;
+		jstr(b, seg, p + end - seg);
+		if (dot == NULL) {
+			evbuffer_add_printf(b, ":%llu", (unsigned long long)STAT_VALUE(base, &d[i]));
+		} else {
+			char sub[128];
+			int inner = 0;
+
+			snprintf(sub, sizeof(sub), "%.*s", (int)(end + 1), p);
+			evbuffer_add(b, ":{", 2);
+			json_members(b, d, n, base, sub, &inner);
+			evbuffer_add(b, "}", 1);
+		}
+	}
+}
+
+/* Each named thing's counts as an object of objects: "listeners":{"name":{...}}. */
+static void
+json_named(struct evbuffer *b, const char *key, const struct stat_desc *d, int n,
+    const struct named *v, int nv, size_t base)
+{
+	evbuffer_add_printf(b, ",\"%s\":{", key);
+	for (int k = 0; k < nv; k++) {
+		int comma = 0;
+
+		evbuffer_add_printf(b, "%s", k ? "," : "");
+		jstr(b, v[k].name, strlen(v[k].name));
+		evbuffer_add(b, ":{", 2);
+		json_members(b, d, n, (const char *)&v[k] + base, "", &comma);
+		evbuffer_add(b, "}", 1);
+	}
+	evbuffer_add(b, "}", 1);
+}
+
+/* The worker table's top-level groups ("connections", "records"), with the per-worker figures. */
+static void
+json_groups(struct evbuffer *b, const struct agg *a)
+{
+	const struct stat_desc *d = stats_worker;
+	unsigned long long open = 0;
+
+	for (int i = 0; i < a->nworkers; i++)
+		open += a->open[i];
+	for (int i = 0; i < stats_nworker; i++) {
+		const char *p = d[i].path, *dot = p ? strchr(p, '.') : NULL;
+		size_t len = dot ? (size_t)(dot - p) : 0;
+		char prefix[64];
+		int comma = 0;
+
+		if (dot == NULL || path_seen(d, i, p, len))
+			continue;
+		snprintf(prefix, sizeof(prefix), "%.*s", (int)(len + 1), p);
+		evbuffer_add_printf(b, ",\"%.*s\":{", (int)len, p);
+		json_members(b, d, stats_nworker, &a->w, prefix, &comma);
+		if (strcmp(prefix, "connections.") == 0) {
+			evbuffer_add_printf(b, ",\"open\":%llu,\"per_worker\":[", open);
+			for (int k = 0; k < a->nworkers; k++)
+				evbuffer_add_printf(b, "%s{\"accepted\":%llu,\"open\":%llu}",
+				    k ? "," : "", (unsigned long long)a->accepted[k],
+				    (unsigned long long)a->open[k]);
+			evbuffer_add(b, "]", 1);
+		}
+		evbuffer_add(b, "}", 1);
+	}
+}
+
+static void
+json(struct evbuffer *b, const struct agg *a, const struct metrics_master *m)
 {
 	const struct http_counts *n = http_counts(http);
-	unsigned long long open = 0, accepted = 0;
 
-	for (int i = 0; i < a->nworkers; i++) {
-		open += a->open[i];
-		accepted += a->accepted[i];
-	}
 	evbuffer_add_printf(b, "{\"version\":\"%s\",\"generation\":%u,\"workers\":%d,"
-	    "\"worker_restarts\":%llu,\"reloads\":{\"ok\":%llu,\"failed\":%llu},"
-	    "\"connections\":{\"accepted\":%llu,\"open\":%llu,\"per_worker\":[",
-	    INGESTD_VERSION, srv.serving_gen, slot_count_alive(&srv.slots),
-	    (unsigned long long)srv.restarts, (unsigned long long)srv.reloads_ok,
-	    (unsigned long long)srv.reloads_failed, accepted, open);
-	for (int i = 0; i < a->nworkers; i++)
-		evbuffer_add_printf(b, "%s{\"accepted\":%llu,\"open\":%llu}", i ? "," : "",
-		    (unsigned long long)a->accepted[i], (unsigned long long)a->open[i]);
-	evbuffer_add_printf(b, "],\"refused\":{");
-	for (int r = CT_REFUSE_ACL; r < CT_NREASONS; r++)
-		evbuffer_add_printf(b, "%s\"%s\":%llu", r > CT_REFUSE_ACL ? "," : "",
-		    reason_labels[r], (unsigned long long)a->refused[r]);
-	evbuffer_add_printf(b, "},\"closed\":{\"idle_timeout\":%llu,\"record_timeout\":%llu,"
-	    "\"send_timeout\":%llu,\"framing_error\":%llu}},\"records\":{\"total\":%llu,"
-	    "\"truncated\":%llu,\"parse_errors\":%llu,\"parse_dropped\":%llu},\"listeners\":{",
-	    (unsigned long long)a->conn.idle_timeouts, (unsigned long long)a->conn.record_timeouts,
-	    (unsigned long long)a->conn.send_timeouts, (unsigned long long)a->conn.framing_errors,
-	    (unsigned long long)a->rec.records, (unsigned long long)a->rec.truncated,
-	    (unsigned long long)a->rec.parse_errors, (unsigned long long)a->rec.parse_dropped);
-	for (int i = 0; i < a->nlsn; i++) {
-		evbuffer_add_printf(b, "%s", i ? "," : "");
-		jstr(b, a->lsn[i].name);
-		evbuffer_add_printf(b, ":{\"records\":%llu,\"bytes\":%llu}",
-		    (unsigned long long)a->lsn[i].records, (unsigned long long)a->lsn[i].bytes);
-	}
-	evbuffer_add_printf(b, "},\"sinks\":{");
-	for (int i = 0; i < a->nsink; i++) {
-		const struct sink_stats *st = &a->sink[i].st;
-
-		evbuffer_add_printf(b, "%s", i ? "," : "");
-		jstr(b, a->sink[i].name);
-		evbuffer_add_printf(b, ":{\"events\":%llu,\"bytes\":%llu,\"dropped\":%llu,"
-		    "\"write_errors\":%llu,\"queue_bytes\":%llu}", (unsigned long long)st->events,
-		    (unsigned long long)st->bytes, (unsigned long long)st->dropped,
-		    (unsigned long long)st->errors, (unsigned long long)st->queued);
-	}
-	evbuffer_add_printf(b, "},\"stats_endpoint\":{\"closed\":{\"evicted\":%llu,\"busy\":%llu,"
+	    "\"worker_restarts\":%llu,\"reloads\":{\"ok\":%llu,\"failed\":%llu}",
+	    INGESTD_VERSION, m->generation, slot_count_alive(procs_table()),
+	    (unsigned long long)procs_restarts(), (unsigned long long)m->reloads_ok,
+	    (unsigned long long)m->reloads_failed);
+	json_groups(b, a);
+	json_named(b, "listeners", stats_listener, stats_nlistener, a->lsn, a->nlsn,
+	    offsetof(struct named, lsn));
+	json_named(b, "sinks", stats_sink, stats_nsink, a->sink, a->nsink,
+	    offsetof(struct named, st));
+	evbuffer_add_printf(b, ",\"stats_endpoint\":{\"closed\":{\"evicted\":%llu,\"busy\":%llu,"
 	    "\"request_timeout\":%llu,\"send_timeout\":%llu,\"request_too_large\":%llu,"
 	    "\"bad_request\":%llu}}}\n", (unsigned long long)n->evicted,
 	    (unsigned long long)n->busy, (unsigned long long)n->request_timeouts,
@@ -350,6 +454,7 @@ static int
 serve(void *arg, const char *path, size_t len, struct evbuffer *b, const char **type)
 {
 	static struct agg a;	/* large: not on the stack */
+	struct metrics_master m = { 0, 0, 0 };
 	int prom = is_path(path, len, "/metrics");
 
 	(void)arg;
@@ -358,11 +463,12 @@ serve(void *arg, const char *path, size_t len, struct evbuffer *b, const char **
 		return 404;
 	}
 	collect(&a);
+	master_figures(&m);
 	if (prom) {
-		prometheus(b, &a);
+		prometheus(b, &a, &m);
 		*type = "text/plain; version=0.0.4; charset=utf-8";
 	} else {
-		json(b, &a);
+		json(b, &a, &m);
 		*type = "application/json";
 	}
 	return 200;
@@ -397,12 +503,27 @@ unbind(void)
 	bound_text = NULL;
 }
 
-/* Start, move or stop the endpoint to match cf; the running one stays if the new one fails. */
+/* The master's loop, and how to ask for its own figures at each request. */
 void
-metrics_configure(const struct config *cf)
+metrics_init(struct event_base *b, void (*figures)(struct metrics_master *))
+{
+	base = b;
+	master_figures = figures;
+}
+
+/*
+ * cf is the configuration now (its listeners are the ones counted per
+ * listener).  Start, move or stop the endpoint to match it; the running
+ * one stays if the new one fails.
+ */
+void
+metrics_configure(struct config *cf)
 {
 	int fd;
 
+	cfg_ref(cf);
+	cfg_unref(current);
+	current = cf;
 	if (bound_text && strcmp(bound_text, cf->stats_listen) == 0)
 		return;
 	if (cf->stats_listen[0] == '\0') {
@@ -414,7 +535,7 @@ metrics_configure(const struct config *cf)
 		inherited = -1;
 		return;
 	}
-	if (http == NULL && (http = http_new(srv.base, "stats", serve, NULL)) == NULL)
+	if (http == NULL && (http = http_new(base, "stats", serve, NULL)) == NULL)
 		return;
 	if (inherited != -1) {
 		fd = inherited;		/* the old master's, on the same config */
@@ -461,6 +582,8 @@ metrics_close_in_child(void)
 void
 metrics_stop(void)
 {
+	cfg_unref(current);
+	current = NULL;
 	http_free(http);
 	http = NULL;
 	free(bound_text);

@@ -18,10 +18,10 @@
 
 #include "listeners.h"
 #include "log.h"
-#include "master.h"
 #include "notify.h"
 
 static struct event	*watchdog;
+static int		(*serving)(unsigned *gen);	/* a worker runs in the serving gen */
 
 /* Before daemonizing: $LISTEN_PID names the process systemd started. */
 void
@@ -36,10 +36,10 @@ notify_take_sockets(void)
 }
 
 void
-notify_ready(void)
+notify_ready(unsigned gen, int nworkers)
 {
 	sd_notifyf(0, "READY=1\nMAINPID=%ld\nSTATUS=generation %u: %d workers accepting",
-	    (long)getpid(), srv.serving_gen, srv.nworkers);
+	    (long)getpid(), gen, nworkers);
 }
 
 void
@@ -61,18 +61,20 @@ notify_stopping(void)
 static void
 on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
+	unsigned gen = 0;
+
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (slot_count(&srv.slots, srv.serving_gen, SLOT_MASK(SLOT_RUNNING)) > 0)
+	if (serving(&gen))
 		sd_notify(0, "WATCHDOG=1");
 	else
-		log_warnx("systemd: no worker of generation %u is running; watchdog not fed",
-		    srv.serving_gen);
+		log_warnx("systemd: no worker of generation %u is running; watchdog not fed", gen);
 }
 
+/* With WatchdogSec: fed while alive(&gen) says a worker of the serving generation gen runs. */
 void
-notify_start_watchdog(void)
+notify_start_watchdog(struct event_base *base, int (*alive)(unsigned *gen))
 {
 	uint64_t usec;
 	struct timeval tv;
@@ -82,7 +84,8 @@ notify_start_watchdog(void)
 	usec /= 2;
 	tv.tv_sec = usec / 1000000;
 	tv.tv_usec = usec % 1000000;
-	watchdog = event_new(srv.base, -1, EV_PERSIST, on_watchdog, NULL);
+	serving = alive;
+	watchdog = event_new(base, -1, EV_PERSIST, on_watchdog, NULL);
 	event_add(watchdog, &tv);
 	log_info("systemd: watchdog every %.3f s", usec / 1e6);
 }

@@ -15,6 +15,23 @@
 static int	 pid_fd = -1;
 static char	 pid_path[PATH_MAX];
 
+/*
+ * The pid file, opened by root: never through a link (safefile.c).  A
+ * missing file is not an error when it is only read.
+ */
+static int
+open_pidfile(const char *path, int flags)
+{
+	const char *why;
+	int fd = safefile_open(path, flags, 0644, &why);
+
+	if (fd == -1 && why)
+		log_warnx("pid file %s: refused: %s", path, why);
+	else if (fd == -1 && (errno != ENOENT || (flags & O_CREAT)))
+		log_warn("pid file %s: cannot open", path);
+	return fd;
+}
+
 /* The pid in the file, or 0 when there is none; errors are logged. */
 pid_t
 pidfile_read(const char *path)
@@ -24,7 +41,7 @@ pidfile_read(const char *path)
 	ssize_t n;
 	int fd;
 
-	if ((fd = safefile_open(path, O_RDONLY, 0, "pid file")) == -1)
+	if ((fd = open_pidfile(path, O_RDONLY)) == -1)
 		return 0;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
@@ -60,10 +77,13 @@ make_parent(const char *path)
 int
 pidfile_acquire(const char *path)
 {
+	const char *warning;
+
 	make_parent(path);
-	if ((pid_fd = safefile_open(path, O_RDWR | O_CREAT, 0644, "pid file")) == -1)
+	if ((pid_fd = open_pidfile(path, O_RDWR | O_CREAT)) == -1)
 		return -1;
-	safefile_check_dir(path, "pid file");
+	if ((warning = safefile_dir_warning(path)) != NULL)
+		log_warnx("pid file %s: %s", path, warning);
 	if (flock(pid_fd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno == EWOULDBLOCK)
 			log_warnx("ingestd is already running as pid %ld (pid file %s)",

@@ -1,5 +1,5 @@
 /*
- * slots: bookkeeping only; forking and signalling live in supervise.c.
+ * slots: bookkeeping only; forking and signalling live in procs.c.
  */
 #include <string.h>
 
@@ -84,46 +84,4 @@ slot_count_alive(const struct slot_table *t)
 		if (t->s[i].pid > 0)
 			n++;
 	return n;
-}
-
-/* The oldest generation that still has a process; -1 when none has. */
-int
-slot_oldest_gen(const struct slot_table *t, unsigned *gen)
-{
-	int found = 0;
-
-	for (int i = 0; i < SLOT_MAX; i++) {
-		const struct slot *s = &t->s[i];
-
-		if (s->pid > 0 && (!found || s->gen < *gen)) {
-			*gen = s->gen;
-			found = 1;
-		}
-	}
-	return found ? 0 : -1;
-}
-
-/* The highest worker number in gen among the given states, or -1. */
-int
-slot_highest_id(const struct slot_table *t, unsigned gen, unsigned state_mask)
-{
-	int id = -1;
-
-	for (int i = 0; i < SLOT_MAX; i++) {
-		const struct slot *s = &t->s[i];
-
-		if (s->state != SLOT_FREE && s->gen == gen && (state_mask & SLOT_MASK(s->state)) &&
-		    s->id > id)
-			id = s->id;
-	}
-	return id;
-}
-
-const char *
-slot_state_name(enum slot_state st)
-{
-	static const char *const names[] = { "free", "starting", "running", "draining",
-	    "waiting", "failed" };
-
-	return names[st];
 }

@@ -51,9 +51,6 @@ struct slot	*slot_by_pid(struct slot_table *, pid_t);
 struct slot	*slot_find(struct slot_table *, unsigned gen, int id);
 int		 slot_count(const struct slot_table *, unsigned gen, unsigned state_mask);
 int		 slot_count_alive(const struct slot_table *);
-int		 slot_oldest_gen(const struct slot_table *, unsigned *gen);
-int		 slot_highest_id(const struct slot_table *, unsigned gen, unsigned state_mask);
-const char	*slot_state_name(enum slot_state);
 
 #define SLOT_MASK(st)	(1u << (st))
 #define SLOT_LIVE	(SLOT_MASK(SLOT_STARTING) | SLOT_MASK(SLOT_RUNNING) | SLOT_MASK(SLOT_DRAINING))

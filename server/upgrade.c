@@ -28,7 +28,6 @@
 #include "filelock.h"
 #include "listeners.h"
 #include "log.h"
-#include "master.h"
 #include "metrics.h"
 #include "pidfile.h"
 #include "upgrade.h"
@@ -203,9 +202,9 @@ exec_new(int wfd, const sigset_t *mask)
 	_exit(127);
 }
 
-/* SIGUSR2 in the old master. */
+/* SIGUSR2 in the old master, whose loop is base. */
 void
-upgrade_start(void)
+upgrade_start(struct event_base *base)
 {
 	char oldbin[PATH_MAX];
 	sigset_t all, mask;
@@ -247,7 +246,7 @@ upgrade_start(void)
 	    (long)child, oldbin);
 	filelock_foreign(1);
 	evutil_make_socket_nonblocking(p[0]);
-	pipe_ev = event_new(srv.base, p[0], EV_READ | EV_PERSIST, on_pipe, NULL);
+	pipe_ev = event_new(base, p[0], EV_READ | EV_PERSIST, on_pipe, NULL);
 	event_add(pipe_ev, NULL);
 }
 

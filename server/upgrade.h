@@ -4,8 +4,10 @@
 #ifndef INGESTD_UPGRADE_H
 #define INGESTD_UPGRADE_H
 
+struct event_base;
+
 void	 upgrade_init(char *const *argv);
-void	 upgrade_start(void);
+void	 upgrade_start(struct event_base *);
 int	 upgrade_pending_ready(void);
 void	 upgrade_ready(void);
 int	 upgrade_handed_over(void);

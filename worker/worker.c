@@ -1,7 +1,8 @@
 /*
  * worker: the life of one worker process.
  *
- *   drop privileges -> event_base -> accept -> tell the master "ready" -> loop
+ *   drop privileges -> event_base -> the layers, wired -> accept -> tell the
+ *   master "ready" -> loop
  *
  * It drains (stops accepting, finishes open connections, exits) on the
  * master's drain command, on SIGQUIT, or when its master dies (EOF on the
@@ -23,13 +24,20 @@
 #include "clock.h"
 #include "conn.h"
 #include "filelock.h"
+#include "handlers.h"
 #include "log.h"
-#include "records.h"
+#include "proc.h"
 #include "sink.h"
 #include "stats.h"
 #include "worker.h"
 
-struct worker wrk;
+/* What only this file knows of the worker; what every layer knows is in proc. */
+static struct {
+	unsigned	 gen;
+	int		 id;
+	int		 draining;
+	int		 stopping;	/* fast stop: give the sinks one second */
+} wrk;
 
 static struct event *chan_ev, *drain_timer, *sig_ev, *exit_check;
 static int chan_fd = -1, sig_fd = -1;
@@ -57,13 +65,13 @@ drop_privileges(const struct config *cf)
 	if (getuid() != 0 || (!cf->user[0] && !cf->group[0]))
 		return;
 	if (cf->user[0] && (pw = getpwnam(cf->user)) == NULL) {
-		log_error("%s: no such user \"%s\"", wrk.name, cf->user);
+		log_error("%s: no such user \"%s\"", proc.name, cf->user);
 		exit(EXIT_FATAL);
 	}
 	gid = pw ? pw->pw_gid : getgid();
 	if (cf->group[0]) {
 		if ((gr = getgrnam(cf->group)) == NULL) {
-			log_error("%s: no such group \"%s\"", wrk.name, cf->group);
+			log_error("%s: no such group \"%s\"", proc.name, cf->group);
 			exit(EXIT_FATAL);
 		}
 		gid = gr->gr_gid;
@@ -71,7 +79,7 @@ drop_privileges(const struct config *cf)
 	if ((pw ? initgroups(pw->pw_name, gid) : setgroups(1, &gid)) == -1 ||
 	    setresgid(gid, gid, gid) == -1 ||
 	    (pw && setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) == -1)) {
-		log_error("%s: cannot switch to user \"%s\" group %ld: %s", wrk.name, cf->user,
+		log_error("%s: cannot switch to user \"%s\" group %ld: %s", proc.name, cf->user,
 		    (long)gid, strerror(errno));
 		exit(EXIT_FATAL);
 	}
@@ -84,39 +92,39 @@ on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	log_notice("%s: shutdown_timeout passed with %d connections open; closing them",
-	    wrk.name, conn_count());
+	    proc.name, conn_count());
 	conn_close_all("shutdown_timeout");
 }
 
 static void
 drain(const char *why)
 {
-	long ms = wrk.cf->shutdown_timeout_ms;
+	long ms = proc.cf->shutdown_timeout_ms;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	if (wrk.draining)
 		return;
 	wrk.draining = 1;
 	acc_close(1);
-	log_info("%s: draining (%s), %d connections open", wrk.name, why, conn_count());
-	conn_end_sessions();
+	log_info("%s: draining (%s), %d connections open", proc.name, why, conn_count());
+	conn_drain_all();
 	if (conn_count() == 0) {
-		event_base_loopexit(wrk.base, NULL);
+		event_base_loopexit(proc.base, NULL);
 		return;
 	}
-	drain_timer = evtimer_new(wrk.base, on_drain_deadline, NULL);
+	drain_timer = evtimer_new(proc.base, on_drain_deadline, NULL);
 	evtimer_add(drain_timer, &tv);
 }
 
 static void
 stop(const char *why)
 {
-	log_info("%s: stopping (%s), closing %d connections", wrk.name, why, conn_count());
+	log_info("%s: stopping (%s), closing %d connections", proc.name, why, conn_count());
 	wrk.draining = 1;
 	wrk.stopping = 1;
 	acc_close(0);
 	conn_close_all("stop");
-	event_base_loopexit(wrk.base, NULL);
+	event_base_loopexit(proc.base, NULL);
 }
 
 /*
@@ -132,12 +140,12 @@ on_exit_check(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	if (conn_count() == 0)
-		event_base_loopexit(wrk.base, NULL);
+		event_base_loopexit(proc.base, NULL);
 }
 
-/* Called by conn after each close. */
-void
-worker_conn_closed(void)
+/* The connections' hook: some closed this turn. */
+static void
+conns_closed(void)
 {
 	if (wrk.draining) {
 		if (conn_count() == 0)
@@ -220,45 +228,41 @@ setup_signals(void)
 	sigaddset(&set, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	if ((sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1) {
-		log_warn("%s: signalfd", wrk.name);
+		log_warn("%s: signalfd", proc.name);
 		exit(EXIT_FATAL);
 	}
-	sig_ev = event_new(wrk.base, sig_fd, EV_READ | EV_PERSIST, on_signal, NULL);
+	sig_ev = event_new(proc.base, sig_fd, EV_READ | EV_PERSIST, on_signal, NULL);
 	event_add(sig_ev, NULL);
+}
+
+/* What the worker counted, in the lines of stats.h's tables. */
+static void
+log_counts(void)
+{
+	static const struct { enum stat_line line; const char *head; } lines[] = {
+		{ STAT_LINE_EXIT, "exiting: " }, { STAT_LINE_CLOSED, "" },
+		{ STAT_LINE_REFUSED, "" },
+	};
+	char buf[1024];
+
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+		if (stats_line(stats_worker, stats_nworker, &proc.stats->w, lines[i].line, buf,
+		    sizeof(buf)))
+			log_info("%s: %s%s", proc.name, lines[i].head, buf);
+	for (int i = 0; i < proc.cf->nsinks; i++)
+		if (stats_line(stats_sink, stats_nsink, sink_stats(i), STAT_LINE_EXIT, buf,
+		    sizeof(buf)))
+			log_info("%s: sink %s: %s", proc.name, proc.cf->sinks[i].name, buf);
 }
 
 static void
 cleanup(void)
 {
-	const struct conn_totals *t = conn_totals();
-	const struct record_stats *r = records_stats();
-	long grace = wrk.stopping || wrk.cf->shutdown_timeout_ms < 1000 ? 1000 :
-	    wrk.cf->shutdown_timeout_ms;
+	long grace = wrk.stopping || proc.cf->shutdown_timeout_ms < 1000 ? 1000 :
+	    proc.cf->shutdown_timeout_ms;
 
 	sink_close_all(clock_ms() + grace);
-	log_info("%s: exiting: %llu connections, %llu bytes, %llu records (%llu truncated, "
-	    "%llu parse errors, %llu dropped by on_parse_error)", wrk.name,
-	    (unsigned long long)t->accepted, (unsigned long long)t->bytes,
-	    (unsigned long long)r->records, (unsigned long long)r->truncated,
-	    (unsigned long long)r->parse_errors, (unsigned long long)r->parse_dropped);
-	log_info("%s: closed %llu connections for idle_timeout, %llu for record_timeout, %llu for "
-	    "send_timeout, %llu for framing errors", wrk.name, (unsigned long long)t->idle_timeouts,
-	    (unsigned long long)t->record_timeouts, (unsigned long long)t->send_timeouts,
-	    (unsigned long long)t->framing_errors);
-	log_info("%s: refused %llu connections by allow/deny, %llu by max_connections, %llu by "
-	    "max_connections_per_ip, %llu with the connection table full", wrk.name,
-	    (unsigned long long)acc_refused(CT_REFUSE_ACL),
-	    (unsigned long long)acc_refused(CT_REFUSE_MAX),
-	    (unsigned long long)acc_refused(CT_REFUSE_PER_IP),
-	    (unsigned long long)acc_refused(CT_REFUSE_FULL));
-	for (int i = 0; i < wrk.cf->nsinks; i++) {
-		const struct sink_stats *st = sink_stats(i);
-
-		log_info("%s: sink %s: %llu events, %llu bytes written, %llu dropped, %llu failed "
-		    "writes", wrk.name, wrk.cf->sinks[i].name, (unsigned long long)st->events,
-		    (unsigned long long)st->bytes, (unsigned long long)st->dropped,
-		    (unsigned long long)st->errors);
-	}
+	log_counts();
 	event_free(sig_ev);
 	close(sig_fd);
 	if (chan_ev)
@@ -268,41 +272,46 @@ cleanup(void)
 	if (exit_check)
 		event_free(exit_check);
 	close(chan_fd);
-	event_base_free(wrk.base);
+	event_base_free(proc.base);
 }
+
+/* The layers' hooks: how the sinks and the connections tell the worker. */
+static const struct sink_hooks sink_hooks = { conn_set_reading, relp_sessions_progressed };
+static const struct conn_hooks conn_hooks = { conns_closed };
 
 void
 worker_main(const struct worker_start *ws)
 {
 	char ready = CHAN_READY;
 
-	wrk.cf = ws->cf;
+	proc.cf = ws->cf;
+	proc.slot = ws->owner;
+	proc.stats = stats_slot(ws->owner);
 	wrk.gen = ws->gen;
 	wrk.id = ws->id;
-	wrk.owner = ws->owner;
-	wrk.stats = stats_slot(ws->owner);
 	filelock_process(ws->owner);
 	srandom((unsigned)getpid() ^ (unsigned)clock_ms());	/* forked workers draw apart (retry jitter) */
-	snprintf(wrk.name, sizeof(wrk.name), "worker %d (generation %u)", wrk.id, wrk.gen);
+	snprintf(proc.name, sizeof(proc.name), "worker %d (generation %u)", wrk.id, wrk.gen);
 	chan_fd = ws->chan;
-	drop_privileges(wrk.cf);
+	drop_privileges(proc.cf);
 	event_set_log_callback(libevent_log);
-	if ((wrk.base = event_base_new()) == NULL) {
-		log_error("%s: event_base_new failed", wrk.name);
+	if ((proc.base = event_base_new()) == NULL) {
+		log_error("%s: event_base_new failed", proc.name);
 		exit(EXIT_FATAL);
 	}
 	setup_signals();
-	conn_init();
-	sink_open_all(wrk.cf);
-	if (acc_init(ws) == -1)
+	relp_sessions_init();
+	conn_init(&conn_hooks);
+	sink_open_all(proc.cf, &sink_hooks);
+	if (acc_init(proc.cf, ws->fds, ws->lsn_ids) == -1)
 		exit(EXIT_FATAL);
 	evutil_make_socket_nonblocking(chan_fd);
-	chan_ev = event_new(wrk.base, chan_fd, EV_READ | EV_PERSIST, on_channel, NULL);
+	chan_ev = event_new(proc.base, chan_fd, EV_READ | EV_PERSIST, on_channel, NULL);
 	event_add(chan_ev, NULL);
-	exit_check = evtimer_new(wrk.base, on_exit_check, NULL);
+	exit_check = evtimer_new(proc.base, on_exit_check, NULL);
 	if (write(chan_fd, &ready, 1) != 1)
 		drain("the master is gone");
-	event_base_dispatch(wrk.base);
+	event_base_dispatch(proc.base);
 	cleanup();
 	exit(0);
 }

@@ -1,44 +1,42 @@
 /*
- * worker: one worker process.  It creates its own event_base after the
- * fork, accepts on the listeners it was given, serves connections, and
- * obeys its master's channel.
+ * worker: one worker process, the top of the worker's layers.
+ *
+ * It creates its own event_base after the fork, accepts on the listeners
+ * it was given, serves connections, and obeys its master's channel.  It is
+ * the one place that knows every layer: it sets up proc (common/proc.h),
+ * starts the sinks, the RELP sessions, the connections and the acceptors,
+ * and wires the hooks through which the lower layers report upward:
+ *
+ *   sinks   --reading(on)------> connections stop or resume reading
+ *           --progressed()-----> RELP sessions send the answers now due
+ *   conn    --closed()---------> accept again, or leave the loop when draining
+ *
+ * The layers, top down, each in its folder, each compiled with the include
+ * paths of the layers below it only (see the Makefile):
+ *
+ *   worker/          this process: its loop, signals, channel, drain
+ *   worker/conn/     accept, connections, their handlers (stream, RELP, PROXY)
+ *   worker/pipeline/ a record becomes an event and goes to its sinks
+ *   worker/sinks/    queues and the drivers that write them out
+ *   worker/protocol/ pure parsers: framing, syslog, JSON, PROXY, RELP frames
+ *   common/          shared with the master: config, log, stats, conntab...
  */
 #ifndef INGESTD_WORKER_H
 #define INGESTD_WORKER_H
 
 #include "config.h"
-#include "event.h"
-
-struct event_base;
-struct worker_stats;
-
-struct worker {
-	struct event_base	*base;
-	const struct config	*cf;
-	unsigned		 gen;
-	int			 id;
-	int			 owner;		/* its slot, owner of its counts in conntab */
-	struct worker_stats	*stats;		/* its counters, in shared memory */
-	int			 draining;
-	int			 stopping;	/* fast stop: give the sinks one second */
-	char			 name[48];	/* "worker 3 (generation 2)" for messages */
-	struct event_meta	 meta;		/* receive time of the current read */
-};
 
 /* What the master hands a new worker. */
 struct worker_start {
 	const struct config	*cf;
 	unsigned		 gen;
 	int			 id;
-	int			 owner;
+	int			 owner;				/* its slot in the master's table */
 	int			 chan;				/* the master's channel */
 	int			 fds[CFG_MAX_LISTENERS];	/* socket per listener */
 	int			 lsn_ids[CFG_MAX_LISTENERS];	/* conntab id per listener */
 };
 
-extern struct worker wrk;
-
 void	 worker_main(const struct worker_start *) __attribute__((noreturn));
-void	 worker_conn_closed(void);
 
 #endif

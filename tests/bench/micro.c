@@ -22,13 +22,13 @@
 
 #include "bench.h"
 #include "config.h"
-#include "event.h"
+#include "encode.h"
 #include "framing.h"
 
 #define STREAM_RECORDS	20000
 
 static struct listener_cfg lst;
-static struct event_meta meta;
+static struct encode_meta meta;
 static struct obuf out;
 static unsigned long nrec;
 
@@ -36,9 +36,9 @@ static void
 on_record(void *arg, const char *rec, size_t len, int truncated)
 {
 	(void)arg;
-	if (out.cap - out.len < EVENT_MAX(len, meta.prefixlen))
+	if (out.cap - out.len < ENCODE_MAX(len, meta.prefixlen))
 		out.len = 0;		/* the sink wrote its batch */
-	event_encode(&out, &meta, &lst, rec, len, truncated);
+	encode_event(&out, &meta, &lst, rec, len, truncated);
 	nrec++;
 }
 
@@ -137,7 +137,7 @@ main(int argc, char **argv)
 			size_t n = len - off < 65536 ? len - off : 65536;
 
 			clock_gettime(CLOCK_REALTIME, &ts);
-			event_set_time(&meta, &ts);
+			encode_set_time(&meta, &ts);
 			frame_feed(&fr, stream + off, n, on_record, NULL, &why);
 		}
 		bytes += len;

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for worker/json.c.
+ * libFuzzer target for worker/protocol/json.c.
  *
  * Whatever the bytes: json_copy_object either rejects them or writes an
  * object that it accepts again unchanged, on one line; json_string and

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for worker/parse_syslog.c.  The input is copied into a
+ * libFuzzer target for worker/protocol/parse_syslog.c.  The input is copied into a
  * buffer of exactly its size, so ASan reports any read past the record,
  * which is never NUL-terminated in ingestd.  On success every slice must
  * lie inside the record, ts must be a string that fits, and walking the

@@ -1,5 +1,5 @@
 /*
- * worker/framing.c: LF, octet-counted and auto framing, truncation, and the
+ * worker/protocol/framing.c: LF, octet-counted and auto framing, truncation, and the
  * same records whatever the pieces a stream arrives in.
  */
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /*
- * worker/json.c: checking and compacting JSON objects, writing JSON strings.
+ * worker/protocol/json.c: checking and compacting JSON objects, writing JSON strings.
  *
  * Every input is an exact-size malloc'd copy and every output buffer has
  * exactly the room the contract promises (after a prefix that must survive),

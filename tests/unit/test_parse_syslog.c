@@ -1,5 +1,5 @@
 /*
- * worker/parse_syslog.c: RFC 5424 and RFC 3164 records, the examples of
+ * worker/protocol/parse_syslog.c: RFC 5424 and RFC 3164 records, the examples of
  * both RFCs and what real senders write.
  *
  * Every record is parsed twice: as given, and from a malloc'd copy of

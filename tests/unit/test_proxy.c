@@ -1,5 +1,5 @@
 /*
- * worker/proxy.c: PROXY protocol v1 and v2 headers, whole, cut at every
+ * worker/protocol/proxy.c: PROXY protocol v1 and v2 headers, whole, cut at every
  * byte, followed by the client's stream, and malformed.
  */
 #include <stdio.h>

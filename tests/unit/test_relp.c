@@ -1,5 +1,5 @@
 /*
- * worker/relp.c: RELP frames, whole or split at any byte, errors, and the
+ * worker/protocol/relp.c: RELP frames, whole or split at any byte, errors, and the
  * response frames.
  */
 #include <stdio.h>

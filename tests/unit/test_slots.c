@@ -36,8 +36,6 @@ add(int id, unsigned gen, enum slot_state st, pid_t pid)
 
 START_TEST(init_is_empty)
 {
-	unsigned gen = 77;
-
 	for (int i = 0; i < SLOT_MAX; i++) {
 		ck_assert_int_eq(t->s[i].state, SLOT_FREE);
 		ck_assert_int_eq(t->s[i].chan, -1);
@@ -46,9 +44,6 @@ START_TEST(init_is_empty)
 	ck_assert_int_eq(slot_count_alive(t), 0);
 	ck_assert_int_eq(slot_count(t, 0, ~0u), 0);
 	ck_assert_int_eq(slot_count(t, 1, ~0u), 0);
-	ck_assert_int_eq(slot_oldest_gen(t, &gen), -1);
-	ck_assert_uint_eq(gen, 77);	/* untouched */
-	ck_assert_int_eq(slot_highest_id(t, 0, ~0u), -1);
 	ck_assert_ptr_null(slot_find(t, 0, 0));
 }
 END_TEST
@@ -184,54 +179,6 @@ START_TEST(count_alive_counts_processes)
 }
 END_TEST
 
-START_TEST(oldest_gen)
-{
-	unsigned gen = 0;
-	struct slot *a, *b;
-
-	a = add(0, 5, SLOT_DRAINING, 50);
-	b = add(0, 6, SLOT_RUNNING, 60);
-	add(0, 4, SLOT_WAITING, 0);	/* no process: does not count */
-	ck_assert_int_eq(slot_oldest_gen(t, &gen), 0);
-	ck_assert_uint_eq(gen, 5);
-	slot_release(a);
-	ck_assert_int_eq(slot_oldest_gen(t, &gen), 0);
-	ck_assert_uint_eq(gen, 6);
-	b->pid = 0;
-	gen = 99;
-	ck_assert_int_eq(slot_oldest_gen(t, &gen), -1);
-}
-END_TEST
-
-START_TEST(oldest_gen_order_of_slots_does_not_matter)
-{
-	unsigned gen = 0;
-
-	add(0, 9, SLOT_RUNNING, 90);
-	add(0, 3, SLOT_DRAINING, 30);
-	add(1, 7, SLOT_DRAINING, 70);
-	ck_assert_int_eq(slot_oldest_gen(t, &gen), 0);
-	ck_assert_uint_eq(gen, 3);
-}
-END_TEST
-
-START_TEST(highest_id)
-{
-	add(0, 1, SLOT_RUNNING, 10);
-	add(3, 1, SLOT_RUNNING, 13);
-	add(7, 1, SLOT_DRAINING, 17);
-	add(5, 1, SLOT_WAITING, 0);
-	add(9, 2, SLOT_RUNNING, 29);
-
-	ck_assert_int_eq(slot_highest_id(t, 1, SLOT_MASK(SLOT_RUNNING)), 3);
-	ck_assert_int_eq(slot_highest_id(t, 1, SLOT_ACTIVE), 5);
-	ck_assert_int_eq(slot_highest_id(t, 1, SLOT_LIVE), 7);
-	ck_assert_int_eq(slot_highest_id(t, 1, SLOT_MASK(SLOT_FAILED)), -1);
-	ck_assert_int_eq(slot_highest_id(t, 2, SLOT_ACTIVE), 9);
-	ck_assert_int_eq(slot_highest_id(t, 3, ~0u), -1);
-}
-END_TEST
-
 START_TEST(table_full)
 {
 	static struct slot *got[SLOT_MAX];
@@ -248,7 +195,6 @@ START_TEST(table_full)
 	slot_release(got[1000]);
 	ck_assert_ptr_eq(slot_alloc(t, 4000, 2), got[1000]);
 	ck_assert_ptr_null(slot_alloc(t, 4001, 2));
-	ck_assert_int_eq(slot_highest_id(t, 1, ~0u), SLOT_MAX - 1);
 	ck_assert_int_eq(slot_count(t, 2, ~0u), 1);
 }
 END_TEST
@@ -260,7 +206,6 @@ END_TEST
 START_TEST(reload_two_generations)
 {
 	struct slot *old[4], *cur[4];
-	unsigned gen;
 
 	for (int i = 0; i < 4; i++)
 		old[i] = add(i, 1, SLOT_RUNNING, 1000 + i);
@@ -280,16 +225,12 @@ START_TEST(reload_two_generations)
 	ck_assert_int_eq(slot_count(t, 1, SLOT_LIVE), 4);
 	ck_assert_int_eq(slot_count(t, 1, SLOT_MASK(SLOT_DRAINING)), 4);
 	ck_assert_int_eq(slot_count_alive(t), 8);
-	ck_assert_int_eq(slot_oldest_gen(t, &gen), 0);
-	ck_assert_uint_eq(gen, 1);
 	for (int i = 0; i < 4; i++) {
 		ck_assert_ptr_eq(slot_find(t, 2, i), cur[i]);
 		ck_assert_ptr_null(slot_find(t, 1, i));
 		ck_assert_ptr_eq(slot_by_pid(t, 1000 + i), old[i]);
 		ck_assert_ptr_eq(slot_by_pid(t, 2000 + i), cur[i]);
 	}
-	ck_assert_int_eq(slot_highest_id(t, 2, SLOT_ACTIVE), 3);
-	ck_assert_int_eq(slot_highest_id(t, 1, SLOT_ACTIVE), -1);
 
 	/* The old workers exit and are released. */
 	for (int i = 0; i < 4; i++) {
@@ -297,20 +238,7 @@ START_TEST(reload_two_generations)
 		ck_assert_int_eq(slot_count_alive(t), 8 - i - 1);
 	}
 	ck_assert_int_eq(slot_count(t, 1, ~0u), 0);
-	ck_assert_int_eq(slot_oldest_gen(t, &gen), 0);
-	ck_assert_uint_eq(gen, 2);
 	ck_assert_int_eq(slot_count(t, 2, SLOT_ACTIVE), 4);
-}
-END_TEST
-
-START_TEST(state_names)
-{
-	ck_assert_str_eq(slot_state_name(SLOT_FREE), "free");
-	ck_assert_str_eq(slot_state_name(SLOT_STARTING), "starting");
-	ck_assert_str_eq(slot_state_name(SLOT_RUNNING), "running");
-	ck_assert_str_eq(slot_state_name(SLOT_DRAINING), "draining");
-	ck_assert_str_eq(slot_state_name(SLOT_WAITING), "waiting");
-	ck_assert_str_eq(slot_state_name(SLOT_FAILED), "failed");
 }
 END_TEST
 
@@ -329,12 +257,8 @@ slots_suite(void)
 	tcase_add_test(tc, find_skips_draining);
 	tcase_add_test(tc, count_by_state_and_generation);
 	tcase_add_test(tc, count_alive_counts_processes);
-	tcase_add_test(tc, oldest_gen);
-	tcase_add_test(tc, oldest_gen_order_of_slots_does_not_matter);
-	tcase_add_test(tc, highest_id);
 	tcase_add_test(tc, table_full);
 	tcase_add_test(tc, reload_two_generations);
-	tcase_add_test(tc, state_names);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -12,15 +12,18 @@ Suite	*backoff_suite(void);	/* test_backoff.c: server/backoff.c */
 Suite	*cidr_suite(void);	/* test_cidr.c:    common/cidr.c */
 Suite	*config_suite(void);	/* test_config.c:  common/config.c */
 Suite	*conntab_suite(void);	/* test_conntab.c: common/conntab.c */
-Suite	*event_suite(void);	/* test_event.c:   worker/event.c */
+Suite	*encode_suite(void);	/* test_encode.c: worker/pipeline/encode.c */
 Suite	*filelock_suite(void);	/* test_filelock.c: common/filelock.c */
-Suite	*framing_suite(void);	/* test_framing.c: worker/framing.c */
+Suite	*framing_suite(void);	/* test_framing.c: worker/protocol/framing.c */
 Suite	*httphead_suite(void);	/* test_httphead.c: server/httphead.c */
-Suite	*json_suite(void);	/* test_json.c:    worker/json.c */
-Suite	*parse_syslog_suite(void);	/* test_parse_syslog.c: worker/parse_syslog.c */
-Suite	*proxy_suite(void);	/* test_proxy.c:   worker/proxy.c */
-Suite	*relp_suite(void);	/* test_relp.c:    worker/relp.c */
+Suite	*json_suite(void);	/* test_json.c:    worker/protocol/json.c */
+Suite	*parse_syslog_suite(void);	/* test_parse_syslog.c: worker/protocol/parse_syslog.c */
+Suite	*proxy_suite(void);	/* test_proxy.c:   worker/protocol/proxy.c */
+Suite	*records_suite(void);	/* test_records.c: worker/pipeline/records.c */
+Suite	*relp_suite(void);	/* test_relp.c:    worker/protocol/relp.c */
+Suite	*relp_session_suite(void);	/* test_relp_session.c: worker/conn/relp_session.c */
 Suite	*safefile_suite(void);	/* test_safefile.c: common/safefile.c */
+Suite	*sink_suite(void);	/* test_sink.c:    worker/sinks/sink.c */
 Suite	*slots_suite(void);	/* test_slots.c:   server/slots.c */
 
 const struct sockaddr *test_sockaddr(const char *text);	/* util.c */

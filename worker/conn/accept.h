@@ -1,0 +1,14 @@
+/*
+ * accept: the worker's side of the listening sockets: new connections, each
+ * started with its listener's handlers (see conn.h for the folder).
+ */
+#ifndef INGESTD_ACCEPT_H
+#define INGESTD_ACCEPT_H
+
+#include "config.h"
+
+int	 acc_init(const struct config *, const int *fds, const int *lsn_ids);
+void	 acc_resume(void);
+void	 acc_close(int take_queued);
+
+#endif

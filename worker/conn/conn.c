@@ -1,0 +1,667 @@
+/*
+ * conn: per-connection state, the read path, the timers, the write path and
+ * every way a connection ends (peer closed, read error, framing error,
+ * timeouts, drain deadline, fast stop).
+ *
+ * Reads go into one worker-wide buffer and are handed to the connection's
+ * handler, which frames records in place; only a record split across reads
+ * is kept, in the handler's state, so an idle connection holds no buffer.
+ * One wake-up reads at most CONN_READS_PER_WAKE times, so a client that
+ * sends as fast as it can does not starve the others in the same worker.
+ * A new connection is read at once, before epoll watches it: a client that
+ * connects, sends and closes is done without one epoll_ctl(2).  While a
+ * sink is full, no connection reads (conn_set_reading): TCP flow control
+ * pushes back.
+ *
+ * Two timers guard each connection: idle_timeout, reset by every read, and
+ * record_timeout, armed when a record begins (the handler says when one is
+ * open) and not reset by the bytes that trickle in, so a slowloris client
+ * is cut off.  Both use libevent's common timeouts: every timer of one
+ * duration sits in one queue, so arming, resetting and expiring cost O(1),
+ * whatever the number of connections.  Neither fires while the server
+ * itself holds the client up (back-pressure, or answers waiting for the
+ * sinks).
+ *
+ * The write path (for the handlers that answer: RELP) is allocated on
+ * first use, so a plain TCP connection does not carry it: bytes queued in
+ * conn_out() go out as the client takes them; send_timeout closes a client
+ * that stops reading them, and one with more than CONN_OUT_MAX bytes
+ * unsent is not read from until it takes them.
+ *
+ * A closed connection leaves the list of live ones at once, with its
+ * descriptor, events and conntab ticket; its memory (and the handler's
+ * state) is freed by the release event, which runs after the callbacks of
+ * the current turn: nothing on the stack can hold a freed connection.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "conn.h"
+#include "encode.h"
+#include "json.h"
+#include "log.h"
+#include "proc.h"
+#include "records.h"
+#include "stats.h"
+
+#define CONN_READ_BUF		65536
+#define CONN_READS_PER_WAKE	4
+
+/* The write path, for a connection that sends. */
+struct output {
+	struct obuf		 buf;		/* bytes not yet sent */
+	struct event		 wev;		/* writable, while buf holds bytes */
+	struct event		 send_ev;	/* send_timeout, while buf holds bytes */
+	const struct timeval	*send_tv;
+};
+
+struct conn {
+	int			 fd;
+	int			 closed;
+	struct event		 ev;
+	struct event		 idle_ev;	/* idle_timeout */
+	struct event		 rec_ev;	/* record_timeout, while a record is open */
+	const struct timeval	*idle_tv, *rec_tv;	/* common timeouts, or NULL */
+	const struct listener_cfg *l;
+	const struct conn_handler *h, *next;	/* next: after a handler that comes first */
+	void			*state;		/* the handler's */
+	struct output		*out;		/* NULL until the handler sends */
+	struct ct_ticket	 ticket;	/* its place in conntab, given back on close */
+	uint64_t		 bytes;
+	uint64_t		 records;
+	struct conn		*prev, *next_conn;
+	char			 peer[ADDR_STRLEN];
+	size_t			 prefixlen;
+	char			*prefix;	/* ,"peer":"...","listener":"..." */
+};
+
+static struct conn	*conns;		/* live */
+static struct conn	*released;	/* closed, freed at the end of the turn */
+static struct event	*release_ev;
+static struct conn_hooks hooks;
+static int		 nconns;
+static int		 reading = 1;
+static struct worker_counts *totals;	/* in the worker's stats slot */
+static struct encode_meta meta;		/* the receive time of the current read */
+static char		 readbuf[CONN_READ_BUF];
+static struct log_limit	 framing_limit, idle_limit, record_limit, send_limit;
+
+static void	on_release(evutil_socket_t, short, void *);
+static int	read_client(struct conn *, int to_the_end);
+
+/* libevent's common-timeout handle for a duration: one queue per duration. */
+static const struct timeval *
+common_timeout(long ms)
+{
+	static struct { long ms; const struct timeval *tv; } known[3 * CFG_MAX_LISTENERS];
+	static int nknown;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (ms <= 0)
+		return NULL;
+	for (int i = 0; i < nknown; i++)
+		if (known[i].ms == ms)
+			return known[i].tv;
+	if (nknown == 3 * CFG_MAX_LISTENERS)
+		return NULL;	/* cannot happen: three durations per listener */
+	known[nknown].ms = ms;
+	known[nknown].tv = event_base_init_common_timeout(proc.base, &tv);
+	return known[nknown++].tv;
+}
+
+void
+conn_init(const struct conn_hooks *h)
+{
+	hooks = *h;
+	conns = released = NULL;
+	release_ev = event_new(proc.base, -1, 0, on_release, NULL);
+	nconns = 0;
+	reading = 1;
+	totals = &proc.stats->w;
+}
+
+int
+conn_count(void)
+{
+	return nconns;
+}
+
+void *
+conn_state(const struct conn *c)
+{
+	return c->state;
+}
+
+void
+conn_set_state(struct conn *c, void *state)
+{
+	c->state = state;
+}
+
+const struct listener_cfg *
+conn_listener(const struct conn *c)
+{
+	return c->l;
+}
+
+const char *
+conn_peer(const struct conn *c)
+{
+	return c->peer;
+}
+
+/* The address of the socket's peer (not the client a PROXY header names). */
+int
+conn_sockaddr(const struct conn *c, struct sockaddr_storage *ss, socklen_t *len)
+{
+	return getpeername(c->fd, (struct sockaddr *)ss, len);
+}
+
+int
+conn_closed(const struct conn *c)
+{
+	return c->closed;
+}
+
+struct ct_ticket *
+conn_ticket(struct conn *c)
+{
+	return &c->ticket;
+}
+
+static void
+unlink_live(struct conn *c)
+{
+	if (c->prev)
+		c->prev->next_conn = c->next_conn;
+	else
+		conns = c->next_conn;
+	if (c->next_conn)
+		c->next_conn->prev = c->prev;
+}
+
+/*
+ * Close c now (descriptor, events, its place in conntab, the count); its
+ * memory goes at the end of the turn.  Closing a closed one does nothing.
+ */
+void
+conn_close(struct conn *c, const char *reason)
+{
+	if (c->closed)
+		return;
+	log_debug("%s: %s %s closed (%s): %llu bytes, %llu records", proc.name, c->l->name, c->peer,
+	    reason, (unsigned long long)c->bytes, (unsigned long long)c->records);
+	c->closed = 1;
+	event_del(&c->ev);
+	event_del(&c->idle_ev);
+	event_del(&c->rec_ev);
+	if (c->out) {
+		event_del(&c->out->wev);
+		event_del(&c->out->send_ev);
+	}
+	close(c->fd);
+	ct_release(proc.slot, &c->ticket);
+	unlink_live(c);
+	nconns--;
+	totals->closed++;
+	c->next_conn = released;
+	released = c;
+	event_active(release_ev, EV_TIMEOUT, 1);
+}
+
+static void
+release(struct conn *c)
+{
+	if (c->h && c->h->free)
+		c->h->free(c);
+	if (c->out)
+		obuf_free(&c->out->buf);
+	free(c->out);
+	free(c->prefix);
+	free(c);
+}
+
+/* The end of the turn: the connections closed in it are freed. */
+static void
+on_release(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	while (released) {
+		struct conn *c = released;
+
+		released = c->next_conn;
+		release(c);
+	}
+	if (hooks.closed)
+		hooks.closed();
+}
+
+/* A refused connection, counted; logged at most once a second per reason for the server. */
+void
+conn_refusal(const struct listener_cfg *l, const char *peer, enum ct_refusal why)
+{
+	(*stats_refused(totals, why))++;
+	log_limited(ct_log_limit(why), LOG_LVL_NOTICE, "%s: listener %s: refused %s: %s",
+	    proc.name, l->name, peer, ct_reason_name(why));
+}
+
+/* A record of c's goes into the pipeline: 0 when every sink took it, -1 when one dropped it. */
+int
+conn_record(struct conn *c, const char *rec, size_t len, int truncated)
+{
+	c->records++;
+	proc.stats->lsn[c->l - proc.cf->listeners].records++;
+	meta.prefix = c->prefix;
+	meta.prefixlen = c->prefixlen;
+	return records_route(&meta, c->l, rec, len, truncated);
+}
+
+/* Close c for bytes that break its framing or its protocol. */
+void
+conn_framing_error(struct conn *c, const char *why)
+{
+	if (c->closed)
+		return;
+	totals->framing_errors++;
+	log_limited(&framing_limit, LOG_LVL_WARNING, "%s: %s %s: closing: %s", proc.name,
+	    c->l->name, c->peer, why);
+	conn_close(c, why);
+}
+
+/* The peer's name, and what every event of this connection carries. */
+int
+conn_set_peer(struct conn *c, const struct sockaddr *sa, socklen_t len)
+{
+	size_t nl = strlen(c->l->name), np;
+	struct obuf o = { NULL, 0, 0 };
+
+	if (sa->sa_family == AF_UNIX)
+		snprintf(c->peer, sizeof(c->peer), "unix");
+	else
+		addr_format(sa, len, c->peer, sizeof(c->peer));
+	np = strlen(c->peer);
+	o.cap = JSON_STRING_MAX(np) + JSON_STRING_MAX(nl) + 32;	/* exactly: one per connection */
+	if ((o.p = malloc(o.cap)) == NULL)
+		return -1;
+	memcpy(o.p, ",\"peer\":", 8);
+	o.len = 8;
+	json_string(&o, c->peer, np);
+	memcpy(o.p + o.len, ",\"listener\":", 12);
+	o.len += 12;
+	json_string(&o, c->l->name, nl);
+	free(c->prefix);		/* the balancer's, once a PROXY header named the client */
+	c->prefix = o.p;
+	c->prefixlen = o.len;
+	return 0;
+}
+
+/* Whether c should be read from now: not while the sinks, its client or its handler hold us up. */
+static int
+want_read(const struct conn *c)
+{
+	if (!reading || c->closed)
+		return 0;
+	if (c->out && c->out->buf.len >= CONN_OUT_MAX)
+		return 0;
+	return c->h->want_read == NULL || c->h->want_read(c);
+}
+
+static void
+update_read(struct conn *c)
+{
+	int on = want_read(c);
+
+	if (c->closed)
+		return;
+	if (on != (event_pending(&c->ev, EV_READ, NULL) != 0)) {
+		if (on)
+			event_add(&c->ev, NULL);
+		else
+			event_del(&c->ev);
+	}
+}
+
+/*
+ * After a read: the idle clock restarts; the record clock runs from the
+ * first byte of the record still open, so it restarts only when this read
+ * completed a record (records_before) and began another.
+ */
+static void
+arm_timers(struct conn *c, uint64_t records_before)
+{
+	int open = c->h->in_record && c->h->in_record(c);
+
+	if (c->idle_tv)
+		event_add(&c->idle_ev, c->idle_tv);
+	if (!open)
+		event_del(&c->rec_ev);
+	else if (c->rec_tv && (c->records != records_before ||
+	    !evtimer_pending(&c->rec_ev, NULL)))
+		event_add(&c->rec_ev, c->rec_tv);
+}
+
+static void	feed(struct conn *, const char *, size_t);
+
+/*
+ * The handler after the first (the PROXY header's) takes over, and reads
+ * rest, the bytes of this read after the header.  Returns -1 when c closed.
+ */
+int
+conn_switch(struct conn *c, const char *rest, size_t n)
+{
+	const struct conn_handler *h = c->next;
+
+	if (c->h->free)
+		c->h->free(c);
+	c->state = NULL;
+	c->h = h;
+	c->next = NULL;
+	event_del(&c->rec_ev);	/* the record clock starts again with the first record */
+	if (h->start && h->start(c) == -1) {
+		log_warn("%s: %s: out of memory for a connection", proc.name, c->l->name);
+		conn_close(c, "out of memory");
+		return -1;
+	}
+	if (n > 0)
+		feed(c, rest, n);
+	return c->closed ? -1 : 0;
+}
+
+static void
+feed(struct conn *c, const char *data, size_t n)
+{
+	const char *why = NULL;
+
+	if (c->h->feed(c, data, n, &why) == -1)
+		conn_framing_error(c, why ? why : "protocol error");
+}
+
+static void
+on_eof(struct conn *c)
+{
+	if (c->h->eof)
+		c->h->eof(c);
+	conn_close(c, "closed by peer");
+}
+
+/*
+ * Read what the client sent, at most CONN_READS_PER_WAKE times.  A short
+ * read ends it, as the socket is then likely empty, unless to_the_end: then
+ * reading stops only at EAGAIN or the end of the stream.
+ */
+static int
+read_client(struct conn *c, int to_the_end)
+{
+	struct timespec now;
+
+	for (int i = 0; i < CONN_READS_PER_WAKE && want_read(c); i++) {
+		ssize_t n = read(c->fd, readbuf, sizeof(readbuf));
+
+		if (n > 0) {
+			uint64_t records_before = c->records;
+
+			clock_gettime(CLOCK_REALTIME, &now);
+			encode_set_time(&meta, &now);
+			c->bytes += n;
+			totals->bytes += n;
+			proc.stats->lsn[c->l - proc.cf->listeners].bytes += n;
+			feed(c, readbuf, n);
+			if (c->closed)
+				return -1;
+			arm_timers(c, records_before);
+			if ((size_t)n < sizeof(readbuf) && !to_the_end)
+				break;
+			continue;
+		}
+		if (n == 0) {
+			on_eof(c);
+			return -1;
+		}
+		if (errno != EAGAIN && errno != EINTR) {
+			char why[64];
+
+			snprintf(why, sizeof(why), "read: %s", strerror(errno));
+			conn_close(c, why);
+			return -1;
+		}
+		break;
+	}
+	if (c->h->read_end)
+		c->h->read_end(c);
+	return c->closed ? -1 : 0;
+}
+
+static void
+on_read(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	read_client(arg, 0);
+}
+
+/*
+ * A timer ran out.  While the worker is not reading (a sink is full) or the
+ * handler waits for the sinks, the client is not to blame: wait another
+ * period.
+ */
+static void
+expire(struct conn *c, struct event *ev, const struct timeval *tv, const char *why,
+    uint64_t *count, struct log_limit *ll)
+{
+	if (!reading || (c->h->waiting && c->h->waiting(c))) {
+		event_add(ev, tv);	/* the wait is ours, not the client's */
+		return;
+	}
+	(*count)++;
+	log_limited(ll, LOG_LVL_INFO, "%s: %s %s: closing: %s", proc.name, c->l->name, c->peer,
+	    why);
+	conn_close(c, why);
+}
+
+static void
+on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	expire(c, &c->idle_ev, c->idle_tv, "idle_timeout", &totals->idle_timeouts, &idle_limit);
+}
+
+static void
+on_record_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	expire(c, &c->rec_ev, c->rec_tv, c->h->timeout_why ? c->h->timeout_why : "record_timeout",
+	    &totals->record_timeouts, &record_limit);
+}
+
+/*
+ * The write path: send what is queued.  send_timeout runs while bytes wait
+ * and restarts whenever the client takes some.  Once everything went out,
+ * the handler hears of it (a RELP session that ended closes then).
+ */
+void
+conn_flush(struct conn *c)
+{
+	struct output *o = c->out;
+	size_t sent = 0;
+
+	if (c->closed || o == NULL)
+		return;
+	while (sent < o->buf.len) {
+		ssize_t n = send(c->fd, o->buf.p + sent, o->buf.len - sent, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			sent += n;
+		} else if (errno != EINTR) {
+			if (errno == EAGAIN)
+				break;
+			conn_close(c, errno == EPIPE || errno == ECONNRESET ? "closed by peer" :
+			    "write failed");
+			return;
+		}
+	}
+	if (sent) {
+		obuf_consume(&o->buf, sent);
+		if (o->send_tv)
+			event_add(&o->send_ev, o->send_tv);
+	}
+	if (o->buf.len == 0) {
+		event_del(&o->wev);
+		event_del(&o->send_ev);
+		if (c->h->sent)
+			c->h->sent(c);
+	} else {
+		event_add(&o->wev, NULL);
+		if (o->send_tv && !evtimer_pending(&o->send_ev, NULL))
+			event_add(&o->send_ev, o->send_tv);
+	}
+	update_read(c);
+}
+
+static void
+on_write(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	conn_flush(arg);
+}
+
+static void
+on_send_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	totals->send_timeouts++;
+	log_limited(&send_limit, LOG_LVL_INFO, "%s: %s %s: closing: send_timeout, %zu bytes unsent",
+	    proc.name, c->l->name, c->peer, c->out->buf.len);
+	conn_close(c, "send_timeout");
+}
+
+/* The buffer of what c sends, made on first use; NULL when out of memory (c is closed). */
+struct obuf *
+conn_out(struct conn *c)
+{
+	struct output *o = c->out;
+
+	if (o != NULL)
+		return &o->buf;
+	if ((o = calloc(1, sizeof(*o))) == NULL) {
+		conn_close(c, "out of memory for responses");
+		return NULL;
+	}
+	event_assign(&o->wev, proc.base, c->fd, EV_WRITE | EV_PERSIST, on_write, c);
+	evtimer_assign(&o->send_ev, proc.base, on_send_timeout, c);
+	o->send_tv = common_timeout(c->l->send_timeout_ms);
+	c->out = o;
+	return &o->buf;
+}
+
+size_t
+conn_unsent(const struct conn *c)
+{
+	return c->out ? c->out->buf.len : 0;
+}
+
+/*
+ * A connection accepted on l; h handles its bytes (and next, after h, when
+ * h comes first: the PROXY header).  Returns it, or NULL when it was closed
+ * at once (out of memory, or its first read ended it).
+ */
+struct conn *
+conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, socklen_t len,
+    const struct ct_ticket *t, const struct conn_handler *h, const struct conn_handler *next)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (c != NULL) {
+		c->fd = fd;
+		c->l = l;
+		c->h = h;
+		c->next = next;
+		if (conn_set_peer(c, sa, len) == -1 || (h->start && h->start(c) == -1)) {
+			free(c->prefix);
+			free(c);
+			c = NULL;
+		}
+	}
+	if (c == NULL) {
+		log_warn("%s: %s: out of memory for a connection", proc.name, l->name);
+		close(fd);
+		ct_release(proc.slot, t);
+		return NULL;
+	}
+	c->ticket = *t;
+	event_assign(&c->ev, proc.base, fd, EV_READ | EV_PERSIST, on_read, c);
+	evtimer_assign(&c->idle_ev, proc.base, on_idle, c);
+	evtimer_assign(&c->rec_ev, proc.base, on_record_timeout, c);
+	c->idle_tv = common_timeout(l->idle_timeout_ms);
+	c->rec_tv = common_timeout(l->record_timeout_ms);
+	if (c->idle_tv)		/* a client that never sends is idle from the start */
+		event_add(&c->idle_ev, c->idle_tv);
+	if (c->rec_tv && h->in_record && h->in_record(c))	/* a PROXY header is due at once */
+		event_add(&c->rec_ev, c->rec_tv);
+	c->next_conn = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	nconns++;
+	totals->accepted++;
+	/*
+	 * Clients speak first, and by the time a worker accepts, a client's
+	 * first bytes (a short-lived one's whole stream) are often here: read
+	 * them now, and a connection that ends there never costs the
+	 * epoll_ctl(2) calls of watching it.
+	 */
+	if (read_client(c, 1) == -1)
+		return NULL;
+	update_read(c);
+	return c;
+}
+
+/* Back-pressure from the sinks: stop or resume reading on every connection. */
+void
+conn_set_reading(int on)
+{
+	if (on == reading)
+		return;
+	reading = on;
+	for (struct conn *c = conns; c; c = c->next_conn)
+		update_read(c);
+	if (on)	/* data that arrived meanwhile: the events fire again since it is level-triggered */
+		log_debug("%s: reading from clients again", proc.name);
+}
+
+void
+conn_close_all(const char *reason)
+{
+	while (conns)
+		conn_close(conns, reason);
+}
+
+/* Draining: each connection's handler ends its session its own way (RELP: serverclose). */
+void
+conn_drain_all(void)
+{
+	struct conn *c, *next;
+
+	for (c = conns; c; c = next) {
+		next = c->next_conn;
+		if (c->h->drain)
+			c->h->drain(c);
+	}
+}

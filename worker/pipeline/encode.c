@@ -1,0 +1,201 @@
+/*
+ * encode: records become JSON lines, written straight into a sink's buffer.
+ *
+ * The caller reserves ENCODE_MAX bytes first, so nothing here allocates or
+ * checks for room.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "encode.h"
+#include "parse_syslog.h"
+
+struct name {
+	const char	*s;
+	size_t		 n;
+};
+
+#define NAME(s)		{ (s), sizeof(s) - 1 }
+
+/* The facility and severity of each PRI (facility * 8 + severity) as JSON members. */
+#define PRI(f, s)	NAME(",\"facility\":\"" f "\",\"severity\":\"" s "\"")
+#define FACILITY(f)	PRI(f, "emerg"), PRI(f, "alert"), PRI(f, "crit"), PRI(f, "err"), \
+			PRI(f, "warning"), PRI(f, "notice"), PRI(f, "info"), PRI(f, "debug")
+
+static const struct name pris[192] = {
+	FACILITY("kern"), FACILITY("user"), FACILITY("mail"), FACILITY("daemon"),
+	FACILITY("auth"), FACILITY("syslog"), FACILITY("lpr"), FACILITY("news"),
+	FACILITY("uucp"), FACILITY("cron"), FACILITY("authpriv"), FACILITY("ftp"),
+	FACILITY("ntp"), FACILITY("security"), FACILITY("console"), FACILITY("solaris-cron"),
+	FACILITY("local0"), FACILITY("local1"), FACILITY("local2"), FACILITY("local3"),
+	FACILITY("local4"), FACILITY("local5"), FACILITY("local6"), FACILITY("local7"),
+};
+
+static void
+put(struct obuf *o, const char *s, size_t n)
+{
+	memcpy(o->p + o->len, s, n);
+	o->len += n;
+}
+
+#define PUTS(o, lit)	put((o), (lit), sizeof(lit) - 1)
+
+/* ,"key":"escaped value" for a present field */
+static void
+field(struct obuf *o, const char *key, size_t keylen, struct slice v)
+{
+	if (v.n == 0)
+		return;
+	put(o, key, keylen);
+	json_string(o, v.p, v.n);
+}
+
+#define FIELD(o, key, v)	field((o), (key), sizeof(key) - 1, (v))
+
+/* received_at up to the microseconds, and the syslog clock: once a second. */
+static void
+set_second(struct encode_meta *m, time_t sec)
+{
+	struct tm tm;
+
+	m->now = sec;
+	syslog_clock_set(&m->clock, sec);
+	gmtime_r(&sec, &tm);
+	snprintf(m->received_at, sizeof(m->received_at), "%04d-%02d-%02dT%02d:%02d:%02d.",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	m->secondlen = strlen(m->received_at);
+}
+
+/*
+ * Called for every read.  received_at reads as the one snprintf of
+ * "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ" would: the part up to the '.' is
+ * made when the second changes, and the microseconds go after it, by hand
+ * when they have 6 digits and fit, else by snprintf, which cuts them where
+ * the whole would have been cut.
+ */
+void
+encode_set_time(struct encode_meta *m, const struct timespec *ts)
+{
+	long us = ts->tv_nsec / 1000;
+	char *d;
+
+	if (m->received_atlen == 0 || ts->tv_sec != m->now)
+		set_second(m, ts->tv_sec);
+	d = m->received_at + m->secondlen;
+	if (us < 0 || us > 999999 || m->secondlen + 7 >= sizeof(m->received_at)) {
+		snprintf(d, sizeof(m->received_at) - m->secondlen, "%06ldZ", us);
+		m->received_atlen = strlen(m->received_at);
+		return;
+	}
+	for (int i = 5; i >= 0; i--) {
+		d[i] = '0' + us % 10;
+		us /= 10;
+	}
+	d[6] = 'Z';
+	d[7] = '\0';
+	m->received_atlen = m->secondlen + 7;
+}
+
+struct sd_state {
+	struct obuf	*o;
+	const char	*id;		/* the element being written, NULL before the first */
+};
+
+static void
+sd_param(void *arg, struct slice id, struct slice name, struct slice value)
+{
+	struct sd_state *st = arg;
+	struct obuf *o = st->o;
+
+	if (id.p != st->id) {
+		if (st->id != NULL)
+			PUTS(o, "},");
+		json_string(o, id.p, id.n);
+		PUTS(o, ":{");
+		st->id = id.p;
+	} else if (name.n) {
+		PUTS(o, ",");
+	}
+	if (name.n) {
+		json_string(o, name.p, name.n);
+		PUTS(o, ":");
+		json_sd_value(o, value.p, value.n);
+	}
+}
+
+static void
+put_syslog(struct obuf *o, const struct syslog_msg *m)
+{
+	struct sd_state st = { o, NULL };
+
+	put(o, pris[m->pri].s, pris[m->pri].n);
+	if (m->tslen) {
+		PUTS(o, ",\"timestamp\":\"");
+		put(o, m->ts, m->tslen);
+		PUTS(o, "\"");
+	}
+	FIELD(o, ",\"host\":", m->host);
+	FIELD(o, ",\"app\":", m->app);
+	FIELD(o, ",\"procid\":", m->procid);
+	FIELD(o, ",\"msgid\":", m->msgid);
+	if (m->sd.n) {
+		PUTS(o, ",\"sd\":{");
+		syslog_sd_walk(m->sd, sd_param, &st);
+		PUTS(o, "}}");
+	}
+	FIELD(o, ",\"msg\":", m->msg);
+}
+
+static int
+pick_format(int format, const char *rec, size_t len)
+{
+	if (format != FORMAT_AUTO)
+		return format;
+	if (len && rec[0] == '<')
+		return FORMAT_SYSLOG;
+	if (len && rec[0] == '{')
+		return FORMAT_JSON;
+	return FORMAT_RAW;
+}
+
+/*
+ * Append the event for one record.  A record that fails to parse is kept
+ * with its raw text, or dropped (out untouched) when the listener says so.
+ */
+enum encode_result
+encode_event(struct obuf *o, const struct encode_meta *m, const struct listener_cfg *l,
+    const char *rec, size_t len, int truncated)
+{
+	size_t start = o->len;
+	const char *why = NULL;
+	struct syslog_msg sm;
+	int format = pick_format(l->format, rec, len);
+
+	PUTS(o, "{\"received_at\":\"");
+	put(o, m->received_at, m->received_atlen);
+	PUTS(o, "\"");
+	put(o, m->prefix, m->prefixlen);
+	if (format == FORMAT_SYSLOG && syslog_parse_at(rec, len, &m->clock, &sm, &why) == 0) {
+		put_syslog(o, &sm);
+	} else if (format == FORMAT_JSON) {
+		PUTS(o, ",\"body\":");
+		if (json_copy_object(o, rec, len, &why) == -1)
+			o->len -= sizeof(",\"body\":") - 1;
+	}
+	if (why != NULL) {
+		if (l->on_parse_error == ON_ERROR_DROP) {
+			o->len = start;
+			return ENCODE_DROPPED;
+		}
+		PUTS(o, ",\"parse_error\":");
+		json_string(o, why, strlen(why));
+	}
+	if (format == FORMAT_RAW || why != NULL) {
+		PUTS(o, ",\"msg\":");
+		json_string(o, rec, len);
+	}
+	if (truncated)
+		PUTS(o, ",\"truncated\":true");
+	PUTS(o, "}\n");
+	return why ? ENCODE_PARSE_ERROR : ENCODE_OK;
+}

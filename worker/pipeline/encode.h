@@ -1,0 +1,47 @@
+/*
+ * encode: one record becomes one event, a line of JSON (NDJSON).
+ *
+ *   {"received_at":"2026-11-24T00:43:19.318123Z","peer":"127.0.0.1:40112",
+ *    "listener":"syslog","facility":"user","severity":"notice",
+ *    "timestamp":"...","host":"...","app":"...","procid":"...","msgid":"...",
+ *    "sd":{"id":{"name":"value"}},"msg":"..."}
+ *
+ * A JSON record becomes "body":{...}; a raw record "msg"; a record that
+ * fails to parse keeps its text in "msg" with the reason in "parse_error";
+ * a truncated one has "truncated":true.  Absent fields are left out.
+ * Output is valid UTF-8 JSON whatever the input bytes.
+ */
+#ifndef INGESTD_ENCODE_H
+#define INGESTD_ENCODE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "config.h"
+#include "json.h"
+#include "parse_syslog.h"
+
+/* Most bytes encode_event appends: every field is an escaped slice of the record. */
+#define ENCODE_MAX(len, metalen)	(8 * (len) + (metalen) + 512)
+
+enum encode_result { ENCODE_OK, ENCODE_PARSE_ERROR, ENCODE_DROPPED };
+
+/*
+ * The time of a read (encode_set_time) and the connection's prefix.  What
+ * depends only on the second is worked out when the second changes.
+ */
+struct encode_meta {
+	char		 received_at[64];	/* RFC 3339 UTC, microseconds */
+	size_t		 received_atlen;	/* 0 before the first encode_set_time */
+	size_t		 secondlen;	/* of received_at up to the microseconds */
+	time_t		 now;
+	struct syslog_clock clock;	/* for BSD timestamps, at now */
+	const char	*prefix;	/* ,"peer":"...","listener":"..." pre-encoded */
+	size_t		 prefixlen;
+};
+
+void			 encode_set_time(struct encode_meta *, const struct timespec *);
+enum encode_result	 encode_event(struct obuf *, const struct encode_meta *,
+			    const struct listener_cfg *, const char *rec, size_t len, int truncated);
+
+#endif

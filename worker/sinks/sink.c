@@ -1,0 +1,377 @@
+/*
+ * sink: the queue core of one worker's sinks: batching, retries with
+ * back-off (and jitter), back-pressure, the marks acknowledgements wait
+ * for, and the counters.  Writing is the drivers' (driver.h).
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "driver.h"
+#include "log.h"
+#include "proc.h"
+#include "sink.h"
+
+#define RETRY_MIN_MS	100
+#define RETRY_MAX_MS	5000
+
+
+static struct sink	 sinks[CFG_MAX_SINKS];
+static int		 nsinks;
+static int		 nblocked;
+static struct sink_hooks hooks;
+
+static void	on_timer(evutil_socket_t, short, void *);
+
+/*
+ * Write in ms, or with ms = 0 at the end of this turn of the loop: made
+ * active now, the timer's callback runs after the reads this turn brought
+ * (libevent runs the callbacks of one priority in the order they became
+ * active), without the extra epoll_wait(2) a zero timeout would cost.
+ */
+static void
+arm(struct sink *s, long ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (ms > 0) {
+		evtimer_add(s->timer, &tv);
+		return;
+	}
+	evtimer_del(s->timer);
+	event_active(s->timer, EV_TIMEOUT, 1);
+}
+
+static void
+update_blocked(struct sink *s)
+{
+	int over = s->cf->overflow == OVERFLOW_BLOCK &&
+	    s->q.len >= (size_t)(s->blocked ? s->cf->queue / 2 : s->cf->queue);
+
+	if (over == s->blocked)
+		return;
+	s->blocked = over;
+	nblocked += over ? 1 : -1;
+	if (over)
+		log_limited(&s->droplog, LOG_LVL_WARNING, "%s: sink %s: queue full (%ld bytes); "
+		    "not reading from clients until it drains", proc.name, s->cf->name, s->cf->queue);
+	if (hooks.reading)
+		hooks.reading(nblocked == 0);
+}
+
+/*
+ * A queue that grew while the disk was slow or full gives its memory back
+ * once it is written out; a batch-sized buffer stays for the next events.
+ */
+static void
+release_backlog(struct sink *s)
+{
+	if (s->q.cap > 4 * SINK_BATCH)
+		obuf_free(&s->q);
+}
+
+/* Units to write, or (sync = always) written units to sync. */
+static int
+pending(const struct sink *s)
+{
+	return s->q.len > 0 || (s->cf->sync == SYNC_ALWAYS && s->unsynced);
+}
+
+static int
+sync_now(struct sink *s)
+{
+	if (s->drv->sync == NULL || s->drv->sync(s) == 0)
+		s->unsynced = 0;
+	return s->unsynced ? -1 : 0;
+}
+
+/* The next retry: doubling from RETRY_MIN_MS to RETRY_MAX_MS, +-20% so that workers spread. */
+static long
+next_retry(long ms)
+{
+	ms = ms ? ms * 2 : RETRY_MIN_MS;
+	if (ms > RETRY_MAX_MS)
+		ms = RETRY_MAX_MS;
+	return ms * 4 / 5 + random() % (ms * 2 / 5 + 1);
+}
+
+/* n bytes of whole units at the head of the queue are written: they leave it. */
+static void
+consume(struct sink *s, size_t n)
+{
+	int always = s->cf->sync == SYNC_ALWAYS;
+	uint64_t done = s->done;
+
+	if (n > 0) {
+		s->st->bytes += n;
+		obuf_consume(&s->q, n);
+		s->unsynced = 1;
+		if (s->failing)
+			log_notice("%s: sink %s: writing again", proc.name, s->cf->name);
+		s->failing = 0;
+	}
+	if (always && s->unsynced)
+		sync_now(s);
+	if (!always || !s->unsynced)
+		s->done = s->st->bytes;
+	if (s->done != done && hooks.progressed)
+		hooks.progressed();	/* acknowledgements may go out */
+}
+
+/* A write failed: keep the queue and try again after a back-off. */
+static void
+retry_later(struct sink *s)
+{
+	s->st->errors++;
+	s->failing = 1;
+	s->retry_ms = next_retry(s->retry_ms);
+	if (errno)
+		log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: write %s: %s; %zu bytes "
+		    "queued, retrying in %ld ms", proc.name, s->cf->name, s->where,
+		    strerror(errno), s->q.len, s->retry_ms);
+	arm(s, s->retry_ms);
+}
+
+/* Write what is queued; on failure keep it and retry with a back-off. */
+static void
+flush(struct sink *s)
+{
+	int wait = 0;
+	ssize_t n = 0;
+
+	if (!pending(s))
+		return;
+	errno = 0;
+	if (s->q.len > 0)
+		n = s->drv->write(s, &wait);
+	consume(s, n > 0 ? (size_t)n : 0);
+	if (!pending(s) || (wait && n != -1)) {
+		s->retry_ms = 0;
+		if (!pending(s))
+			release_backlog(s);
+	} else {
+		retry_later(s);
+	}
+	s->st->queued = s->q.len;
+	update_blocked(s);
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct sink *s = arg;
+
+	(void)fd;
+	(void)what;
+	flush(s);
+	if (s->cf->sync == SYNC_INTERVAL && s->unsynced)
+		sync_now(s);
+}
+
+/* A driver whose destination confirms later (Redis replies): n bytes are written. */
+void
+sink_consumed(struct sink *s, size_t n)
+{
+	consume(s, n);
+	s->st->queued = s->q.len;
+	if (s->q.len == 0)
+		release_backlog(s);
+	update_blocked(s);
+}
+
+/* A driver's destination failed outside a write (a connection dropped). */
+void
+sink_failed(struct sink *s)
+{
+	if (s->retry_ms == 0)	/* else the retry is armed already */
+		retry_later(s);
+}
+
+/*
+ * The driver cannot write now for a reason that passes by itself (the turn
+ * of a pipe that another worker holds): flush again in ms, which is no
+ * failure and no back-off.
+ */
+void
+sink_retry_soon(struct sink *s, long ms)
+{
+	arm(s, ms);
+}
+
+/* Length of the whole unit at p (complete: the queue holds whole units only). */
+size_t
+sink_unit_len(const struct sink *s, const char *p, size_t avail)
+{
+	size_t n = 0, i = 0;
+
+	if (!s->cf->octet) {
+		const char *lf = memchr(p, '\n', avail);
+
+		return lf ? (size_t)(lf - p) + 1 : avail;
+	}
+	while (i < avail && p[i] >= '0' && p[i] <= '9')
+		n = n * 10 + (size_t)(p[i++] - '0');
+	return i + 1 + n;	/* "LEN SP MSG" */
+}
+
+/* A driver's destination can take more (a socket became writable or connected). */
+void
+sink_writable(struct sink *s)
+{
+	if (s->retry_ms == 0)
+		flush(s);
+}
+
+/* Set up the sinks of cf; hooks tell the worker of back-pressure and progress. */
+int
+sink_open_all(const struct config *cf, const struct sink_hooks *h)
+{
+	hooks = *h;
+	nsinks = cf->nsinks;
+	nblocked = 0;
+	for (int i = 0; i < nsinks; i++) {
+		struct sink *s = &sinks[i];
+
+		memset(s, 0, sizeof(*s));
+		s->cf = &cf->sinks[i];
+		s->drv = sink_driver_of(s->cf->type);
+		s->st = &proc.stats->sink[i];
+		s->timer = evtimer_new(proc.base, on_timer, s);
+		s->drv->start(s);
+	}
+	return 0;
+}
+
+/*
+ * Room for need more bytes in the queue, or NULL when a "drop" sink is
+ * full.  A "block" sink grows past its queue by what one read brings; the
+ * worker then stops reading (update_blocked).
+ */
+struct obuf *
+sink_reserve(int idx, size_t need)
+{
+	struct sink *s = &sinks[idx];
+	struct obuf *q = &s->q;
+
+	/* need is a worst case for any bytes; a queue with room takes one more event */
+	if (s->cf->overflow == OVERFLOW_DROP && q->len >= (size_t)s->cf->queue)
+		return NULL;
+	if (obuf_reserve(q, need) == -1) {
+		log_warn("%s: sink %s: queue", proc.name, s->cf->name);
+		return NULL;
+	}
+	return q;
+}
+
+/* A line was appended: write a full batch now, else within flush_interval. */
+void
+sink_commit(int idx)
+{
+	struct sink *s = &sinks[idx];
+	size_t batch = SINK_BATCH < s->cf->queue / 2 ? SINK_BATCH : s->cf->queue / 2;
+
+	s->st->events++;
+	s->st->queued = s->q.len;
+	if (s->retry_ms)
+		update_blocked(s);	/* writes fail: the retry timer is armed */
+	else if (s->q.len >= batch)
+		flush(s);
+	else if (!evtimer_pending(s->timer, NULL))
+		arm(s, s->cf->flush_interval_ms);
+}
+
+/*
+ * For acknowledgements: a mark of what is queued now, whether the sink has
+ * written (and with sync = always, synced) everything up to a mark, and a
+ * request to write without waiting for flush_interval.
+ */
+uint64_t
+sink_mark(int idx)
+{
+	return sinks[idx].st->bytes + sinks[idx].q.len;
+}
+
+int
+sink_reached(int idx, uint64_t mark)
+{
+	return sinks[idx].done >= mark;
+}
+
+/* Write at the end of this turn of the loop, with whatever else it queues. */
+void
+sink_flush_soon(int idx)
+{
+	struct sink *s = &sinks[idx];
+
+	if (s->retry_ms == 0 && pending(s))
+		arm(s, 0);
+}
+
+void
+sink_dropped(int idx)
+{
+	struct sink *s = &sinks[idx];
+
+	s->st->dropped++;
+	log_limited(&s->droplog, LOG_LVL_WARNING, "%s: sink %s: queue full; dropping events "
+	    "(%llu so far)", proc.name, s->cf->name, (unsigned long long)s->st->dropped);
+}
+
+/* SIGUSR1: files are opened again by name at the next batch. */
+void
+sink_reopen_all(void)
+{
+	for (int i = 0; i < nsinks; i++)
+		if (sinks[i].drv->reopen)
+			sinks[i].drv->reopen(&sinks[i]);
+}
+
+/*
+ * At exit the loop no longer runs, but a driver may wait for its destination
+ * (a socket, Redis' answers): run the loop for a moment.
+ */
+static void
+wait_a_little(void)
+{
+	struct timeval tv = { 0, RETRY_MIN_MS * 1000 };
+
+	event_base_loopexit(proc.base, &tv);
+	event_base_dispatch(proc.base);
+}
+
+/* Exit: write what is queued, retrying until the deadline; report losses. */
+void
+sink_close_all(long deadline_ms)
+{
+	for (int i = 0; i < nsinks; i++) {
+		struct sink *s = &sinks[i];
+
+		for (;;) {
+			s->retry_ms = 0;
+			flush(s);
+			if (s->q.len == 0 || clock_ms() >= deadline_ms)
+				break;
+			wait_a_little();
+		}
+		if (s->q.len)
+			log_error("%s: sink %s: %zu bytes of events could not be written and are lost",
+			    proc.name, s->cf->name, s->q.len);
+		evtimer_del(s->timer);
+		event_free(s->timer);
+		s->drv->close(s);
+		obuf_free(&s->q);
+	}
+	nsinks = 0;
+}
+
+const struct sink_stats *
+sink_stats(int idx)
+{
+	return sinks[idx].st;
+}
