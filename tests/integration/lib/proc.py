@@ -58,6 +58,12 @@ def children(pid):
     return sorted(p for p in kids if alive(p))
 
 
+def descendants(pid):
+    """Every live process below pid: its children, theirs, and so on."""
+    kids = children(pid)
+    return kids + [d for k in kids for d in descendants(k)]
+
+
 def kill_by_pid(pids, mark, sig=signal.SIGKILL, timeout=5):
     """
     Send sig to each of pids, in order, that is alive and whose
