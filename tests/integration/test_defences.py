@@ -53,10 +53,11 @@ def idle_timeout(ctx):
     s.start()
     t = token()
     text = lambda c, q: f"c={c} s={q} idle test {t}\n".encode()
+    t0 = time.monotonic()                       # before the connects: what took counts from
     socks = dict(silent=ctx.connect(s.addr), never=ctx.connect((LOCAL4, never_port)),
                  active=ctx.connect(s.addr))
     silent_peer = peer_of(socks["silent"])
-    closed = play([(0.3 * q, "active", text(0, q)) for q in range(11)], socks, 3.1)
+    closed = play([(0.3 * q, "active", text(0, q)) for q in range(11)], socks, 3.1, t0=t0)
     check("silent" in closed and closed["silent"][0] == "eof",
           f"the silent client on idle_timeout = 1 is still open after 3 s (closed: {closed})")
     took = closed["silent"][1]

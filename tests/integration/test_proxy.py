@@ -146,6 +146,7 @@ def proxy_protocol_timeouts(ctx):
                         sinks=[{"name": "events", "path": path}])
     s.start()
     t = token()
+    t0 = time.monotonic()                       # before the connects: what took counts from
     socks = {name: ctx.connect(s.addr) for name in ("silent", "trickle", "steady", "late")}
     for sk in socks.values():
         sk.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -156,7 +157,7 @@ def proxy_protocol_timeouts(ctx):
     plan += [(0.5 * q, "steady", f"c=0 s={q} steady {t}\n".encode()) for q in range(7)]
     plan += [(0, "late", proxy_v1(("192.0.2.22", 3), dst)), (0.6, "late", b"c=3 s=0 in"),
              (1.0, "late", b" three"), (1.3, "late", f" pieces {t}\n".encode())]
-    closed = play(plan, socks, 3.1)
+    closed = play(plan, socks, 3.1, t0=t0)
     for name in ("silent", "trickle"):
         check(name in closed, f"the {name} client is still open after 3 s with record_timeout = 1")
         took = closed[name][1]

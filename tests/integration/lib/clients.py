@@ -144,13 +144,17 @@ class TcpLoad(threading.Thread):
         self.join(10)
 
 
-def play(plan, socks, seconds, step=0.02):
+def play(plan, socks, seconds, step=0.02, t0=None):
     """
-    Send each (at, name, data) of plan at its time (seconds from now) on
-    socks[name], watching every socket for the server's close, for seconds.
-    {name: (state, seconds from the start)} for each socket the server closed.
+    Send each (at, name, data) of plan at its time (seconds from t0) on
+    socks[name], watching every socket for the server's close, until
+    seconds from t0.  {name: (state, seconds from t0)} for each socket the
+    server closed.  t0: a time.monotonic(), now by default; one taken
+    before the sockets connected when a close is timed from the connect,
+    so that a delay of ours between the connects and the call does not
+    shorten the times measured.
     """
-    t0 = time.monotonic()
+    t0 = time.monotonic() if t0 is None else t0
     plan = sorted(plan, key=lambda p: p[0])
     closed, i = {}, 0
     while True:
