@@ -815,6 +815,9 @@ def smoke():
         time.sleep(1.5)
         srv.proc.send_signal(signal.SIGHUP)
         out, _ = p.communicate(timeout=60)
+        if not out.strip():
+            raise RuntimeError("`%s` exited %d with no summary" % (" ".join(map(str, argv)),
+                                                                   p.returncode))
         r = json.loads(out.strip().splitlines()[-1])
         rl, fl = r.get("relp", {}), r.get("follow", {})
         case("bench_smoke_relp_reload",
