@@ -145,8 +145,10 @@ tests/unit/run: $(UNIT_SRC) $(UNIT_LIB_OBJ)
 unit: tests/unit/run
 	tests/unit/run
 
+# make integration AREA=relp: the cases of one area (tests/integration/test_relp.py);
+# AREA empty: every case.
 integration: ingestd
-	python3 tests/integration/run.py
+	python3 tests/integration/run.py $(AREA)
 
 # The man page's settings section and the sample config are rendered from the
 # settings table; this fails when they differ from what is committed.

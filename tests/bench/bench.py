@@ -10,7 +10,10 @@ run, plus the pipeline's cost on one core.
                                             draw that run's chart again
 
 Every server is started with a generated configuration on a free port and
-stopped by its pid.  The servers:
+stopped by its pid (what is left of it killed only while /proc/PID/cmdline
+still names its directory).  The /proc figures, free ports, the stop by pid
+and the peers' paths come from the integration tests' library,
+tests/integration/lib.  The servers:
 
   ingestd          2 workers, one file sink (its defaults otherwise)
   rsyslog-imptcp   rsyslogd, imptcp -> omfile
@@ -80,15 +83,17 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-INGESTD = os.environ.get("INGESTD", os.path.join(ROOT, "ingestd"))
-LOADGEN = os.environ.get("INGESTD_BENCH", os.path.join(ROOT, "ingestd-bench"))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+
+from lib.base import BINARY as INGESTD, ROOT
+from lib.clients import BENCH_BINARY as LOADGEN
+from lib.net import free_port
+from lib.peers import RSYSLOGD, rsyslog_modules
+from lib.proc import cpu_seconds, descendants, kill_by_pid, status_kb
+
 DISCARD = os.path.join(HERE, "discard")
 MICRO = os.path.join(HERE, "micro")
-RSYSLOGD = os.environ.get("RSYSLOGD") or os.path.join(ROOT, "tests", "peers", "rsyslog", "usr",
-                                                      "sbin", "rsyslogd")
 RESULTS = os.path.join(HERE, "results")
-TICK = os.sysconf("SC_CLK_TCK")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 NOFILE = 20000                  # descriptors per process, at most
@@ -113,14 +118,6 @@ def wait_quiet():
         time.sleep(30)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def limit_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     n = NOFILE if hard == resource.RLIM_INFINITY else min(NOFILE, hard)
@@ -129,37 +126,9 @@ def limit_nofile():
 
 # ----------------------------------------------------------- /proc figures
 
-def children(pid):
-    try:
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            kids = [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-    return kids + [g for k in kids for g in children(k)]
-
-
-def cpu_seconds(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except (OSError, IndexError):
-            pass
-    return total / TICK
-
-
-def hwm_kb(pids):
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/status" % pid) as f:
-                m = re.search(r"VmHWM:\s+(\d+)", f.read())
-            total += int(m[1]) if m else 0
-        except OSError:
-            pass
-    return total
+def server_cpu(pids):
+    """utime + stime of pids, in seconds."""
+    return sum(cpu_seconds(p) or 0 for p in pids)
 
 
 def count_lines(path):
@@ -191,7 +160,10 @@ class Server:
         if k == "ingestd":
             return [INGESTD, "-f", "-c", self.write_ingestd()]
         if k.startswith("rsyslog"):
-            mods = rsyslog_modules()
+            mods = rsyslog_modules(RSYSLOGD, "imptcp.so")
+            if mods is None:
+                raise RuntimeError("no rsyslog modules under %s/lib (make deps unpacks them)"
+                                   % os.path.dirname(os.path.dirname(RSYSLOGD)))
             return [RSYSLOGD, "-n", "-f", self.write_rsyslog(), "-i", self.path("rs.pid"),
                     "-M", mods]
         if k == "syslog-ng":
@@ -255,7 +227,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError("%s exited %s at start: %s" % (self.kind, self.proc.returncode,
                                                                    self.tail()))
-            if self.kind != "ingestd" or len(children(self.proc.pid)) >= 2:
+            if self.kind != "ingestd" or len(descendants(self.proc.pid)) >= 2:
                 try:
                     socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                     break
@@ -265,7 +237,7 @@ class Server:
         else:
             raise RuntimeError("%s did not listen on %d: %s" % (self.kind, self.port, self.tail()))
         time.sleep(0.2)
-        self.pids = [self.proc.pid] + children(self.proc.pid)
+        self.pids = [self.proc.pid] + descendants(self.proc.pid)
 
     def tail(self):
         text = ""
@@ -278,7 +250,7 @@ class Server:
         return text.strip()
 
     def all_pids(self):
-        return sorted(set(self.pids + [self.proc.pid] + children(self.proc.pid)))
+        return sorted(set(self.pids + [self.proc.pid] + descendants(self.proc.pid)))
 
     def written(self):
         if self.kind == "discard":
@@ -298,18 +270,18 @@ class Server:
             return (0, 0)
 
     def stop(self):
-        """Stop by pid (SIGTERM, then SIGKILL after 15 s); the worker exit lines stay in the log."""
+        """
+        Stop by pid (SIGTERM, then SIGKILL after 15 s to every pid seen that
+        still runs with this server's directory in its command line); the
+        worker exit lines stay in the log.
+        """
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
-            for pid in self.all_pids():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+            kill_by_pid(self.all_pids(), self.dir)
             self.proc.wait(5)
 
     def worker_connections(self):
@@ -323,15 +295,6 @@ class Server:
                 pass
         return [int(n) for n in
                 re.findall(r"worker \d+ \(generation \d+\): exiting: (\d+) connections", text)]
-
-
-def rsyslog_modules():
-    usr = os.path.dirname(os.path.dirname(RSYSLOGD))
-    for d in [os.path.join(usr, "lib")] + [os.path.join(usr, "lib", x)
-                                           for x in sorted(os.listdir(os.path.join(usr, "lib")))]:
-        if os.path.isfile(os.path.join(d, "rsyslog", "imptcp.so")):
-            return os.path.join(d, "rsyslog")
-    raise RuntimeError("no rsyslog modules under %s/lib (make deps unpacks them)" % usr)
 
 
 # ------------------------------------------------------------------ loads
@@ -403,18 +366,19 @@ def measure(srv, run_load, expect_of=lambda r: r["records"]):
     """Run one load against a started server: its figures."""
     wait_quiet()
     pids = srv.all_pids()
-    cpu0, t_start = cpu_seconds(pids), time.time()
+    cpu0, t_start = server_cpu(pids), time.time()
     res = run_load()
     sent = expect_of(res)
     written, seconds = settle(srv, sent, t_start)
     pids = srv.all_pids()
-    cpu = cpu_seconds(pids) - cpu0
+    cpu = server_cpu(pids) - cpu0
     size = srv.output_size()[0] if srv.kind != "discard" else None
     return {"sent": sent, "written": written, "lost": sent - written, "seconds": round(seconds, 3),
             "bytes_per_record": round(size / written) if size and written else None,
             "records_per_s": round(written / seconds), "server_cpu_s": round(cpu, 2),
             "cpu_s_per_million": round(cpu / (written / 1e6), 3) if written else None,
-            "peak_rss_kb": hwm_kb(pids), "processes": len(pids), "client": res}
+            "peak_rss_kb": sum(status_kb(p, "VmHWM") or 0 for p in pids),
+            "processes": len(pids), "client": res}
 
 
 def with_server(tmp, kind, fn, conf=None, relp=False):
@@ -851,6 +815,9 @@ def smoke():
         time.sleep(1.5)
         srv.proc.send_signal(signal.SIGHUP)
         out, _ = p.communicate(timeout=60)
+        if not out.strip():
+            raise RuntimeError("`%s` exited %d with no summary" % (" ".join(map(str, argv)),
+                                                                   p.returncode))
         r = json.loads(out.strip().splitlines()[-1])
         rl, fl = r.get("relp", {}), r.get("follow", {})
         case("bench_smoke_relp_reload",

@@ -1,0 +1,178 @@
+"""
+Sockets on loopback: a free port, what the server did to a client socket
+(open, EOF, reset), which worker accepted a connection, clients bound to
+the source addresses 127.0.0.2-5, floods of connections, the kernel's
+queue of a socket (ss), and HTTP GET for the stats endpoint.
+"""
+import collections
+import os
+import re
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from .base import LOCAL4, check
+
+
+LORIS_SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+
+
+def free_port(host=LOCAL4):
+    """A TCP port nothing listens on right now: bind port 0, read it, close."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def peer_state(sock):
+    """'open', 'eof', 'reset' or 'data', without blocking."""
+    saved = sock.gettimeout()
+    sock.settimeout(0)
+    try:
+        data = sock.recv(1)
+    except BlockingIOError:
+        return "open"
+    except ConnectionResetError:
+        return "reset"
+    except OSError as e:
+        return f"error ({e})"
+    finally:
+        sock.settimeout(saved)
+    return "eof" if data == b"" else "data"
+
+
+def wait_closed(sock, timeout):
+    """Wait for the server to close sock: 'eof', 'reset', or 'open' when it did not."""
+    sock.settimeout(timeout)
+    try:
+        return "eof" if sock.recv(1) == b"" else "data"
+    except socket.timeout:
+        return "open"
+    except ConnectionResetError:
+        return "reset"
+
+
+def accepted_by(socks, server_port, pids):
+    """
+    For each client socket of socks, the pid among pids that accepted it
+    (holds the server's end of the connection), or None if nobody has yet.
+    One pass over /proc/net/tcp* and the pids' descriptors.
+    """
+    inodes = {}
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        suffix = ":%04X" % server_port
+        for row in rows:
+            f = row.split(None, 10)
+            if f[1].endswith(suffix) and f[9] != "0":
+                inodes[int(f[2].rsplit(":", 1)[1], 16)] = f"socket:[{f[9]}]"
+    holder = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                holder[os.readlink(f"/proc/{pid}/fd/{fd}")] = pid
+            except OSError:
+                pass
+    result = []
+    for s in socks:
+        try:
+            port = s.getsockname()[1]
+        except OSError:
+            port = None
+        result.append(holder.get(inodes.get(port)))
+    return result
+
+
+def socket_owner(sock, server_port, pids):
+    """Which of pids accepted the client socket sock, or None."""
+    return accepted_by([sock], server_port, pids)[0]
+
+
+def peer_of(sock):
+    """The "peer" an event from this client socket carries."""
+    host, port = sock.getsockname()[:2]
+    return f"{host}:{port}"
+
+
+def tcp_queue(local_port, peer_port):
+    """(Recv-Q, skmem rb) of the socket local_port <-> peer_port on loopback, from ss(8)."""
+    try:
+        p = subprocess.run(["ss", "-tmnH", "state", "established"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = p.stdout.decode(errors="replace")
+    m = re.search(rf"^\s*(\d+)\s+\d+\s+\S+:{local_port}\s+\S+:{peer_port}\s*\n\s*skmem:\(r\d+,rb(\d+)",
+                  text, re.M)
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def connect_from(ctx, src, addr, timeout=2):
+    """A TCP client socket bound to the source address src (closed by the cleanup)."""
+    s = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_STREAM)
+    ctx.socks.append(s)
+    s.settimeout(timeout)
+    s.bind((src, 0))
+    s.connect(addr)
+    return s
+
+
+def refused_at_once(sock, what, within=1.0):
+    """The server closes sock (EOF or RST) within `within` seconds."""
+    t0 = time.monotonic()
+    st = wait_closed(sock, within + 1)
+    took = time.monotonic() - t0
+    check(st in ("eof", "reset") and took <= within,
+          f"{what}: the connection is {st} {took:.2f} s after it was made, expected refused at once")
+    return st
+
+
+def flood(ctx, addr, sources, n):
+    """n connections to addr, from the source addresses in turn, held open (the cleanup closes them)."""
+    return [connect_from(ctx, sources[i % len(sources)], addr) for i in range(n)]
+
+
+def split_states(socks, settle=0.3):
+    """After settle seconds: (the sockets the server holds open, a Counter of how the others ended)."""
+    time.sleep(settle)
+    states = [peer_state(c) for c in socks]
+    return ([c for c, st in zip(socks, states) if st == "open"],
+            collections.Counter(st for st in states if st != "open"))
+
+
+def try_connect(addr):
+    """A connected socket, or None while nothing listens."""
+    try:
+        return socket.create_connection(addr, timeout=2)
+    except (ConnectionRefusedError, socket.timeout):
+        return None
+
+
+def http_get(port, path, timeout=5):
+    """(status, content type, body) of GET http://127.0.0.1:port/path."""
+    try:
+        with urllib.request.urlopen(f"http://{LOCAL4}:{port}{path}", timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode(errors="replace")
+
+
+def prom_values(text):
+    """{'name{labels}': value} of a Prometheus text exposition."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            values[key] = float(value)
+    return values

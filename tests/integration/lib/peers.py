@@ -1,0 +1,126 @@
+"""
+Third-party programs the cases drive: redis-server (and a binary-safe
+RESP client), rsyslogd with its modules ($RSYSLOGD, else the copy `make
+deps` unpacks under tests/peers), haproxy, promtool ($PROMTOOL, else
+tests/peers).  Each is started as a helper process of the case, killed
+by pid in its cleanup.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+
+from .base import LOCAL4, ROOT, check, Failure, tail, wait_until
+from .net import free_port, try_connect
+from .clients import tool
+
+
+RSYSLOGD = os.environ.get("RSYSLOGD") or os.path.join(ROOT, "tests", "peers", "rsyslog", "usr",
+                                                      "sbin", "rsyslogd")
+
+
+def rsyslog_modules(rsyslogd, module):
+    """The directory of rsyslogd's modules that has module (omrelp.so, imptcp.so...), or None."""
+    lib = os.path.join(os.path.dirname(os.path.dirname(rsyslogd)), "lib")
+    try:
+        dirs = [lib] + [os.path.join(lib, x) for x in sorted(os.listdir(lib))]
+    except OSError:
+        return None
+    found = [os.path.join(d, "rsyslog") for d in dirs
+             if os.path.isfile(os.path.join(d, "rsyslog", module))]
+    return found[0] if found else None
+
+
+def rsyslog_paths():
+    """
+    rsyslogd and its module directory: $RSYSLOGD, else the copy `make deps`
+    unpacks under tests/peers/rsyslog (Debian's rsyslog conflicts with
+    syslog-ng-core, which provides loggen).
+    """
+    check(os.access(RSYSLOGD, os.X_OK), f"no rsyslogd at {RSYSLOGD} (`make deps` unpacks it)")
+    modules = rsyslog_modules(RSYSLOGD, "omrelp.so")
+    check(modules, "no rsyslog modules (omrelp.so) under "
+          f"{os.path.dirname(os.path.dirname(RSYSLOGD))}/lib")
+    return RSYSLOGD, modules
+
+
+class RedisServer:
+    """redis-server on a free loopback port, with an append-only file synced on every write."""
+
+    def __init__(self, ctx):
+        self.ctx, self.port = ctx, free_port()
+        self.dir = ctx.path("redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.proc = None
+
+    def start(self):
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        check(os.access(binary, os.X_OK), "no redis-server (`make deps` installs it)")
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", LOCAL4, "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", self.dir,
+             "--daemonize", "no"], stdin=subprocess.DEVNULL,
+            stdout=open(os.path.join(self.dir, "redis.log"), "ab"), stderr=subprocess.STDOUT)
+        self.ctx.procs.append(self.proc)
+        up = wait_until(lambda: try_connect((LOCAL4, self.port)), 10, interval=0.05)
+        check(up, f"redis-server did not listen on {self.port}")
+        up.close()
+
+    def stop(self):
+        """Graceful (SIGTERM: the append-only file is complete), by pid."""
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+    def cli(self, *args):
+        cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+        rc, out = tool([cli, "-p", str(self.port), "--json"] + list(args), timeout=60)
+        check(rc == 0, f"redis-cli {' '.join(args)}: exit {rc}: {tail(out)}")
+        return json.loads(out)
+
+    def events(self, stream):
+        """The events (parsed JSON) of a stream, in order."""
+        return [json.loads(fields[1]) for _, fields in self.cli("XRANGE", stream, "-", "+")]
+
+    def call(self, *args):
+        """One command, binary-safe (redis-cli cannot pass a NUL byte): its reply, in bytes."""
+        with socket.create_connection((LOCAL4, self.port), timeout=10) as sock:
+            sock.sendall(resp_command(args))
+            with sock.makefile("rb") as f:
+                return resp_read(f)
+
+
+def resp_command(args):
+    """A command (str or bytes arguments) as a RESP array of bulk strings."""
+    args = [a.encode() if isinstance(a, str) else a for a in args]
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
+def resp_read(f):
+    """One RESP2 reply from the file f: bytes, int, None or a list; an error is a Failure."""
+    line = f.readline()
+    check(line.endswith(b"\r\n"), f"redis: a truncated reply {line!r}")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise Failure(f"redis: {rest.decode(errors='replace')}")
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        return None if int(rest) < 0 else f.read(int(rest) + 2)[:-2]
+    check(kind == b"*", f"redis: an unexpected reply {line!r}")
+    return None if int(rest) < 0 else [resp_read(f) for _ in range(int(rest))]
+
+
+def promtool():
+    path = os.environ.get("PROMTOOL") or os.path.join(ROOT, "tests", "peers", "prometheus",
+                                                       "usr", "bin", "promtool")
+    check(os.access(path, os.X_OK), f"no promtool at {path} (`make deps` unpacks it)")
+    return path
+
+
+def haproxy_binary():
+    path = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    check(os.access(path, os.X_OK), f"no haproxy at {path} (`make deps` installs it)")
+    return path
