@@ -169,7 +169,7 @@ check: deps
 bench-smoke: ingestd ingestd-bench
 	python3 tests/bench/bench.py --smoke
 
-# libFuzzer targets: tests/fuzz/fuzz_NAME.c drives worker/NAME.c (or the file
+# libFuzzer targets: tests/fuzz/fuzz_NAME.c drives worker/protocol/NAME.c (or the file
 # FUZZ_SRC_NAME names), with its seed corpus in tests/fuzz/corpus/NAME (read
 # only: what a run finds goes to tests/fuzz/findings/, which git ignores).
 # FUZZ_TIME seconds per target.

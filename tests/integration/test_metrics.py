@@ -31,7 +31,8 @@ def metrics_endpoint(ctx):
     /stats (JSON) count what clients sent: connections per worker, records
     and bytes per listener, events per sink, refusals by reason, worker
     restarts and reloads by result; counters survive kill -9 of both
-    workers and a reload; other paths are 404.
+    workers and a reload; connections open now per listener; other paths
+    are 404.
     """
     path = ctx.path("events.jsonl")
     sport = free_port()
@@ -93,6 +94,18 @@ def metrics_endpoint(ctx):
           st["connections"]["refused"]["allow_deny"] == 1 and st["worker_restarts"] == 2,
           f"/stats: {body}")
     check(http_get(sport, "/nothing")[0] == 404, "/nothing is not a 404")
+    # Connections open now, from the table every worker counts in: two held, then none.
+    gauge = 'ingestd_listener_connections{listener="syslog"}'
+    held = [ctx.connect(s.addr) for _ in range(2)]
+    now = lambda: prom_values(http_get(sport, "/metrics")[2])
+    got = wait_until(lambda: (lambda x: x if x.get(gauge) == 2 else None)(now()), 5)
+    check(got and got.get("ingestd_connection_table_entries", 0) >= 2,
+          f"with 2 connections held: {gauge} = {now().get(gauge)}, "
+          f"ingestd_connection_table_entries = {now().get('ingestd_connection_table_entries')}")
+    for k in held:
+        k.close()
+    check(wait_until(lambda: now().get(gauge) == 0, 5),
+          f"{gauge} is {now().get(gauge)} once they closed, expected 0")
     # A broken config: the reload fails and says so in the counters.
     s.write_config(text=s.config_text() + "\nbroken = ;\n")
     m = s.mark()
