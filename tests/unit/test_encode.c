@@ -157,6 +157,45 @@ START_TEST(bsd_event)
 }
 END_TEST
 
+/* The sd object of rec's event, as text (static). */
+static const char *
+sd_of(const char *rec)
+{
+	static char buf[2048];
+	struct timespec ts = { NOW, 0 };
+	struct encode_meta m;
+	enum encode_result r;
+	char *got, *sd, *end;
+
+	meta_init(&m);
+	encode_set_time(&m, &ts);
+	got = encode(&m, FORMAT_AUTO, rec, &r);
+	ck_assert_int_eq(r, ENCODE_OK);
+	ck_assert_ptr_nonnull(sd = strstr(got, ",\"sd\":"));
+	ck_assert_ptr_nonnull(end = strstr(sd, ",\"msg\":"));
+	snprintf(buf, sizeof(buf), "%.*s", (int)(end - sd - 6), sd + 6);
+	free(got);
+	return buf;
+}
+
+/*
+ * A JSON object never has a key twice: a name repeated in an element
+ * gives a list of its values, an SD-ID repeated in the record (RFC 5424
+ * forbids it, senders do it) one object with all its parameters.
+ */
+START_TEST(sd_no_duplicate_keys)
+{
+	ck_assert_str_eq(sd_of("<13>1 - h a - - [ex@1 a=\"1\" b=\"2\"] x"),
+	    "{\"ex@1\":{\"a\":\"1\",\"b\":\"2\"}}");
+	ck_assert_str_eq(sd_of("<13>1 - h a - - [ex@1 a=\"1\" b=\"2\" a=\"3\"] x"),
+	    "{\"ex@1\":{\"a\":[\"1\",\"3\"],\"b\":\"2\"}}");
+	ck_assert_str_eq(sd_of("<13>1 - h a - - [ex@1 a=\"1\"][y@2][ex@1 a=\"2\" c=\"\\]\"] x"),
+	    "{\"ex@1\":{\"a\":[\"1\",\"2\"],\"c\":\"]\"},\"y@2\":{}}");
+	ck_assert_str_eq(sd_of("<13>1 - h a - - [e a=\"\"][e][e a=\"\"] x"),
+	    "{\"e\":{\"a\":[\"\",\"\"]}}");
+}
+END_TEST
+
 Suite *
 encode_suite(void)
 {
@@ -167,6 +206,7 @@ encode_suite(void)
 	tcase_add_test(tc, time_digits);
 	tcase_add_test(tc, pri_names);
 	tcase_add_test(tc, bsd_event);
+	tcase_add_test(tc, sd_no_duplicate_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -407,7 +407,10 @@ START_TEST(iso_3164)
 	ck_slice(m.procid, "7");
 	ck_slice(m.msg, "x");
 
-	/* Not a valid RFC 3339 timestamp: all of it is MSG. */
+	/* Not a valid RFC 3339 timestamp (no such month, no such day): all of it is MSG. */
+	ck_assert_int_eq(P("<13>2026-02-29T00:43:19Z host app: x"), 0);
+	ck_assert_str_eq(m.ts, "");
+	ck_slice(m.msg, "2026-02-29T00:43:19Z host app: x");
 	ck_assert_int_eq(P("<13>2026-13-24T00:43:19Z host app: x"), 0);
 	ck_assert_str_eq(m.ts, "");
 	ck_slice(m.host, "");
@@ -704,6 +707,11 @@ START_TEST(rfc5424_timestamp_errors)
 	ck_bad("<13>1 2026-13-24T00:00:00Z h a p m -", "bad timestamp");
 	ck_bad("<13>1 2026-11-00T00:00:00Z h a p m -", "bad timestamp");
 	ck_bad("<13>1 2026-11-32T00:00:00Z h a p m -", "bad timestamp");
+	/* days a month or a year does not have */
+	ck_bad("<13>1 2026-02-29T00:00:00Z h a p m -", "bad timestamp");
+	ck_bad("<13>1 2100-02-29T00:00:00Z h a p m -", "bad timestamp");
+	ck_bad("<13>1 2026-04-31T00:00:00Z h a p m -", "bad timestamp");
+	ck_bad("<13>1 2026-02-30T00:00:00Z h a p m -", "bad timestamp");
 	ck_bad("<13>1 2026-11-24T24:00:00Z h a p m -", "bad timestamp");
 	ck_bad("<13>1 2026-11-24T00:60:00Z h a p m -", "bad timestamp");
 	ck_bad("<13>1 2026-11-24T00:00:61Z h a p m -", "bad timestamp");
@@ -722,6 +730,9 @@ START_TEST(rfc5424_timestamp_errors)
 	ck_assert_str_eq(m.ts, "2026-11-24T00:00:60.123456789-23:59");
 	ck_assert_int_eq(P("<13>1 2026-11-24t00:00:00z h a p m -"), 0);
 	ck_assert_str_eq(m.ts, "2026-11-24t00:00:00z");
+	/* leap years: every fourth, but centuries only every fourth */
+	ck_assert_int_eq(P("<13>1 2024-02-29T00:00:00Z h a p m -"), 0);
+	ck_assert_int_eq(P("<13>1 2000-02-29T00:00:00Z h a p m -"), 0);
 }
 END_TEST
 
@@ -772,6 +783,19 @@ START_TEST(sd_errors)
 	ck_assert_int_eq(P("<13>1 - h a p m [x] [y]"), 0);
 	ck_slice(m.sd, "[x]");
 	ck_slice(m.msg, "[y]");
+	/* at most SYSLOG_SD_MAX parameters */
+	{
+		char rec[4096] = "<13>1 - h a p m ";
+		size_t n = strlen(rec);
+
+		for (int k = 0; k < SYSLOG_SD_MAX; k++)
+			n += snprintf(rec + n, sizeof(rec) - n, "[e a=\"%d\"]", k);
+		snprintf(rec + n, sizeof(rec) - n, " x");
+		ck_assert_int_eq(parse_at(rec, strlen(rec), NOW, &m, &why), 0);
+		snprintf(rec + n, sizeof(rec) - n, "[e] x");
+		ck_assert_int_eq(parse_at(rec, strlen(rec), NOW, &m, &why), -1);
+		ck_assert_str_eq(why, "more than 128 structured data parameters");
+	}
 }
 END_TEST
 

@@ -96,38 +96,107 @@ encode_set_time(struct encode_meta *m, const struct timespec *ts)
 	m->received_atlen = m->secondlen + 7;
 }
 
-struct sd_state {
-	struct obuf	*o;
-	const char	*id;		/* the element being written, NULL before the first */
+/* The parameters of a record's structured data, as the walk gives them. */
+struct sd_items {
+	struct {
+		struct slice	 id, name, value;	/* name empty: an element without any */
+	}		 v[SYSLOG_SD_MAX];
+	int		 n;
 };
 
 static void
-sd_param(void *arg, struct slice id, struct slice name, struct slice value)
+sd_item(void *arg, struct slice id, struct slice name, struct slice value)
 {
-	struct sd_state *st = arg;
-	struct obuf *o = st->o;
+	struct sd_items *it = arg;
 
-	if (id.p != st->id) {
-		if (st->id != NULL)
-			PUTS(o, "},");
-		json_string(o, id.p, id.n);
+	if (it->n == SYSLOG_SD_MAX)
+		return;		/* cannot happen: the parser refused more */
+	it->v[it->n].id = id;
+	it->v[it->n].name = name;
+	it->v[it->n++].value = value;
+}
+
+static int
+same(struct slice a, struct slice b)
+{
+	return a.n == b.n && memcmp(a.p, b.p, a.n) == 0;
+}
+
+/* Whether an item before i has i's id (by) or i's id and name (by and name). */
+static int
+seen_before(const struct sd_items *it, int i, int by_name)
+{
+	for (int j = 0; j < i; j++)
+		if (same(it->v[j].id, it->v[i].id) && (!by_name || same(it->v[j].name, it->v[i].name)))
+			return 1;
+	return 0;
+}
+
+/* "name":"value", or "name":["v1","v2"] when the name comes more than once in the element. */
+static void
+sd_param(struct obuf *o, const struct sd_items *it, int i)
+{
+	int more = 0;
+
+	for (int j = i + 1; j < it->n; j++)
+		more += same(it->v[j].id, it->v[i].id) && same(it->v[j].name, it->v[i].name);
+	json_string(o, it->v[i].name.p, it->v[i].name.n);
+	PUTS(o, ":");
+	if (more)
+		PUTS(o, "[");
+	json_sd_value(o, it->v[i].value.p, it->v[i].value.n);
+	for (int j = i + 1; more && j < it->n; j++) {
+		if (same(it->v[j].id, it->v[i].id) && same(it->v[j].name, it->v[i].name)) {
+			PUTS(o, ",");
+			json_sd_value(o, it->v[j].value.p, it->v[j].value.n);
+		}
+	}
+	if (more)
+		PUTS(o, "]");
+}
+
+/*
+ * "sd":{"id":{"name":"value",...},...}: one object per SD-ID, in the order
+ * they came, with the parameters of an SD-ID that came twice together, and
+ * the values of a name that came twice in a list, so that no object has a
+ * key twice.
+ */
+static void
+put_sd(struct obuf *o, struct slice sd)
+{
+	static struct sd_items it;
+	int first_id = 1;
+
+	it.n = 0;
+	syslog_sd_walk(sd, sd_item, &it);
+	PUTS(o, ",\"sd\":{");
+	for (int i = 0; i < it.n; i++) {
+		int first = 1;
+
+		if (seen_before(&it, i, 0))
+			continue;
+		if (!first_id)
+			PUTS(o, ",");
+		first_id = 0;
+		json_string(o, it.v[i].id.p, it.v[i].id.n);
 		PUTS(o, ":{");
-		st->id = id.p;
-	} else if (name.n) {
-		PUTS(o, ",");
+		for (int j = i; j < it.n; j++) {
+			if (!same(it.v[j].id, it.v[i].id) || it.v[j].name.n == 0 ||
+			    seen_before(&it, j, 1))
+				continue;
+			if (!first)
+				PUTS(o, ",");
+			first = 0;
+			sd_param(o, &it, j);
+		}
+		PUTS(o, "}");
 	}
-	if (name.n) {
-		json_string(o, name.p, name.n);
-		PUTS(o, ":");
-		json_sd_value(o, value.p, value.n);
-	}
+	PUTS(o, "}");
 }
 
 static void
 put_syslog(struct obuf *o, const struct syslog_msg *m)
 {
-	struct sd_state st = { o, NULL };
-
 	put(o, pris[m->pri].s, pris[m->pri].n);
 	if (m->tslen) {
 		PUTS(o, ",\"timestamp\":\"");
@@ -138,11 +207,8 @@ put_syslog(struct obuf *o, const struct syslog_msg *m)
 	FIELD(o, ",\"app\":", m->app);
 	FIELD(o, ",\"procid\":", m->procid);
 	FIELD(o, ",\"msgid\":", m->msgid);
-	if (m->sd.n) {
-		PUTS(o, ",\"sd\":{");
-		syslog_sd_walk(m->sd, sd_param, &st);
-		PUTS(o, "}}");
-	}
+	if (m->sd.n)
+		put_sd(o, m->sd);
 	FIELD(o, ",\"msg\":", m->msg);
 }
 

@@ -117,7 +117,10 @@ hms(const char *p, struct stamp *t)
 	    (t->sec = num2(p + 6, 0, 60)) >= 0;
 }
 
-/* "YYYY-MM-DDTHH:MM:SS", 19 readable bytes at p. */
+static int	leap(int64_t);
+static int	monthday(int mon, int day);
+
+/* "YYYY-MM-DDTHH:MM:SS", 19 readable bytes at p, a real date (no Feb 29 of a common year). */
 static int
 datetime(const char *p, struct stamp *t)
 {
@@ -128,6 +131,7 @@ datetime(const char *p, struct stamp *t)
 	t->year = hi * 100 + lo;
 	return p[4] == '-' && (t->mon = num2(p + 5, 1, 12)) >= 0 &&
 	    p[7] == '-' && (t->day = num2(p + 8, 1, 31)) >= 0 &&
+	    monthday(t->mon, t->day) && (t->mon != 2 || t->day != 29 || leap(t->year)) &&
 	    (p[10] == 'T' || p[10] == 't') && hms(p + 11, t);
 }
 
@@ -452,10 +456,10 @@ sdvalue(const char *p, const char *e)
  * One SD-ELEMENT "[id name="value" ...]" at p (p[0] is '['): returns what
  * follows it, or NULL when it is malformed.  With fn, calls it for every
  * parameter, or once with an empty name and value when there is none:
- * parsing and walking share this one grammar.
+ * parsing and walking share this one grammar.  *items counts those calls.
  */
 static const char *
-sdelement(const char *p, const char *e, syslog_sd_fn *fn, void *arg)
+sdelement(const char *p, const char *e, syslog_sd_fn *fn, void *arg, int *items)
 {
 	struct slice id, name, value;
 	const char *q;
@@ -483,6 +487,7 @@ sdelement(const char *p, const char *e, syslog_sd_fn *fn, void *arg)
 		return NULL;
 	if (fn != NULL && params == 0)
 		fn(arg, id, slice(q, q), slice(q, q));
+	*items += params ? params : 1;
 	return q + 1;
 }
 
@@ -496,14 +501,20 @@ sd5424(const char *p, const char *e, struct slice *sd, const char **why)
 		*why = TRUNCATED;
 		return NULL;
 	}
+	int items = 0;
+
 	if (*p == '-')
 		q = p + 1;
 	else
 		while (q < e && *q == '[')
-			if ((q = sdelement(q, e, NULL, NULL)) == NULL) {
+			if ((q = sdelement(q, e, NULL, NULL, &items)) == NULL) {
 				*why = BAD_SD;
 				return NULL;
 			}
+	if (items > SYSLOG_SD_MAX) {
+		*why = "more than " SYSLOG_SD_MAX_TEXT " structured data parameters";
+		return NULL;
+	}
 	if (q == p || (q < e && *q != ' ')) {
 		*why = BAD_SD;
 		return NULL;
@@ -689,11 +700,12 @@ void
 syslog_sd_walk(struct slice sd, syslog_sd_fn *fn, void *arg)
 {
 	const char *p, *e;
+	int items = 0;
 
 	if (sd.n == 0)
 		return;
 	p = sd.p;
 	e = sd.p + sd.n;
 	while (p != NULL && p < e && *p == '[')
-		p = sdelement(p, e, fn, arg);
+		p = sdelement(p, e, fn, arg, &items);
 }

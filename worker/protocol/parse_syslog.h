@@ -7,8 +7,9 @@
  *
  * RFC 5424: "<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD [SP MSG]", the
  *   timestamp with its fraction and offset kept as sent (or "" for "-"),
- *   structured data checked for syntax and kept raw in sd (walk it with
- *   syslog_sd_walk), a UTF-8 BOM at the start of MSG removed.
+ *   a real date (no Feb 29 of a common year), structured data checked for
+ *   syntax, at most SYSLOG_SD_MAX parameters, and kept raw in sd (walk it
+ *   with syslog_sd_walk), a UTF-8 BOM at the start of MSG removed.
  * RFC 3164, as real senders write it: "<PRI>", then a timestamp
  *   "Mmm dd hh:mm:ss" (day space-padded or not) or an RFC 3339 one, then
  *   optionally a host name, then "tag[pid]: msg" or "tag: msg" (app and
@@ -29,6 +30,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+
+/* The most SD parameters (an element without any counts as one) a record may have. */
+#define SYSLOG_SD_MAX		128
+#define SYSLOG_SD_MAX_TEXT	"128"
 
 struct slice {
 	const char	*p;
