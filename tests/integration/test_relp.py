@@ -41,8 +41,11 @@ def relp_session(ctx):
     protocol = "relp": open is answered with our offers; 2000 records in a
     window of 128 are each answered "200 OK" in order, and every one is in
     the sink before its answer arrives; close is answered and the server
-    closes.  syslog before open is refused, a broken frame closes the
-    connection, an unknown command gets a 500 and the session goes on.
+    closes.  syslog before open is refused and the session ended
+    (serverclose, then EOF); a broken frame ends it too, after the answer
+    already due to the open before it; a repeated transaction number is
+    answered 500 and ends it; an unknown command gets a 500 and the session
+    goes on.
     """
     s, path = relp_server(ctx)
     c = RelpClient(ctx, s.addr)
@@ -64,15 +67,36 @@ def relp_session(ctx):
     t = c.send("syslog", b"<13>too early")
     r = c.response()
     check(r and r[0] == t and r[2].startswith(b"500"), f"syslog before open was answered {r}")
-    check(c.response() is None, "the connection stayed open after syslog before open")
-    # A broken frame: the connection is closed.
+    ended(c, "syslog before open")
+    # A broken frame: the answer already due (open's) goes out, then serverclose, then EOF.
+    c = RelpClient(ctx, s.addr)
+    t = c.send("open", b"relp_version=0\nrelp_software=t\ncommands=syslog")
+    c.sock.sendall(b"2 syslog x\n")
+    r = c.response()
+    check(r and r[0] == t and r[2].startswith(b"200 OK"), f"open, then a broken frame in the "
+          f"same read: open was answered {r}")
+    ended(c, "a frame with a bad length")
+    s.wait_for_log(r"closing: RELP: bad data length")
+    # Transaction numbers go up: a repeat is answered 500, then the session ends.
     c = RelpClient(ctx, s.addr)
     c.open()
-    c.sock.sendall(b"2 syslog x\n")
-    check(c.response() is None, "a frame with a bad length did not close the connection")
-    s.wait_for_log(r"closing: RELP: bad data length")
+    t = c.send("syslog", relp_records(3, 1)[0])
+    check(c.response() == (t, "rsp", b"200 OK"), "a record after open was not answered 200")
+    c.txnr -= 1
+    c.send("syslog", relp_records(3, 1, first=1)[0])
+    r = c.response()
+    check(r and r[0] == t and r[2] == b"500 transaction number out of sequence",
+          f"a repeated transaction number was answered {r}")
+    ended(c, "a repeated transaction number")
     s.stop()
-    check_defences(s, 2, framing=1)
+    check_defences(s, 2, framing=3)
+
+
+def ended(c, what):
+    """The server ended the RELP session as its spec says: serverclose, then EOF."""
+    r = c.response()
+    check(r == (0, "serverclose", b""), f"after {what}: {r} where serverclose was due")
+    check(c.response() is None, f"the connection stayed open after {what}")
 
 
 @case

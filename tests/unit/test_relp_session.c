@@ -143,12 +143,61 @@ START_TEST(must_open_first)
 {
 	const char *why;
 
-	ck_assert_int_eq(read_bytes("1 syslog 3 abc\n2 syslog 3 def\n", &why), 0);
+	ck_assert_int_eq(read_bytes("1 syslog 3 abc\n2 syslog 3 def\n", &why), 1);
+	ck_assert_str_eq(why, "the session must begin with open");
 	ck_assert_int_eq(nrecords, 0);
 	ck_assert(sess.closing);
 	fake_run();
-	ck_assert_str_eq(released(), "1 rsp 36 500 the session must begin with open\n");
+	ck_assert_str_eq(released(), "1 rsp 36 500 the session must begin with open\n"
+	    "0 serverclose 0\n");
 	ck_assert(session_finished(&sess));
+}
+END_TEST
+
+/* Transaction numbers go up (and wrap to 1): a repeat or a step back ends the session. */
+START_TEST(txnr_in_sequence)
+{
+	const char *why;
+
+	ck_assert_int_eq(read_bytes("1 open 0\n2 syslog 1 a\n2 syslog 1 b\n3 syslog 1 c\n", &why), 1);
+	ck_assert_str_eq(why, "transaction number out of sequence");
+	ck_assert_str_eq(records, "a|");
+	fake_run();
+	ck_assert(strstr(released(), "2 rsp 6 200 OK\n2 rsp 38 500 transaction number out of "
+	    "sequence\n0 serverclose 0\n") != NULL);
+}
+END_TEST
+
+START_TEST(txnr_step_back)
+{
+	const char *why;
+
+	read_bytes("1 open 0\n5 syslog 1 a\n", &why);
+	ck_assert_int_eq(read_bytes("4 syslog 1 b\n", &why), 1);
+	ck_assert_str_eq(records, "a|");
+}
+END_TEST
+
+START_TEST(txnr_wraps)
+{
+	const char *why;
+
+	ck_assert_int_eq(read_bytes("1 open 0\n999999999 syslog 1 a\n1 syslog 1 b\n", &why), 0);
+	ck_assert_str_eq(records, "a|b|");
+}
+END_TEST
+
+/* A second "open" is answered with an error, and the session goes on. */
+START_TEST(second_open)
+{
+	const char *why;
+
+	ck_assert_int_eq(read_bytes("1 open 0\n2 open 0\n3 syslog 1 x\n", &why), 0);
+	ck_assert_str_eq(records, "x|");
+	ck_assert(!sess.closing);
+	fake_run();
+	ck_assert(strstr(released(), "2 rsp 31 500 the session is open already\n3 rsp 6 200 OK\n")
+	    != NULL);
 }
 END_TEST
 
@@ -178,13 +227,25 @@ START_TEST(serverclose_after_answers)
 }
 END_TEST
 
-/* Bytes that are no RELP frame are a protocol error with a reason. */
+/*
+ * Bytes that are no RELP frame are a protocol error with a reason; the
+ * answers already due (the open's) still go out, then serverclose.
+ */
 START_TEST(broken_frame)
 {
 	const char *why = NULL;
 
-	ck_assert_int_eq(read_bytes("1 open 0\nnot relp\n", &why), -1);
+	ck_assert_int_eq(read_bytes("1 open 0\nnot relp\n", &why), 1);
 	ck_assert_ptr_nonnull(why);
+	const char *got;
+
+	fake_run();
+	got = released();
+	ck_assert(strncmp(got, "1 rsp ", 6) == 0);
+	ck_assert(strlen(got) > 16 && strcmp(got + strlen(got) - 16, "0 serverclose 0\n") == 0);
+	ck_assert(session_finished(&sess));
+	ck_assert_int_eq(session_release(&sess, &out), 0);
+	ck_assert_uint_eq(out.len, 0);
 }
 END_TEST
 
@@ -212,6 +273,10 @@ relp_session_suite(void)
 	tcase_add_test(tc, order_across_reads);
 	tcase_add_test(tc, dropped_record_500);
 	tcase_add_test(tc, must_open_first);
+	tcase_add_test(tc, txnr_in_sequence);
+	tcase_add_test(tc, txnr_step_back);
+	tcase_add_test(tc, txnr_wraps);
+	tcase_add_test(tc, second_open);
 	tcase_add_test(tc, close_ends);
 	tcase_add_test(tc, serverclose_after_answers);
 	tcase_add_test(tc, broken_frame);

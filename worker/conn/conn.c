@@ -264,15 +264,25 @@ conn_record(struct conn *c, const char *rec, size_t len, int truncated)
 	return records_route(&meta, c->l, rec, len, truncated);
 }
 
+/*
+ * Bytes that break c's framing or protocol, counted and logged; the
+ * handler closes c once it has said what it has to (RELP: the answers due).
+ */
+void
+conn_protocol_error(struct conn *c, const char *why)
+{
+	totals->framing_errors++;
+	log_limited(&framing_limit, LOG_LVL_WARNING, "%s: %s %s: closing: %s", proc.name,
+	    c->l->name, c->peer, why);
+}
+
 /* Close c for bytes that break its framing or its protocol. */
 void
 conn_framing_error(struct conn *c, const char *why)
 {
 	if (c->closed)
 		return;
-	totals->framing_errors++;
-	log_limited(&framing_limit, LOG_LVL_WARNING, "%s: %s %s: closing: %s", proc.name,
-	    c->l->name, c->peer, why);
+	conn_protocol_error(c, why);
 	conn_close(c, why);
 }
 

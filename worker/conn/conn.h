@@ -89,6 +89,7 @@ int		 conn_sockaddr(const struct conn *, struct sockaddr_storage *, socklen_t *)
 int		 conn_closed(const struct conn *);
 int		 conn_record(struct conn *, const char *rec, size_t len, int truncated);
 void		 conn_framing_error(struct conn *, const char *why);
+void		 conn_protocol_error(struct conn *, const char *why);
 int		 conn_set_peer(struct conn *, const struct sockaddr *, socklen_t);
 struct ct_ticket *conn_ticket(struct conn *);
 int		 conn_switch(struct conn *, const char *rest, size_t n);

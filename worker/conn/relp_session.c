@@ -58,57 +58,108 @@ struct feed_ctx {
 	session_record_fn	*record;
 	void		*arg;
 	int		 oom;
+	const char	*error;		/* a command that breaks the protocol: why */
 };
+
+/* Whether txnr may follow the last one: greater, or 1 after the largest (it wraps). */
+static int
+in_sequence(const struct session *a, unsigned txnr)
+{
+	return a->last_txnr == 0 || txnr > a->last_txnr ||
+	    (a->last_txnr == RELP_TXNR_MAX && txnr == 1);
+}
+
+/* The answer to one command; NULL with f->error when it breaks the protocol. */
+static const char *
+command(struct feed_ctx *f, unsigned txnr, const char *cmd, const char *data, size_t len,
+    int truncated)
+{
+	struct session *a = f->a;
+
+	if (!in_sequence(a, txnr)) {
+		f->error = "transaction number out of sequence";
+		return "500 transaction number out of sequence";
+	}
+	a->last_txnr = txnr;
+	if (strcmp(cmd, "open") == 0) {
+		if (a->opened)
+			return "500 the session is open already";
+		a->opened = 1;
+		return offers;
+	}
+	if (!a->opened) {
+		f->error = "the session must begin with open";
+		return "500 the session must begin with open";
+	}
+	if (strcmp(cmd, "syslog") == 0)
+		return f->record(f->arg, data, len, truncated) == 0 ? ok :
+		    "500 a sink's queue is full: the record was dropped";
+	if (strcmp(cmd, "close") == 0) {
+		a->closing = 1;
+		return "";
+	}
+	return "500 unknown command";
+}
 
 static int
 on_frame(void *arg, unsigned txnr, const char *cmd, const char *data, size_t len, int truncated)
 {
 	struct feed_ctx *f = arg;
 	struct session *a = f->a;
-	const char *answer;
+	const char *answer = command(f, txnr, cmd, data, len, truncated);
 
-	if (strcmp(cmd, "syslog") == 0 && a->opened) {
-		answer = f->record(f->arg, data, len, truncated) == 0 ? ok :
-		    "500 a sink's queue is full: the record was dropped";
-	} else if (strcmp(cmd, "open") == 0 && !a->opened) {
-		a->opened = 1;
-		answer = offers;
-	} else if (strcmp(cmd, "close") == 0) {
-		a->closing = 1;
-		answer = "";
-	} else if (!a->opened) {
-		a->closing = 1;
-		answer = "500 the session must begin with open";
-	} else {
-		answer = "500 unknown command";
-	}
 	if (respond(a, txnr, answer) == -1) {
 		f->oom = 1;
 		return -1;
 	}
+	if (f->error)
+		a->closing = 1;
 	return a->closing ? -1 : 0;
 }
 
+/* The server ends the session: "serverclose" after the answers held. */
+static int
+serverclose(struct session *a)
+{
+	static const char frame[] = "0 serverclose 0\n";
+	struct obuf *h = &a->held;
+
+	a->closing = 1;
+	if (obuf_reserve(h, sizeof(frame)) == -1)
+		return -1;
+	memcpy(h->p + h->len, frame, sizeof(frame) - 1);
+	h->len += sizeof(frame) - 1;
+	return 0;
+}
+
 /*
- * Parse what a read brought; records go to record(arg, ...).  Returns -1
- * with why on a protocol error; after "close" (or a refused session) the
- * rest is ignored and closing is set.
+ * Parse what a read brought; records go to record(arg, ...).  After
+ * "close" the rest is ignored and closing is set.  Bytes that break the
+ * protocol (a frame that is no frame, a transaction number out of
+ * sequence, a session that does not begin with open) end the session as
+ * the server does: the answers due are still sent, the last with the
+ * error, then "serverclose" (answers due are kept even to a client that
+ * broke the protocol: it learns what was taken); returns 1 with why then.
+ * Returns -1 with why when out of memory (nothing more can be answered).
  */
 int
 session_feed(struct session *a, const char *data, size_t n, session_record_fn *record,
     void *arg, const char **why)
 {
-	struct feed_ctx f = { a, record, arg, 0 };
+	struct feed_ctx f = { a, record, arg, 0, NULL };
 
 	*why = NULL;
 	if (a->closing)
 		return 0;
-	if (relp_feed(&a->rp, data, n, on_frame, &f, why) == -1 && !a->closing) {
-		if (f.oom)
-			*why = "out of memory for responses";
+	if (relp_feed(&a->rp, data, n, on_frame, &f, why) == 0 || (a->closing && !f.error))
+		return 0;
+	if (f.oom) {
+		*why = "out of memory for responses";
 		return -1;
 	}
-	return 0;
+	if (f.error)
+		*why = f.error;
+	return serverclose(a) == -1 ? -1 : 1;
 }
 
 static int
@@ -184,16 +235,10 @@ session_release(struct session *a, struct obuf *out)
 int
 session_serverclose(struct session *a)
 {
-	static const char frame[] = "0 serverclose 0\n";
-	struct obuf *h = &a->held;
-
 	if (a->closing)
 		return 0;
-	a->closing = 1;
-	if (obuf_reserve(h, sizeof(frame)) == -1)
+	if (serverclose(a) == -1)
 		return -1;
-	memcpy(h->p + h->len, frame, sizeof(frame) - 1);
-	h->len += sizeof(frame) - 1;
 	return session_mark(a);
 }
 
@@ -283,12 +328,19 @@ rconn_start(struct conn *c)
 	return 0;
 }
 
+/*
+ * A protocol error is counted and logged now, and the connection closes
+ * once the answers due, the error's and serverclose have gone out.
+ */
 static int
 rconn_feed(struct conn *c, const char *data, size_t n, const char **why)
 {
 	struct relp_conn *r = conn_state(c);
+	int rc = session_feed(&r->s, data, n, record, c, why);
 
-	return session_feed(&r->s, data, n, record, c, why);
+	if (rc == 1)
+		conn_protocol_error(c, *why);
+	return rc == -1 ? -1 : 0;
 }
 
 /* The end of a read: its answers wait for what the sinks hold now. */

@@ -32,6 +32,7 @@ struct session {
 	const struct listener_cfg *l;
 	struct relp_parser	 rp;
 	int			 opened;	/* "open" received */
+	unsigned		 last_txnr;	/* of the last command, 0 before any */
 	int			 closing;	/* no more commands: close once answered */
 	struct obuf		 held;		/* answers not yet released */
 	size_t			 marked;	/* bytes of held covered by a wait */
