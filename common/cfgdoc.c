@@ -33,9 +33,10 @@ static const char *const scope_intros[CS_COUNT] = {
 	"Settings inside\n.Ic \"stats = { ... };\" :\n"
 	"the master's HTTP endpoint for metrics (see METRICS in\n.Xr ingestd 8 ) .",
 	"Each element of the list\n.Ic \"listeners = ( { ... }, { ... } );\"\n"
-	"is one listening socket with these settings.",
+	"is one listening socket with these settings, at most " CFG_MAX_LISTENERS_TEXT
+	" of them.",
 	"Each element of the list\n.Ic \"sinks = ( { ... }, { ... } );\"\n"
-	"is a named destination for events.\n"
+	"is a named destination for events, at most " CFG_MAX_SINKS_TEXT " of them.\n"
 	"Without a sinks list, there is one file sink named\n.Qq default\n"
 	"with the defaults below.",
 };

@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -142,9 +143,11 @@ const struct cfg_setting cfg_settings[] = {
 	  "one server in upstreams." },
 	{ "path", CS_SINK, CT_STRING, "ingestd-events.jsonl", 0, 0, NULL, 1, S(path),
 	  "File the events are appended to, one JSON object per line. strftime(3) "
-	  "patterns such as %Y%m%d are expanded in UTC when a batch is written, which "
-	  "rotates the file by time. A relative path is relative to the directory "
-	  "ingestd was started in. Every worker appends whole lines to the same file." },
+	  "patterns such as %Y%m%d in the file name are expanded in UTC when a batch is "
+	  "written, which rotates the file by time; the directory has none, and must "
+	  "exist and be writable by user when the configuration is loaded (-t, start, "
+	  "reload). A relative path is relative to the directory ingestd was started "
+	  "in. Every worker appends whole lines to the same file." },
 	{ "flush_interval", CS_SINK, CT_SECONDS, "0", 0, 60, NULL, 1, S(flush_interval_ms),
 	  "Events are written in batches: when 256 KiB are waiting, and at the latest "
 	  "this many seconds after the first event of a batch. With 0, a batch is "
@@ -806,6 +809,105 @@ check_identity(struct ctx *c, const struct config *cf, config_t *lc)
 	return 0;
 }
 
+/* Whether gid is the group of user (primary gid) or one of its other groups. */
+static int
+member_of(const char *user, gid_t primary, gid_t gid)
+{
+	gid_t groups[256];
+	int n = 256;
+
+	if (gid == primary)
+		return 1;
+	if (user == NULL || getgrouplist(user, primary, groups, &n) == -1)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == gid)
+			return 1;
+	return 0;
+}
+
+/*
+ * Whether the workers, running as uid/gid (and user's other groups), may
+ * create files in the directory st describes.  Access lists are not read:
+ * with one, the sink finds out when it writes.
+ */
+static int
+writable_by(const struct stat *st, uid_t uid, gid_t gid, const char *user)
+{
+	mode_t want;
+
+	if (uid == 0)
+		return 1;
+	if (st->st_uid == uid)
+		want = S_IWUSR | S_IXUSR;
+	else if (member_of(user, gid, st->st_gid))
+		want = S_IWGRP | S_IXGRP;
+	else
+		want = S_IWOTH | S_IXOTH;
+	return (st->st_mode & want) == want;
+}
+
+/* The user and group the workers will run as (uid -1: the master's own). */
+static void
+workers_identity(const struct config *cf, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw = cf->user[0] ? getpwnam(cf->user) : NULL;
+	struct group *gr = cf->group[0] ? getgrnam(cf->group) : NULL;
+
+	*uid = geteuid();
+	*gid = getegid();
+	if (*uid != 0)
+		return;		/* user and group apply only when started as root */
+	if (pw) {
+		*uid = pw->pw_uid;
+		*gid = pw->pw_gid;
+	}
+	if (gr)
+		*gid = gr->gr_gid;
+}
+
+/*
+ * A file sink's directory must exist and take new files from the workers:
+ * a sink that can never write is a mistake -t should show, not a queue
+ * that fills at run time.  strftime patterns go in the file name only.
+ */
+static int
+check_sink_dirs(struct ctx *c, const struct config *cf, const config_setting_t *list)
+{
+	uid_t uid;
+	gid_t gid;
+
+	workers_identity(cf, &uid, &gid);
+	for (int i = 0; i < cf->nsinks; i++) {
+		const struct sink_cfg *s = &cf->sinks[i];
+		const config_setting_t *g = list ? config_setting_get_elem(list, i) : NULL;
+		const config_setting_t *where = g ? config_setting_get_member(g, "path") : NULL;
+		const char *slash = strrchr(s->path, '/');
+		char dir[PATH_MAX], name[64];
+		struct stat st;
+
+		if (s->type != SINK_FILE)
+			continue;
+		snprintf(name, sizeof(name), "sinks[%d].path", i);
+		snprintf(dir, sizeof(dir), "%.*s", slash == NULL ? 1 : slash == s->path ? 1 :
+		    (int)(slash - s->path), slash == NULL ? "." : s->path);
+		if (strchr(dir, '%') != NULL)
+			return fail(c, where ? where : g, name, "\"%s\": a strftime pattern in the "
+			    "directory; put it in the file name", s->path);
+		if (stat(dir, &st) == -1)
+			return fail(c, where ? where : g, name, "directory %s: %s", dir,
+			    strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return fail(c, where ? where : g, name, "%s is not a directory", dir);
+		if (uid == geteuid() ? access(dir, W_OK | X_OK) == -1 :
+		    !writable_by(&st, uid, gid, cf->user[0] ? cf->user : NULL))
+			return fail(c, where ? where : g, name, "directory %s: the workers (%s) may "
+			    "not create files in it", dir, cf->user[0] && uid != geteuid() ?
+			    cf->user : "this user");
+	}
+	return 0;
+}
+
 static int
 check_stats(struct ctx *c, struct config *cf, config_setting_t *stats)
 {
@@ -851,7 +953,8 @@ load(config_t *lc, const char *name, char *err, size_t errlen)
 	    resolve_sinks(&c, cf, list) == -1 ||
 	    resolve_acls(&c, cf, list) == -1 ||
 	    resolve_upstreams(&c, cf, sinks) == -1 ||
-	    check_identity(&c, cf, lc) == -1)
+	    check_identity(&c, cf, lc) == -1 ||
+	    check_sink_dirs(&c, cf, sinks) == -1)
 		goto bad;
 	if (cf->workers_auto) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

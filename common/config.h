@@ -19,7 +19,9 @@
 #define CFG_DEFAULT_PATH	"/etc/ingestd/ingestd.conf"
 #define CFG_EMBEDDED_NAME	"(embedded default)"
 #define CFG_MAX_LISTENERS	64
+#define CFG_MAX_LISTENERS_TEXT	"64"	/* for the documentation */
 #define CFG_MAX_SINKS		32
+#define CFG_MAX_SINKS_TEXT	"32"
 #define CFG_MAX_WORKERS		512
 #define CFG_STRING_MAX		4095	/* bytes in a string setting */
 #define CFG_VALUE_MAX		(4 * CFG_STRING_MAX + 3)	/* a value as cfg_format writes it */

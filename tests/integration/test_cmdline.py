@@ -351,3 +351,49 @@ def unix_socket_in_use(ctx):
     with ctx.connect(path) as c:
         c.sendall(b"<13>over a stale socket file\n")
     a.stop()
+
+
+@case
+def sink_directory_checked(ctx):
+    """
+    -t, the start and a reload refuse a file sink that could never write:
+    its directory missing, not a directory, not writable by the workers'
+    user (nobody, as root), or a strftime pattern in it; each error names
+    the file, the line and the setting.  A reload with such a sink changes
+    nothing: the running generation goes on.
+    """
+    os.chmod(ctx.dir, 0o755)                    # nobody may reach what is below
+    rootonly = ctx.path("rootonly")
+    os.mkdir(rootonly, 0o755)
+    afile = ctx.path("afile")
+    open(afile, "w").close()
+    cases = [(ctx.path("missing", "e.jsonl"), "", r"directory \S+/missing: No such file"),
+             (os.path.join(afile, "e.jsonl"), "", r"\S+/afile is not a directory"),
+             (ctx.path("%Y", "e.jsonl"), "", r"a strftime pattern in the directory")]
+    if os.geteuid() == 0:
+        cases.append((os.path.join(rootonly, "e.jsonl"), 'user = "nobody";',
+                      r"directory \S+/rootonly: the workers \(nobody\) may not create files"))
+    for path, extra, why in cases:
+        s = ctx.server(name=f"s{len(ctx.servers)}", extra=extra,
+                       sinks=[{"name": "events", "path": path}])
+        line = s.config_text()[:s.config_text().index(path)].count("\n") + 1
+        rc, _, err = ctx.run(["-t", "-c", s.conf])
+        check(rc == 1 and re.search(rf"{re.escape(s.conf)}:{line}: sinks\[0\]\.path: .*{why}", err),
+              f"-t with sink path {path}: exit {rc}, said {tail(err)}; expected 1 and /{why}/")
+        rc = s.start(expect_ok=False)
+        check(rc == 1 and re.search(why, s.last_start_err),
+              f"the start with sink path {path}: exit {rc}, said {tail(s.last_start_err)}")
+    # A good one starts; a reload to a bad one fails and changes nothing.
+    good = ctx.path("events.jsonl")
+    s = ctx.server(name="good", sinks=[{"name": "events", "path": good}])
+    s.start()
+    m = s.mark()
+    s.write_config(sinks=[{"name": "events", "path": ctx.path("missing", "e.jsonl")}])
+    s.signal(signal.SIGHUP)
+    s.wait_for_log(r"reload failed: .*sinks\[0\]\.path: directory \S+/missing", since=m)
+    check(not s.grep(r"starting generation 2", since=m), "a reload to a missing directory started")
+    with socket.create_connection(s.addr, timeout=5) as c:
+        c.sendall(b"<13>still the first generation\n")
+    check(wait_until(lambda: os.path.exists(good) and b"still the first generation" in
+                     open(good, "rb").read(), 5), "generation 1 stopped serving")
+    s.stop()

@@ -17,7 +17,7 @@ import time
 from lib.base import BINARY, case, check, Failure, tail, wait_until
 from lib.proc import alive, read_pid, reap
 from lib.net import accepted_by, peer_state, wait_closed
-from lib.server import failpriv_env, server_env
+from lib.server import failpriv_env, nobody_sinks, server_env
 from lib.events import LOGPID_RE, STARTED_RE, log_time
 
 
@@ -170,7 +170,7 @@ def fatal_worker(ctx):
     """Workers that cannot drop privileges exit 2, are not respawned, and the master exits 1."""
     env = failpriv_env(ctx)
 
-    s = ctx.server(workers=2, extra='user = "nobody";')
+    s = ctx.server(workers=2, extra='user = "nobody";', sinks=nobody_sinks(ctx))
     s.start(foreground=True, env=env, expect_ok=False)
     exited, code = s.wait_exit(5)
     check(exited, f"the master still runs 5 s after every worker failed: {tail(s.log())}")
@@ -185,7 +185,7 @@ def fatal_worker(ctx):
     check(not os.path.exists(s.pid_file), "the pid file was not removed")
 
     # Daemonizing, the command itself reports the failure.
-    d = ctx.server(name="daemon", workers=2, extra='user = "nobody";')
+    d = ctx.server(name="daemon", workers=2, extra='user = "nobody";', sinks=nobody_sinks(ctx))
     rc = d.start(env=env, expect_ok=False)
     check(rc == 1, f"`ingestd -c` exited {rc} although no worker can run")
     d.wait_for_log(r"no worker can run; exiting")

@@ -414,11 +414,20 @@ def haproxy_two_instances(ctx):
 
 @case
 def haproxy_example_configs(ctx):
-    """etc/haproxy/haproxy.cfg passes `haproxy -c`, etc/haproxy/ingestd.conf `ingestd -t`."""
+    """
+    etc/haproxy/haproxy.cfg passes `haproxy -c`, etc/haproxy/ingestd.conf
+    `ingestd -t` (its sinks' directory, /var/lib/ingestd, one of the case's).
+    """
     p = subprocess.run([haproxy_binary(), "-c", "-f", os.path.join(ROOT, "etc", "haproxy",
                                                                    "haproxy.cfg")],
                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=30)
     check(p.returncode == 0, f"haproxy -c: exit {p.returncode}: {tail(p.stdout.decode())}")
-    rc, _, err = ctx.run(["-t", "-c", os.path.join(ROOT, "etc", "haproxy", "ingestd.conf")])
+    # Its sink's directory, /var/lib/ingestd, is the package's: here, one of the case's.
+    with open(os.path.join(ROOT, "etc", "haproxy", "ingestd.conf")) as f:
+        text = f.read().replace("/var/lib/ingestd", ctx.dir)
+    conf = ctx.path("ingestd.conf")
+    with open(conf, "w") as f:
+        f.write(text)
+    rc, _, err = ctx.run(["-t", "-c", conf])
     check(rc == 0, f"ingestd -t -c etc/haproxy/ingestd.conf: exit {rc}: {tail(err)}")

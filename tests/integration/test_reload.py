@@ -17,7 +17,7 @@ import time
 from lib.base import LOCAL4, case, check, wait_until
 from lib.proc import alive, read_pid
 from lib.net import accepted_by, free_port, peer_state, wait_closed
-from lib.server import failpriv_env, pipeline_server
+from lib.server import failpriv_env, nobody_sinks, pipeline_server
 from lib.events import check_once, read_events, wait_lines
 from lib.clients import ConnectLoop, RecordSender
 
@@ -164,7 +164,7 @@ def reload_bind_failure(ctx):
 def reload_fatal_generation(ctx):
     """A reload whose workers cannot start is given up; generation 1 keeps serving."""
     env = failpriv_env(ctx)
-    s = ctx.server(workers=2)
+    s = ctx.server(workers=2, sinks=nobody_sinks(ctx))
     s.start(env=env)           # no user: the workers do not drop privileges, the shim is idle
     before = s.wait_workers(2)
     s.write_config(extra='user = "nobody";')

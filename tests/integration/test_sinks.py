@@ -356,23 +356,31 @@ def default_sink(ctx):
 
 @case
 def sink_waits_for_path(ctx):
-    """A sink file whose directory does not exist yet: events wait, and arrive once it does."""
+    """
+    A sink file whose directory goes away while it runs (moved, unmounted)
+    and the file reopened (SIGUSR1): events wait, and arrive once the
+    directory is back.
+    """
     later = ctx.path("later")
+    os.mkdir(later)
     path = os.path.join(later, "events.jsonl")
     s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}],
                         sinks=[{"name": "late", "path": path}])
     s.start()
-    s.wait_for_log(r"sink late: cannot open " + re.escape(path) + r": No such file or directory")
+    os.rename(later, later + ".gone")
+    m = s.mark()
+    s.signal(signal.SIGUSR1)
+    s.wait_for_log(r"reopening log files", since=m)
     t = token()
     msgs = [f"waiting-{i}-{t}" for i in range(3)]
-    m = s.mark()
     with ctx.connect(s.addr) as c:
         peer = peer_of(c)
         c.sendall("".join(x + "\n" for x in msgs).encode())
     s.wait_for_log(rf"l0 {re.escape(peer)} closed \(closed by peer\): \d+ bytes, 3 records",
                    since=m)
     # A write of the queued events has failed (logged at most once a second).
-    s.wait_for_log(r"sink late: cannot open " + re.escape(path), since=m, timeout=3)
+    s.wait_for_log(r"sink late: cannot open " + re.escape(path) + r": No such file or directory",
+                   since=m, timeout=3)
     check(not os.path.exists(later), f"{later} appeared")
     os.mkdir(later)
     wait_events(path, has_msgs(*msgs), timeout=8, what="the queued events")

@@ -1277,6 +1277,14 @@ END_TEST
 
 #define LOOP(tc, fn, table) tcase_add_loop_test(tc, fn, 0, (int)(sizeof(table) / sizeof(table[0])))
 
+/* The limits the documentation states are the ones the code applies. */
+START_TEST(documented_limits)
+{
+	ck_assert_int_eq(atoi(CFG_MAX_LISTENERS_TEXT), CFG_MAX_LISTENERS);
+	ck_assert_int_eq(atoi(CFG_MAX_SINKS_TEXT), CFG_MAX_SINKS);
+}
+END_TEST
+
 Suite *
 config_suite(void)
 {
@@ -1289,6 +1297,7 @@ config_suite(void)
 	tcase_add_test(rd, missing_file);
 	tcase_add_test(rd, syntax_error);
 	tcase_add_test(rd, syntax_error_in_string);
+	tcase_add_test(rd, documented_limits);
 	suite_add_tcase(s, rd);
 
 	LOOP(err, unknown_setting, unknown);

@@ -69,8 +69,8 @@ START_TEST(fan_out)
 {
 	load("listeners = ( { name = \"l\"; listen = \"127.0.0.1:1\"; format = \"raw\"; "
 	    "sinks = [ \"a\", \"c\" ]; } );\n"
-	    "sinks = ( { name = \"a\"; path = \"/a\"; }, { name = \"b\"; path = \"/b\"; }, "
-	    "{ name = \"c\"; path = \"/c\"; } );\n");
+	    "sinks = ( { name = \"a\"; path = \"/tmp/ingestd-unit-a\"; }, { name = \"b\"; path = \"/tmp/ingestd-unit-b\"; }, "
+	    "{ name = \"c\"; path = \"/tmp/ingestd-unit-c\"; } );\n");
 	ck_assert_int_eq(route(0, "hello"), 0);
 	fake_run();
 	ck_assert_str_eq(output(0), EVENT("hello"));
@@ -86,7 +86,7 @@ START_TEST(each_sink_its_form)
 	char frame[256];
 
 	load("listeners = ( { name = \"l\"; listen = \"127.0.0.1:1\"; format = \"raw\"; } );\n"
-	    "sinks = ( { name = \"lines\"; path = \"/a\"; },\n"
+	    "sinks = ( { name = \"lines\"; path = \"/tmp/ingestd-unit-a\"; },\n"
 	    "{ name = \"frames\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ]; "
 	    "framing = \"octet-counted\"; },\n"
 	    "{ name = \"raw\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ]; "
@@ -105,8 +105,8 @@ END_TEST
 START_TEST(drop_sink_full)
 {
 	load("listeners = ( { name = \"l\"; listen = \"127.0.0.1:1\"; format = \"raw\"; } );\n"
-	    "sinks = ( { name = \"small\"; path = \"/a\"; queue = \"64K\"; overflow = \"drop\"; },\n"
-	    "{ name = \"all\"; path = \"/b\"; } );\n");
+	    "sinks = ( { name = \"small\"; path = \"/tmp/ingestd-unit-a\"; queue = \"64K\"; overflow = \"drop\"; },\n"
+	    "{ name = \"all\"; path = \"/tmp/ingestd-unit-b\"; } );\n");
 	fake.mode = FAKE_WAIT;
 	for (int i = 0; i < 2000 && sink_stats(0)->dropped == 0; i++)
 		route(0, "a record of some length, to fill the small queue soon enough");
@@ -122,7 +122,7 @@ START_TEST(parse_errors)
 	load("listeners = ( { name = \"keep\"; listen = \"127.0.0.1:1\"; format = \"syslog\"; },\n"
 	    "{ name = \"drop\"; listen = \"127.0.0.1:2\"; format = \"syslog\"; "
 	    "on_parse_error = \"drop\"; } );\n"
-	    "sinks = ( { name = \"a\"; path = \"/a\"; } );\n");
+	    "sinks = ( { name = \"a\"; path = \"/tmp/ingestd-unit-a\"; } );\n");
 	ck_assert_int_eq(route(0, "no pri"), 0);
 	ck_assert_int_eq(route(1, "no pri either"), 0);
 	fake_run();

@@ -47,7 +47,7 @@ setup(void)
 {
 	cf = fake_open("listeners = ( { name = \"r\"; listen = \"127.0.0.1:1\"; "
 	    "protocol = \"relp\"; max_record = 16; } );\n"
-	    "sinks = ( { name = \"a\"; path = \"/x\"; flush_interval = 10; } );\n", NULL);
+	    "sinks = ( { name = \"a\"; path = \"/tmp/ingestd-unit-x\"; flush_interval = 10; } );\n", NULL);
 	session_init(&sess, &cf->listeners[0]);
 	records[0] = '\0';
 	nrecords = verdict = 0;

@@ -80,7 +80,7 @@ got(int idx, const char *want)
 /* flush_interval = 0: a turn's events go out together, at the end of the turn. */
 START_TEST(end_of_turn_batch)
 {
-	open_sinks("{ name = \"a\"; path = \"/x\"; }");
+	open_sinks("{ name = \"a\"; path = \"/tmp/ingestd-unit-x\"; }");
 	put(0, "one\n");
 	put(0, "two\n");
 	ck_assert_int_eq(fake.writes[0], 0);
@@ -98,7 +98,7 @@ START_TEST(full_batch_at_once)
 {
 	static char line[1024];
 
-	open_sinks("{ name = \"a\"; path = \"/x\"; }");
+	open_sinks("{ name = \"a\"; path = \"/tmp/ingestd-unit-x\"; }");
 	memset(line, 'x', sizeof(line) - 2);
 	line[sizeof(line) - 2] = '\n';
 	for (int i = 0; i < SINK_BATCH / (int)(sizeof(line) - 1) + 1; i++)
@@ -111,7 +111,7 @@ END_TEST
 /* A failing destination: the queue is kept, errors counted, and it all goes once, in order. */
 START_TEST(retry_after_failure)
 {
-	open_sinks("{ name = \"a\"; path = \"/x\"; }");
+	open_sinks("{ name = \"a\"; path = \"/tmp/ingestd-unit-x\"; }");
 	fake.mode = FAKE_FAIL;
 	put(0, "a\n");
 	fake_run();
@@ -133,7 +133,7 @@ START_TEST(block_backpressure)
 
 	int n = 0;
 
-	open_sinks("{ name = \"a\"; path = \"/x\"; queue = \"64K\"; overflow = \"block\"; }");
+	open_sinks("{ name = \"a\"; path = \"/tmp/ingestd-unit-x\"; queue = \"64K\"; overflow = \"block\"; }");
 	memset(line, 'y', sizeof(line) - 2);
 	line[sizeof(line) - 2] = '\n';
 	fake.mode = FAKE_WAIT;
@@ -157,7 +157,7 @@ START_TEST(drop_when_full)
 	static char line[1000];
 	int refused = 0;
 
-	open_sinks("{ name = \"a\"; path = \"/x\"; queue = \"64K\"; overflow = \"drop\"; }");
+	open_sinks("{ name = \"a\"; path = \"/tmp/ingestd-unit-x\"; queue = \"64K\"; overflow = \"drop\"; }");
 	memset(line, 'z', sizeof(line) - 2);
 	line[sizeof(line) - 2] = '\n';
 	fake.mode = FAKE_WAIT;
@@ -180,7 +180,7 @@ START_TEST(marks)
 {
 	uint64_t m;
 
-	open_sinks("{ name = \"a\"; path = \"/x\"; flush_interval = 10; }");
+	open_sinks("{ name = \"a\"; path = \"/tmp/ingestd-unit-x\"; flush_interval = 10; }");
 	put(0, "first\n");
 	m = sink_mark(0);
 	ck_assert(!sink_reached(0, m));
@@ -199,7 +199,7 @@ START_TEST(sync_always)
 {
 	uint64_t m;
 
-	open_sinks("{ name = \"a\"; path = \"/x\"; sync = \"always\"; }");
+	open_sinks("{ name = \"a\"; path = \"/tmp/ingestd-unit-x\"; sync = \"always\"; }");
 	fake.fail_sync = 1;
 	put(0, "x\n");
 	m = sink_mark(0);
@@ -216,7 +216,7 @@ END_TEST
 /* A destination that takes part of a batch: whole units only, the rest stays in order. */
 START_TEST(short_writes_whole_units)
 {
-	open_sinks("{ name = \"a\"; path = \"/x\"; }");
+	open_sinks("{ name = \"a\"; path = \"/tmp/ingestd-unit-x\"; }");
 	fake.mode = FAKE_SHORT;
 	fake.limit = 7;
 	put(0, "abc\n");
@@ -244,7 +244,7 @@ END_TEST
 /* At exit, what is queued is written, the driver retried until the deadline. */
 START_TEST(close_writes_the_queue)
 {
-	open_sinks("{ name = \"a\"; path = \"/x\"; flush_interval = 10; }");
+	open_sinks("{ name = \"a\"; path = \"/tmp/ingestd-unit-x\"; flush_interval = 10; }");
 	put(0, "last\n");
 	sink_close_all(0);
 	ck_assert(got(0, "last\n"));

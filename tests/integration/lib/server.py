@@ -402,3 +402,18 @@ def conf_group(d):
 def pipeline_server(ctx, listeners, sinks=None, workers=2, **kw):
     """A server whose listeners are dicts of settings (name defaults to lN)."""
     return ctx.server(workers=workers, listeners=listeners, sinks=sinks, **kw)
+
+
+def nobody_sinks(ctx):
+    """
+    A file sink in a directory the user nobody may write (the case's own is
+    root's, 0700): for servers whose workers run as nobody, since a sink
+    directory they cannot write is a configuration error.
+    """
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(ctx.dir, 0o755)
+    d = ctx.path("nobody")
+    os.makedirs(d, exist_ok=True)
+    os.chown(d, nobody.pw_uid, nobody.pw_gid)
+    return [{"name": "events", "path": os.path.join(d, "events.jsonl")}]
