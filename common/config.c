@@ -43,7 +43,8 @@ const struct cfg_setting cfg_settings[] = {
 	  "and its directory should be one only root may write." },
 	{ "shutdown_timeout", CS_MAIN, CT_SECONDS, "30", 0, 86400, NULL, 1, M(shutdown_timeout_ms),
 	  "Seconds a draining worker (graceful stop or reload) keeps serving its open "
-	  "connections before it closes them and exits." },
+	  "connections before it closes them, gracefully (see RELOAD in ingestd(8)), "
+	  "and exits." },
 	{ "level", CS_LOG, CT_ENUM, "info", 0, 0, "error|warning|notice|info|debug", 1, M(log_level),
 	  "Least severe message that is logged." },
 	{ "target", CS_LOG, CT_STRING, "syslog", 0, 0, NULL, 1, M(log_target),

@@ -91,9 +91,9 @@ on_drain_deadline(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	log_notice("%s: shutdown_timeout passed with %d connections open; closing them",
-	    proc.name, conn_count());
-	conn_close_all("shutdown_timeout");
+	log_notice("%s: shutdown_timeout passed with %d connections open; closing them "
+	    "gracefully", proc.name, conn_count());
+	conn_linger_all();
 }
 
 static void

@@ -5,13 +5,16 @@ through it arrives once; a config that does not parse or validate, a
 listener that cannot bind or workers that cannot start leave generation 1
 running; settings a reload cannot change are kept; 20 reloads under a
 connect loop refuse nothing (shared and reuseport); fewer reuseport
-workers (HUP or TTOU) lose no connection queued meanwhile.
+workers (HUP or TTOU) lose no connection queued meanwhile; the drain's
+end closes what is left with a FIN, never a reset.
 """
 import collections
 import os
 import re
+import select
 import signal
 import socket
+import threading
 import time
 
 from lib.base import LOCAL4, case, check, wait_until
@@ -342,3 +345,87 @@ def reload_keeps_events(ctx):
     gens = {int(g) for g in re.findall(r"worker \d+ \(generation (\d+)\): sink events: [1-9]",
                                        s.log())}
     check(gens == {1, 2}, f"generations whose workers wrote events: {gens}, expected 1 and 2")
+
+
+class Reconnecting(threading.Thread):
+    """
+    A client that sends raw records "c=CID s=SEQ" without pause and, as
+    rsyslog's omfwd does, connects again when it sees the end of the stream
+    (the server's FIN); a reset (RST) is counted, and is what must not come.
+    """
+
+    def __init__(self, addr, cid, max_records=300000, max_seconds=30):
+        super().__init__(daemon=True)
+        self.addr, self.cid = addr, cid
+        self.max_records, self.max_seconds = max_records, max_seconds
+        self.halt = threading.Event()
+        self.sent = self.reconnects = 0
+        self.resets = []
+
+    def run(self):
+        deadline = time.monotonic() + self.max_seconds
+        sock = socket.create_connection(self.addr, timeout=5)
+        try:
+            while (not self.halt.is_set() and self.sent < self.max_records and
+                   time.monotonic() < deadline):
+                batch = "".join(f"c={self.cid} s={self.sent + i} graceful\n" for i in range(20))
+                try:
+                    if select.select([sock], [], [], 0)[0] and sock.recv(1) == b"":
+                        sock.close()    # the server's FIN: the next generation takes over
+                        sock = socket.create_connection(self.addr, timeout=5)
+                        self.reconnects += 1
+                        continue
+                    sock.sendall(batch.encode())
+                except OSError as e:
+                    self.resets.append(f"{type(e).__name__} after {self.sent} records")
+                    return
+                self.sent += 20
+                time.sleep(0.002)
+        finally:
+            sock.close()
+
+    def finish(self):
+        self.halt.set()
+        self.join(10)
+
+
+@case
+def drain_deadline_graceful_close(ctx):
+    """
+    A reload with shutdown_timeout = 1 under clients that send without
+    pause: when the old workers' drain ends, each connection still open gets
+    a FIN, not a reset; what the clients sent until they saw it is still
+    read; they connect again (to the new generation) and go on: every
+    record arrives once.
+    """
+    path = ctx.path("events.jsonl")
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}], shutdown_timeout=1,
+                        sinks=[{"name": "events", "path": path}], level="info")
+    s.start()
+    clients = [Reconnecting(s.addr, cid) for cid in range(4)]
+    for c in clients:
+        c.start()
+    try:
+        check(wait_until(lambda: all(c.sent >= 200 for c in clients), 10), "the clients do not send")
+        m = s.mark()
+        s.signal(signal.SIGHUP)
+        s.wait_for_log(r"reload: generation 2 accepting", since=m, timeout=10)
+        s.wait_for_log(r"shutdown_timeout passed with \d+ connections open; closing them",
+                       since=m, timeout=10)
+        check(wait_until(lambda: all(c.reconnects or c.resets or not c.is_alive()
+                                     for c in clients), 10),
+              f"clients that never saw the end of their first connection: "
+              f"{[c.cid for c in clients if not c.reconnects]}")
+        sent = [c.sent for c in clients]
+        check(wait_until(lambda: all(c.sent > n + 200 for c, n in zip(clients, sent)), 10) or
+              any(c.resets for c in clients), "the clients did not go on after reconnecting")
+    finally:
+        for c in clients:
+            c.finish()
+    resets = {c.cid: c.resets for c in clients if c.resets}
+    check(not resets, f"connections reset at the drain's end, not closed with a FIN: {resets}")
+    total = sum(c.sent for c in clients)
+    wait_lines([path], total, 20)
+    s.stop()
+    check_once(read_events(path), {(c.cid, q) for c in clients for q in range(c.sent)},
+               "records across the drain's end")

@@ -52,6 +52,7 @@
 
 #define CONN_READ_BUF		65536
 #define CONN_READS_PER_WAKE	4
+#define CONN_LINGER_MS		1000	/* after our FIN at a drain's end: the client's last bytes */
 
 /* The write path, for a connection that sends. */
 struct output {
@@ -64,6 +65,7 @@ struct output {
 struct conn {
 	int			 fd;
 	int			 closed;
+	int			 lingering;	/* our FIN is out: reading until the client's */
 	struct event		 ev;
 	struct event		 idle_ev;	/* idle_timeout */
 	struct event		 rec_ev;	/* record_timeout, while a record is open */
@@ -349,7 +351,7 @@ arm_timers(struct conn *c, uint64_t records_before)
 {
 	int open = c->h->in_record && c->h->in_record(c);
 
-	if (c->idle_tv)
+	if (c->idle_tv && !c->lingering)	/* lingering, the timer is the linger's */
 		event_add(&c->idle_ev, c->idle_tv);
 	if (!open)
 		event_del(&c->rec_ev);
@@ -474,6 +476,58 @@ expire(struct conn *c, struct event *ev, const struct timeval *tv, const char *w
 	log_limited(ll, LOG_LVL_INFO, "%s: %s %s: closing: %s", proc.name, c->l->name, c->peer,
 	    why);
 	conn_close(c, why);
+}
+
+static void
+on_linger_end(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	/* What came meanwhile is taken, and a record left open delivered, as at EOF. */
+	if (read_client(c, 1) == 0) {
+		if (c->h->eof)
+			c->h->eof(c);
+		conn_close(c, "shutdown_timeout");
+	}
+}
+
+/*
+ * The end of a drain: the connection closes gracefully, as nginx's
+ * lingering close does.  Our side is shut (FIN): the client sees the end
+ * of the stream and can connect again (to the next generation); what it
+ * sent meanwhile is still read, for CONN_LINGER_MS at most, until it
+ * closes too.  Closing at once would reset the connection (RST) when
+ * bytes were still unread, and lose them.
+ */
+static void
+linger(struct conn *c)
+{
+	struct timeval tv = { CONN_LINGER_MS / 1000, (CONN_LINGER_MS % 1000) * 1000 };
+
+	if (c->closed || c->lingering)
+		return;
+	c->lingering = 1;
+	if (shutdown(c->fd, SHUT_WR) == -1) {
+		conn_close(c, "shutdown_timeout");
+		return;
+	}
+	event_del(&c->idle_ev);
+	evtimer_assign(&c->idle_ev, proc.base, on_linger_end, c);
+	evtimer_add(&c->idle_ev, &tv);
+}
+
+/* The drain's deadline: every connection ends gracefully (linger). */
+void
+conn_linger_all(void)
+{
+	struct conn *c, *next;
+
+	for (c = conns; c; c = next) {
+		next = c->next_conn;
+		linger(c);
+	}
 }
 
 static void

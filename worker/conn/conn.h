@@ -78,6 +78,7 @@ void		 conn_set_reading(int on);
 void		 conn_close(struct conn *, const char *reason);
 void		 conn_close_all(const char *reason);
 void		 conn_drain_all(void);
+void		 conn_linger_all(void);
 void		 conn_refusal(const struct listener_cfg *, const char *peer, enum ct_refusal);
 
 /* For handlers. */
