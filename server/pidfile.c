@@ -1,3 +1,10 @@
+/*
+ * pidfile: the master's pid file: locked with flock(2) for as long as the
+ * master runs (a second master, or `ingestd -s`, tells a live one from a
+ * stale file by the lock), written once the workers accept, moved aside
+ * as NAME.oldbin during a binary upgrade.  Root opens it, never through a
+ * link (safefile.c).
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
