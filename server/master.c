@@ -35,7 +35,6 @@ enum master_state { MASTER_RUNNING, MASTER_QUITTING, MASTER_STOPPING };
 /* The master's own state; its generations' is in generation.c. */
 static struct {
 	struct event_base	*base;
-	struct options		 opt;
 	enum master_state	 state;
 	int			 exit_code;
 } srv;
@@ -255,7 +254,6 @@ loop(void)
 int
 master_run(struct config *cf, const struct options *opt)
 {
-	srv.opt = *opt;
 	gen_init(opt, cf);
 	if (geteuid() != 0 && (cf->user[0] || cf->group[0]))
 		log_warnx("user and group apply only when ingestd starts as root; ignored");

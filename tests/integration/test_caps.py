@@ -18,7 +18,7 @@ import time
 
 from lib.base import LOCAL4, LOCAL6, case, check, tail, wait_until
 from lib.proc import alive, cpu_seconds, fd_count, nofile_of, vm_rss_kb
-from lib.net import LORIS_SOURCES, accepted_by, flood, free_port, split_states
+from lib.net import LORIS_SOURCES, accepted_by, flood, free_port, held_by, split_states
 from lib.server import pipeline_server
 from lib.events import (REFUSED_EXIT_RE, check_defences, check_once, has_msgs, log_time,
                         no_respawn, read_events, refusal_lines, wait_events, wait_lines)
@@ -49,7 +49,7 @@ def max_connections_flood(ctx):
             c.sendall(b"<13>flood: never read when refused\n")
         except (BrokenPipeError, ConnectionResetError):
             pass
-    held, ended = split_states(socks)
+    held, ended = split_states(socks, server=s)
     check(len(held) == 40 and sum(ended.values()) == 60,
           f"100 connections with max_connections = 40: {len(held)} open, {dict(ended)} closed")
     owners = collections.Counter(accepted_by(held, s.port, pids))
@@ -59,10 +59,13 @@ def max_connections_flood(ctx):
     check(1 <= lines <= 2, f"{lines} lines say \"refused ...: max_connections\" for 60 refusals "
           "in well under a second, expected one (two across a second boundary)")
     # Room for exactly one more after one closes; and the other listener is open.
-    held.pop().close()
-    time.sleep(0.2)
+    gone = held.pop()
+    port = gone.getsockname()[1]
+    gone.close()
+    check(wait_until(lambda: held_by([port], s.port, pids) == [None], 10),
+          "the worker still holds a connection its client closed 10 s ago")
     late = flood(ctx, s.addr, ["127.0.0.6"], 2)
-    now_held, late_ended = split_states(late)
+    now_held, late_ended = split_states(late, server=s)
     check(len(now_held) == 1 and sum(late_ended.values()) == 1,
           f"after one of 40 closed, 2 new connections: {len(now_held)} open, {dict(late_ended)}")
     good = ctx.connect((LOCAL4, other))
@@ -106,15 +109,15 @@ def max_connections_per_ip_flood(ctx):
     s.start()
     good = RecordSender(s.addr, cid=1, max_records=2000)
     good.start()
-    held2, ended2 = split_states(flood(ctx, s.addr, ["127.0.0.2"], 50))
-    held3, ended3 = split_states(flood(ctx, s.addr, ["127.0.0.3"], 12))
+    held2, ended2 = split_states(flood(ctx, s.addr, ["127.0.0.2"], 50), server=s)
+    held3, ended3 = split_states(flood(ctx, s.addr, ["127.0.0.3"], 12), server=s)
     check(len(held2) == 10 and sum(ended2.values()) == 40,
           f"50 connections from 127.0.0.2 with max_connections_per_ip = 10: {len(held2)} open, "
           f"{dict(ended2)} closed")
     check(len(held3) == 10 and sum(ended3.values()) == 2,
           f"12 connections from 127.0.0.3: {len(held3)} open, {dict(ended3)} closed")
     v6 = [ctx.connect((LOCAL6, port6)) for _ in range(4)]
-    held6, ended6 = split_states(v6)
+    held6, ended6 = split_states(v6, server=s)
     check(len(held6) == 3 and sum(ended6.values()) == 1,
           f"4 connections from ::1 with max_connections_per_ip = 3: {len(held6)} open, "
           f"{dict(ended6)} closed")
@@ -139,7 +142,7 @@ def max_connections_killed_worker(ctx):
                                                                 "path": ctx.path("e.jsonl")}])
     s.start()
     pids = s.wait_workers(2)
-    held, _ = split_states(flood(ctx, s.addr, LORIS_SOURCES, 20))
+    held, _ = split_states(flood(ctx, s.addr, LORIS_SOURCES, 20), server=s)
     check(len(held) == 20, f"{len(held)} of 20 connections are open under max_connections = 20")
     owners = accepted_by(held, s.port, pids)
     victim = owners[0]
@@ -147,11 +150,11 @@ def max_connections_killed_worker(ctx):
     m = s.mark()
     os.kill(victim, signal.SIGKILL)
     s.wait_for_log(r"worker \d+ started", since=m, timeout=5)
-    survivors, _ = split_states(held, settle=0.3)
+    survivors, _ = split_states(held, server=s)
     check(len(survivors) == 20 - lost, f"{len(survivors)} connections survive the kill, "
           f"expected {20 - lost}")
     s.wait_workers(2)
-    again, ended = split_states(flood(ctx, s.addr, ["127.0.0.6"], lost + 1))
+    again, ended = split_states(flood(ctx, s.addr, ["127.0.0.6"], lost + 1), server=s)
     check(len(again) == lost and sum(ended.values()) == 1,
           f"after the worker holding {lost} connections died, {lost + 1} new ones: "
           f"{len(again)} open, {dict(ended)} closed; the dead worker's count was not given back")

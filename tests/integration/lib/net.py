@@ -59,7 +59,21 @@ def accepted_by(socks, server_port, pids):
     """
     For each client socket of socks, the pid among pids that accepted it
     (holds the server's end of the connection), or None if nobody has yet.
-    One pass over /proc/net/tcp* and the pids' descriptors.
+    """
+    ports = []
+    for s in socks:
+        try:
+            ports.append(s.getsockname()[1])
+        except OSError:
+            ports.append(None)
+    return held_by(ports, server_port, pids)
+
+
+def held_by(ports, server_port, pids):
+    """
+    For each client port of ports, the pid among pids that holds the
+    server's end of its connection to server_port, or None.  One pass over
+    /proc/net/tcp* and the pids' descriptors.
     """
     inodes = {}
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -84,14 +98,7 @@ def accepted_by(socks, server_port, pids):
                 holder[os.readlink(f"/proc/{pid}/fd/{fd}")] = pid
             except OSError:
                 pass
-    result = []
-    for s in socks:
-        try:
-            port = s.getsockname()[1]
-        except OSError:
-            port = None
-        result.append(holder.get(inodes.get(port)))
-    return result
+    return [holder.get(inodes.get(port)) for port in ports]
 
 
 def socket_owner(sock, server_port, pids):
@@ -143,12 +150,32 @@ def flood(ctx, addr, sources, n):
     return [connect_from(ctx, sources[i % len(sources)], addr) for i in range(n)]
 
 
-def split_states(socks, settle=0.3):
-    """After settle seconds: (the sockets the server holds open, a Counter of how the others ended)."""
-    time.sleep(settle)
-    states = [peer_state(c) for c in socks]
-    return ([c for c, st in zip(socks, states) if st == "open"],
-            collections.Counter(st for st in states if st != "open"))
+def split_states(socks, settle=0.3, server=None, timeout=10):
+    """
+    (the sockets the server holds open, a Counter of how the others ended).
+    With server: once each socket has ended or is held by one of its
+    workers, the same twice in a row, however long a loaded machine takes
+    (a connection still in the listen queue looks open but is not held);
+    without: after settle seconds.
+    """
+    def states():
+        got = [peer_state(c) for c in socks]
+        open_ = [c for c, st in zip(socks, got) if st == "open"]
+        return got, None not in accepted_by(open_, server.port, server.workers())
+
+    if server is None:
+        time.sleep(settle)
+        got = [peer_state(c) for c in socks]
+    else:
+        last, deadline = None, time.monotonic() + timeout
+        while True:
+            got, settled = states()
+            if (settled and got == last) or time.monotonic() >= deadline:
+                break
+            last = got if settled else None
+            time.sleep(0.05)
+    return ([c for c, st in zip(socks, got) if st == "open"],
+            collections.Counter(st for st in got if st != "open"))
 
 
 def try_connect(addr):
