@@ -251,6 +251,25 @@ loop(void)
 		event_free(ev[i]);
 }
 
+/*
+ * The master's loop keeps time with the precise monotonic clock: libevent
+ * would take the coarse one (a few ms a tick), and a respawn announced
+ * "in 200 ms" could come a few ms sooner.
+ */
+static struct event_base *
+new_base(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *b;
+
+	if (ec == NULL)
+		return NULL;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+	b = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return b;
+}
+
 int
 master_run(struct config *cf, const struct options *opt)
 {
@@ -281,7 +300,7 @@ master_run(struct config *cf, const struct options *opt)
 		daemon_ready(0);
 		return 1;
 	}
-	if ((srv.base = event_base_new()) == NULL)
+	if ((srv.base = new_base()) == NULL)
 		fatalx("event_base_new failed");
 	metrics_init(srv.base, figures);
 	metrics_configure(cf);

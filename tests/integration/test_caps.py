@@ -117,7 +117,7 @@ def max_connections_per_ip_flood(ctx):
     check(len(held3) == 10 and sum(ended3.values()) == 2,
           f"12 connections from 127.0.0.3: {len(held3)} open, {dict(ended3)} closed")
     v6 = [ctx.connect((LOCAL6, port6)) for _ in range(4)]
-    held6, ended6 = split_states(v6, server=s)
+    held6, ended6 = split_states(v6, server=s, port=port6)
     check(len(held6) == 3 and sum(ended6.values()) == 1,
           f"4 connections from ::1 with max_connections_per_ip = 3: {len(held6)} open, "
           f"{dict(ended6)} closed")

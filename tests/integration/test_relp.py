@@ -76,7 +76,6 @@ def relp_session(ctx):
     check(r and r[0] == t and r[2].startswith(b"200 OK"), f"open, then a broken frame in the "
           f"same read: open was answered {r}")
     ended(c, "a frame with a bad length")
-    s.wait_for_log(r"closing: RELP: bad data length")
     # Transaction numbers go up: a repeat is answered 500, then the session ends.
     c = RelpClient(ctx, s.addr)
     c.open()

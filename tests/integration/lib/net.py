@@ -150,18 +150,18 @@ def flood(ctx, addr, sources, n):
     return [connect_from(ctx, sources[i % len(sources)], addr) for i in range(n)]
 
 
-def split_states(socks, settle=0.3, server=None, timeout=10):
+def split_states(socks, settle=0.3, server=None, port=None, timeout=10):
     """
     (the sockets the server holds open, a Counter of how the others ended).
     With server: once each socket has ended or is held by one of its
-    workers, the same twice in a row, however long a loaded machine takes
-    (a connection still in the listen queue looks open but is not held);
-    without: after settle seconds.
+    workers (on port, default server.port), the same twice in a row,
+    however long a loaded machine takes (a connection still in the listen
+    queue looks open but is not held); without: after settle seconds.
     """
     def states():
         got = [peer_state(c) for c in socks]
         open_ = [c for c, st in zip(socks, got) if st == "open"]
-        return got, None not in accepted_by(open_, server.port, server.workers())
+        return got, None not in accepted_by(open_, port or server.port, server.workers())
 
     if server is None:
         time.sleep(settle)
