@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "clock.h"
 #include "conn.h"
 #include "encode.h"
 #include "json.h"
@@ -52,7 +53,8 @@
 
 #define CONN_READ_BUF		65536
 #define CONN_READS_PER_WAKE	4
-#define CONN_LINGER_MS		1000	/* after our FIN at a drain's end: the client's last bytes */
+#define CONN_LINGER_MS		1000	/* after our FIN at a drain's end: the client's last bytes, */
+#define CONN_LINGER_QUIET_MS	200	/* ... or until it sends nothing for this long */
 
 /* The write path, for a connection that sends. */
 struct output {
@@ -66,6 +68,7 @@ struct conn {
 	int			 fd;
 	int			 closed;
 	int			 lingering;	/* our FIN is out: reading until the client's */
+	long			 linger_end_ms;	/* monotonic: closed then at the latest */
 	struct event		 ev;
 	struct event		 idle_ev;	/* idle_timeout */
 	struct event		 rec_ev;	/* record_timeout, while a record is open */
@@ -95,6 +98,7 @@ static char		 readbuf[CONN_READ_BUF];
 static struct log_limit	 framing_limit, idle_limit, record_limit, send_limit;
 
 static void	on_release(evutil_socket_t, short, void *);
+static void	arm_linger(struct conn *);
 static int	read_client(struct conn *, int to_the_end);
 
 /* libevent's common-timeout handle for a duration: one queue per duration. */
@@ -351,7 +355,9 @@ arm_timers(struct conn *c, uint64_t records_before)
 {
 	int open = c->h->in_record && c->h->in_record(c);
 
-	if (c->idle_tv && !c->lingering)	/* lingering, the timer is the linger's */
+	if (c->lingering)		/* the timer is the linger's: quiet again from now */
+		arm_linger(c);
+	else if (c->idle_tv)
 		event_add(&c->idle_ev, c->idle_tv);
 	if (!open)
 		event_del(&c->rec_ev);
@@ -493,29 +499,45 @@ on_linger_end(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Lingering, the next wait: until the client is quiet for a while, within the linger's end. */
+static void
+arm_linger(struct conn *c)
+{
+	long ms = c->linger_end_ms - clock_ms();
+	struct timeval tv;
+
+	if (ms > CONN_LINGER_QUIET_MS)
+		ms = CONN_LINGER_QUIET_MS;
+	if (ms < 0)
+		ms = 0;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(&c->idle_ev, &tv);
+}
+
 /*
  * The end of a drain: the connection closes gracefully, as nginx's
  * lingering close does.  Our side is shut (FIN): the client sees the end
  * of the stream and can connect again (to the next generation); what it
- * sent meanwhile is still read, for CONN_LINGER_MS at most, until it
- * closes too.  Closing at once would reset the connection (RST) when
- * bytes were still unread, and lose them.
+ * sent meanwhile is still read, until it closes too, or is quiet for
+ * CONN_LINGER_QUIET_MS, or CONN_LINGER_MS have passed.  Closing at once
+ * would reset the connection (RST) when bytes were still unread, and lose
+ * them.
  */
 static void
 linger(struct conn *c)
 {
-	struct timeval tv = { CONN_LINGER_MS / 1000, (CONN_LINGER_MS % 1000) * 1000 };
-
 	if (c->closed || c->lingering)
 		return;
 	c->lingering = 1;
+	c->linger_end_ms = clock_ms() + CONN_LINGER_MS;
 	if (shutdown(c->fd, SHUT_WR) == -1) {
 		conn_close(c, "shutdown_timeout");
 		return;
 	}
 	event_del(&c->idle_ev);
 	evtimer_assign(&c->idle_ev, proc.base, on_linger_end, c);
-	evtimer_add(&c->idle_ev, &tv);
+	arm_linger(c);
 }
 
 /* The drain's deadline: every connection ends gracefully (linger). */
