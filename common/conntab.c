@@ -15,6 +15,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -35,6 +37,10 @@ struct entry {
 	uint32_t	 hash;
 	uint32_t	 count;
 };
+
+/* An entry copied in pieces of 8 bytes or more moves its hash and count together. */
+_Static_assert(offsetof(struct entry, hash) % 8 == 0 &&
+    offsetof(struct entry, count) == offsetof(struct entry, hash) + 4, "hash and count apart");
 
 struct shared {
 	pthread_mutex_t	 lock;
@@ -167,44 +173,66 @@ total_of(const struct entry *k)
 }
 
 /*
+ * Whether e is an owner's entry that a dying process left whole: an entry
+ * it was moving may stand twice, or a slot may hold part of two entries
+ * (the hash, stored beside the count, then does not match the key).
+ */
+static int
+whole(const struct entry *e)
+{
+	return (e->kind == KIND_LISTENER || e->kind == KIND_ADDR) && e->owner < CT_MAX_OWNERS &&
+	    e->count > 0 && e->hash == hash(e);
+}
+
+/* Put k's count back into the table laid out anew: its own entry and its total. */
+static void
+put_back(const struct entry *k)
+{
+	struct entry t = total_of(k);
+	unsigned long i = find(k);
+
+	if (sh->e[i].kind != KIND_FREE)
+		return;		/* the second copy of a moved entry */
+	sh->e[i] = *k;
+	sh->used++;
+	if (k->kind == KIND_LISTENER)
+		sh->owner_conns[k->owner] += k->count;
+	i = find(&t);
+	if (sh->e[i].kind == KIND_FREE) {
+		sh->e[i] = t;
+		sh->used++;
+	}
+	sh->e[i].count += k->count;
+}
+
+/*
  * A process died holding the lock, perhaps between updating a total and
- * its owner's count.  The owners' counts are the truth: sum them again.
+ * its owner's count, perhaps in the middle of moving entries.  The owners'
+ * whole entries are the truth: lay the table out again from them and sum
+ * the totals anew.  Whatever the dead process was changing of its own is
+ * the master's to forget.
  */
 static void
 rebuild(void)
 {
-	struct entry t;
-	unsigned long j;
-	int again;
+	unsigned long n = 0, cap = sh->mask + 1;
+	unsigned long max = sh->used < cap ? sh->used + 1 : cap;	/* + a moved entry's copy */
+	struct entry *keep = malloc(max * sizeof(*keep));
 
-	memset(sh->owner_conns, 0, sizeof(sh->owner_conns));
-	for (unsigned long i = 0; i <= sh->mask; i++)
-		if (sh->e[i].kind != KIND_FREE && sh->e[i].owner == OWNER_ALL)
-			sh->e[i].count = 0;
-	for (unsigned long i = 0; i <= sh->mask; i++) {
-		struct entry *e = &sh->e[i];
-
-		if (e->kind == KIND_FREE || e->owner == OWNER_ALL)
+	for (unsigned long i = 0; i < cap; i++) {
+		if (sh->e[i].kind == KIND_FREE)
 			continue;
-		if (e->kind == KIND_LISTENER)
-			sh->owner_conns[e->owner] += e->count;
-		t = total_of(e);
-		j = find(&t);
-		if (sh->e[j].kind == KIND_FREE) {	/* its total was deleted first */
-			sh->e[j] = t;
-			sh->used++;
-		}
-		sh->e[j].count += e->count;
+		if (keep && n < max && whole(&sh->e[i]))
+			keep[n++] = sh->e[i];
+		sh->e[i].kind = KIND_FREE;
 	}
-	do {
-		again = 0;
-		for (unsigned long i = 0; i <= sh->mask; i++) {
-			if (sh->e[i].kind != KIND_FREE && sh->e[i].count == 0) {
-				delete_at(i);
-				again = 1;
-			}
-		}
-	} while (again);
+	sh->used = 0;
+	memset(sh->owner_conns, 0, sizeof(sh->owner_conns));
+	for (unsigned long k = 0; k < n && sh->used + 2 < cap; k++)
+		put_back(&keep[k]);
+	if (keep == NULL)
+		log_warnx("connection table: out of memory; every count starts again from zero");
+	free(keep);
 }
 
 static void

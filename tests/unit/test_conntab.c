@@ -296,8 +296,8 @@ START_TEST(killed_owner)
 	/* made here: the child must not ck_assert (Check's channel is the parent's) */
 	memcpy(&a1, test_sockaddr("10.0.0.1"), sizeof(a1));
 	memcpy(&a2, test_sockaddr("10.0.0.2"), sizeof(a2));
-	for (int round = 0; round < 20; round++) {
-		struct timespec ts = { 0, (1 + round % 5) * 1000000L };
+	for (int round = 0; round < 200; round++) {
+		struct timespec ts = { 0, (1 + round % 10) * 100000L };
 		pid_t pid = fork();
 
 		ck_assert_int_ne(pid, -1);
@@ -317,6 +317,7 @@ START_TEST(killed_owner)
 		ck_assert_int_eq(count_of(0, NULL), 3);
 		ck_assert_int_eq(count_of(0, "10.0.0.1"), 3);
 		ck_assert_int_eq(count_of(0, "10.0.0.2"), 0);
+		ck_assert_uint_eq(ct_used(), 4);	/* mine and their totals, once each */
 	}
 	for (int i = 0; i < 3; i++)
 		ct_release(0, &mine[i]);
