@@ -60,9 +60,9 @@ def max_connections_flood(ctx):
           "in well under a second, expected one (two across a second boundary)")
     # Room for exactly one more after one closes; and the other listener is open.
     gone = held.pop()
-    port = gone.getsockname()[1]
+    end = gone.getsockname()[:2]
     gone.close()
-    check(wait_until(lambda: held_by([port], s.port, pids) == [None], 10),
+    check(wait_until(lambda: held_by([end], s.port, pids) == [None], 10),
           "the worker still holds a connection its client closed 10 s ago")
     late = flood(ctx, s.addr, ["127.0.0.6"], 2)
     now_held, late_ended = split_states(late, server=s)

@@ -8,6 +8,7 @@ import collections
 import os
 import re
 import socket
+import struct
 import subprocess
 import time
 import urllib.error
@@ -60,20 +61,31 @@ def accepted_by(socks, server_port, pids):
     For each client socket of socks, the pid among pids that accepted it
     (holds the server's end of the connection), or None if nobody has yet.
     """
-    ports = []
+    ends = []
     for s in socks:
         try:
-            ports.append(s.getsockname()[1])
+            ends.append(s.getsockname()[:2])
         except OSError:
-            ports.append(None)
-    return held_by(ports, server_port, pids)
+            ends.append(None)
+    return held_by(ends, server_port, pids)
 
 
-def held_by(ports, server_port, pids):
+def _proc_addr(text):
+    """("127.0.0.2", 40000) from /proc/net/tcp*'s "0200007F:9C40" (words in host order)."""
+    hexaddr, hexport = text.rsplit(":", 1)
+    raw = b"".join(struct.pack("=I", int(hexaddr[i:i + 8], 16)) for i in range(0, len(hexaddr), 8))
+    if len(raw) == 16 and raw.startswith(b"\0" * 10 + b"\xff\xff"):
+        raw = raw[12:]
+    host = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+    return host, int(hexport, 16)
+
+
+def held_by(ends, server_port, pids):
     """
-    For each client port of ports, the pid among pids that holds the
-    server's end of its connection to server_port, or None.  One pass over
-    /proc/net/tcp* and the pids' descriptors.
+    For each client end (address, port) of ends, the pid among pids that
+    holds the server's end of its connection to server_port, or None.  The
+    address matters: clients bound to different source addresses may get
+    the same port.  One pass over /proc/net/tcp* and the pids' descriptors.
     """
     inodes = {}
     for name in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -86,7 +98,7 @@ def held_by(ports, server_port, pids):
         for row in rows:
             f = row.split(None, 10)
             if f[1].endswith(suffix) and f[9] != "0":
-                inodes[int(f[2].rsplit(":", 1)[1], 16)] = f"socket:[{f[9]}]"
+                inodes[_proc_addr(f[2])] = f"socket:[{f[9]}]"
     holder = {}
     for pid in pids:
         try:
@@ -98,7 +110,7 @@ def held_by(ports, server_port, pids):
                 holder[os.readlink(f"/proc/{pid}/fd/{fd}")] = pid
             except OSError:
                 pass
-    return [holder.get(inodes.get(port)) for port in ports]
+    return [holder.get(inodes.get(end)) if end else None for end in ends]
 
 
 def socket_owner(sock, server_port, pids):
