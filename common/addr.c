@@ -2,7 +2,9 @@
  * addr: parse the listen address forms of the config, print socket addresses.
  *
  * "*:PORT" means every IPv4 address, as in nginx; "[::]:PORT" every IPv6
- * address (the socket is IPV6_V6ONLY so that both may be configured).
+ * address (the socket is IPV6_V6ONLY so that both may be configured).  A
+ * prefix names the transport: "tcp://" (the default), "udp://", "unix:"
+ * (the default for a path) and "unixgram:".
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include "addr.h"
@@ -87,7 +90,8 @@ parse_inet(const char *text, struct addr *a, const char **why)
 	size_t n;
 
 	if (colon == NULL) {
-		*why = "expected IPv4:port, [IPv6]:port, *:port or an absolute unix socket path";
+		*why = "expected IPv4:port, [IPv6]:port, *:port or an absolute unix socket path "
+		    "(after udp:// or unixgram: for datagrams)";
 		return -1;
 	}
 	n = colon - text;
@@ -114,21 +118,65 @@ parse_inet(const char *text, struct addr *a, const char **why)
 	return 0;
 }
 
+/* text without its transport prefix, and the socket type that prefix names. */
+static const char *
+transport(const char *text, int *type)
+{
+	static const struct { const char *prefix; int type; } known[] = {
+		{ "tcp://", SOCK_STREAM }, { "udp://", SOCK_DGRAM },
+		{ "unix:", SOCK_STREAM }, { "unixgram:", SOCK_DGRAM },
+	};
+
+	*type = SOCK_STREAM;
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+		size_t n = strlen(known[i].prefix);
+
+		if (strncmp(text, known[i].prefix, n) == 0) {
+			*type = known[i].type;
+			return text + n;
+		}
+	}
+	return text;
+}
+
 int
 addr_parse(const char *text, struct addr *a, const char **why)
 {
+	const char *rest;
+	int unix_only, inet_only;
+
 	memset(a, 0, sizeof(*a));
-	if (text[0] == '/')
-		return parse_unix(text, a, why);
-	if (text[0] == '[')
-		return parse_inet6(text, a, why);
-	return parse_inet(text, a, why);
+	rest = transport(text, &a->type);
+	unix_only = strncmp(text, "unix", 4) == 0;
+	inet_only = rest != text && !unix_only;
+	if (rest[0] == '/' && !inet_only)
+		return parse_unix(rest, a, why);
+	if (unix_only) {
+		*why = "expected an absolute unix socket path after unix: or unixgram:";
+		return -1;
+	}
+	if (rest[0] == '[')
+		return parse_inet6(rest, a, why);
+	return parse_inet(rest, a, why);
+}
+
+/* An address for a byte stream: what connects or is connected to, never udp:// or unixgram:. */
+int
+addr_parse_stream(const char *text, struct addr *a, const char **why)
+{
+	if (addr_parse(text, a, why) == -1)
+		return -1;
+	if (a->type != SOCK_STREAM) {
+		*why = "only listeners take datagrams; this needs a TCP address or a unix stream socket";
+		return -1;
+	}
+	return 0;
 }
 
 int
 addr_equal(const struct addr *a, const struct addr *b)
 {
-	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+	return a->type == b->type && a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
 char *

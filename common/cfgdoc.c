@@ -214,7 +214,11 @@ conf(void)
 	conf_scope(CS_LOG, "\t");
 	printf("};\n\nstats = {\n");
 	conf_scope(CS_STATS, "\t");
-	printf("};\n\n# One group per listening socket.\nlisteners = (\n\t{\n");
+	printf("};\n\n# One group per listening socket.  Syslog over UDP (RFC 5426) and the\n"
+	    "# local socket of syslog(3) are datagram listeners, for example:\n"
+	    "#\t{ name = \"udp\"; listen = \"udp://0.0.0.0:514\"; recv_buffer = \"8M\"; },\n"
+	    "#\t{ name = \"local\"; listen = \"unixgram:/run/systemd/journal/syslog\"; }\n"
+	    "listeners = (\n\t{\n");
 	conf_scope(CS_LISTENER, "\t\t");
 	printf("\t}\n);\n\n# One group per destination of events.\nsinks = (\n\t{\n");
 	conf_scope(CS_SINK, "\t\t");

@@ -90,3 +90,28 @@ cidr_match(const struct cidr *c, const struct sockaddr *sa)
 		return 0;
 	return rest == 0 || ((a[full] ^ c->addr[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
 }
+
+static int
+listed(const struct cidr *v, int n, const struct sockaddr *sa)
+{
+	for (int i = 0; i < n; i++)
+		if (cidr_match(&v[i], sa))
+			return 1;
+	return 0;
+}
+
+/*
+ * Whether an allow and a deny list let sa in: deny wins, an empty allow
+ * list allows every address, and what is not IPv4 or IPv6 (a unix peer)
+ * passes.
+ */
+int
+cidr_permitted(const struct cidr *allow, int nallow, const struct cidr *deny, int ndeny,
+    const struct sockaddr *sa)
+{
+	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+		return 1;
+	if (listed(deny, ndeny, sa))
+		return 0;
+	return nallow == 0 || listed(allow, nallow, sa);
+}

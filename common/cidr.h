@@ -16,5 +16,7 @@ struct cidr {
 
 int	 cidr_parse(const char *text, struct cidr *, const char **why);
 int	 cidr_match(const struct cidr *, const struct sockaddr *);
+int	 cidr_permitted(const struct cidr *allow, int nallow, const struct cidr *deny, int ndeny,
+	    const struct sockaddr *);
 
 #endif

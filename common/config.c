@@ -60,8 +60,14 @@ const struct cfg_setting cfg_settings[] = {
 	  "Name of the listener in log messages; empty means the listen address. "
 	  "Names are unique." },
 	{ "listen", CS_LISTENER, CT_LISTEN, NULL, 0, 0, NULL, 1, L(listen),
-	  "Required. \"IPv4:port\", \"[IPv6]:port\", \"*:port\" (every IPv4 address) "
-	  "or an absolute unix socket path." },
+	  "Required. TCP: \"IPv4:port\", \"[IPv6]:port\", \"*:port\" (every IPv4 "
+	  "address), optionally after \"tcp://\"; a unix stream socket: an absolute path, "
+	  "optionally after \"unix:\". Datagrams: \"udp://IPv4:port\", \"udp://[IPv6]:port\" "
+	  "(RFC 5426 syslog over UDP: one SO_REUSEPORT socket per worker), or "
+	  "\"unixgram:/path\" (a local datagram socket such as /dev/log, read by every "
+	  "worker). A datagram is one record (several if it holds LF-separated lines); "
+	  "framing, protocol, proxy_protocol, the connection caps and the timeouts do not "
+	  "apply to datagrams." },
 	{ "backlog", CS_LISTENER, CT_INT, "4096", 1, 65535, NULL, 1, L(backlog),
 	  "Length of the kernel's queue of connections not yet accepted "
 	  "(capped by net.core.somaxconn)." },
@@ -128,12 +134,30 @@ const struct cfg_setting cfg_settings[] = {
 	  "a host usually holds a whole /64, so counting single addresses would not cap it." },
 	{ "allow", CS_LISTENER, CT_NAMES, "", 0, 0, NULL, 1, L(allow),
 	  "IPv4 and IPv6 addresses or CIDR blocks, e.g. [ \"10.0.0.0/8\", \"::1\" ], that "
-	  "may connect; empty: every address not denied. Does not apply to unix sockets." },
+	  "may connect; empty: every address not denied. Does not apply to unix sockets. "
+	  "On a UDP listener, checked for every datagram: one refused is dropped and counted "
+	  "(ingestd_datagrams_refused_total). UDP source addresses are easily forged, so on "
+	  "UDP this keeps out mistakes and noise, not an attacker." },
 	{ "deny", CS_LISTENER, CT_NAMES, "", 0, 0, NULL, 1, L(deny),
 	  "Addresses or CIDR blocks whose connections are closed as soon as they are "
 	  "accepted, before anything is read; deny wins over allow. With proxy_protocol, "
 	  "allow and deny apply to the address that connects (the load balancer), not to "
 	  "the client named in the PROXY header: list the balancers in allow." },
+	{ "recv_buffer", CS_LISTENER, CT_SIZE, "4M", 4 * KIB, 1 * GIB, NULL, 1, L(recv_buffer),
+	  "Datagram listeners: the kernel's receive buffer of each socket (SO_RCVBUF; "
+	  "SO_RCVBUFFORCE when the master runs as root, so net.core.rmem_max does not cap "
+	  "it). It holds the datagrams that arrive while the workers are busy; what does "
+	  "not fit is dropped by the kernel, counted in "
+	  "ingestd_listener_datagrams_dropped_total and logged. Not used by stream listeners." },
+	{ "socket_user", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(socket_user),
+	  "Unix socket listeners (stream and datagram): the owner of the socket file. "
+	  "Empty: the master's user." },
+	{ "socket_group", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(socket_group),
+	  "Unix socket listeners: the group of the socket file. Empty: the master's group." },
+	{ "socket_mode", CS_LISTENER, CT_STRING, "0666", 0, 0, NULL, 1, L(socket_mode),
+	  "Unix socket listeners: the permissions of the socket file, in octal; who may "
+	  "send needs write permission. \"0666\" (as systemd's SocketMode=) lets every "
+	  "local program log, as /dev/log must." },
 	{ "name", CS_SINK, CT_STRING, NULL, 0, 0, NULL, 1, S(name),
 	  "Required. Name of the sink, used in listeners' sinks and in log messages. "
 	  "Names are unique." },
@@ -235,6 +259,16 @@ fail(struct ctx *c, const config_setting_t *where, const char *setting, const ch
 	else
 		snprintf(c->err, c->errlen, "%s: %s: %s", file, setting, why);
 	return -1;
+}
+
+/* A setting that is valid but does nothing here: said once, where it is, and loading goes on. */
+static void
+warn_at(struct ctx *c, const config_setting_t *where, const char *setting, const char *why)
+{
+	const char *file = where ? config_setting_source_file(where) : NULL;
+	int line = where ? config_setting_source_line(where) : 0;
+
+	log_warnx("%s:%d: %s: %s", file ? file : c->file, line, setting, why);
 }
 
 static int
@@ -719,8 +753,8 @@ resolve_upstreams(struct ctx *c, struct config *cf, const config_setting_t *sink
 		if ((s->upstream_v = calloc(s->upstreams.n, sizeof(*s->upstream_v))) == NULL)
 			fatal("calloc");
 		for (s->nupstreams = 0; s->nupstreams < s->upstreams.n; s->nupstreams++)
-			if (addr_parse(s->upstreams.v[s->nupstreams], &s->upstream_v[s->nupstreams],
-			    &why) == -1)
+			if (addr_parse_stream(s->upstreams.v[s->nupstreams],
+			    &s->upstream_v[s->nupstreams], &why) == -1)
 				return fail(c, config_setting_get_member(g, "upstreams"), name,
 				    "\"%s\": %s", s->upstreams.v[s->nupstreams], why);
 	}
@@ -762,13 +796,95 @@ resolve_acls(struct ctx *c, struct config *cf, const config_setting_t *list)
 	return 0;
 }
 
+/* Connection settings set on a datagram listener: said, and ignored. */
+static void
+warn_unused(struct ctx *c, const config_setting_t *g, int i)
+{
+	static const char *const conn_only[] = {
+		"backlog", "accept_mode", "framing", "idle_timeout", "record_timeout",
+		"send_timeout", "max_connections", "max_connections_per_ip", "ipv6_prefix",
+	};
+	char name[64];
+
+	for (size_t k = 0; k < sizeof(conn_only) / sizeof(conn_only[0]); k++) {
+		const config_setting_t *v = config_setting_get_member(g, conn_only[k]);
+
+		if (v == NULL)
+			continue;
+		snprintf(name, sizeof(name), "listeners[%d].%s", i, conn_only[k]);
+		warn_at(c, v, name, "does not apply to a datagram listener; ignored");
+	}
+}
+
+/* A unix socket's owner, group and mode, resolved; -1 where they stay as bind(2) made them. */
 static int
-check_listeners(struct ctx *c, const struct config *cf, const config_setting_t *list)
+socket_identity(struct ctx *c, struct listener_cfg *l, const config_setting_t *g, int i)
+{
+	struct passwd *pw;
+	struct group *gr;
+	char name[64], *end;
+	long mode;
+
+	l->socket_uid = l->socket_gid = -1;
+	snprintf(name, sizeof(name), "listeners[%d].socket_user", i);
+	if (l->socket_user[0] && (pw = getpwnam(l->socket_user)) == NULL)
+		return fail(c, config_setting_get_member(g, "socket_user"), name,
+		    "no such user \"%s\"", l->socket_user);
+	if (l->socket_user[0])
+		l->socket_uid = (int)pw->pw_uid;
+	snprintf(name, sizeof(name), "listeners[%d].socket_group", i);
+	if (l->socket_group[0] && (gr = getgrnam(l->socket_group)) == NULL)
+		return fail(c, config_setting_get_member(g, "socket_group"), name,
+		    "no such group \"%s\"", l->socket_group);
+	if (l->socket_group[0])
+		l->socket_gid = (int)gr->gr_gid;
+	snprintf(name, sizeof(name), "listeners[%d].socket_mode", i);
+	mode = strtol(l->socket_mode, &end, 8);
+	if (l->socket_mode[0] == '\0' || *end != '\0' || mode < 0 || mode > 0777)
+		return fail(c, config_setting_get_member(g, "socket_mode"), name,
+		    "\"%s\" is not a mode from 0 to 0777 in octal", l->socket_mode);
+	l->socket_perm = (int)mode;
+	return 0;
+}
+
+/*
+ * What a listener's transport allows: RELP and PROXY headers need a
+ * stream; a UDP listener has a socket per worker (reuseport), a unixgram
+ * one one socket that every worker reads.
+ */
+static int
+check_transport(struct ctx *c, struct listener_cfg *l, const config_setting_t *g, int i)
+{
+	char name[64];
+
+	l->datagram = l->listen.addr.type == SOCK_DGRAM;
+	if (socket_identity(c, l, g, i) == -1)
+		return -1;
+	if (!l->datagram)
+		return 0;
+	snprintf(name, sizeof(name), "listeners[%d].protocol", i);
+	if (l->protocol != PROTO_TCP)
+		return fail(c, config_setting_get_member(g, "protocol"), name,
+		    "RELP needs a stream; %s is a datagram listener", l->listen.text);
+	snprintf(name, sizeof(name), "listeners[%d].proxy_protocol", i);
+	if (l->proxy_protocol)
+		return fail(c, config_setting_get_member(g, "proxy_protocol"), name,
+		    "PROXY headers come on streams; %s is a datagram listener", l->listen.text);
+	warn_unused(c, g, i);
+	l->accept_mode = l->listen.addr.ss.ss_family == AF_UNIX ? ACCEPT_SHARED : ACCEPT_REUSEPORT;
+	return 0;
+}
+
+static int
+check_listeners(struct ctx *c, struct config *cf, const config_setting_t *list)
 {
 	for (int i = 0; i < cf->nlisteners; i++) {
-		const struct listener_cfg *a = &cf->listeners[i];
+		struct listener_cfg *a = &cf->listeners[i];
 		const config_setting_t *g = config_setting_get_elem(list, i);
 		char name[64];
+
+		if (check_transport(c, a, g, i) == -1)
+			return -1;
 
 		if (a->accept_mode == ACCEPT_REUSEPORT && a->listen.addr.ss.ss_family == AF_UNIX) {
 			snprintf(name, sizeof(name), "listeners[%d].accept_mode", i);
@@ -914,7 +1030,8 @@ check_stats(struct ctx *c, struct config *cf, config_setting_t *stats)
 {
 	const char *why;
 
-	if (cf->stats_listen[0] == '\0' || addr_parse(cf->stats_listen, &cf->stats_addr, &why) == 0)
+	if (cf->stats_listen[0] == '\0' ||
+	    addr_parse_stream(cf->stats_listen, &cf->stats_addr, &why) == 0)
 		return 0;
 	return fail(c, config_setting_get_member(stats, "listen"), "stats.listen", "\"%s\": %s",
 	    cf->stats_listen, why);

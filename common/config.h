@@ -91,6 +91,11 @@ struct listener_cfg {
 	struct cfg_names allow, deny;
 	struct cidr	*allow_v, *deny_v;		/* resolved from allow, deny */
 	int		 nallow, ndeny;
+	long		 recv_buffer;
+	char		*socket_user, *socket_group, *socket_mode;
+	int		 socket_uid, socket_gid;	/* resolved; -1: leave it */
+	int		 socket_perm;			/* resolved from socket_mode */
+	int		 datagram;			/* resolved: udp:// or unixgram: */
 };
 
 struct sink_cfg {

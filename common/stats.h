@@ -80,11 +80,24 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	    "connections.closed.framing_error", NULL, STAT_LINE_CLOSED,		\
 	    ", %llu for framing errors")
 
-/* What each listener received (metrics labelled listener="name", /stats under "listeners"). */
+/*
+ * What each listener received (metrics labelled listener="name", /stats under
+ * "listeners").  kernel_drops is the kernel's count, which the master fills
+ * in when it serves the figures; workers leave it at 0.
+ */
 #define STATS_LISTENER(X)							\
 	X(records, "records_total", NULL, "records", "Records received, by listener.", \
 	    STAT_LINE_NONE, NULL)							\
 	X(bytes, "bytes_total", NULL, "bytes", "Bytes received, by listener.",	\
+	    STAT_LINE_NONE, NULL)							\
+	X(datagrams, "datagrams_total", NULL, "datagrams",			\
+	    "Datagrams received, by listener (udp:// and unixgram: listeners).",	\
+	    STAT_LINE_NONE, NULL)							\
+	X(datagrams_refused, "datagrams_refused_total", NULL, "datagrams_refused", \
+	    "Datagrams dropped by allow/deny, by listener.", STAT_LINE_NONE, NULL)	\
+	X(kernel_drops, "datagrams_dropped_total", NULL, "datagrams_dropped",	\
+	    "Datagrams the kernel dropped because a socket's receive buffer was full, " \
+	    "by listener (UDP; the master reads them from /proc/net/udp).",	\
 	    STAT_LINE_NONE, NULL)
 
 /* What each sink did (labelled sink="name", /stats under "sinks", its own exit line). */

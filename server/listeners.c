@@ -7,7 +7,10 @@
  */
 #include <errno.h>
 #include <event2/util.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "listeners.h"
 #include "log.h"
 
@@ -23,6 +27,10 @@ struct lsock {
 	char		*text;
 	int		 mode;
 	int		 backlog;
+	long		 recv_buffer;	/* datagram sockets */
+	int		 uid, gid, perm;	/* unix sockets: owner (-1: as bound), mode */
+	uint64_t	 drops_logged;	/* UDP: the kernel's count of drops, as last logged */
+	int		 drops_watched;
 	int		 id;		/* in the connection table; unique among live sockets */
 	int		 fresh;		/* bound by the lsn_open() in progress */
 	int		 inherited;	/* a socket came from systemd or an old master */
@@ -36,6 +44,7 @@ static struct lsock *socks;
 /* Listening sockets handed over at start, until a listener takes them. */
 static struct inherited {
 	int		 fd;
+	int		 type;		/* SOCK_STREAM or SOCK_DGRAM */
 	struct sockaddr_storage ss;
 	socklen_t	 len;
 } *inh;
@@ -70,7 +79,7 @@ lsn_clear_unix_path(const struct addr *a, const char *text)
 		    S_ISLNK(st.st_mode) ? " (a symbolic link)" : "");
 		return -1;
 	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+	if ((fd = socket(AF_UNIX, a->type | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
 	live = connect(fd, (const struct sockaddr *)sun, a->len) == 0;
 	close(fd);
@@ -81,14 +90,86 @@ lsn_clear_unix_path(const struct addr *a, const char *text)
 	return unlink(sun->sun_path);
 }
 
+/*
+ * A datagram socket's receive buffer: forced past net.core.rmem_max when
+ * the master may (root), else as large as the kernel allows, and said so.
+ */
+static void
+set_recv_buffer(int fd, const struct lsock *ls)
+{
+	int want = (int)ls->recv_buffer, got = 0;
+	socklen_t len = sizeof(got);
+
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) == 0)
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)) == -1) {
+		log_warn("listen %s: SO_RCVBUF", ls->text);
+		return;
+	}
+	/* The kernel doubles what it grants, for its own bookkeeping. */
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &len) == 0 && got / 2 < want)
+		log_notice("listen %s: recv_buffer is %d bytes, not %d: net.core.rmem_max caps "
+		    "it for a master that is not root", ls->text, got / 2, want);
+}
+
+/*
+ * A unix socket is created with its mode (bind(2) applies the umask, so no
+ * one can connect before the mode is right) and then given its owner,
+ * without following a symbolic link planted in its place.
+ */
+static int
+set_owner(const struct lsock *ls, const char *path)
+{
+	if ((ls->uid != -1 || ls->gid != -1) &&
+	    fchownat(AT_FDCWD, path, (uid_t)ls->uid, (gid_t)ls->gid, AT_SYMLINK_NOFOLLOW) == -1) {
+		log_warn("listen %s: cannot give the socket its socket_user and socket_group",
+		    ls->text);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+bind_unix(int fd, const struct lsock *ls)
+{
+	const char *path = ((const struct sockaddr_un *)&ls->addr.ss)->sun_path;
+	mode_t old = umask(~(mode_t)ls->perm & 0777);
+	int rc = bind(fd, (const struct sockaddr *)&ls->addr.ss, ls->addr.len);
+
+	umask(old);
+	if (rc == -1)
+		return -1;
+	if (set_owner(ls, path) == -1) {
+		unlink(path);
+		return -1;
+	}
+	return 0;
+}
+
+/* A reload changed a kept unix socket's owner or mode: the file gets them, never through a link. */
+static void
+update_unix(struct lsock *ls, const struct listener_cfg *l)
+{
+	const char *path = ((const struct sockaddr_un *)&ls->addr.ss)->sun_path;
+
+	if (ls->uid == l->socket_uid && ls->gid == l->socket_gid && ls->perm == l->socket_perm)
+		return;
+	ls->uid = l->socket_uid;
+	ls->gid = l->socket_gid;
+	ls->perm = l->socket_perm;
+	set_owner(ls, path);
+	if (fchmodat(AT_FDCWD, path, (mode_t)ls->perm, AT_SYMLINK_NOFOLLOW) == -1)
+		log_warn("listen %s: cannot give the socket its socket_mode", ls->text);
+}
+
 static int
 bind_one(const struct lsock *ls)
 {
-	int fam = ls->addr.ss.ss_family, on = 1, fd;
+	int fam = ls->addr.ss.ss_family, type = ls->addr.type, on = 1, fd;
 
 	if (fam == AF_UNIX && lsn_clear_unix_path(&ls->addr, ls->text) == -1)
 		return -1;
-	if ((fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+	if ((fd = socket(fam, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
 		log_warn("listen %s: socket", ls->text);
 		return -1;
 	}
@@ -99,8 +180,16 @@ bind_one(const struct lsock *ls)
 	if (ls->mode == ACCEPT_REUSEPORT &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1)
 		goto fail;
-	if (bind(fd, (const struct sockaddr *)&ls->addr.ss, ls->addr.len) == -1 ||
-	    listen(fd, ls->backlog) == -1)
+	if (type == SOCK_DGRAM)
+		set_recv_buffer(fd, ls);
+	/* unixgram: the sender's pid, uid and gid come with each datagram */
+	if (type == SOCK_DGRAM && fam == AF_UNIX &&
+	    setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) == -1)
+		goto fail;
+	if (fam == AF_UNIX ? bind_unix(fd, ls) == -1 :
+	    bind(fd, (const struct sockaddr *)&ls->addr.ss, ls->addr.len) == -1)
+		goto fail;
+	if (type == SOCK_STREAM && listen(fd, ls->backlog) == -1)
 		goto fail;
 	return fd;
 fail:
@@ -156,6 +245,10 @@ new_sock(const struct listener_cfg *l)
 	ls->addr = l->listen.addr;
 	ls->mode = l->accept_mode;
 	ls->backlog = l->backlog;
+	ls->recv_buffer = l->recv_buffer;
+	ls->uid = l->socket_uid;
+	ls->gid = l->socket_gid;
+	ls->perm = l->socket_perm;
 	ls->fresh = 1;
 	for (int i = 0; i < CFG_MAX_WORKERS; i++)
 		ls->fds[i] = -1;
@@ -164,13 +257,13 @@ new_sock(const struct listener_cfg *l)
 	return ls;
 }
 
-/* Whether a socket bound to sa is the one a listener configured as a wants. */
+/* Whether a socket of type bound to sa is the one a listener configured as a wants. */
 static int
-same_address(const struct addr *a, const struct sockaddr_storage *sa)
+same_address(const struct addr *a, int type, const struct sockaddr_storage *sa)
 {
 	const struct sockaddr_storage *b = &a->ss;
 
-	if (a->ss.ss_family != sa->ss_family)
+	if (a->ss.ss_family != sa->ss_family || a->type != type)
 		return 0;
 	switch (sa->ss_family) {
 	case AF_INET: {
@@ -193,16 +286,19 @@ same_address(const struct addr *a, const struct sockaddr_storage *sa)
 
 /*
  * Keep fd, a listening socket handed over at start, for the listener with
- * its address.  Returns -1 when fd is not a listening stream socket.
+ * its address.  Returns -1 when fd is neither a listening stream socket nor
+ * a bound datagram socket.
  */
 int
 lsn_inherit(int fd)
 {
 	struct inherited *p, *e;
-	int on = 0;
-	socklen_t olen = sizeof(on);
+	int on = 0, type = 0;
+	socklen_t olen = sizeof(on), tlen = sizeof(type);
 
-	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) == -1 || !on) {
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == -1 ||
+	    (type != SOCK_DGRAM && (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &olen) == -1 ||
+	    !on))) {
 		log_warnx("inherited descriptor %d is not a listening socket; closed", fd);
 		close(fd);
 		return -1;
@@ -220,6 +316,7 @@ lsn_inherit(int fd)
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
 	e->fd = fd;
+	e->type = type;
 	ninh++;
 	return 0;
 }
@@ -229,7 +326,7 @@ static int
 take_inherited(const struct lsock *ls)
 {
 	for (int i = 0; i < ninh; i++) {
-		if (same_address(&ls->addr, &inh[i].ss)) {
+		if (same_address(&ls->addr, inh[i].type, &inh[i].ss)) {
 			int fd = inh[i].fd;
 
 			/* in order: a reuseport listener's sockets keep their worker numbers */
@@ -266,6 +363,13 @@ ensure_fd(struct lsock *ls, int id)
 
 	if (ls->fds[slot] == -1 && (ls->fds[slot] = take_inherited(ls)) != -1)
 		ls->inherited = 1;
+	/*
+	 * systemd hands over one UDP socket, without SO_REUSEPORT: the
+	 * workers share it (any of them may read a datagram).
+	 */
+	if (ls->fds[slot] == -1 && ls->inherited && ls->addr.type == SOCK_DGRAM &&
+	    ls->fds[0] != -1 && (ls->fds[slot] = fcntl(ls->fds[0], F_DUPFD_CLOEXEC, 0)) == -1)
+		log_warn("listen %s: F_DUPFD_CLOEXEC", ls->text);
 	if (ls->fds[slot] == -1 && (ls->fds[slot] = bind_one(ls)) == -1)
 		return -1;
 	if (slot >= ls->nfds)
@@ -273,16 +377,30 @@ ensure_fd(struct lsock *ls, int id)
 	return ls->fds[slot];
 }
 
-/* A changed backlog applies to a kept socket by calling listen() again. */
+/*
+ * A changed backlog applies to a kept stream socket by calling listen()
+ * again; a changed recv_buffer to a datagram socket at once; a unix
+ * socket's owner and mode to its file.
+ */
 static void
-update_backlog(struct lsock *ls, int backlog)
+update_options(struct lsock *ls, const struct listener_cfg *l)
 {
-	if (ls->backlog == backlog)
+	int dgram = ls->addr.type == SOCK_DGRAM;
+
+	if (ls->addr.ss.ss_family == AF_UNIX)
+		update_unix(ls, l);
+	if (dgram ? ls->recv_buffer == l->recv_buffer : ls->backlog == l->backlog)
 		return;
-	ls->backlog = backlog;
-	for (int i = 0; i < ls->nfds; i++)
-		if (ls->fds[i] != -1 && listen(ls->fds[i], backlog) == -1)
+	ls->backlog = l->backlog;
+	ls->recv_buffer = l->recv_buffer;
+	for (int i = 0; i < ls->nfds; i++) {
+		if (ls->fds[i] == -1)
+			continue;
+		if (dgram)
+			set_recv_buffer(ls->fds[i], ls);
+		else if (listen(ls->fds[i], ls->backlog) == -1)
 			log_warn("listen %s: cannot change backlog", ls->text);
+	}
 }
 
 static void
@@ -328,7 +446,7 @@ lsn_open(const struct config *cf, int nworkers)
 		struct lsock *ls = find(&l->listen.addr, l->accept_mode);
 
 		ls->fresh = 0;
-		update_backlog(ls, l->backlog);
+		update_options(ls, l);
 	}
 	return 0;
 }
@@ -340,6 +458,89 @@ lsn_id(const struct listener_cfg *l)
 	struct lsock *ls = find(&l->listen.addr, l->accept_mode);
 
 	return ls ? ls->id : -1;
+}
+
+/* Each line of /proc/net/udp*: "sl local rem st tx:rx tr:when retr uid timeout inode ref ptr drops". */
+static uint64_t
+drops_in(const char *table, const ino_t *inodes, int n)
+{
+	unsigned long long drops, sum = 0;
+	unsigned long inode;
+	char line[512];
+	FILE *fp;
+
+	if ((fp = fopen(table, "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), fp))
+		if (sscanf(line, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %lu %*s %*s %llu",
+		    &inode, &drops) == 2)
+			for (int i = 0; i < n; i++)
+				if (inodes[i] == (ino_t)inode)
+					sum += drops;
+	fclose(fp);
+	return sum;
+}
+
+/*
+ * Datagrams the kernel dropped on a UDP listener's sockets because their
+ * receive buffers were full, since the sockets were bound (the kernel
+ * keeps the count per socket; these sockets live across reloads).
+ */
+static uint64_t
+sock_drops(const struct lsock *ls)
+{
+	ino_t inodes[CFG_MAX_WORKERS];
+	struct stat st;
+	int n = 0;
+
+	if (ls->addr.type != SOCK_DGRAM || ls->addr.ss.ss_family == AF_UNIX)
+		return 0;	/* unix datagram senders wait instead */
+	for (int i = 0; i < ls->nfds; i++) {
+		int known = 0;
+
+		if (ls->fds[i] == -1 || fstat(ls->fds[i], &st) == -1)
+			continue;
+		for (int k = 0; k < n; k++)
+			known |= inodes[k] == st.st_ino;	/* one inherited socket, shared */
+		if (!known)
+			inodes[n++] = st.st_ino;
+	}
+	return drops_in(ls->addr.ss.ss_family == AF_INET6 ? "/proc/net/udp6" : "/proc/net/udp",
+	    inodes, n);
+}
+
+uint64_t
+lsn_drops(const struct listener_cfg *l)
+{
+	const struct lsock *ls = find(&l->listen.addr, l->accept_mode);
+
+	return ls ? sock_drops(ls) : 0;
+}
+
+/*
+ * Called often: once a second, log what the kernel dropped on each UDP
+ * socket since the last look, so that a loss is never silent.
+ */
+void
+lsn_watch_drops(void)
+{
+	static long next_ms;
+	long now = clock_ms();
+
+	if (now < next_ms)
+		return;
+	next_ms = now + 1000;
+	for (struct lsock *ls = socks; ls; ls = ls->next) {
+		uint64_t d = sock_drops(ls);
+
+		/* a socket handed over by an old master: its drops were that one's to log */
+		if (d > ls->drops_logged && (ls->drops_watched || !ls->inherited))
+			log_warnx("listen %s: the kernel dropped %llu datagrams in the last second: "
+			    "the receive buffer was full (raise recv_buffer, or add workers)",
+			    ls->text, (unsigned long long)(d - ls->drops_logged));
+		ls->drops_logged = d;
+		ls->drops_watched = 1;
+	}
 }
 
 int

@@ -10,11 +10,15 @@
 #ifndef INGESTD_LISTENERS_H
 #define INGESTD_LISTENERS_H
 
+#include <stdint.h>
+
 #include "config.h"
 
 int	 lsn_open(const struct config *, int nworkers);
 int	 lsn_fd(const struct listener_cfg *, int worker_id);
 int	 lsn_id(const struct listener_cfg *);
+uint64_t lsn_drops(const struct listener_cfg *);
+void	 lsn_watch_drops(void);
 void	 lsn_retire(const struct config *const *live, int nlive, int nworkers_live);
 void	 lsn_close_others(const int *keep, int nkeep);
 void	 lsn_close_all(int unlink_paths);

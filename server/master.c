@@ -204,6 +204,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	procs_kill_late();
 	procs_reap();	/* in case a SIGCHLD was coalesced with another */
 	upgrade_watch();
+	lsn_watch_drops();
 }
 
 /* For /metrics and /stats. */

@@ -120,6 +120,8 @@ metrics_fold(const struct slot *s)
 static void
 collect(struct agg *a)
 {
+	struct named *e;
+
 	*a = gone;
 	for (int i = 0; i < SLOT_MAX; i++) {
 		const struct slot *s = &procs_table()->s[i];
@@ -127,6 +129,10 @@ collect(struct agg *a)
 		if (s->state != SLOT_FREE && s->pid > 0)
 			add(a, stats_slot(i), s->cf, s->id, 0);
 	}
+	for (int i = 0; current && i < current->nlisteners; i++)
+		if (current->listeners[i].datagram &&
+		    (e = lookup(a->lsn, &a->nlsn, current->listeners[i].name, 0)) != NULL)
+			e->lsn.kernel_drops = lsn_drops(&current->listeners[i]);
 }
 
 /* A Prometheus label value: backslash, double quote and newline escaped. */

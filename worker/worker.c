@@ -23,6 +23,7 @@
 #include "channel.h"
 #include "clock.h"
 #include "conn.h"
+#include "dgram.h"
 #include "filelock.h"
 #include "handlers.h"
 #include "log.h"
@@ -106,6 +107,7 @@ drain(const char *why)
 		return;
 	wrk.draining = 1;
 	acc_close(1);
+	dgram_close();
 	log_info("%s: draining (%s), %d connections open", proc.name, why, conn_count());
 	conn_drain_all();
 	if (conn_count() == 0) {
@@ -123,6 +125,7 @@ stop(const char *why)
 	wrk.draining = 1;
 	wrk.stopping = 1;
 	acc_close(0);
+	dgram_close();
 	conn_close_all("stop");
 	event_base_loopexit(proc.base, NULL);
 }
@@ -276,7 +279,15 @@ cleanup(void)
 }
 
 /* The layers' hooks: how the sinks and the connections tell the worker. */
-static const struct sink_hooks sink_hooks = { conn_set_reading, relp_sessions_progressed };
+/* The sinks' hook: full (0) or with room again (1); clients and datagrams wait meanwhile. */
+static void
+set_reading(int on)
+{
+	conn_set_reading(on);
+	dgram_set_reading(on);
+}
+
+static const struct sink_hooks sink_hooks = { set_reading, relp_sessions_progressed };
 static const struct conn_hooks conn_hooks = { conns_closed };
 
 void
@@ -303,7 +314,7 @@ worker_main(const struct worker_start *ws)
 	relp_sessions_init();
 	conn_init(&conn_hooks);
 	sink_open_all(proc.cf, &sink_hooks);
-	if (acc_init(proc.cf, ws->fds, ws->lsn_ids) == -1)
+	if (acc_init(proc.cf, ws->fds, ws->lsn_ids) == -1 || dgram_init(proc.cf, ws->fds) == -1)
 		exit(EXIT_FATAL);
 	evutil_make_socket_nonblocking(chan_fd);
 	chan_ev = event_new(proc.base, chan_fd, EV_READ | EV_PERSIST, on_channel, NULL);

@@ -7,7 +7,7 @@
  * starts the sinks, the RELP sessions, the connections and the acceptors,
  * and wires the hooks through which the lower layers report upward:
  *
- *   sinks   --reading(on)------> connections stop or resume reading
+ *   sinks   --reading(on)------> connections and datagram readers stop or resume reading
  *           --progressed()-----> RELP sessions send the answers now due
  *   conn    --closed()---------> accept again, or leave the loop when draining
  *
@@ -15,7 +15,8 @@
  * paths of the layers below it only (see the Makefile):
  *
  *   worker/          this process: its loop, signals, channel, drain
- *   worker/conn/     accept, connections, their handlers (stream, RELP, PROXY)
+ *   worker/conn/     accept, connections, their handlers (stream, RELP, PROXY),
+ *                    datagram readers (UDP, unixgram)
  *   worker/pipeline/ a record becomes an event and goes to its sinks
  *   worker/sinks/    queues and the drivers that write them out
  *   worker/protocol/ pure parsers: framing, syslog, JSON, PROXY, RELP frames

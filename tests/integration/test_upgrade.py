@@ -7,25 +7,16 @@ under test is copied into the case's directory, as a package installs it.
 """
 import collections
 import os
-import shutil
 import signal
 import sys
 import time
 
-from lib.base import BINARY, LOCAL4, case, check, Failure, tail, wait_until
+from lib.base import LOCAL4, case, check, Failure, tail, wait_until
 from lib.proc import alive, children, read_pid
 from lib.net import free_port, http_get
-from lib.server import pipeline_server
+from lib.server import installed_copy, pipeline_server
 from lib.events import has_msgs, read_events, wait_events, wait_lines
 from lib.clients import ConnectLoop, token
-
-
-def installed_copy(ctx):
-    """A copy of the binary under test in the case's directory, as a package would install it."""
-    path = ctx.path("sbin", "ingestd")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    shutil.copy2(BINARY, path)
-    return path
 
 
 @case

@@ -5,12 +5,16 @@
 #include <netinet/in.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include "addr.h"
 #include "tests.h"
 
-#define WHY_FORM	"expected IPv4:port, [IPv6]:port, *:port or an absolute unix socket path"
+#define WHY_FORM	"expected IPv4:port, [IPv6]:port, *:port or an absolute unix socket path " \
+			"(after udp:// or unixgram: for datagrams)"
+#define WHY_UNIX_FORM	"expected an absolute unix socket path after unix: or unixgram:"
+#define WHY_STREAM	"only listeners take datagrams; this needs a TCP address or a unix stream socket"
 #define WHY_V4		"not an IPv4 address (host names are not resolved)"
 #define WHY_V6_FORM	"expected [IPv6]:port"
 #define WHY_V6		"not an IPv6 address"
@@ -178,6 +182,15 @@ static const struct {
 	{ "[127.0.0.1]:80", WHY_V6 },
 	{ "[fe80::1%lo]:80", WHY_V6 },
 	{ "[1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa]:80", WHY_V6 },	/* too long */
+	{ "udp:///dev/log", WHY_FORM },		/* a path after udp:// */
+	{ "tcp:///run/a.sock", WHY_FORM },
+	{ "udp://", WHY_FORM },
+	{ "udp://localhost:514", WHY_V4 },
+	{ "udp://[::1]", WHY_V6_FORM },
+	{ "UDP://127.0.0.1:514", WHY_V4 },	/* prefixes are lower case */
+	{ "unixgram:127.0.0.1:514", WHY_UNIX_FORM },
+	{ "unixgram:", WHY_UNIX_FORM },
+	{ "unix:relative.sock", WHY_UNIX_FORM },
 };
 
 START_TEST(rejected)
@@ -189,6 +202,45 @@ START_TEST(rejected)
 	ck_assert_ptr_nonnull(why);
 	ck_assert_msg(strcmp(why, bad[_i].why) == 0, "\"%s\": why is \"%s\", expected \"%s\"",
 	    bad[_i].text, why, bad[_i].why);
+}
+END_TEST
+
+/* A prefix names the transport; the rest is the address as without one. */
+static const struct {
+	const char *text;
+	int type, family;
+	const char *same;	/* the same address without a prefix */
+} transports[] = {
+	{ "udp://127.0.0.1:514", SOCK_DGRAM, AF_INET, "127.0.0.1:514" },
+	{ "udp://*:514", SOCK_DGRAM, AF_INET, "*:514" },
+	{ "udp://[::1]:514", SOCK_DGRAM, AF_INET6, "[::1]:514" },
+	{ "unixgram:/dev/log", SOCK_DGRAM, AF_UNIX, "/dev/log" },
+	{ "tcp://10.0.0.1:6514", SOCK_STREAM, AF_INET, "10.0.0.1:6514" },
+	{ "tcp://[::]:6514", SOCK_STREAM, AF_INET6, "[::]:6514" },
+	{ "unix:/run/in.sock", SOCK_STREAM, AF_UNIX, "/run/in.sock" },
+	{ "127.0.0.1:514", SOCK_STREAM, AF_INET, "127.0.0.1:514" },
+	{ "/run/in.sock", SOCK_STREAM, AF_UNIX, "/run/in.sock" },
+};
+
+START_TEST(transport)
+{
+	struct addr a, b;
+	const char *why = NULL;
+
+	ck_assert_int_eq(addr_parse(transports[_i].text, &a, &why), 0);
+	ck_assert_int_eq(a.type, transports[_i].type);
+	ck_assert_int_eq(a.ss.ss_family, transports[_i].family);
+	ck_assert_int_eq(addr_parse(transports[_i].same, &b, &why), 0);
+	ck_assert_int_eq(a.len, b.len);
+	ck_assert(memcmp(&a.ss, &b.ss, a.len) == 0);
+	/* one address, two transports: two sockets */
+	ck_assert(addr_equal(&a, &b) == (a.type == SOCK_STREAM));
+	if (a.type == SOCK_DGRAM) {
+		ck_assert_int_eq(addr_parse_stream(transports[_i].text, &a, &why), -1);
+		ck_assert_str_eq(why, WHY_STREAM);
+	} else {
+		ck_assert_int_eq(addr_parse_stream(transports[_i].text, &a, &why), 0);
+	}
 }
 END_TEST
 
@@ -287,6 +339,7 @@ addr_suite(void)
 	tcase_add_test(parse, unix_path_length);
 	tcase_add_test(parse, port_bounds);
 	tcase_add_loop_test(parse, rejected, 0, sizeof(bad) / sizeof(bad[0]));
+	tcase_add_loop_test(parse, transport, 0, sizeof(transports) / sizeof(transports[0]));
 	suite_add_tcase(s, parse);
 	tcase_add_test(fmt, equal);
 	tcase_add_loop_test(fmt, format_round_trip, 0, sizeof(round_trips) / sizeof(round_trips[0]));

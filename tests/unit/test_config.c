@@ -389,6 +389,29 @@ END_TEST
 			"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock"
 
 static const struct bad_conf bad_listen[] = {
+	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"udp://127.0.0.1:1\" "
+	  "]; } );\n", 4, "sinks[0].upstreams", "\"udp://127.0.0.1:1\": only listeners take "
+	  "datagrams; this needs a TCP address or a unix stream socket" },
+	{ H2 "stats = { listen = \"unixgram:/tmp/s\"; };\n" LST, 3, "stats.listen",
+	  "\"unixgram:/tmp/s\": only listeners take datagrams; this needs a TCP address or a "
+	  "unix stream socket" },
+	{ H2 "listeners = ( { listen = \"udp://127.0.0.1:514\"; protocol = \"relp\"; } );\n", 3,
+	  "listeners[0].protocol", "RELP needs a stream; udp://127.0.0.1:514 is a datagram listener" },
+	{ H2 "listeners = ( { listen = \"unixgram:/dev/log\"; proxy_protocol = true; } );\n", 3,
+	  "listeners[0].proxy_protocol",
+	  "PROXY headers come on streams; unixgram:/dev/log is a datagram listener" },
+	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_mode = \"0888\"; } );\n", 3,
+	  "listeners[0].socket_mode", "\"0888\" is not a mode from 0 to 0777 in octal" },
+	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_mode = \"01777\"; } );\n", 3,
+	  "listeners[0].socket_mode", "\"01777\" is not a mode from 0 to 0777 in octal" },
+	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_mode = \"\"; } );\n", 3,
+	  "listeners[0].socket_mode", "\"\" is not a mode from 0 to 0777 in octal" },
+	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_user = \"no-such-user-x\"; } );\n",
+	  3, "listeners[0].socket_user", "no such user \"no-such-user-x\"" },
+	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_group = \"no-such-group-x\"; } );\n",
+	  3, "listeners[0].socket_group", "no such group \"no-such-group-x\"" },
+	{ H2 "listeners = ( { listen = \"udp://127.0.0.1:514\"; recv_buffer = \"1K\"; } );\n", 3,
+	  "listeners[0].recv_buffer", "must be from 4096 to 1073741824 bytes" },
 	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; } );\n", 4, "sinks[0].upstreams",
 	  "a forward sink needs at least one upstream" },
 	{ H2 LST "sinks = ( { name = \"r\"; type = \"redis\"; upstreams = [ \"127.0.0.1:1\", "
@@ -409,11 +432,14 @@ static const struct bad_conf bad_listen[] = {
 	{ H2 "listeners = ( { listen = \"127.0.0.1:80x\"; } );\n", 3, "listeners[0].listen",
 	  "\"127.0.0.1:80x\": port must be a number from 1 to 65535" },
 	{ H2 "listeners = ( { listen = \"127.0.0.1\"; } );\n", 3, "listeners[0].listen",
-	  "\"127.0.0.1\": expected IPv4:port, [IPv6]:port, *:port or an absolute unix socket path" },
+	  "\"127.0.0.1\": expected IPv4:port, [IPv6]:port, *:port or an absolute unix socket path "
+	  "(after udp:// or unixgram: for datagrams)" },
 	{ H2 "listeners = ( { listen = \"\"; } );\n", 3, "listeners[0].listen",
-	  "\"\": expected IPv4:port, [IPv6]:port, *:port or an absolute unix socket path" },
+	  "\"\": expected IPv4:port, [IPv6]:port, *:port or an absolute unix socket path "
+	  "(after udp:// or unixgram: for datagrams)" },
 	{ H2 "listeners = ( { listen = \"run/in.sock\"; } );\n", 3, "listeners[0].listen",
-	  "\"run/in.sock\": expected IPv4:port, [IPv6]:port, *:port or an absolute unix socket path" },
+	  "\"run/in.sock\": expected IPv4:port, [IPv6]:port, *:port or an absolute unix socket path "
+	  "(after udp:// or unixgram: for datagrams)" },
 	{ H2 "listeners = ( { listen = \"[::1]80\"; } );\n", 3, "listeners[0].listen",
 	  "\"[::1]80\": expected [IPv6]:port" },
 	{ H2 "listeners = ( { listen = \"[nonsense]:1\"; } );\n", 3, "listeners[0].listen",
@@ -863,7 +889,7 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 41);
+	ck_assert_int_eq(n, 45);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -1003,6 +1029,10 @@ START_TEST(dump_text)
 	    "\t\tipv6_prefix = 64;\n"
 	    "\t\tallow = [ ];\n"
 	    "\t\tdeny = [ ];\n"
+	    "\t\trecv_buffer = \"4M\";\n"
+	    "\t\tsocket_user = \"\";\n"
+	    "\t\tsocket_group = \"\";\n"
+	    "\t\tsocket_mode = \"0666\";\n"
 	    "\t},\n"
 	    "\t{\n"
 	    "\t\tname = \"[::1]:6514\";\n"
@@ -1024,6 +1054,10 @@ START_TEST(dump_text)
 	    "\t\tipv6_prefix = 56;\n"
 	    "\t\tallow = [ \"10.0.0.0/8\", \"::1\" ];\n"
 	    "\t\tdeny = [ \"10.1.0.0/16\" ];\n"
+	    "\t\trecv_buffer = \"4M\";\n"
+	    "\t\tsocket_user = \"\";\n"
+	    "\t\tsocket_group = \"\";\n"
+	    "\t\tsocket_mode = \"0666\";\n"
 	    "\t}\n"
 	    ");\n"
 	    "sinks = (\n"
@@ -1226,6 +1260,37 @@ START_TEST(keep_fixed_no_change)
 }
 END_TEST
 
+/*
+ * A UDP listener has a socket per worker (reuseport), a unixgram one a
+ * socket every worker reads (shared), whatever accept_mode says; unix
+ * sockets get their mode (0666 unless set) and owner.
+ */
+START_TEST(datagram_listeners)
+{
+	struct config *cf = load_ok(
+	    "listeners = ( { listen = \"udp://127.0.0.1:514\"; accept_mode = \"shared\"; },\n"
+	    "  { listen = \"unixgram:/tmp/log.sock\"; accept_mode = \"reuseport\"; "
+	    "socket_mode = \"0620\"; socket_user = \"root\"; },\n"
+	    "  { listen = \"/tmp/in.sock\"; },\n"
+	    "  { listen = \"tcp://127.0.0.1:514\"; } );\n");
+
+	ck_assert_int_eq(cf->nlisteners, 4);
+	ck_assert(cf->listeners[0].datagram && cf->listeners[1].datagram);
+	ck_assert(!cf->listeners[2].datagram && !cf->listeners[3].datagram);
+	ck_assert_int_eq(cf->listeners[0].accept_mode, ACCEPT_REUSEPORT);
+	ck_assert_int_eq(cf->listeners[1].accept_mode, ACCEPT_SHARED);
+	ck_assert_int_eq(cf->listeners[0].recv_buffer, 4L << 20);
+	ck_assert_int_eq(cf->listeners[1].socket_perm, 0620);
+	ck_assert_int_eq(cf->listeners[1].socket_uid, 0);
+	ck_assert_int_eq(cf->listeners[1].socket_gid, -1);
+	ck_assert_int_eq(cf->listeners[2].socket_perm, 0666);
+	ck_assert_int_eq(cf->listeners[2].socket_uid, -1);
+	/* the same port over UDP and TCP: two listeners, two sockets */
+	ck_assert(!addr_equal(&cf->listeners[0].listen.addr, &cf->listeners[3].listen.addr));
+	cfg_free(cf);
+}
+END_TEST
+
 START_TEST(only_pid_file_and_accept_mode_need_a_restart)
 {
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++)
@@ -1340,6 +1405,7 @@ config_suite(void)
 	tcase_add_test(tab, keep_fixed);
 	tcase_add_test(tab, keep_fixed_no_change);
 	tcase_add_test(tab, only_pid_file_and_accept_mode_need_a_restart);
+	tcase_add_test(tab, datagram_listeners);
 	tcase_add_test(tab, keep_fixed_accept_mode_of_kept_listener);
 	tcase_add_test(tab, error_in_include_names_included_file);
 	suite_add_tcase(s, tab);

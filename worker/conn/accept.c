@@ -61,26 +61,6 @@ static int		 reserve_fd = -1;
 static struct event	*resume_timer;
 static struct log_limit	 emfile_limit, full_limit;
 
-static int
-listed(const struct cidr *v, int n, const struct sockaddr *sa)
-{
-	for (int i = 0; i < n; i++)
-		if (cidr_match(&v[i], sa))
-			return 1;
-	return 0;
-}
-
-/* The listener's allow and deny lists; deny wins, and unix peers pass. */
-static int
-permitted(const struct listener_cfg *l, const struct sockaddr *sa)
-{
-	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
-		return 1;
-	if (listed(l->deny_v, l->ndeny, sa))
-		return 0;
-	return l->nallow == 0 || listed(l->allow_v, l->nallow, sa);
-}
-
 static void
 refuse(int fd, const struct acceptor *a, const struct sockaddr *sa, socklen_t len,
     enum ct_refusal why)
@@ -98,7 +78,7 @@ admit(struct acceptor *a, int fd, const struct sockaddr *sa, socklen_t len)
 	struct ct_ticket t;
 	enum ct_refusal why;
 
-	if (!permitted(a->l, sa)) {
+	if (!cidr_permitted(a->l->allow_v, a->l->nallow, a->l->deny_v, a->l->ndeny, sa)) {
 		refuse(fd, a, sa, len, CT_REFUSE_ACL);
 		return;
 	}
@@ -225,7 +205,10 @@ pick_handlers(struct acceptor *a)
 	a->then = a->l->proxy_protocol ? proto : NULL;
 }
 
-/* Accept on the listening sockets fds (one per listener of cf, lsn_ids their conntab ids). */
+/*
+ * Accept on the listening sockets fds (one per listener of cf, lsn_ids their
+ * conntab ids); the datagram listeners' sockets are dgram.c's.
+ */
 int
 acc_init(const struct config *cf, const int *fds, const int *lsn_ids)
 {
@@ -234,10 +217,13 @@ acc_init(const struct config *cf, const int *fds, const int *lsn_ids)
 		return -1;
 	}
 	resume_timer = evtimer_new(proc.base, on_resume, NULL);
-	nacc = cf->nlisteners;
-	for (int i = 0; i < nacc; i++) {
-		struct acceptor *a = &acc[i];
+	nacc = 0;
+	for (int i = 0; i < cf->nlisteners; i++) {
+		struct acceptor *a = &acc[nacc];
 
+		if (cf->listeners[i].datagram)
+			continue;	/* dgram.c reads those */
+		nacc++;
 		a->fd = fds[i];
 		a->lsn_id = lsn_ids[i];
 		a->l = &cf->listeners[i];

@@ -6,6 +6,8 @@
  *   accept.c        takes connections off the listening sockets (caps,
  *                   allow/deny, out of descriptors) and starts each with
  *                   its listener's handlers
+ *   dgram.c         beside accept.c, without connections: reads the UDP
+ *                   and unixgram sockets, each datagram a record
  *   proxy_wait.c    the handler that reads a PROXY header before the stream
  *   stream.c        the handler of plain record streams: framing, records
  *   relp_session.c  the handler of RELP sessions: commands, answers held
@@ -29,9 +31,7 @@
  *
  * DESIGN: TLS is a transport under the connection (tls.c here): conn.c's
  * reads and sends (conn_recv, conn_send) go through it, with its handshake
- * and handshake_timeout before the handler starts.  UDP and local datagram
- * sockets get a reader beside accept.c (udp.c, unixgram.c) that hands each
- * datagram to the pipeline as a record, without a connection.
+ * and handshake_timeout before the handler starts.
  */
 #ifndef INGESTD_CONN_H
 #define INGESTD_CONN_H

@@ -1,8 +1,9 @@
 """
-Sockets on loopback: a free port, what the server did to a client socket
-(open, EOF, reset), which worker accepted a connection, clients bound to
-the source addresses 127.0.0.2-5, floods of connections, the kernel's
-queue of a socket (ss), and HTTP GET for the stats endpoint.
+Sockets on loopback: a free TCP or UDP port, what the server did to a
+client socket (open, EOF, reset), which worker accepted a connection,
+clients bound to the source addresses 127.0.0.2-5, floods of
+connections, the kernel's queue of a socket (ss), and HTTP GET for the
+stats endpoint.
 """
 import collections
 import os
@@ -24,6 +25,14 @@ def free_port(host=LOCAL4):
     """A TCP port nothing listens on right now: bind port 0, read it, close."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def free_udp_port(host=LOCAL4):
+    """A UDP port nothing is bound to right now (TCP and UDP ports are apart)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 

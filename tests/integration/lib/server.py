@@ -10,6 +10,7 @@ sanitizer options, and the LD_PRELOAD shims of tests/integration
 """
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -397,6 +398,14 @@ def conf_value(v):
 
 def conf_group(d):
     return "{ " + " ".join(f"{k} = {conf_value(v)};" for k, v in d.items()) + " }"
+
+
+def installed_copy(ctx):
+    """A copy of the binary under test in the case's directory, as a package would install it."""
+    path = ctx.path("sbin", "ingestd")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    shutil.copy2(BINARY, path)
+    return path
 
 
 def pipeline_server(ctx, listeners, sinks=None, workers=2, **kw):
