@@ -91,7 +91,7 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	X(bytes, "bytes_total", NULL, "bytes", "Bytes received, by listener.",	\
 	    STAT_LINE_NONE, NULL)							\
 	X(datagrams, "datagrams_total", NULL, "datagrams",			\
-	    "Datagrams received, by listener (udp:// and unixgram: listeners).",	\
+	    "Datagrams read (refused ones too), by listener (udp:// and unixgram:).", \
 	    STAT_LINE_NONE, NULL)							\
 	X(datagrams_refused, "datagrams_refused_total", NULL, "datagrams_refused", \
 	    "Datagrams dropped by allow/deny, by listener.", STAT_LINE_NONE, NULL)	\

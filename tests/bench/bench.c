@@ -31,7 +31,7 @@ volatile sig_atomic_t stopping;
 
 enum {
 	OPT_HOST = 256, OPT_UNIX, OPT_SIZE, OPT_PER_CONN, OPT_INTERVAL, OPT_SOURCES, OPT_PROCS,
-	OPT_GRACE, OPT_ID_BASE, OPT_RELP, OPT_WINDOW, OPT_TICK,
+	OPT_GRACE, OPT_ID_BASE, OPT_RELP, OPT_WINDOW, OPT_TICK, OPT_UDP,
 };
 
 static const struct option longopts[] = {
@@ -57,6 +57,7 @@ static const struct option longopts[] = {
 	{ "relp", no_argument, NULL, OPT_RELP },
 	{ "window", required_argument, NULL, OPT_WINDOW },
 	{ "tick", required_argument, NULL, OPT_TICK },
+	{ "udp", no_argument, NULL, OPT_UDP },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -71,7 +72,7 @@ usage(int status)
 	    "                     [--per-conn K] [--interval SECONDS] [--tick MICROSECONDS]\n"
 	    "                     [--sources N] [--procs N]\n"
 	    "                     [-f FILE] [--follow-grace SECONDS] [--id-base N] [-j]\n"
-	    "                     [--relp [--window N]]\n");
+	    "                     [--relp [--window N] | --udp]\n");
 	exit(status);
 }
 
@@ -172,6 +173,7 @@ parse(struct opts *o, int argc, char **argv)
 		case OPT_RELP: o->relp = 1; break;
 		case OPT_WINDOW: o->window = number("window", optarg, 1, 1000000); break;
 		case OPT_TICK: o->tick = number("tick", optarg, 1, 1000000) / 1e6; break;
+		case OPT_UDP: o->udp = 1; break;
 		case 'h': usage(0);
 		default: usage(EX_USAGE);
 		}
@@ -207,6 +209,10 @@ check(const struct opts *o)
 		bad("--relp frames records itself: no --octet");
 	if (o->window && !o->relp)
 		bad("--window is for --relp");
+	if (o->udp && o->mode != MODE_BLAST && o->mode != MODE_RATE)
+		bad("--udp is for blast and rate");
+	if (o->udp && (o->relp || o->octet))
+		bad("--udp sends one record per datagram: no --relp, no --octet");
 	if (o->procs && o->procs > o->conns)
 		bad("--procs %u: more processes than connections (%u)", o->procs, o->conns);
 }

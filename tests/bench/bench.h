@@ -58,6 +58,7 @@ struct opts {
 	const char	*follow;
 	double		 follow_grace;
 	int		 relp;		/* RELP sessions (blast, rate) */
+	int		 udp;		/* datagrams, one record each (blast, rate) */
 	unsigned	 window;	/* RELP: records in flight per connection */
 };
 
@@ -190,6 +191,7 @@ struct out {
 	uint32_t	 id;
 	uint64_t	 rng;
 };
+void		 out_datagrams(int);
 int		 out_init(struct out *, uint32_t, size_t);
 void		 out_reset(struct out *, uint32_t);
 void		 out_free(struct out *);

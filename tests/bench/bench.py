@@ -51,6 +51,16 @@ The records are 100-byte RFC 3164 records.  The runs:
   accept       ingestd's accept_mode shared vs reuseport under the churn
                load: each worker's share of the connections (its exit line
                in the log) and the latency percentiles
+  udp          syslog over UDP, one record per datagram (ingestd-bench
+               --udp, rate mode, 8 sockets, the sink file followed) into
+               ingestd (udp://), rsyslog (imudp, recvmmsg) and syslog-ng
+               (network(transport("udp"))), each with a 4 MB receive
+               buffer: first 100,000 datagrams/s into each (CPU per
+               record, latency, lost); then rates from UDP_RATES,
+               ascending, until one loses 0.1% or more or the sender
+               cannot keep the rate (on 2 cores, a UDP sender pays most of
+               the kernel's receive path too): the highest rate each took
+               with less, and what stopped the climb
 
 It prints markdown tables with ratios relative to ingestd, and writes
 tests/bench/results/bench-DATE.json (raw results) and bench-DATE.png (a
@@ -87,7 +97,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 from lib.base import BINARY as INGESTD, ROOT
 from lib.clients import BENCH_BINARY as LOADGEN
-from lib.net import free_port
+from lib.net import free_port, free_udp_port
 from lib.peers import RSYSLOGD, rsyslog_modules
 from lib.proc import cpu_seconds, descendants, kill_by_pid, status_kb
 
@@ -104,6 +114,11 @@ RECORDS = ["-s", "3164", "--size", "100"]
 CHURN = ["--per-conn", 1, "--sources", 64]
 
 SERVERS = ["ingestd", "rsyslog-imptcp", "rsyslog-imtcp", "syslog-ng", "discard"]
+UDP_SERVERS = ["ingestd", "rsyslog-imudp", "syslog-ng"]
+UDP_RATES = [50000, 100000, 200000, 300000, 400000, 600000, 800000]
+UDP_FIXED = 100000              # the rate every server gets for the CPU comparison
+UDP_LOSS = 0.001                # the most a rate may lose and count as taken
+RCVBUF = 4 << 20                # every UDP server's receive buffer (ingestd's default)
 
 
 def log(msg):
@@ -143,10 +158,10 @@ def count_lines(path):
 class Server:
     """One server under test: its generated config, its processes, its output."""
 
-    def __init__(self, kind, tmp, conf=None, relp=False):
-        self.kind, self.relp, self.conf = kind, relp, conf or {}
+    def __init__(self, kind, tmp, conf=None, relp=False, udp=False):
+        self.kind, self.relp, self.udp, self.conf = kind, relp, udp, conf or {}
         self.dir = tempfile.mkdtemp(prefix=kind + "-", dir=tmp)
-        self.port = free_port()
+        self.port = free_udp_port() if udp else free_port()
         self.out = os.path.join(self.dir, "out.log")
         self.logfile = os.path.join(self.dir, "server.log")
         self.proc = None
@@ -182,8 +197,12 @@ class Server:
 
     def write_ingestd(self):
         c = self.conf
-        listener = 'name = "bench"; listen = "127.0.0.1:%d"; accept_mode = "%s";' % (
-            self.port, c.get("accept_mode", "shared"))
+        if self.udp:
+            listener = 'name = "bench"; listen = "udp://127.0.0.1:%d"; recv_buffer = %d;' % (
+                self.port, c.get("recv_buffer", RCVBUF))
+        else:
+            listener = 'name = "bench"; listen = "127.0.0.1:%d"; accept_mode = "%s";' % (
+                self.port, c.get("accept_mode", "shared"))
         if self.relp:
             listener += ' protocol = "relp";'
         sink = 'name = "file"; path = "%s";' % self.out
@@ -196,27 +215,31 @@ class Server:
                           % (self.path("ingestd.pid"), self.logfile, listener, sink))
 
     def write_rsyslog(self):
+        extra = ""
         if self.kind == "rsyslog-imptcp":
             mod, inp = 'module(load="imptcp")', "imptcp"
         elif self.kind == "rsyslog-imtcp":
             mod, inp = 'module(load="imtcp" MaxSessions="20000")', "imtcp"
+        elif self.kind == "rsyslog-imudp":
+            mod, inp, extra = 'module(load="imudp")', "imudp", ' rcvbufSize="%d"' % RCVBUF
         else:
             mod, inp = 'module(load="imrelp")', "imrelp"
         return self.write("rsyslog.conf",
                           'global(workDirectory="%s")\n%s\n'
-                          'input(type="%s" address="127.0.0.1" port="%d" ruleset="bench")\n'
+                          'input(type="%s" address="127.0.0.1" port="%d" ruleset="bench"%s)\n'
                           'ruleset(name="bench") {\n    action(type="omfile" file="%s")\n}\n'
-                          % (self.dir, mod, inp, self.port, self.out))
+                          % (self.dir, mod, inp, self.port, extra, self.out))
 
     def write_syslog_ng(self):
         return self.write("syslog-ng.conf",
                           '@version: 3.38\n'
                           'options { stats-freq(0); };\n'
-                          'source s_net { network(ip("127.0.0.1") port(%d) transport("tcp")\n'
-                          '    max-connections(4000) log-iw-size(400000)); };\n'
+                          'source s_net { network(ip("127.0.0.1") port(%d) %s); };\n'
                           'destination d_file { file("%s"); };\n'
                           'log { source(s_net); destination(d_file); flags(flow-control); };\n'
-                          % (self.port, self.out))
+                          % (self.port, 'transport("udp") so-rcvbuf(%d)' % RCVBUF if self.udp
+                             else 'transport("tcp")\n    max-connections(4000) '
+                             'log-iw-size(400000)', self.out))
 
     def start(self):
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
@@ -228,16 +251,28 @@ class Server:
                 raise RuntimeError("%s exited %s at start: %s" % (self.kind, self.proc.returncode,
                                                                    self.tail()))
             if self.kind != "ingestd" or len(descendants(self.proc.pid)) >= 2:
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                if self.listening():
                     break
-                except OSError:
-                    pass
             time.sleep(0.05)
         else:
             raise RuntimeError("%s did not listen on %d: %s" % (self.kind, self.port, self.tail()))
         time.sleep(0.2)
         self.pids = [self.proc.pid] + descendants(self.proc.pid)
+
+    def listening(self):
+        """Whether the server has bound its port: TCP accepts; a UDP port is taken."""
+        if not self.udp:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", self.port))
+            return False
+        except OSError:
+            return True
 
     def tail(self):
         text = ""
@@ -381,8 +416,8 @@ def measure(srv, run_load, expect_of=lambda r: r["records"]):
             "processes": len(pids), "client": res}
 
 
-def with_server(tmp, kind, fn, conf=None, relp=False):
-    srv = Server(kind, tmp, conf, relp)
+def with_server(tmp, kind, fn, conf=None, relp=False, udp=False):
+    srv = Server(kind, tmp, conf, relp, udp)
     try:
         srv.start()
         r = fn(srv)
@@ -505,6 +540,75 @@ def accept(tmp):
     return rows
 
 
+def udp_at(srv, rate):
+    """One rate into a started UDP server: measure()'s figures, with what was lost."""
+    args = ["-m", "rate", "--udp", "-r", rate, "-c", 8, "-d", SECONDS, "-f", srv.out,
+            "--follow-grace", 3] + RECORDS
+    r = measure(srv, lambda: loadgen(srv.port, *args),
+                expect_of=lambda c: get(c, "follow", "received") or 0)
+    sent = get(r, "client", "records") or 0
+    r.update(rate=rate, sent=sent, lost=sent - r["written"],
+             loss=(sent - r["written"]) / sent if sent else None,
+             send_rate=get(r, "client", "records_per_s"))
+    return r
+
+
+def rmem_max(value=None):
+    """net.core.rmem_max, set to value when given (root): the cap of a plain SO_RCVBUF."""
+    path = "/proc/sys/net/core/rmem_max"
+    with open(path) as f:
+        old = int(f.read())
+    if value is not None:
+        try:
+            with open(path, "w") as f:
+                f.write(str(value))
+        except OSError as e:
+            log("bench: cannot set %s: %s; syslog-ng's receive buffer stays at %d" % (path, e, old))
+    return old
+
+
+def udp(tmp):
+    """
+    Each server, rates ascending until one loses UDP_LOSS or more (a fresh
+    server each rate, so one rate's backlog does not spill into the next):
+    the highest rate taken, and the first one not.  net.core.rmem_max is
+    raised to RCVBUF meanwhile (and put back): syslog-ng asks with a plain
+    SO_RCVBUF, which it caps, where ingestd and rsyslog force theirs.
+    """
+    old = rmem_max(max(rmem_max(), RCVBUF))
+    try:
+        return udp_rows(tmp)
+    finally:
+        rmem_max(old)
+
+
+def udp_rows(tmp):
+    fixed, rows = [], []
+    for kind in UDP_SERVERS:
+        log("bench: udp, %s, %d datagrams/s" % (kind, UDP_FIXED))
+        r = with_server(tmp, kind, lambda s: udp_at(s, UDP_FIXED), udp=True)
+        r.update(server=kind)
+        fixed.append(r)
+    for kind in UDP_SERVERS:
+        best, stop, tried = None, None, []
+        for rate in UDP_RATES:
+            log("bench: udp, %s, %d datagrams/s" % (kind, rate))
+            r = with_server(tmp, kind, lambda s: udp_at(s, rate), udp=True)
+            tried.append((rate, r.get("send_rate"), r.get("loss")))
+            if r.get("loss") is None or r["loss"] >= UDP_LOSS:
+                stop = "%s/s: %.2f%% lost" % (fmt(rate), 100 * r["loss"]) \
+                    if r.get("loss") is not None else (r.get("error") or "no figure")[:80]
+                break
+            best = r
+            if (r.get("send_rate") or 0) < 0.95 * rate:
+                stop = "%s/s: the sender's ceiling, %s/s sent" % (fmt(rate), fmt(r["send_rate"]))
+                break
+        row = dict(best or {})
+        row.update(server=kind, tried=tried, stop=stop or "none")
+        rows.append(row)
+    return {"fixed": fixed, "ladder": rows}
+
+
 def micro():
     wait_quiet()
     r = subprocess.run([MICRO, "3"], capture_output=True, text=True)
@@ -611,6 +715,32 @@ def relp_table(rows):
                   "written", "CPU s / M records", "peak RSS MB", "note"], out)
 
 
+def udp_fixed_table(rows):
+    base = next((b for b in rows if b["server"] == "ingestd"), {})
+    out = []
+    for r in rows:
+        out.append([r["server"], fmt(r.get("send_rate")), fmt(r.get("lost")),
+                    fmt(r.get("cpu_s_per_million"), "{:.3f}"),
+                    ratio(r.get("cpu_s_per_million"), base.get("cpu_s_per_million"))] +
+                   lat_cells(r)[:2] + [fmt(r.get("peak_rss_kb") and r["peak_rss_kb"] / 1024,
+                                           "{:.1f}"), note(r)])
+    return table(["server", "datagrams/s sent", "lost", "CPU s / M records", "x ingestd",
+                  "p50 ms", "p99 ms", "peak RSS MB", "note"], out)
+
+
+def udp_table(rows):
+    base = next((b for b in rows if b["server"] == "ingestd"), {})
+    out = []
+    for r in rows:
+        out.append([r["server"], fmt(r.get("send_rate")),
+                    ratio(r.get("send_rate"), base.get("send_rate")),
+                    fmt(r.get("lost")), fmt(r.get("cpu_s_per_million"), "{:.3f}"),
+                    ratio(r.get("cpu_s_per_million"), base.get("cpu_s_per_million")),
+                    r.get("stop", "-"), note(r)])
+    return table(["server", "highest rate taken (datagrams/s sent)", "x ingestd", "lost",
+                  "CPU s / M records", "x ingestd", "what stopped the climb", "note"], out)
+
+
 def accept_table(rows):
     out = []
     for r in rows:
@@ -655,6 +785,21 @@ def targets(res):
         if a99 is not None:
             t.append(("p99 send->ack < 2 ms (%s)" % r["config"], "%.2f ms" % (a99 / 1000),
                       a99 < 2000))
+    u = {r["server"]: r for r in get(res, "udp", "ladder") or []}
+    i, rs = u.get("ingestd", {}), u.get("rsyslog-imudp", {})
+    if i.get("send_rate") and rs.get("send_rate"):
+        bound = "the sender's ceiling" in i.get("stop", "")
+        t.append(("UDP rate taken (< 0.1% lost) >= 3x rsyslog imudp",
+                  "%.2fx%s" % (i["send_rate"] / rs["send_rate"],
+                               " (ingestd took all the sender could send)" if bound else ""),
+                  i["send_rate"] >= 3 * rs["send_rate"]))
+    for what, rows in (("at the highest rate", u), ("at %s/s" % fmt(UDP_FIXED),
+                       {r["server"]: r for r in get(res, "udp", "fixed") or []})):
+        a, b = get(rows, "ingestd", "cpu_s_per_million"), get(rows, "rsyslog-imudp",
+                                                               "cpu_s_per_million")
+        if a and b:
+            t.append(("UDP CPU per record <= 1/3 of rsyslog imudp (%s)" % what,
+                      "%.2fx" % (a / b), a <= b / 3))
     rl = {r["server"]: get(r, "client", "relp", "acked_per_s") for r in res["relp"]}
     if rl.get("ingestd") and rl.get("rsyslog-imrelp"):
         t.append(("RELP acked records/s >= 5x imrelp",
@@ -741,6 +886,11 @@ def report(res):
     print(latency_table(res["latency"]) + "\n")
     print("## RELP: acknowledged records/s, ingestd-bench --relp (window 128) over 8 connections\n")
     print(relp_table(res["relp"]) + "\n")
+    print("## UDP: %s datagrams/s of 100-byte RFC 3164 records from 8 sockets\n" % fmt(UDP_FIXED))
+    print(udp_fixed_table(get(res, "udp", "fixed") or []) + "\n")
+    print("## UDP: the highest rate taken with under 0.1%% lost, of %s\n"
+          % ", ".join(fmt(r) for r in UDP_RATES))
+    print(udp_table(get(res, "udp", "ladder") or []) + "\n")
     print("## Accept balancing under churn (ingestd)\n")
     print(accept_table(res["accept"]) + "\n")
     print("## Targets\n")
@@ -760,7 +910,7 @@ def suite():
     tmp = tempfile.mkdtemp(prefix="ingestd-bench-")
     try:
         for name, fn in (("throughput", throughput), ("churn", churn), ("latency", latency),
-                         ("relp", relp), ("accept", accept)):
+                         ("relp", relp), ("accept", accept), ("udp", udp)):
             res[name] = fn(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -784,9 +934,11 @@ def suite():
 def smoke():
     """
     make check: ingestd-bench against ingestd, briefly: blast and rate with
-    --follow (exactly once), and --relp through a reload (SIGHUP) mid-run:
+    --follow (exactly once), --relp through a reload (SIGHUP) mid-run:
     every acknowledged record in the sink, the re-sent ones reported as
-    duplicates.
+    duplicates; and --udp at 10,000 datagrams/s into a UDP listener whose
+    receive buffer (32 MB) holds more than the whole run, so that none is
+    lost even if the machine stalls the worker.
     """
     tmp = tempfile.mkdtemp(prefix="ingestd-smoke-")
     passed, failed, servers = 0, 0, []
@@ -796,8 +948,9 @@ def smoke():
         print("%s %s%s" % ("ok  " if ok else "FAIL", name, "" if ok else ": " + detail), flush=True)
         passed, failed = passed + ok, failed + (not ok)
 
-    def server(relp):
-        servers.append(Server("ingestd", tmp, {"flush_interval": "0.01"}, relp))
+    def server(relp, udp=False):
+        servers.append(Server("ingestd", tmp, {"flush_interval": "0.01", "recv_buffer": 32 << 20},
+                              relp, udp))
         servers[-1].start()
         return servers[-1]
 
@@ -824,6 +977,10 @@ def smoke():
              r["ok"] and rl.get("reconnects", 0) >= 1 and rl.get("unacked") == 0 and
              rl.get("acked") == 60000 and fl.get("missing") == 0 and fl.get("unexpected") == 0 and
              fl.get("duplicates") <= rl.get("resends"), json.dumps(r))
+        srv.stop()
+        srv = server(False, udp=True)
+        r = loadgen(srv.port, "-m", "rate", "--udp", "-r", 10000, "-c", 4, "-d", 1, "-f", srv.out)
+        case("bench_smoke_udp", r["ok"] and r["follow"]["received"] == 10000, json.dumps(r))
     except (RuntimeError, ValueError, KeyError, subprocess.TimeoutExpired) as e:
         case("bench_smoke", False, repr(e))
     finally:

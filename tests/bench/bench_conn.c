@@ -7,13 +7,28 @@
  * a partial write completed takes a walk over the record boundaries, so it
  * is done only when needed: when the buffer must make room and when the
  * count is asked for.  A buffer written out entirely needs no walk.
+ *
+ * On datagram sockets (--udp) each record is one datagram, sent whole or
+ * not at all, with sendmmsg(2).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "bench.h"
+
+#define DGRAM_BATCH	64
+
+static int	datagrams;
+
+/* Every output is written as datagrams, one record each. */
+void
+out_datagrams(int on)
+{
+	datagrams = on;
+}
 
 int
 out_init(struct out *o, uint32_t id, size_t cap)
@@ -102,6 +117,35 @@ out_add(struct out *o)
  * nothing is pending), or -1 on an error (errno).  A buffer written out
  * entirely starts again at its beginning.
  */
+/*
+ * The pending records, one datagram each, until the socket takes no more:
+ * the bytes sent (0 when it took none), or -1 on an error (errno).
+ */
+static ssize_t
+send_datagrams(const struct out *o, int fd)
+{
+	struct mmsghdr m[DGRAM_BATCH];
+	struct iovec iov[DGRAM_BATCH];
+	size_t at = o->off, end, len;
+	int n, sent;
+
+	do {
+		for (n = 0, end = at; n < DGRAM_BATCH && end < o->len; n++, end += len) {
+			len = rec_next(o->buf + end, o->len - end);
+			iov[n] = (struct iovec){ o->buf + end, len };
+			m[n] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[n], .msg_iovlen = 1 } };
+		}
+		if ((sent = sendmmsg(fd, m, n, 0)) == -1) {
+			if (at > o->off && (errno == EAGAIN || errno == EINTR))
+				break;
+			return -1;
+		}
+		for (int i = 0; i < sent; i++)
+			at += iov[i].iov_len;
+	} while (sent == n && at < o->len);
+	return (ssize_t)(at - o->off);
+}
+
 ssize_t
 out_write(struct out *o, int fd)
 {
@@ -109,7 +153,7 @@ out_write(struct out *o, int fd)
 
 	if (o->off == o->len)
 		return 0;
-	w = write(fd, o->buf + o->off, o->len - o->off);
+	w = datagrams ? send_datagrams(o, fd) : write(fd, o->buf + o->off, o->len - o->off);
 	if (w == -1)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	o->off += w;

@@ -9,7 +9,9 @@
  * for another destination or one in TIME_WAIT.
  *
  * Every connect is nonblocking; net_connect_all() establishes a set of
- * connections with at most CONNECT_INFLIGHT connects in progress.
+ * connections with at most CONNECT_INFLIGHT connects in progress.  With
+ * --udp a "connection" is a connected UDP (or unix datagram) socket: it is
+ * established at once, and each record goes in a datagram of its own.
  */
 #include <arpa/inet.h>
 #include <err.h>
@@ -28,6 +30,7 @@
 static struct sockaddr_storage	 target;
 static socklen_t		 targetlen;
 static unsigned			 nsources;
+static int			 socktype;	/* SOCK_DGRAM with --udp */
 
 int
 net_init(const struct opts *o)
@@ -38,6 +41,8 @@ net_init(const struct opts *o)
 
 	memset(&target, 0, sizeof(target));
 	nsources = o->sources;
+	socktype = o->udp ? SOCK_DGRAM : SOCK_STREAM;
+	out_datagrams(o->udp);
 	if (o->unix_path) {
 		if (strlen(o->unix_path) >= sizeof(sun->sun_path)) {
 			warnx("--unix %s: path too long", o->unix_path);
@@ -85,7 +90,7 @@ net_connect(uint32_t id)
 {
 	int fd, e;
 
-	if ((fd = socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
+	if ((fd = socket(target.ss_family, socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
 	if ((nsources && bind_source(fd, id) == -1) ||
 	    (connect(fd, (struct sockaddr *)&target, targetlen) == -1 && errno != EINPROGRESS)) {
