@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -148,16 +149,18 @@ const struct cfg_setting cfg_settings[] = {
 	  "SO_RCVBUFFORCE when the master runs as root, so net.core.rmem_max does not cap "
 	  "it). It holds the datagrams that arrive while the workers are busy; what does "
 	  "not fit is dropped by the kernel, counted in "
-	  "ingestd_listener_datagrams_dropped_total and logged. Not used by stream listeners." },
+	  "ingestd_datagrams_dropped_total and logged. Not used by stream listeners." },
 	{ "socket_user", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(socket_user),
 	  "Unix socket listeners (stream and datagram): the owner of the socket file. "
 	  "Empty: the master's user." },
 	{ "socket_group", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(socket_group),
 	  "Unix socket listeners: the group of the socket file. Empty: the master's group." },
-	{ "socket_mode", CS_LISTENER, CT_STRING, "0666", 0, 0, NULL, 1, L(socket_mode),
-	  "Unix socket listeners: the permissions of the socket file, in octal; who may "
-	  "send needs write permission. \"0666\" (as systemd's SocketMode=) lets every "
-	  "local program log, as /dev/log must." },
+	{ "socket_mode", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(socket_mode),
+	  "Unix socket listeners: the permissions of the socket file, in octal, such as "
+	  "\"0660\"; who may send needs write permission. Empty: 0666 for a unixgram: socket "
+	  "(as systemd's SocketMode=: every local program may log, as /dev/log must), and "
+	  "for a unix stream socket what the master's umask leaves (0755 under umask 022: "
+	  "only root may connect)." },
 	{ "name", CS_SINK, CT_STRING, NULL, 0, 0, NULL, 1, S(name),
 	  "Required. Name of the sink, used in listeners' sinks and in log messages. "
 	  "Names are unique." },
@@ -796,6 +799,15 @@ resolve_acls(struct ctx *c, struct config *cf, const config_setting_t *list)
 	return 0;
 }
 
+/* Two unix sockets, of whatever type, cannot have one path. */
+static int
+same_unix_path(const struct addr *a, const struct addr *b)
+{
+	return a->ss.ss_family == AF_UNIX && b->ss.ss_family == AF_UNIX &&
+	    strcmp(((const struct sockaddr_un *)&a->ss)->sun_path,
+	    ((const struct sockaddr_un *)&b->ss)->sun_path) == 0;
+}
+
 /* Connection settings set on a datagram listener: said, and ignored. */
 static void
 warn_unused(struct ctx *c, const config_setting_t *g, int i)
@@ -839,8 +851,12 @@ socket_identity(struct ctx *c, struct listener_cfg *l, const config_setting_t *g
 	if (l->socket_group[0])
 		l->socket_gid = (int)gr->gr_gid;
 	snprintf(name, sizeof(name), "listeners[%d].socket_mode", i);
+	if (l->socket_mode[0] == '\0') {
+		l->socket_perm = l->datagram ? 0666 : -1;
+		return 0;
+	}
 	mode = strtol(l->socket_mode, &end, 8);
-	if (l->socket_mode[0] == '\0' || *end != '\0' || mode < 0 || mode > 0777)
+	if (*end != '\0' || mode < 0 || mode > 0777)
 		return fail(c, config_setting_get_member(g, "socket_mode"), name,
 		    "\"%s\" is not a mode from 0 to 0777 in octal", l->socket_mode);
 	l->socket_perm = (int)mode;
@@ -893,7 +909,8 @@ check_listeners(struct ctx *c, struct config *cf, const config_setting_t *list)
 		for (int j = 0; j < i; j++) {
 			const struct listener_cfg *b = &cf->listeners[j];
 
-			if (addr_equal(&a->listen.addr, &b->listen.addr)) {
+			if (addr_equal(&a->listen.addr, &b->listen.addr) ||
+			    same_unix_path(&a->listen.addr, &b->listen.addr)) {
 				snprintf(name, sizeof(name), "listeners[%d].listen", i);
 				return fail(c, g, name, "%s is already used by listeners[%d]",
 				    a->listen.text, j);

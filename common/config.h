@@ -94,7 +94,7 @@ struct listener_cfg {
 	long		 recv_buffer;
 	char		*socket_user, *socket_group, *socket_mode;
 	int		 socket_uid, socket_gid;	/* resolved; -1: leave it */
-	int		 socket_perm;			/* resolved from socket_mode */
+	int		 socket_perm;			/* resolved from socket_mode; -1: umask */
 	int		 datagram;			/* resolved: udp:// or unixgram: */
 };
 

@@ -97,7 +97,7 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	    "Datagrams dropped by allow/deny, by listener.", STAT_LINE_NONE, NULL)	\
 	X(kernel_drops, "datagrams_dropped_total", NULL, "datagrams_dropped",	\
 	    "Datagrams the kernel dropped because a socket's receive buffer was full, " \
-	    "by listener (UDP; the master reads them from /proc/net/udp).",	\
+	    "by listener (UDP; the master asks the kernel for them).",		\
 	    STAT_LINE_NONE, NULL)
 
 /* What each sink did (labelled sink="name", /stats under "sinks", its own exit line). */

@@ -8,9 +8,9 @@
 #include <errno.h>
 #include <event2/util.h>
 #include <fcntl.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -28,7 +28,7 @@ struct lsock {
 	int		 mode;
 	int		 backlog;
 	long		 recv_buffer;	/* datagram sockets */
-	int		 uid, gid, perm;	/* unix sockets: owner (-1: as bound), mode */
+	int		 uid, gid, perm;	/* unix sockets: owner, mode (-1: as bound) */
 	uint64_t	 drops_logged;	/* UDP: the kernel's count of drops, as last logged */
 	int		 drops_watched;
 	int		 id;		/* in the connection table; unique among live sockets */
@@ -70,7 +70,7 @@ lsn_clear_unix_path(const struct addr *a, const char *text)
 {
 	const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->ss;
 	struct stat st;
-	int fd, live;
+	int fd, stale;
 
 	if (lstat(sun->sun_path, &st) == -1)
 		return 0;
@@ -81,9 +81,10 @@ lsn_clear_unix_path(const struct addr *a, const char *text)
 	}
 	if ((fd = socket(AF_UNIX, a->type | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
-	live = connect(fd, (const struct sockaddr *)sun, a->len) == 0;
+	/* Only a refusal proves it stale: a socket of the other type answers EPROTOTYPE. */
+	stale = connect(fd, (const struct sockaddr *)sun, a->len) == -1 && errno == ECONNREFUSED;
 	close(fd);
-	if (live) {
+	if (!stale) {
 		log_warnx("listen %s: another process is listening on this socket", text);
 		return -1;
 	}
@@ -133,10 +134,11 @@ static int
 bind_unix(int fd, const struct lsock *ls)
 {
 	const char *path = ((const struct sockaddr_un *)&ls->addr.ss)->sun_path;
-	mode_t old = umask(~(mode_t)ls->perm & 0777);
+	mode_t old = ls->perm == -1 ? 0 : umask(~(mode_t)ls->perm & 0777);
 	int rc = bind(fd, (const struct sockaddr *)&ls->addr.ss, ls->addr.len);
 
-	umask(old);
+	if (ls->perm != -1)
+		umask(old);
 	if (rc == -1)
 		return -1;
 	if (set_owner(ls, path) == -1) {
@@ -158,8 +160,23 @@ update_unix(struct lsock *ls, const struct listener_cfg *l)
 	ls->gid = l->socket_gid;
 	ls->perm = l->socket_perm;
 	set_owner(ls, path);
-	if (fchmodat(AT_FDCWD, path, (mode_t)ls->perm, AT_SYMLINK_NOFOLLOW) == -1)
+	if (ls->perm != -1 && fchmodat(AT_FDCWD, path, (mode_t)ls->perm, AT_SYMLINK_NOFOLLOW) == -1)
 		log_warn("listen %s: cannot give the socket its socket_mode", ls->text);
+}
+
+/* A datagram socket's receive buffer, and on a unix one the senders' pid, uid and gid. */
+static int
+dgram_options(int fd, const struct lsock *ls)
+{
+	int on = 1;
+
+	set_recv_buffer(fd, ls);
+	if (ls->addr.ss.ss_family == AF_UNIX &&
+	    setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) == -1) {
+		log_warn("listen %s: SO_PASSCRED", ls->text);
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -180,11 +197,7 @@ bind_one(const struct lsock *ls)
 	if (ls->mode == ACCEPT_REUSEPORT &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == -1)
 		goto fail;
-	if (type == SOCK_DGRAM)
-		set_recv_buffer(fd, ls);
-	/* unixgram: the sender's pid, uid and gid come with each datagram */
-	if (type == SOCK_DGRAM && fam == AF_UNIX &&
-	    setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) == -1)
+	if (type == SOCK_DGRAM && dgram_options(fd, ls) == -1)
 		goto fail;
 	if (fam == AF_UNIX ? bind_unix(fd, ls) == -1 :
 	    bind(fd, (const struct sockaddr *)&ls->addr.ss, ls->addr.len) == -1)
@@ -355,20 +368,35 @@ lsn_inherit_done(void)
 	ninh = 0;
 }
 
+/*
+ * Whether the workers share worker 0's socket: systemd hands over one UDP
+ * socket, without SO_REUSEPORT, so no other can be bound beside it (any
+ * worker may then read a datagram).  An old master's sockets have it.
+ */
+static int
+share_inherited(const struct lsock *ls)
+{
+	int on = 0;
+	socklen_t len = sizeof(on);
+
+	if (!ls->inherited || ls->addr.type != SOCK_DGRAM || ls->fds[0] == -1)
+		return 0;
+	return getsockopt(ls->fds[0], SOL_SOCKET, SO_REUSEPORT, &on, &len) == 0 && !on;
+}
+
 /* Make sure the socket of worker number id exists. */
 static int
 ensure_fd(struct lsock *ls, int id)
 {
 	int slot = ls->mode == ACCEPT_REUSEPORT ? id : 0;
 
-	if (ls->fds[slot] == -1 && (ls->fds[slot] = take_inherited(ls)) != -1)
+	if (ls->fds[slot] == -1 && (ls->fds[slot] = take_inherited(ls)) != -1) {
 		ls->inherited = 1;
-	/*
-	 * systemd hands over one UDP socket, without SO_REUSEPORT: the
-	 * workers share it (any of them may read a datagram).
-	 */
-	if (ls->fds[slot] == -1 && ls->inherited && ls->addr.type == SOCK_DGRAM &&
-	    ls->fds[0] != -1 && (ls->fds[slot] = fcntl(ls->fds[0], F_DUPFD_CLOEXEC, 0)) == -1)
+		if (ls->addr.type == SOCK_DGRAM)
+			dgram_options(ls->fds[slot], ls);
+	}
+	if (ls->fds[slot] == -1 && share_inherited(ls) &&
+	    (ls->fds[slot] = fcntl(ls->fds[0], F_DUPFD_CLOEXEC, 0)) == -1)
 		log_warn("listen %s: F_DUPFD_CLOEXEC", ls->text);
 	if (ls->fds[slot] == -1 && (ls->fds[slot] = bind_one(ls)) == -1)
 		return -1;
@@ -460,53 +488,38 @@ lsn_id(const struct listener_cfg *l)
 	return ls ? ls->id : -1;
 }
 
-/* Each line of /proc/net/udp*: "sl local rem st tx:rx tr:when retr uid timeout inode ref ptr drops". */
-static uint64_t
-drops_in(const char *table, const ino_t *inodes, int n)
-{
-	unsigned long long drops, sum = 0;
-	unsigned long inode;
-	char line[512];
-	FILE *fp;
-
-	if ((fp = fopen(table, "re")) == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), fp))
-		if (sscanf(line, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %lu %*s %*s %llu",
-		    &inode, &drops) == 2)
-			for (int i = 0; i < n; i++)
-				if (inodes[i] == (ino_t)inode)
-					sum += drops;
-	fclose(fp);
-	return sum;
-}
-
 /*
- * Datagrams the kernel dropped on a UDP listener's sockets because their
- * receive buffers were full, since the sockets were bound (the kernel
- * keeps the count per socket; these sockets live across reloads).
+ * What the kernel dropped on a UDP socket because its receive buffer was
+ * full, since it was bound (SO_MEMINFO); 0 for other sockets (unix
+ * datagram senders wait instead).  Sockets shared by several workers (one
+ * inherited socket) are counted once.
  */
 static uint64_t
 sock_drops(const struct lsock *ls)
 {
-	ino_t inodes[CFG_MAX_WORKERS];
+	ino_t seen[CFG_MAX_WORKERS];
+	uint32_t mem[SK_MEMINFO_VARS];
+	socklen_t len;
 	struct stat st;
-	int n = 0;
+	uint64_t sum = 0;
+	int n = 0, known;
 
 	if (ls->addr.type != SOCK_DGRAM || ls->addr.ss.ss_family == AF_UNIX)
-		return 0;	/* unix datagram senders wait instead */
+		return 0;
 	for (int i = 0; i < ls->nfds; i++) {
-		int known = 0;
-
 		if (ls->fds[i] == -1 || fstat(ls->fds[i], &st) == -1)
 			continue;
+		known = 0;
 		for (int k = 0; k < n; k++)
-			known |= inodes[k] == st.st_ino;	/* one inherited socket, shared */
-		if (!known)
-			inodes[n++] = st.st_ino;
+			known |= seen[k] == st.st_ino;
+		len = sizeof(mem);
+		if (known || getsockopt(ls->fds[i], SOL_SOCKET, SO_MEMINFO, mem, &len) == -1 ||
+		    len <= SK_MEMINFO_DROPS * sizeof(mem[0]))
+			continue;
+		seen[n++] = st.st_ino;
+		sum += mem[SK_MEMINFO_DROPS];
 	}
-	return drops_in(ls->addr.ss.ss_family == AF_INET6 ? "/proc/net/udp6" : "/proc/net/udp",
-	    inodes, n);
+	return sum;
 }
 
 uint64_t

@@ -404,8 +404,10 @@ static const struct bad_conf bad_listen[] = {
 	  "listeners[0].socket_mode", "\"0888\" is not a mode from 0 to 0777 in octal" },
 	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_mode = \"01777\"; } );\n", 3,
 	  "listeners[0].socket_mode", "\"01777\" is not a mode from 0 to 0777 in octal" },
-	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_mode = \"\"; } );\n", 3,
-	  "listeners[0].socket_mode", "\"\" is not a mode from 0 to 0777 in octal" },
+	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_mode = \"rw\"; } );\n", 3,
+	  "listeners[0].socket_mode", "\"rw\" is not a mode from 0 to 0777 in octal" },
+	{ H2 "listeners = ( { listen = \"/run/a.sock\"; },\n{ listen = \"unixgram:/run/a.sock\"; } );\n",
+	  4, "listeners[1].listen", "unixgram:/run/a.sock is already used by listeners[0]" },
 	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_user = \"no-such-user-x\"; } );\n",
 	  3, "listeners[0].socket_user", "no such user \"no-such-user-x\"" },
 	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_group = \"no-such-group-x\"; } );\n",
@@ -1032,7 +1034,7 @@ START_TEST(dump_text)
 	    "\t\trecv_buffer = \"4M\";\n"
 	    "\t\tsocket_user = \"\";\n"
 	    "\t\tsocket_group = \"\";\n"
-	    "\t\tsocket_mode = \"0666\";\n"
+	    "\t\tsocket_mode = \"\";\n"
 	    "\t},\n"
 	    "\t{\n"
 	    "\t\tname = \"[::1]:6514\";\n"
@@ -1057,7 +1059,7 @@ START_TEST(dump_text)
 	    "\t\trecv_buffer = \"4M\";\n"
 	    "\t\tsocket_user = \"\";\n"
 	    "\t\tsocket_group = \"\";\n"
-	    "\t\tsocket_mode = \"0666\";\n"
+	    "\t\tsocket_mode = \"\";\n"
 	    "\t}\n"
 	    ");\n"
 	    "sinks = (\n"
@@ -1283,8 +1285,9 @@ START_TEST(datagram_listeners)
 	ck_assert_int_eq(cf->listeners[1].socket_perm, 0620);
 	ck_assert_int_eq(cf->listeners[1].socket_uid, 0);
 	ck_assert_int_eq(cf->listeners[1].socket_gid, -1);
-	ck_assert_int_eq(cf->listeners[2].socket_perm, 0666);
+	ck_assert_int_eq(cf->listeners[2].socket_perm, -1);	/* the umask's */
 	ck_assert_int_eq(cf->listeners[2].socket_uid, -1);
+	ck_assert_int_eq(cf->listeners[0].socket_perm, 0666);
 	/* the same port over UDP and TCP: two listeners, two sockets */
 	ck_assert(!addr_equal(&cf->listeners[0].listen.addr, &cf->listeners[3].listen.addr));
 	cfg_free(cf);

@@ -28,6 +28,13 @@
  * socket's receive buffer (recv_buffer) and what does not fit there is
  * dropped by the kernel, which counts it (the master logs and exports the
  * count).
+ *
+ * A batch is routed datagram by datagram, and stops when a sink fills up
+ * or when the wake-up has routed DGRAM_RECORDS_PER_WAKE records (one
+ * datagram of many short lines is many records: a sender must not hold
+ * the worker, nor grow a full queue, by a whole batch of those).  The rest
+ * stays in the buffers ("held"), and no socket is read until it is routed:
+ * at the next turn, or once the sinks have room.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -59,6 +66,7 @@
 #define DGRAM_WINDOW_MS		10
 #define DGRAM_BUSY		64	/* in DGRAM_WINDOW_MS: 6,400 a second */
 #define DGRAM_COALESCE_US	500
+#define DGRAM_RECORDS_PER_WAKE	8192	/* a datagram of many short lines is many records */
 
 struct reader {
 	int			 fd;
@@ -90,6 +98,12 @@ static union {
 	struct cmsghdr	 align;
 } ctl[DGRAM_BATCH];
 static struct log_limit	 refused_limit, nomem_limit;
+static unsigned		 budget;	/* records this wake-up may still route */
+static struct {				/* a batch read but not all routed yet */
+	struct reader	*r;		/* NULL: none */
+	int		 next, n;
+} held;
+static struct event	*resume_ev;	/* routes the held batch */
 static int		 later_fd = -1;	/* timerfd: the busy sockets are read again */
 static struct event	*later_ev;
 static int		 later_armed;
@@ -174,6 +188,7 @@ record(struct reader *r, const char *p, size_t n, int truncated)
 		truncated = 1;
 	}
 	r->counts->records++;
+	budget -= budget > 0;
 	records_route(&meta, r->l, p, n, truncated);
 }
 
@@ -216,14 +231,23 @@ datagram(struct reader *r, struct mmsghdr *m)
 	}
 }
 
-/* Up to DGRAM_BATCH datagrams from r's socket: how many, 0 when none is waiting. */
+static void
+set_time(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	encode_set_time(&meta, &now);
+}
+
+/* Up to DGRAM_BATCH datagrams from r's socket into the buffers: how many, 0 when none waits. */
 static int
 read_batch(struct reader *r)
 {
-	struct timespec now;
 	int n;
 
 	for (int i = 0; i < DGRAM_BATCH; i++) {
+		names[i].ss_family = AF_UNSPEC;	/* an unbound unix sender leaves it */
 		msgs[i].msg_hdr.msg_namelen = sizeof(names[i]);
 		msgs[i].msg_hdr.msg_controllen = sizeof(ctl[i]);
 		msgs[i].msg_hdr.msg_flags = 0;
@@ -234,11 +258,59 @@ read_batch(struct reader *r)
 			log_warn("%s: listener %s: recvmmsg", proc.name, r->l->name);
 		return 0;
 	}
-	clock_gettime(CLOCK_REALTIME, &now);
-	encode_set_time(&meta, &now);
-	for (int i = 0; i < n; i++)
-		datagram(r, &msgs[i]);
+	set_time();
 	return n;
+}
+
+static void
+set_events(int on)
+{
+	for (int i = 0; i < nrd; i++) {
+		if (on && !rd[i].waiting && held.r == NULL)
+			event_add(rd[i].ev, NULL);
+		else if (!on)
+			event_del(rd[i].ev);
+	}
+}
+
+/*
+ * Datagrams from..n-1 of the buffers, r's, into the pipeline: 0, or -1
+ * when the sinks filled up or the wake-up's budget ran out first.  Then
+ * the rest is held, no socket is read (the buffers are taken), and
+ * on_resume goes on: at the next turn, or once the sinks have room.
+ * force: all of them, whatever the sinks say (the worker is leaving).
+ */
+static int
+route_batch(struct reader *r, int from, int n, int force)
+{
+	for (int i = from; i < n; i++) {
+		if (!force && (!reading || budget == 0)) {
+			held.r = r;
+			held.next = i;
+			held.n = n;
+			set_events(0);
+			if (reading)
+				event_active(resume_ev, EV_TIMEOUT, 1);
+			return -1;
+		}
+		datagram(r, &msgs[i]);
+	}
+	held.r = NULL;
+	return 0;
+}
+
+static void
+on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (held.r == NULL || !reading)
+		return;
+	budget = DGRAM_RECORDS_PER_WAKE;
+	set_time();
+	if (route_batch(held.r, held.next, held.n, 0) == 0)
+		set_events(1);
 }
 
 /* Whether r's socket has been busy: counted over windows of DGRAM_WINDOW_MS. */
@@ -278,8 +350,14 @@ on_readable(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	for (int i = 0; i < DGRAM_BATCHES_PER_WAKE && reading && n == DGRAM_BATCH; i++)
+	if (held.r)
+		return;
+	budget = DGRAM_RECORDS_PER_WAKE;
+	for (int i = 0; i < DGRAM_BATCHES_PER_WAKE && reading && n == DGRAM_BATCH; i++) {
 		total += (unsigned)(n = read_batch(r));
+		if (route_batch(r, 0, n, 0) == -1)
+			return;
+	}
 	if (busy(r, total) && n < DGRAM_BATCH && reading && later_fd != -1)
 		wait_a_little(r);
 }
@@ -301,21 +379,10 @@ on_later(evutil_socket_t fd, short what, void *arg)
 		if (!r->waiting)
 			continue;
 		r->waiting = 0;
-		if (!reading)
-			continue;	/* dgram_set_reading watches it again */
+		if (!reading || held.r)
+			continue;	/* dgram_set_reading or on_resume watches it again */
 		event_add(r->ev, NULL);
 		on_readable(r->fd, EV_READ, r);
-	}
-}
-
-static void
-set_events(int on)
-{
-	for (int i = 0; i < nrd; i++) {
-		if (on && !rd[i].waiting)
-			event_add(rd[i].ev, NULL);
-		else if (!on)
-			event_del(rd[i].ev);
 	}
 }
 
@@ -323,9 +390,13 @@ set_events(int on)
 void
 dgram_set_reading(int on)
 {
-	if (on != reading)
-		set_events(on);
+	if (on == reading)
+		return;
 	reading = on;
+	if (on && held.r)
+		event_active(resume_ev, EV_TIMEOUT, 1);
+	else
+		set_events(on);
 }
 
 static int
@@ -366,6 +437,9 @@ dgram_init(const struct config *cf, const int *fds)
 {
 	nrd = 0;
 	reading = 1;
+	held.r = NULL;
+	if ((resume_ev = event_new(proc.base, -1, 0, on_resume, NULL)) == NULL)
+		return -1;
 	for (int i = 0; i < cf->nlisteners; i++) {
 		struct reader *r = &rd[nrd];
 
@@ -390,13 +464,20 @@ dgram_init(const struct config *cf, const int *fds)
 }
 
 /*
- * Stop reading for good (the worker drains or stops).  The sockets stay
- * with the master: what is queued in them is read by the worker that
- * replaces this one (UDP) or by the other workers (unixgram).
+ * Stop reading for good (the worker drains or stops).  A batch read and
+ * not yet routed goes into the sinks now.  The sockets stay with the
+ * master: what is queued in them is read by the worker that replaces this
+ * one (UDP) or by the other workers (unixgram).
  */
 void
 dgram_close(void)
 {
+	if (held.r) {
+		set_time();
+		route_batch(held.r, held.next, held.n, 1);
+	}
+	event_free(resume_ev);
+	resume_ev = NULL;
 	for (int i = 0; i < nrd; i++) {
 		event_free(rd[i].ev);
 		close(rd[i].fd);
