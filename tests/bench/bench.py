@@ -74,7 +74,7 @@ counts.
 
 A load that overruns its time (a server that stops accepting under churn)
 is interrupted and its partial figures reported, so the suite stays
-bounded (about 8 minutes).
+bounded (about 10 minutes).
 
 Python 3 standard library only.
 """
