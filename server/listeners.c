@@ -113,11 +113,7 @@ set_recv_buffer(int fd, const struct lsock *ls)
 		    "it for a master that is not root", ls->text, got / 2, want);
 }
 
-/*
- * A unix socket is created with its mode (bind(2) applies the umask, so no
- * one can connect before the mode is right) and then given its owner,
- * without following a symbolic link planted in its place.
- */
+/* socket_user and socket_group, given to the file and never through a symbolic link. */
 static int
 set_owner(const struct lsock *ls, const char *path)
 {
@@ -130,6 +126,12 @@ set_owner(const struct lsock *ls, const char *path)
 	return 0;
 }
 
+/*
+ * A unix socket is created with its mode (bind(2) applies the umask, so no
+ * one can connect before the mode is right; none set: the umask as it is)
+ * and then given its owner, without following a symbolic link planted in
+ * its place.
+ */
 static int
 bind_unix(int fd, const struct lsock *ls)
 {

@@ -23,13 +23,13 @@ import sys
 import threading
 import time
 
-from lib.base import LOCAL4, LOCAL6, BINARY, case, check, tail, wait_until
+from lib.base import LOCAL4, LOCAL6, case, check, tail, wait_until
 from lib.proc import alive, as_user, children, read_pid
-from lib.net import free_port, free_udp_port, http_get, prom_values, try_connect
-from lib.server import installed_copy, pipeline_server, server_env
+from lib.net import free_port, free_udp_port, http_get, prom_values
+from lib.server import installed_copy, pipeline_server, start_activated
 from lib.events import check_once, has_msgs, read_events, wait_events, wait_lines
 from lib.clients import token
-from lib.peers import rsyslog_paths
+from lib.peers import rsyslog_relay
 
 
 def fd_targets(pid):
@@ -91,6 +91,23 @@ def send_windowed(socks, addr, n, sport, listener, window=1000, base=0, during=N
                   f"the server received {listener_figure(sport, 'datagrams_total', listener)} of "
                   f"{base + q + 1} datagrams and is not catching up")
     return t
+
+
+def paced_exactly_once(s, path, sport, port, n, what, during=None):
+    """
+    n datagrams from 4 sockets at the server's pace (send_windowed), all
+    received; then, with the server stopped, each once in the sink: the
+    kernel's drops meanwhile.
+    """
+    socks = [sender() for _ in range(4)]
+    send_windowed(socks, (LOCAL4, port), n, sport, "l0", during=during)
+    check(wait_until(lambda: listener_figure(sport, "datagrams_total", "l0") == n, 30),
+          f"{listener_figure(sport, 'datagrams_total', 'l0')} of {n} datagrams received")
+    drops = listener_figure(sport, "datagrams_dropped_total", "l0")
+    wait_lines([path], n, 30)
+    s.stop()
+    check_once(read_events(path), {(i, q) for i in range(4) for q in range(n // 4)}, what)
+    return drops
 
 
 @case
@@ -203,16 +220,8 @@ def udp_paced_exactly_once(ctx):
     """
     port = free_udp_port()
     s, path, sport = udp_server(ctx, [{"listen": f"udp://{LOCAL4}:{port}"}])
-    socks = [sender() for _ in range(4)]
     n = 100000
-    send_windowed(socks, (LOCAL4, port), n, sport, "l0")
-    check(wait_until(lambda: listener_figure(sport, "datagrams_total", "l0") == n, 30),
-          f"{listener_figure(sport, 'datagrams_total', 'l0')} of {n} datagrams received")
-    drops = listener_figure(sport, "datagrams_dropped_total", "l0")
-    wait_lines([path], n, 30)
-    s.stop()
-    check_once(read_events(path), {(i, q) for i in range(4) for q in range(n // 4)},
-               "paced UDP datagrams")
+    drops = paced_exactly_once(s, path, sport, port, n, "paced UDP datagrams")
     check(drops == 0, f"the kernel dropped {drops} datagrams at a pace the server took")
     print(f"# udp_paced_exactly_once: {n} datagrams, each once, {drops} dropped",
           file=sys.stderr, flush=True)
@@ -272,8 +281,6 @@ def udp_reload_under_stream(ctx):
     """
     port = free_udp_port()
     s, path, sport = udp_server(ctx, [{"listen": f"udp://{LOCAL4}:{port}"}])
-    socks = [sender() for _ in range(4)]
-    n = 30000
 
     def fault(q):
         k = q // 1000
@@ -281,14 +288,8 @@ def udp_reload_under_stream(ctx):
             m = s.mark()
             s.signal(signal.SIGHUP)
             s.wait_for_log(r"reload: generation \d+ accepting", since=m, timeout=10)
-    send_windowed(socks, (LOCAL4, port), n, sport, "l0", during=fault)
-    check(wait_until(lambda: listener_figure(sport, "datagrams_total", "l0") == n, 30),
-          f"{listener_figure(sport, 'datagrams_total', 'l0')} of {n} datagrams received")
-    drops = listener_figure(sport, "datagrams_dropped_total", "l0")
-    wait_lines([path], n, 30)
-    s.stop()
-    check_once(read_events(path), {(i, q) for i in range(4) for q in range(n // 4)},
-               "datagrams across 5 reloads")
+    drops = paced_exactly_once(s, path, sport, port, 30000, "datagrams across 5 reloads",
+                               during=fault)
     check(drops == 0, f"the kernel dropped {drops} datagrams")
 
 
@@ -471,27 +472,10 @@ def udp_rsyslog_relay(ctx):
     rsyslog as a relay (imtcp in, omfwd with protocol="udp" out) into a
     UDP listener: 2,000 messages, each once, from 127.0.0.1.
     """
-    rsyslogd, modules = rsyslog_paths()
     port = free_udp_port()
     s, path, _ = udp_server(ctx, [{"listen": f"udp://{LOCAL4}:{port}"}])
-    rs_port = free_port()
-    os.makedirs(ctx.path("rsyslog"), exist_ok=True)
-    conf = ctx.path("rsyslog.conf")
-    with open(conf, "w") as f:
-        f.write(f"""global(workDirectory="{ctx.path('rsyslog')}")
-module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="{rs_port}" ruleset="fwd")
-ruleset(name="fwd") {{
-    action(type="omfwd" target="127.0.0.1" port="{port}" protocol="udp")
-}}
-""")
-    rs = subprocess.Popen([rsyslogd, "-n", "-f", conf, "-i", ctx.path("rsyslog.pid"), "-M",
-                           modules], stdin=subprocess.DEVNULL,
-                          stdout=open(ctx.path("rsyslog.out"), "wb"), stderr=subprocess.STDOUT)
-    ctx.procs.append(rs)
-    feed = wait_until(lambda: try_connect((LOCAL4, rs_port)), 10, interval=0.05)
-    check(feed, f"rsyslogd did not listen on {rs_port}: {tail(open(ctx.path('rsyslog.out')).read())}")
-    ctx.socks.append(feed)
+    rs, feed = rsyslog_relay(ctx, None, f'action(type="omfwd" target="127.0.0.1" port="{port}" '
+                             'protocol="udp")')
     t, n = token(), 2000
     for q in range(n):
         feed.sendall(f"<13>Nov 24 01:02:03 host relay: c=1 s={q} {t}\n".encode())
@@ -527,17 +511,7 @@ def datagram_socket_activation(ctx):
     s = pipeline_server(ctx, [{"listen": f"udp://{LOCAL4}:{port}"},
                               {"listen": f"unixgram:{dev_log}"}],
                         sinks=[{"name": "events", "path": path}], level="info")
-    fds = [udp.fileno(), unix.fileno()]
-    script = ("exec 200<&{0} 201<&{1} {0}<&- {1}<&-; exec 3<&200 4<&201 200<&- 201<&-; "
-              "LISTEN_PID=$$ LISTEN_FDS=2 exec \"$0\" -f -c \"$1\"").format(*fds)
-    err = open(ctx.path("activated.err"), "wb")
-    p = subprocess.Popen(["bash", "-c", script, BINARY, s.conf], pass_fds=fds,
-                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                         env=server_env(ctx.dir))
-    ctx.procs.append(p)
-    udp.close()
-    unix.close()
-    log = lambda: open(ctx.path("activated.err"), errors="replace").read()
+    p, log = start_activated(ctx, s.conf, [udp, unix])
     check(wait_until(lambda: "workers accepting" in log(), 10),
           f"the activated ingestd did not start: {tail(log())}")
     workers = children(p.pid)

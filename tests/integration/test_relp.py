@@ -5,20 +5,17 @@ byte: the session, serverclose on a reload, send_timeout for a client
 that does not read its answers; rsyslog's omrelp is the real client.
 """
 import collections
-import os
 import signal
-import subprocess
 import sys
 import time
 
-from lib.base import LOCAL4, case, check, sanitized_build, tail, wait_until
+from lib.base import LOCAL4, case, check, sanitized_build
 from lib.proc import vm_rss_kb
-from lib.net import free_port, try_connect
 from lib.server import pipeline_server
 from lib.events import check_defences, check_once, read_events, wait_lines
 from lib.clients import token
 from lib.relp import RelpClient
-from lib.peers import rsyslog_paths
+from lib.peers import rsyslog_relay
 
 
 def relp_server(ctx):
@@ -174,30 +171,12 @@ def relp_rsyslog_omrelp(ctx):
     rsyslog (imtcp in, omrelp out) forwarding to an ingestd RELP listener:
     2000 messages sent to rsyslog arrive, each once, from 127.0.0.1.
     """
-    rsyslogd, modules = rsyslog_paths()
     path = ctx.path("events.jsonl")
     s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "protocol": "relp"}],
                         sinks=[{"name": "events", "path": path}])
     s.start()
-    rs_port = free_port()
-    os.makedirs(ctx.path("rsyslog"), exist_ok=True)
-    conf = ctx.path("rsyslog.conf")
-    with open(conf, "w") as f:
-        f.write(f"""global(workDirectory="{ctx.path('rsyslog')}")
-module(load="imtcp")
-module(load="omrelp")
-input(type="imtcp" address="127.0.0.1" port="{rs_port}" ruleset="fwd")
-ruleset(name="fwd") {{
-    action(type="omrelp" target="127.0.0.1" port="{ctx.port}")
-}}
-""")
-    rs = subprocess.Popen([rsyslogd, "-n", "-f", conf, "-i", ctx.path("rsyslog.pid"), "-M", modules],
-                          stdin=subprocess.DEVNULL, stdout=open(ctx.path("rsyslog.out"), "wb"),
-                          stderr=subprocess.STDOUT)
-    ctx.procs.append(rs)
-    feed = wait_until(lambda: try_connect((LOCAL4, rs_port)), 10, interval=0.05)
-    check(feed, f"rsyslogd did not listen on {rs_port}: {tail(open(ctx.path('rsyslog.out')).read())}")
-    ctx.socks.append(feed)
+    rs, feed = rsyslog_relay(ctx, "omrelp",
+                             f'action(type="omrelp" target="127.0.0.1" port="{ctx.port}")')
     t = token()
     n = 2000
     feed.sendall("".join(f"<13>Nov 24 01:02:03 host omrelp: c=1 s={q} {t}\n"

@@ -9,14 +9,13 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 
 from lib.base import BINARY, LOCAL4, ROOT, case, check, Failure, tail, wait_until
 from lib.proc import alive, read_pid
 from lib.net import free_port
-from lib.server import pipeline_server, server_env
+from lib.server import pipeline_server, start_activated
 from lib.events import has_msgs, wait_events
 from lib.clients import token, tool
 
@@ -124,28 +123,16 @@ def systemd_socket_activation(ctx):
     stray.bind((LOCAL4, 0))
     stray.listen(1)
     bound_port = free_port()
-    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{tcp.getsockname()[1]}"},
+    tcp_port = tcp.getsockname()[1]
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{tcp_port}"},
                               {"listen": unix_path},
                               {"listen": f"{LOCAL4}:{bound_port}"}],
                         sinks=[{"name": "events", "path": path}], level="info")
-    fds = [tcp.fileno(), unix.fileno(), stray.fileno()]
-    # Through descriptors 200-202, in case the sockets' own numbers are among 3-5.
-    script = ("exec 200<&{0} 201<&{1} 202<&{2} {0}<&- {1}<&- {2}<&-; "
-              "exec 3<&200 4<&201 5<&202 200<&- 201<&- 202<&-; "
-              "LISTEN_PID=$$ LISTEN_FDS=3 exec \"$0\" -f -c \"$1\"").format(*fds)
-    err = open(ctx.path("activated.err"), "wb")
-    p = subprocess.Popen(["bash", "-c", script, BINARY, s.conf], pass_fds=fds,
-                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                         env=server_env(ctx.dir))
-    ctx.procs.append(p)
-    for sock in (tcp, unix, stray):
-        sock.close()                    # only ingestd holds them now
-    log = lambda: open(ctx.path("activated.err"), errors="replace").read()
+    p, log = start_activated(ctx, s.conf, [tcp, unix, stray])
     up = wait_until(lambda: "workers accepting" in log(), 10)
     check(up, f"the activated ingestd did not start: {tail(log())}")
     t = token()
-    for i, addr in enumerate([(LOCAL4, int(s.opts["listeners"][0]["listen"].rsplit(":", 1)[1])),
-                              unix_path, (LOCAL4, bound_port)]):
+    for i, addr in enumerate([(LOCAL4, tcp_port), unix_path, (LOCAL4, bound_port)]):
         c = ctx.connect(addr)
         c.sendall(f"<13>activated {i} {t}\n".encode())
         c.close()

@@ -400,6 +400,32 @@ def conf_group(d):
     return "{ " + " ".join(f"{k} = {conf_value(v)};" for k, v in d.items()) + " }"
 
 
+def start_activated(ctx, conf, socks):
+    """
+    ingestd -f -c conf started as systemd does it with socket activation:
+    the sockets socks as descriptors 3, 4, ... with $LISTEN_FDS and
+    $LISTEN_PID, then closed here (only ingestd holds them).  (its Popen, a
+    function that reads its stderr so far).
+    """
+    fds = [s.fileno() for s in socks]
+    n = len(fds)
+    # Through descriptors 200 and up, in case the sockets' own numbers are among 3, 4, ...
+    park = " ".join(f"{200 + i}<&{fd}" for i, fd in enumerate(fds))
+    unpark = " ".join(f"{fd}<&-" for fd in fds)
+    place = " ".join(f"{3 + i}<&{200 + i}" for i in range(n))
+    unplace = " ".join(f"{200 + i}<&-" for i in range(n))
+    script = (f"exec {park} {unpark}; exec {place} {unplace}; "
+              f'LISTEN_PID=$$ LISTEN_FDS={n} exec "$0" -f -c "$1"')
+    err = open(ctx.path("activated.err"), "wb")
+    p = subprocess.Popen(["bash", "-c", script, BINARY, conf], pass_fds=fds,
+                         stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                         env=server_env(ctx.dir))
+    ctx.procs.append(p)
+    for s in socks:
+        s.close()
+    return p, lambda: open(ctx.path("activated.err"), errors="replace").read()
+
+
 def installed_copy(ctx):
     """A copy of the binary under test in the case's directory, as a package would install it."""
     path = ctx.path("sbin", "ingestd")
