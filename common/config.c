@@ -240,27 +240,37 @@ struct ctx {
 };
 
 /*
- * Report an error at a setting of the file, or at the file as a whole when
- * where is NULL (a setting missing altogether has no line).  libconfig knows
- * the file of each setting, so errors in @include files name that file.
+ * Where a message about a setting points: "file:line: setting: why", or
+ * "file: setting: why" at the file as a whole when where is NULL (a setting
+ * missing altogether has no line).  libconfig knows the file of each
+ * setting, so messages about @include files name that file.
  */
-static int
-fail(struct ctx *c, const config_setting_t *where, const char *setting, const char *fmt, ...)
+static void
+locate(const struct ctx *c, const config_setting_t *where, const char *setting, const char *why,
+    char *buf, size_t size)
 {
 	const char *file = where ? config_setting_source_file(where) : NULL;
 	int line = where ? config_setting_source_line(where) : 0;
+
+	if (file == NULL)
+		file = c->file;
+	if (line > 0)
+		snprintf(buf, size, "%s:%d: %s: %s", file, line, setting, why);
+	else
+		snprintf(buf, size, "%s: %s: %s", file, setting, why);
+}
+
+/* An error at a setting: loading stops. */
+static int
+fail(struct ctx *c, const config_setting_t *where, const char *setting, const char *fmt, ...)
+{
 	char why[512];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	if (file == NULL)
-		file = c->file;
-	if (line > 0)
-		snprintf(c->err, c->errlen, "%s:%d: %s: %s", file, line, setting, why);
-	else
-		snprintf(c->err, c->errlen, "%s: %s: %s", file, setting, why);
+	locate(c, where, setting, why, c->err, c->errlen);
 	return -1;
 }
 
@@ -268,10 +278,10 @@ fail(struct ctx *c, const config_setting_t *where, const char *setting, const ch
 static void
 warn_at(struct ctx *c, const config_setting_t *where, const char *setting, const char *why)
 {
-	const char *file = where ? config_setting_source_file(where) : NULL;
-	int line = where ? config_setting_source_line(where) : 0;
+	char text[1024];
 
-	log_warnx("%s:%d: %s: %s", file ? file : c->file, line, setting, why);
+	locate(c, where, setting, why, text, sizeof(text));
+	log_warnx("%s", text);
 }
 
 static int

@@ -406,6 +406,7 @@ main(int argc, char **argv)
 	if (net_init(&o) == -1)
 		return EX_USAGE;
 	rec_init(o.shape, o.octet, o.size_min, o.size_max);
+	out_datagrams(o.udp);
 	signals();
 	memset(c, 0, sizeof(c));
 	rc = run(&r, &sum);

@@ -42,7 +42,6 @@ net_init(const struct opts *o)
 	memset(&target, 0, sizeof(target));
 	nsources = o->sources;
 	socktype = o->udp ? SOCK_DGRAM : SOCK_STREAM;
-	out_datagrams(o->udp);
 	if (o->unix_path) {
 		if (strlen(o->unix_path) >= sizeof(sun->sun_path)) {
 			warnx("--unix %s: path too long", o->unix_path);

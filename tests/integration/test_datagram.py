@@ -24,23 +24,12 @@ import threading
 import time
 
 from lib.base import LOCAL4, LOCAL6, case, check, tail, wait_until
-from lib.proc import alive, as_user, children, read_pid
+from lib.proc import alive, as_user, children, fd_targets, read_pid
 from lib.net import free_port, free_udp_port, http_get, prom_values
 from lib.server import installed_copy, pipeline_server, start_activated
 from lib.events import check_once, has_msgs, read_events, wait_events, wait_lines
 from lib.clients import token
-from lib.peers import rsyslog_relay
-
-
-def fd_targets(pid):
-    """What the descriptors of pid point to ("socket:[INODE]", paths)."""
-    out = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            out.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:
-            pass
-    return out
+from lib.peers import rsyslog_relay, rsyslog_relay_end
 
 
 def udp_server(ctx, listeners, workers=2, level="info"):
@@ -482,14 +471,7 @@ def udp_rsyslog_relay(ctx):
         if q % 200 == 199:
             wait_lines([path], q + 1 - 200, 20)     # a pace rsyslog's UDP output keeps
     feed.close()
-    wait_lines([path], n, 20)
-    rs.terminate()
-    rs.wait(timeout=10)
-    s.stop()
-    events = read_events(path)
-    check_once(events, {(1, q) for q in range(n)}, "rsyslog's relayed messages")
-    peers = {e["peer"].rsplit(":", 1)[0] for e in events}
-    check(peers == {"127.0.0.1"}, f"the events' peers are {peers}")
+    rsyslog_relay_end(rs, s, path, n, "rsyslog's relayed messages")
 
 
 @case

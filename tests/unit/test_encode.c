@@ -196,6 +196,27 @@ START_TEST(sd_no_duplicate_keys)
 }
 END_TEST
 
+/* The prefix fits ENCODE_PREFIX_MAX exactly in the worst case, and escapes what it must. */
+START_TEST(prefix)
+{
+	struct obuf o = { NULL, 0, 0 };
+	char worst[16], *text;
+
+	o.cap = ENCODE_PREFIX_MAX(15, 1, 0);
+	ck_assert_ptr_nonnull(o.p = malloc(o.cap));
+	memset(worst, 1, 15);		/* a control byte: six bytes each, \u0001 */
+	worst[15] = '\0';
+	encode_prefix(&o, worst, "\001", NULL);
+	ck_assert_uint_eq(o.len, o.cap);
+	o.len = 0;
+	encode_prefix(&o, "[::1]:9", "a\"b", ",\"peer_pid\":7");
+	ck_assert_ptr_nonnull(text = strndup(o.p, o.len));
+	ck_assert_str_eq(text, ",\"peer\":\"[::1]:9\",\"listener\":\"a\\\"b\",\"peer_pid\":7");
+	free(text);
+	free(o.p);
+}
+END_TEST
+
 Suite *
 encode_suite(void)
 {
@@ -207,6 +228,7 @@ encode_suite(void)
 	tcase_add_test(tc, pri_names);
 	tcase_add_test(tc, bsd_event);
 	tcase_add_test(tc, sd_no_duplicate_keys);
+	tcase_add_test(tc, prefix);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -45,7 +45,6 @@
 #include "clock.h"
 #include "conn.h"
 #include "encode.h"
-#include "json.h"
 #include "log.h"
 #include "proc.h"
 #include "records.h"
@@ -296,23 +295,17 @@ conn_framing_error(struct conn *c, const char *why)
 int
 conn_set_peer(struct conn *c, const struct sockaddr *sa, socklen_t len)
 {
-	size_t nl = strlen(c->l->name), np;
 	struct obuf o = { NULL, 0, 0 };
 
 	if (sa->sa_family == AF_UNIX)
 		snprintf(c->peer, sizeof(c->peer), "unix");
 	else
 		addr_format(sa, len, c->peer, sizeof(c->peer));
-	np = strlen(c->peer);
-	o.cap = JSON_STRING_MAX(np) + JSON_STRING_MAX(nl) + 32;	/* exactly: one per connection */
+	/* exactly: one per connection */
+	o.cap = ENCODE_PREFIX_MAX(strlen(c->peer), strlen(c->l->name), 0);
 	if ((o.p = malloc(o.cap)) == NULL)
 		return -1;
-	memcpy(o.p, ",\"peer\":", 8);
-	o.len = 8;
-	json_string(&o, c->peer, np);
-	memcpy(o.p + o.len, ",\"listener\":", 12);
-	o.len += 12;
-	json_string(&o, c->l->name, nl);
+	encode_prefix(&o, c->peer, c->l->name, NULL);
 	free(c->prefix);		/* the balancer's, once a PROXY header named the client */
 	c->prefix = o.p;
 	c->prefixlen = o.len;

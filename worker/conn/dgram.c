@@ -52,7 +52,6 @@
 #include "clock.h"
 #include "dgram.h"
 #include "encode.h"
-#include "json.h"
 #include "log.h"
 #include "obuf.h"
 #include "proc.h"
@@ -113,7 +112,6 @@ static int
 build_prefix(struct reader *r)
 {
 	char peer[ADDR_STRLEN], creds[96] = "";
-	size_t np, nl = strlen(r->l->name), nc;
 	struct obuf *o = &r->prefix;
 
 	if (r->src.ss_family == AF_UNIX)
@@ -123,19 +121,10 @@ build_prefix(struct reader *r)
 	if (r->has_cred)
 		snprintf(creds, sizeof(creds), ",\"peer_pid\":%ld,\"peer_uid\":%lu,\"peer_gid\":%lu",
 		    (long)r->cred.pid, (unsigned long)r->cred.uid, (unsigned long)r->cred.gid);
-	np = strlen(peer);
-	nc = strlen(creds);
 	o->len = 0;
-	if (obuf_reserve(o, JSON_STRING_MAX(np) + JSON_STRING_MAX(nl) + nc + 32) == -1)
+	if (obuf_reserve(o, ENCODE_PREFIX_MAX(strlen(peer), strlen(r->l->name), strlen(creds))) == -1)
 		return -1;
-	memcpy(o->p, ",\"peer\":", 8);
-	o->len = 8;
-	json_string(o, peer, np);
-	memcpy(o->p + o->len, ",\"listener\":", 12);
-	o->len += 12;
-	json_string(o, r->l->name, nl);
-	memcpy(o->p + o->len, creds, nc);
-	o->len += nc;
+	encode_prefix(o, peer, r->l->name, creds);
 	return 0;
 }
 

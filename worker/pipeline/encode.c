@@ -225,6 +225,27 @@ pick_format(int format, const char *rec, size_t len)
 }
 
 /*
+ * The part of a source's events that stays the same: ,"peer":"...",
+ * "listener":"..." and then more, fields already encoded (or NULL).  The
+ * caller has made room for ENCODE_PREFIX_MAX of them.
+ */
+void
+encode_prefix(struct obuf *o, const char *peer, const char *listener, const char *more)
+{
+	size_t nm = more ? strlen(more) : 0;
+
+	memcpy(o->p + o->len, ",\"peer\":", 8);
+	o->len += 8;
+	json_string(o, peer, strlen(peer));
+	memcpy(o->p + o->len, ",\"listener\":", 12);
+	o->len += 12;
+	json_string(o, listener, strlen(listener));
+	if (nm)
+		memcpy(o->p + o->len, more, nm);
+	o->len += nm;
+}
+
+/*
  * Append the event for one record.  A record that fails to parse is kept
  * with its raw text, or dropped (out untouched) when the listener says so.
  */

@@ -40,7 +40,13 @@ struct encode_meta {
 	size_t		 prefixlen;
 };
 
+/* Most bytes encode_prefix appends for a peer, a listener name and more of these lengths. */
+#define ENCODE_PREFIX_MAX(peerlen, namelen, morelen) \
+	(JSON_STRING_MAX(peerlen) + JSON_STRING_MAX(namelen) + (morelen) + 20)
+
 void			 encode_set_time(struct encode_meta *, const struct timespec *);
+void			 encode_prefix(struct obuf *, const char *peer, const char *listener,
+			    const char *more);
 enum encode_result	 encode_event(struct obuf *, const struct encode_meta *,
 			    const struct listener_cfg *, const char *rec, size_t len, int truncated);
 

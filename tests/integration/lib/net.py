@@ -6,7 +6,6 @@ connections, the kernel's queue of a socket (ss), and HTTP GET for the
 stats endpoint.
 """
 import collections
-import os
 import re
 import socket
 import struct
@@ -16,6 +15,7 @@ import urllib.error
 import urllib.request
 
 from .base import LOCAL4, check
+from .proc import fd_targets
 
 
 LORIS_SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
@@ -108,17 +108,7 @@ def held_by(ends, server_port, pids):
             f = row.split(None, 10)
             if f[1].endswith(suffix) and f[9] != "0":
                 inodes[_proc_addr(f[2])] = f"socket:[{f[9]}]"
-    holder = {}
-    for pid in pids:
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                holder[os.readlink(f"/proc/{pid}/fd/{fd}")] = pid
-            except OSError:
-                pass
+    holder = {target: pid for pid in pids for target in fd_targets(pid)}
     return [holder.get(inodes.get(end)) if end else None for end in ends]
 
 

@@ -14,6 +14,7 @@ import subprocess
 from .base import LOCAL4, ROOT, check, Failure, tail, wait_until
 from .net import free_port, try_connect
 from .clients import tool
+from .events import check_once, read_events, wait_lines
 
 
 RSYSLOGD = os.environ.get("RSYSLOGD") or os.path.join(ROOT, "tests", "peers", "rsyslog", "usr",
@@ -72,6 +73,22 @@ ruleset(name="fwd") {{
     check(feed, f"rsyslogd did not listen on {port}: {tail(open(ctx.path('rsyslog.out')).read())}")
     ctx.socks.append(feed)
     return rs, feed
+
+
+def rsyslog_relay_end(rs, s, path, n, what):
+    """
+    After rsyslog_relay was fed records "c=1 s=0..n-1": wait for the n in
+    s's sink file, stop rsyslog and s, and check each arrived once, from
+    127.0.0.1 (rsyslog's address, not the feeder's).
+    """
+    wait_lines([path], n, 20)
+    rs.terminate()
+    rs.wait(timeout=10)
+    s.stop()
+    events = read_events(path)
+    check_once(events, {(1, q) for q in range(n)}, what)
+    peers = {e["peer"].rsplit(":", 1)[0] for e in events}
+    check(peers == {"127.0.0.1"}, f"the events' peers are {peers}")
 
 
 class RedisServer:

@@ -194,6 +194,21 @@ def nofile_of(pid):
     return (int(m[1]), int(m[2])) if m else None
 
 
+def fd_targets(pid):
+    """What the descriptors of pid point to ("socket:[INODE]", paths); empty once it is gone."""
+    out = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            out.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return out
+
+
 def fd_count(pid):
     try:
         return len(os.listdir(f"/proc/{pid}/fd"))
