@@ -12,7 +12,7 @@ SBINDIR	?= $(PREFIX)/sbin
 BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
-PKGS	 = libevent libconfig libsystemd hiredis
+PKGS	 = libevent libconfig libsystemd hiredis libssl libcrypto
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -MMD -MP
 CFLAGS	+= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -26,7 +26,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
 	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 logrotate \
-	   libsystemd-dev libhiredis-dev redis-server libestr0 libfastjson4 liblognorm5 librelp0 \
+	   libsystemd-dev libhiredis-dev libssl-dev openssl redis-server libestr0 libfastjson4 liblognorm5 librelp0 \
 	   haproxy
 
 # What make bench needs besides DEB_PKGS: gnuplot draws the chart.
@@ -38,6 +38,10 @@ BENCH_PKGS = gnuplot-nox
 # not a service.
 PEERS	 = tests/peers
 RSYSLOGD = $(PEERS)/rsyslog/usr/sbin/rsyslogd
+# rsyslog with RELP and both TLS stream drivers (ossl, gtls); the stamp's
+# number changes with the list, so a tree unpacked before unpacks again.
+RSYSLOG_PKGS  = rsyslog rsyslog-relp rsyslog-openssl rsyslog-gnutls
+RSYSLOG_STAMP = $(PEERS)/rsyslog/.unpacked-2
 PROMTOOL = $(PEERS)/prometheus/usr/bin/promtool
 
 # The layers, bottom up.  Each folder is compiled with the include paths of
@@ -104,7 +108,7 @@ server/%.o: server/%.c
 
 deps:
 	@$(MAKE) -s install-missing PKGS_WANTED="$(DEB_PKGS)"
-	@$(MAKE) -s $(RSYSLOGD)
+	@$(MAKE) -s $(RSYSLOG_STAMP)
 
 bench-deps:
 	@$(MAKE) -s install-missing PKGS_WANTED="$(BENCH_PKGS)"
@@ -117,7 +121,7 @@ install-missing:
 		echo "make deps: installing$$(echo $$missing | sed 's/^/ /')"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
-	@$(MAKE) -s $(RSYSLOGD) $(PROMTOOL)
+	@$(MAKE) -s $(RSYSLOG_STAMP) $(PROMTOOL)
 
 # $(call unpack,DIR,PACKAGES): the packages' files under $(PEERS)/DIR.
 unpack = echo "make deps: unpacking $(2) under $(PEERS)/$(1)"; \
@@ -127,8 +131,8 @@ unpack = echo "make deps: unpacking $(2) under $(PEERS)/$(1)"; \
 	for d in $(PEERS)/debs-$(1)/*.deb; do dpkg-deb -x $$d $(PEERS)/$(1) || exit 1; done && \
 	rm -rf $(PEERS)/debs-$(1)
 
-$(RSYSLOGD):
-	@$(call unpack,rsyslog,rsyslog rsyslog-relp)
+$(RSYSLOG_STAMP):
+	@$(call unpack,rsyslog,$(RSYSLOG_PKGS)) && touch $@
 
 $(PROMTOOL):
 	@$(call unpack,prometheus,prometheus)

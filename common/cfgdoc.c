@@ -21,10 +21,13 @@ static const char *const samples[][2] = {
 	{ "listeners.listen", "127.0.0.1:5514" },
 	{ "sinks.name", "default" },
 	{ "stats.listen", "127.0.0.1:9514" },
+	{ "listeners.tls.certificate", "/etc/ingestd/tls/server.pem" },
+	{ "listeners.tls.key", "/etc/ingestd/tls/server.key" },
 };
 
 static const char *const scope_titles[CS_COUNT] = {
-	"Global settings", "The log group", "The stats group", "Listeners", "Sinks",
+	"Global settings", "The log group", "The stats group", "Listeners",
+	"The tls group of a listener", "Sinks",
 };
 
 static const char *const scope_intros[CS_COUNT] = {
@@ -35,6 +38,14 @@ static const char *const scope_intros[CS_COUNT] = {
 	"Each element of the list\n.Ic \"listeners = ( { ... }, { ... } );\"\n"
 	"is one listening socket with these settings, at most " CFG_MAX_LISTENERS_TEXT
 	" of them.",
+	"Settings inside a listener's\n.Ic \"tls = { ... };\" :\n"
+	"the listener speaks TLS (OpenSSL 3) for its protocol and framing:\n"
+	"syslog over TLS as RFC 5425 describes it (octet-counted or LF), RELP over TLS,\n"
+	"JSON and raw lines.\n"
+	"With proxy_protocol, the PROXY header comes first, in clear text, then TLS.\n"
+	"Not for datagram listeners.\n"
+	"See TLS in\n.Xr ingestd 8\n"
+	"for a private CA in five commands, mutual TLS and rotation.",
 	"Each element of the list\n.Ic \"sinks = ( { ... }, { ... } );\"\n"
 	"is a named destination for events, at most " CFG_MAX_SINKS_TEXT " of them.\n"
 	"Without a sinks list, there is one file sink named\n.Qq default\n"
@@ -65,6 +76,16 @@ roff_text(const char *s, FILE *fp)
 	fputc('\n', fp);
 }
 
+/* A default as a literal; a long one (a cipher list) on a line of its own. */
+static void
+roff_default(const char *def, FILE *fp)
+{
+	if (strlen(def) > 40)
+		fprintf(fp, "Default:\n.Bd -literal -offset indent\n%s\n.Ed\n", def);
+	else
+		fprintf(fp, "Default:\n.Ql %s .\n", def);
+}
+
 static void
 roff_setting(const struct cfg_setting *s, FILE *fp)
 {
@@ -78,7 +99,7 @@ roff_setting(const struct cfg_setting *s, FILE *fp)
 	else if (s->def[0] == '\0')
 		fputs("Default: empty.\n", fp);
 	else
-		fprintf(fp, "Default:\n.Ql %s .\n", s->def);
+		roff_default(s->def, fp);
 	if (s->type == CT_INT || s->type == CT_SECONDS || s->type == CT_WORKERS || s->type == CT_SIZE)
 		fprintf(fp, "From %ld to %ld%s.\n", s->min, s->max,
 		    s->type == CT_SIZE ? " bytes" : "");
@@ -167,7 +188,7 @@ sample(const struct cfg_setting *s)
 }
 
 static void
-conf_scope(enum cfg_scope sc, const char *indent)
+conf_scope(enum cfg_scope sc, const char *indent, const char *lead)
 {
 	int first = 1;
 
@@ -179,7 +200,7 @@ conf_scope(enum cfg_scope sc, const char *indent)
 		if (!first)
 			printf("\n");
 		first = 0;
-		comment(indent, s->doc);
+		comment(lead[0] ? "" : indent, s->doc);
 		if (s->type == CT_INT || s->type == CT_SECONDS || s->type == CT_WORKERS ||
 		    s->type == CT_SIZE)
 			snprintf(range, sizeof(range), "From %ld to %ld%s.", s->min, s->max,
@@ -191,16 +212,16 @@ conf_scope(enum cfg_scope sc, const char *indent)
 
 			snprintf(more, sizeof(more), "%s%s%s", range, range[0] && !s->reloadable ?
 			    " " : "", s->reloadable ? "" : "Needs a restart to change.");
-			comment(indent, more);
+			comment(lead[0] ? "" : indent, more);
 		}
 		if (sample(s) != NULL)
-			printf("%s%s = \"%s\";\n", indent, s->name, sample(s));
+			printf("%s%s%s = \"%s\";\n", lead, indent, s->name, sample(s));
 		else if (s->type == CT_INT || s->type == CT_SECONDS || s->type == CT_BOOL)
-			printf("%s%s = %s;\n", indent, s->name, s->def);
+			printf("%s%s%s = %s;\n", lead, indent, s->name, s->def);
 		else if (s->type == CT_NAMES)
-			printf("%s%s = [ ];\n", indent, s->name);
+			printf("%s%s%s = [ ];\n", lead, indent, s->name);
 		else
-			printf("%s%s = \"%s\";\n", indent, s->name, s->def);
+			printf("%s%s%s = \"%s\";\n", lead, indent, s->name, s->def);
 	}
 }
 
@@ -209,19 +230,25 @@ conf(void)
 {
 	printf("# ingestd.conf: every setting, set to its default.  See ingestd.conf(5).\n"
 	    "# Rendered from the table in common/config.c by `make man`.\n\n");
-	conf_scope(CS_MAIN, "");
+	conf_scope(CS_MAIN, "", "");
 	printf("\nlog = {\n");
-	conf_scope(CS_LOG, "\t");
+	conf_scope(CS_LOG, "\t", "");
 	printf("};\n\nstats = {\n");
-	conf_scope(CS_STATS, "\t");
+	conf_scope(CS_STATS, "\t", "");
 	printf("};\n\n# One group per listening socket.  Syslog over UDP (RFC 5426) and the\n"
 	    "# local socket of syslog(3) are datagram listeners, for example:\n"
 	    "#\t{ name = \"udp\"; listen = \"udp://0.0.0.0:514\"; recv_buffer = \"8M\"; },\n"
 	    "#\t{ name = \"local\"; listen = \"unixgram:/run/systemd/journal/syslog\"; }\n"
 	    "listeners = (\n\t{\n");
-	conf_scope(CS_LISTENER, "\t\t");
+	conf_scope(CS_LISTENER, "\t\t", "");
+	printf("\n# TLS (see TLS in ingestd(8)): a tls group makes this listener a TLS\n"
+	    "# listener.  Syslog over TLS usually listens on port 6514.  Uncomment\n"
+	    "# the group, and set certificate and key at least.\n"
+	    "#\t\ttls = {\n");
+	conf_scope(CS_TLS, "\t\t\t", "#");
+	printf("#\t\t};\n");
 	printf("\t}\n);\n\n# One group per destination of events.\nsinks = (\n\t{\n");
-	conf_scope(CS_SINK, "\t\t");
+	conf_scope(CS_SINK, "\t\t", "");
 	printf("\t}\n);\n");
 	return 0;
 }

@@ -19,10 +19,12 @@
 
 #include "config.h"
 #include "log.h"
+#include "tlsctx.h"
 
 #define M(f)	offsetof(struct config, f)
 #define L(f)	offsetof(struct listener_cfg, f)
 #define S(f)	offsetof(struct sink_cfg, f)
+#define T(f)	offsetof(struct tls_cfg, f)
 #define KIB	1024L
 #define MIB	(1024L * KIB)
 #define GIB	(1024L * MIB)
@@ -161,6 +163,60 @@ const struct cfg_setting cfg_settings[] = {
 	  "(as systemd's SocketMode=: every local program may log, as /dev/log must), and "
 	  "for a unix stream socket what the master's umask leaves (0755 under umask 022: "
 	  "only root may connect)." },
+	{ "certificate", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(certificate),
+	  "Required in a tls group. PEM file of the server's certificate, followed by the "
+	  "intermediate certificates that lead to the CA clients trust. The master reads it "
+	  "(and key) as it loads the configuration, before it drops privileges, so the files "
+	  "may be readable by root only. A certificate that has expired, or is not yet valid, "
+	  "is an error; one that expires within 30 days is a warning." },
+	{ "key", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(key),
+	  "PEM file of the private key of certificate; it must match it. Empty: the key is "
+	  "in the certificate file." },
+	{ "key_passphrase_file", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(key_passphrase_file),
+	  "File whose first line is the passphrase of an encrypted key. Empty: the key is "
+	  "not encrypted." },
+	{ "ca_file", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(ca_file),
+	  "PEM file of the CA certificates that client certificates are verified against "
+	  "(with verify \"optional\" or \"required\")." },
+	{ "ca_dir", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(ca_dir),
+	  "Directory of CA certificates named by their subject hash, as openssl rehash(1) "
+	  "makes it, searched besides ca_file." },
+	{ "crl_file", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(crl_file),
+	  "PEM file of certificate revocation lists, one for each CA of the chain: a "
+	  "client certificate it revokes is refused. With a CRL file, every CA in a client's "
+	  "chain must have a CRL in it. Read again on every reload." },
+	{ "verify", CS_TLS, CT_ENUM, "none", 0, 0, "none|optional|required", 1, T(verify),
+	  "Client certificates (mutual TLS). \"none\": none is asked for. \"optional\": one is "
+	  "asked for; a client without one is admitted, a client whose certificate does not "
+	  "verify (chain, dates, CRL, permitted_peers) is refused. \"required\": a client "
+	  "without a certificate is refused too. \"optional\" and \"required\" need ca_file, "
+	  "ca_dir or fingerprints in permitted_peers." },
+	{ "permitted_peers", CS_TLS, CT_NAMES, "", 0, 0, NULL, 1, T(permitted_peers),
+	  "Which verified client certificates are admitted, as RFC 5425 authorizes syslog "
+	  "clients: names, matched against the certificate's subjectAltName DNS names (its "
+	  "common name when it has none), where \"*.example.com\" admits one label in place of "
+	  "the star (a.example.com, not a.b.example.com) and a wildcard in the certificate is "
+	  "honoured the same way; and fingerprints of the certificate itself, \"sha256:\" or "
+	  "\"sha1:\" and its hexadecimal digits, colons and case as openssl x509 -fingerprint "
+	  "prints them. A fingerprint admits its certificate even when it is self-signed or its "
+	  "CA is not in ca_file (its dates are still checked). The name or fingerprint that "
+	  "matched becomes the event's tls_peer. Empty: every certificate that verifies "
+	  "against the CAs is admitted." },
+	{ "min_protocol", CS_TLS, CT_ENUM, "TLSv1.2", 0, 0, "TLSv1.2|TLSv1.3", 1, T(min_protocol),
+	  "The oldest TLS version accepted. TLS 1.3 is always offered; SSL 3, TLS 1.0 and "
+	  "TLS 1.1 never are." },
+	{ "ciphers", CS_TLS, CT_STRING, "ECDHE+AESGCM:ECDHE+CHACHA20", 0, 0, NULL, 1, T(ciphers),
+	  "TLS 1.2 cipher suites, in OpenSSL's cipher list syntax (ciphers(1)). The default "
+	  "keeps forward-secret AEAD suites only." },
+	{ "ciphersuites", CS_TLS, CT_STRING,
+	  "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256", 0, 0, NULL,
+	  1, T(ciphersuites),
+	  "TLS 1.3 cipher suites, colon-separated, in order of preference." },
+	{ "handshake_timeout", CS_TLS, CT_SECONDS, "5", 0, 3600, NULL, 1, T(handshake_timeout_ms),
+	  "A client must finish its TLS handshake within this many seconds of connecting (or of "
+	  "its PROXY header), or it is closed and counted "
+	  "(ingestd_tls_handshake_failures_total, reason handshake_timeout); 0: no limit. "
+	  "Stops clients that open connections and never finish a handshake." },
 	{ "name", CS_SINK, CT_STRING, NULL, 0, 0, NULL, 1, S(name),
 	  "Required. Name of the sink, used in listeners' sinks and in log messages. "
 	  "Names are unique." },
@@ -168,7 +224,8 @@ const struct cfg_setting cfg_settings[] = {
 	  "\"file\": append to path. \"stdout\": write to standard output (with -f). "
 	  "\"forward\": send to upstream collectors over TCP (another ingestd, rsyslog, "
 	  "syslog-ng...). \"redis\": append each event to a Redis Stream (XADD) on the "
-	  "one server in upstreams." },
+	  "one server in upstreams, over plain TCP: Debian 12's hiredis (0.14) has no TLS, so "
+	  "keep Redis on the same host or a private network, or put a TLS tunnel in front." },
 	{ "path", CS_SINK, CT_STRING, "ingestd-events.jsonl", 0, 0, NULL, 1, S(path),
 	  "File the events are appended to, one JSON object per line. strftime(3) "
 	  "patterns such as %Y%m%d in the file name are expanded in UTC when a batch is "
@@ -226,7 +283,9 @@ const struct cfg_setting cfg_settings[] = {
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
-const char *const cfg_scope_names[CS_COUNT] = { "", "log", "stats", "listeners", "sinks" };
+const char *const cfg_scope_names[CS_COUNT] = {
+	"", "log", "stats", "listeners", "listeners.tls", "sinks"
+};
 
 const char cfg_embedded[] =
     "pid_file = \"ingestd.pid\";\n"
@@ -561,6 +620,30 @@ is_known(enum cfg_scope scope, const char *name)
 	return 0;
 }
 
+/* The groups inside a scope's group, which have their own scopes. */
+static int
+is_subgroup(enum cfg_scope scope, const char *name)
+{
+	static const struct { enum cfg_scope scope; const char *name; } sub[] = {
+		{ CS_MAIN, "log" }, { CS_MAIN, "stats" }, { CS_MAIN, "listeners" },
+		{ CS_MAIN, "sinks" }, { CS_LISTENER, "tls" },
+	};
+
+	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++)
+		if (sub[i].scope == scope && strcmp(sub[i].name, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* Every setting of a scope at its default (those without one are left alone). */
+static void
+set_defaults(enum cfg_scope scope, void *base)
+{
+	for (const struct cfg_setting *s = cfg_settings; s->name; s++)
+		if (s->scope == scope && s->def != NULL)
+			set_default(s, base);
+}
+
 /*
  * Fill base from one group of the file: reject names the table does not
  * know, then set every setting of the scope from the file or its default.
@@ -575,9 +658,7 @@ load_group(struct ctx *c, config_setting_t *group, enum cfg_scope scope, void *b
 	for (int i = 0; i < n; i++) {
 		config_setting_t *e = config_setting_get_elem(group, i);
 
-		if (scope == CS_MAIN && (strcmp(e->name, "log") == 0 ||
-		    strcmp(e->name, "stats") == 0 || strcmp(e->name, "listeners") == 0 ||
-		    strcmp(e->name, "sinks") == 0))
+		if (is_subgroup(scope, e->name))
 			continue;
 		if (!is_known(scope, e->name)) {
 			snprintf(name, sizeof(name), "%s%s", prefix, e->name);
@@ -643,9 +724,25 @@ load_listeners(struct ctx *c, struct config *cf, config_setting_t *list)
 	if (load_list(c, list, "listeners", "listener", CS_LISTENER, sizeof(*cf->listeners), CFG_MAX_LISTENERS,
 	    (void **)&cf->listeners, &cf->nlisteners) == -1)
 		return -1;
-	for (int i = 0; i < cf->nlisteners; i++)
-		if (cf->listeners[i].name[0] == '\0')
-			store_string(&cf->listeners[i].name, cf->listeners[i].listen.text);
+	for (int i = 0; i < cf->nlisteners; i++) {
+		struct listener_cfg *l = &cf->listeners[i];
+		config_setting_t *tls = config_setting_get_member(config_setting_get_elem(list, i),
+		    "tls");
+		char prefix[48];
+
+		if (l->name[0] == '\0')
+			store_string(&l->name, l->listen.text);
+		snprintf(prefix, sizeof(prefix), "listeners[%d].tls.", i);
+		if (tls == NULL) {
+			set_defaults(CS_TLS, &l->tls);
+			continue;
+		}
+		if (!config_setting_is_group(tls))
+			return fail(c, tls, prefix, "expected a group { certificate = ...; }");
+		if (load_group(c, tls, CS_TLS, &l->tls, prefix) == -1)
+			return -1;
+		l->tls.enabled = 1;
+	}
 	return 0;
 }
 
@@ -659,9 +756,7 @@ load_sinks(struct ctx *c, struct config *cf, config_setting_t *list)
 	if ((cf->sinks = calloc(1, sizeof(*cf->sinks))) == NULL)
 		fatal("calloc");
 	cf->nsinks = 1;
-	for (const struct cfg_setting *s = cfg_settings; s->name; s++)
-		if (s->scope == CS_SINK && s->def != NULL)
-			set_default(s, &cf->sinks[0]);
+	set_defaults(CS_SINK, &cf->sinks[0]);
 	store_string(&cf->sinks[0].name, "default");
 	return 0;
 }
@@ -935,6 +1030,64 @@ check_listeners(struct ctx *c, struct config *cf, const config_setting_t *list)
 	return 0;
 }
 
+/* A tls group's settings that the context does not check: fingerprints, what verifies. */
+static int
+check_tls(struct ctx *c, const struct tls_cfg *t, const config_setting_t *tg, int i)
+{
+	const config_setting_t *v = config_setting_get_member(tg, "permitted_peers");
+	unsigned char md[64];
+	int mdlen, pins = 0;
+	char name[64];
+
+	snprintf(name, sizeof(name), "listeners[%d].tls.certificate", i);
+	if (t->certificate[0] == '\0')
+		return fail(c, tg, name, "a tls group needs a certificate");
+	snprintf(name, sizeof(name), "listeners[%d].tls.permitted_peers", i);
+	for (int k = 0; k < t->permitted_peers.n; k++) {
+		switch (tlsctx_fingerprint(t->permitted_peers.v[k], md, &mdlen)) {
+		case 0:
+			pins++;
+			break;
+		case -1:
+			return fail(c, v, name, "\"%s\": a fingerprint is \"sha256:\" and 64 "
+			    "hexadecimal digits, or \"sha1:\" and 40", t->permitted_peers.v[k]);
+		}
+	}
+	snprintf(name, sizeof(name), "listeners[%d].tls.verify", i);
+	if (t->verify != VERIFY_NONE && !t->ca_file[0] && !t->ca_dir[0] && pins == 0)
+		return fail(c, config_setting_get_member(tg, "verify"), name, "client certificates "
+		    "need ca_file, ca_dir or fingerprints in permitted_peers to verify against");
+	return 0;
+}
+
+/*
+ * Each tls group's context, built now: -t then checks the certificates and
+ * keys as the master will, and the master (as root) has them before it
+ * forks the generation.
+ */
+static int
+resolve_tls(struct ctx *c, struct config *cf, const config_setting_t *list)
+{
+	for (int i = 0; i < cf->nlisteners; i++) {
+		struct listener_cfg *l = &cf->listeners[i];
+		const config_setting_t *tg = config_setting_get_member(config_setting_get_elem(list, i),
+		    "tls");
+		char prefix[48], why[512];
+
+		if (!l->tls.enabled)
+			continue;
+		snprintf(prefix, sizeof(prefix), "listeners[%d].tls", i);
+		if (l->datagram)
+			return fail(c, tg, prefix, "TLS needs a stream; %s is a datagram listener",
+			    l->listen.text);
+		if (check_tls(c, &l->tls, tg, i) == -1)
+			return -1;
+		if ((l->tls.ctx = tlsctx_server(&l->tls, why, sizeof(why))) == NULL)
+			return fail(c, tg, prefix, "%s", why);
+	}
+	return 0;
+}
+
 static int
 check_identity(struct ctx *c, const struct config *cf, config_t *lc)
 {
@@ -1092,6 +1245,7 @@ load(config_t *lc, const char *name, char *err, size_t errlen)
 	    check_stats(&c, cf, stats) == -1 ||
 	    load_listeners(&c, cf, list) == -1 ||
 	    check_listeners(&c, cf, list) == -1 ||
+	    resolve_tls(&c, cf, list) == -1 ||
 	    load_sinks(&c, cf, sinks) == -1 ||
 	    check_sinks(&c, cf, sinks) == -1 ||
 	    resolve_units(cf) == -1 ||
@@ -1176,6 +1330,8 @@ cfg_free(struct config *cf)
 		return;
 	for (int i = 0; i < cf->nlisteners; i++) {
 		free_strings(CS_LISTENER, &cf->listeners[i]);
+		free_strings(CS_TLS, &cf->listeners[i].tls);
+		tlsctx_free(cf->listeners[i].tls.ctx);
 		free(cf->listeners[i].allow_v);
 		free(cf->listeners[i].deny_v);
 	}
@@ -1374,6 +1530,11 @@ cfg_dump(const struct config *cf, FILE *fp)
 	for (int i = 0; i < cf->nlisteners; i++) {
 		fprintf(fp, "\t{\n");
 		dump_scope(&cf->listeners[i], CS_LISTENER, "\t\t", fp);
+		if (cf->listeners[i].tls.enabled) {
+			fprintf(fp, "\t\ttls = {\n");
+			dump_scope(&cf->listeners[i].tls, CS_TLS, "\t\t\t", fp);
+			fprintf(fp, "\t\t};\n");
+		}
 		fprintf(fp, "\t}%s\n", i + 1 < cf->nlisteners ? "," : "");
 	}
 	fprintf(fp, ");\nsinks = (\n");

@@ -26,7 +26,7 @@
 #define CFG_STRING_MAX		4095	/* bytes in a string setting */
 #define CFG_VALUE_MAX		(4 * CFG_STRING_MAX + 3)	/* a value as cfg_format writes it */
 
-enum cfg_scope { CS_MAIN, CS_LOG, CS_STATS, CS_LISTENER, CS_SINK, CS_COUNT };
+enum cfg_scope { CS_MAIN, CS_LOG, CS_STATS, CS_LISTENER, CS_TLS, CS_SINK, CS_COUNT };
 enum cfg_type {
 	CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN, CT_SIZE, CT_NAMES, CT_BOOL
 };
@@ -43,6 +43,9 @@ enum forward_framing { FORWARD_LF, FORWARD_OCTET };
 enum forward_payload { PAYLOAD_EVENT, PAYLOAD_RECORD };
 enum sink_sync { SYNC_NONE, SYNC_INTERVAL, SYNC_ALWAYS };
 enum sink_overflow { OVERFLOW_BLOCK, OVERFLOW_DROP };
+/* TLS settings. */
+enum tls_verify { VERIFY_NONE, VERIFY_OPTIONAL, VERIFY_REQUIRED };
+enum tls_version { TLS_V1_2, TLS_V1_3 };
 
 struct cfg_setting {
 	const char	*name;
@@ -65,6 +68,19 @@ struct cfg_addr {
 struct cfg_names {
 	char		**v;
 	int		  n;
+};
+
+/* A tls group (listeners[i].tls); common/tlsctx.c builds its context. */
+struct tls_cfg {
+	int		 enabled;	/* the group is there */
+	char		*certificate, *key, *key_passphrase_file;
+	char		*ca_file, *ca_dir, *crl_file;
+	int		 verify;
+	struct cfg_names permitted_peers;
+	int		 min_protocol;
+	char		*ciphers, *ciphersuites;
+	long		 handshake_timeout_ms;
+	void		*ctx;		/* resolved: the SSL_CTX of this generation */
 };
 
 struct listener_cfg {
@@ -96,6 +112,7 @@ struct listener_cfg {
 	int		 socket_uid, socket_gid;	/* resolved; -1: leave it */
 	int		 socket_perm;			/* resolved from socket_mode; -1: umask */
 	int		 datagram;			/* resolved: udp:// or unixgram: */
+	struct tls_cfg	 tls;
 };
 
 struct sink_cfg {

@@ -9,6 +9,7 @@
 #include "conntab.h"
 #include "log.h"
 #include "stats.h"
+#include "tlsctx.h"
 
 #define STAT_ROW(type, field, metric, label, path, help, line, text)	\
 	{ offsetof(type, field), metric, label, path, help, line, text },
@@ -73,6 +74,24 @@ stats_refused(struct worker_counts *w, int why)
 	default:
 		return &w->refused_full;
 	}
+}
+
+/* The counter of a TLS handshake failure (enum tls_failure). */
+uint64_t *
+stats_tls_failed(struct listener_counts *l, int why)
+{
+	uint64_t *const by_reason[] = {
+		[TLSF_NO_CERTIFICATE] = &l->tls_failed_no_certificate,
+		[TLSF_UNTRUSTED] = &l->tls_failed_untrusted, [TLSF_EXPIRED] = &l->tls_failed_expired,
+		[TLSF_REVOKED] = &l->tls_failed_revoked,
+		[TLSF_NOT_PERMITTED] = &l->tls_failed_not_permitted,
+		[TLSF_NOT_TLS] = &l->tls_failed_not_tls,
+		[TLSF_NO_SHARED_PARAMS] = &l->tls_failed_no_shared_params,
+		[TLSF_PROTOCOL] = &l->tls_failed_protocol, [TLSF_CLOSED] = &l->tls_failed_closed,
+		[TLSF_TIMEOUT] = &l->tls_failed_handshake_timeout,
+	};
+
+	return by_reason[why];
 }
 
 /*

@@ -98,7 +98,25 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	X(kernel_drops, "datagrams_dropped_total", NULL, "datagrams_dropped",	\
 	    "Datagrams the kernel dropped because a socket's receive buffer was full, " \
 	    "by listener (UDP; the master asks the kernel for them).",		\
-	    STAT_LINE_NONE, NULL)
+	    STAT_LINE_NONE, NULL)							\
+	X(tls_handshakes, "tls_handshakes_total", NULL, "tls.handshakes",	\
+	    "TLS handshakes completed, by listener.", STAT_LINE_NONE, NULL)	\
+	X(tls_resumed, "tls_resumed_total", NULL, "tls.resumed",		\
+	    "TLS handshakes that resumed a session (a ticket), by listener.",	\
+	    STAT_LINE_NONE, NULL)							\
+	X(tls_truncated, "tls_truncated_total", NULL, "tls.truncated",		\
+	    "TLS connections that ended inside a record, by listener.", STAT_LINE_NONE, NULL) \
+	TLS_FAILURE(X, no_certificate, "TLS handshakes that failed, by listener and reason.") \
+	TLS_FAILURE(X, untrusted, NULL) TLS_FAILURE(X, expired, NULL)		\
+	TLS_FAILURE(X, revoked, NULL) TLS_FAILURE(X, not_permitted, NULL)	\
+	TLS_FAILURE(X, not_tls, NULL) TLS_FAILURE(X, no_shared_params, NULL)	\
+	TLS_FAILURE(X, protocol, NULL) TLS_FAILURE(X, closed, NULL)		\
+	TLS_FAILURE(X, handshake_timeout, NULL)
+
+/* One reason of ingestd_tls_handshake_failures_total (enum tls_failure, common/tlsctx.h). */
+#define TLS_FAILURE(X, why, help)						\
+	X(tls_failed_##why, "tls_handshake_failures_total", #why,		\
+	    "tls.handshake_failures." #why, help, STAT_LINE_NONE, NULL)
 
 /* What each sink did (labelled sink="name", /stats under "sinks", its own exit line). */
 #define STATS_SINK(X)								\
@@ -145,6 +163,7 @@ int			 stats_init(int nslots);
 struct worker_stats	*stats_slot(int slot);
 void			 stats_clear(int slot);
 uint64_t		*stats_refused(struct worker_counts *, int why);
+uint64_t		*stats_tls_failed(struct listener_counts *, int why);
 size_t			 stats_line(const struct stat_desc *, int n, const void *base, enum stat_line,
 			    char *buf, size_t size);
 

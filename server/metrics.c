@@ -231,7 +231,10 @@ worker_metrics(struct evbuffer *b, const struct worker_counts *w)
 	}
 }
 
-/* A table's metrics for each named thing (listener="...", sink="..."); base: its counts in v. */
+/*
+ * A table's metrics for each named thing (listener="...", sink="..."), and
+ * by reason where rows share a metric; base: its counts in v.
+ */
 static void
 named_metrics(struct evbuffer *b, const struct stat_desc *d, int n, const char *key,
     const struct named *v, int nv, size_t base)
@@ -240,10 +243,16 @@ named_metrics(struct evbuffer *b, const struct stat_desc *d, int n, const char *
 
 	for (int i = 0; i < n; i++) {
 		snprintf(name, sizeof(name), "ingestd_%s", d[i].metric);
-		head(b, name, gauge(&d[i]) ? "gauge" : "counter", d[i].help);
-		for (int k = 0; k < nv; k++)
-			labelled(b, name, key, v[k].name,
+		if (!seen(d, i, 0))
+			head(b, name, gauge(&d[i]) ? "gauge" : "counter", help_of(d, n, i));
+		for (int k = 0; k < nv; k++) {
+			evbuffer_add_printf(b, "%s{%s=\"", name, key);
+			label(b, v[k].name);
+			if (d[i].label)
+				evbuffer_add_printf(b, "\",reason=\"%s", d[i].label);
+			evbuffer_add_printf(b, "\"} %llu\n", (unsigned long long)
 			    STAT_VALUE((const char *)&v[k] + base, &d[i]));
+		}
 	}
 }
 

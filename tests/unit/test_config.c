@@ -110,7 +110,7 @@ assert_cfg_equal(const struct config *a, const struct config *b)
 		}
 	}
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
-		if (s->scope == CS_LISTENER || s->scope == CS_SINK)
+		if (s->scope == CS_LISTENER || s->scope == CS_TLS || s->scope == CS_SINK)
 			continue;
 		ck_assert_msg(strcmp(cfg_format(s, a, x, sizeof(x)), cfg_format(s, b, y, sizeof(y))) == 0,
 		    "%s%s%s: %s != %s", cfg_scope_names[s->scope], s->scope ? "." : "", s->name, x, y);
@@ -120,12 +120,17 @@ assert_cfg_equal(const struct config *a, const struct config *b)
 		const struct listener_cfg *la = &a->listeners[i], *lb = &b->listeners[i];
 
 		for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
-			if (s->scope != CS_LISTENER)
+			const void *pa = s->scope == CS_TLS ? (const void *)&la->tls : la;
+			const void *pb = s->scope == CS_TLS ? (const void *)&lb->tls : lb;
+
+			if (s->scope != CS_LISTENER && s->scope != CS_TLS)
 				continue;
-			ck_assert_msg(strcmp(cfg_format(s, la, x, sizeof(x)),
-			    cfg_format(s, lb, y, sizeof(y))) == 0,
-			    "listeners[%d].%s: %s != %s", i, s->name, x, y);
+			ck_assert_msg(strcmp(cfg_format(s, pa, x, sizeof(x)),
+			    cfg_format(s, pb, y, sizeof(y))) == 0,
+			    "listeners[%d].%s%s: %s != %s", i, s->scope == CS_TLS ? "tls." : "",
+			    s->name, x, y);
 		}
+		ck_assert_int_eq(la->tls.enabled, lb->tls.enabled);
 		ck_assert_msg(addr_equal(&la->listen.addr, &lb->listen.addr),
 		    "listeners[%d].listen: addresses differ", i);
 	}
@@ -891,11 +896,12 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 45);
+	ck_assert_int_eq(n, 57);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
 	ck_assert_str_eq(cfg_scope_names[CS_LISTENER], "listeners");
+	ck_assert_str_eq(cfg_scope_names[CS_TLS], "listeners.tls");
 	ck_assert_str_eq(cfg_scope_names[CS_SINK], "sinks");
 }
 END_TEST
@@ -908,6 +914,7 @@ START_TEST(table_defaults_are_applied)
 
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
 		const void *base = s->scope == CS_LISTENER ? (const void *)&cf->listeners[0] :
+		    s->scope == CS_TLS ? (const void *)&cf->listeners[0].tls :
 		    s->scope == CS_SINK ? (const void *)&cf->sinks[0] : (const void *)cf;
 
 		if (s->def == NULL)

@@ -25,6 +25,7 @@ Suite	*relp_session_suite(void);	/* test_relp_session.c: worker/conn/relp_sessio
 Suite	*safefile_suite(void);	/* test_safefile.c: common/safefile.c */
 Suite	*sink_suite(void);	/* test_sink.c:    worker/sinks/sink.c */
 Suite	*slots_suite(void);	/* test_slots.c:   server/slots.c */
+Suite	*tls_suite(void);	/* test_tls.c:     common/tlsctx.c, worker/conn/tls.c */
 
 const struct sockaddr *test_sockaddr(const char *text);	/* util.c */
 

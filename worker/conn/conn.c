@@ -22,6 +22,13 @@
  * itself holds the client up (back-pressure, or answers waiting for the
  * sinks).
  *
+ * Bytes cross the wire through the connection's transport (transport.h):
+ * the plain one, or TLS.  A TLS handshake is a phase of the connection
+ * before its handler sees a byte, timed by handshake_timeout on the record
+ * timer (no record can be open yet); the events wait for what the
+ * transport's next step needs, and bytes it holds that epoll cannot see
+ * make the connection active by themselves (update_read).
+ *
  * The write path (for the handlers that answer: RELP) is allocated on
  * first use, so a plain TCP connection does not carry it: bytes queued in
  * conn_out() go out as the client takes them; send_timeout closes a client
@@ -45,20 +52,26 @@
 #include "clock.h"
 #include "conn.h"
 #include "encode.h"
+#include "json.h"
 #include "log.h"
 #include "proc.h"
 #include "records.h"
 #include "stats.h"
+#include "tlsctx.h"
+#include "transport.h"
 
 #define CONN_READ_BUF		65536
 #define CONN_READS_PER_WAKE	4
 #define CONN_LINGER_MS		1000	/* after our FIN at a drain's end: the client's last bytes, */
 #define CONN_LINGER_QUIET_MS	200	/* ... or until it sends nothing for this long */
+#define CONN_ID_LOGGED		72	/* bytes of a TLS identity in log lines */
+#define CONN_TIMEOUTS		4	/* durations per listener: idle, record, send, handshake */
 
 /* The write path, for a connection that sends. */
 struct output {
 	struct obuf		 buf;		/* bytes not yet sent */
 	struct event		 wev;		/* writable, while buf holds bytes */
+	short			 wev_mask;	/* what wev waits for (TLS may read to send) */
 	struct event		 send_ev;	/* send_timeout, while buf holds bytes */
 	const struct timeval	*send_tv;
 };
@@ -67,11 +80,15 @@ struct conn {
 	int			 fd;
 	int			 closed;
 	int			 lingering;	/* our FIN is out: reading until the client's */
+	int			 handshaking;	/* the transport's handshake runs: no reads yet */
 	long			 linger_end_ms;	/* monotonic: closed then at the latest */
-	struct event		 ev;
+	struct transport	*tr;		/* plain_transport, or its own TLS one */
+	struct event		 ev;		/* readable (or what the transport's read needs) */
+	short			 ev_mask;	/* what ev is assigned to wait for */
+	short			 ev_on;		/* ev is added */
 	struct event		 idle_ev;	/* idle_timeout */
-	struct event		 rec_ev;	/* record_timeout, while a record is open */
-	const struct timeval	*idle_tv, *rec_tv;	/* common timeouts, or NULL */
+	struct event		 rec_ev;	/* record_timeout, or handshake_timeout */
+	const struct timeval	*idle_tv, *rec_tv, *hs_tv;	/* common timeouts, or NULL */
 	const struct listener_cfg *l;
 	const struct conn_handler *h, *next;	/* next: after a handler that comes first */
 	void			*state;		/* the handler's */
@@ -80,9 +97,9 @@ struct conn {
 	uint64_t		 bytes;
 	uint64_t		 records;
 	struct conn		*prev, *next_conn;
-	char			 peer[ADDR_STRLEN];
+	char			 peer[ADDR_STRLEN + CONN_ID_LOGGED + 4];	/* and " [TLS id]" */
 	size_t			 prefixlen;
-	char			*prefix;	/* ,"peer":"...","listener":"..." */
+	char			*prefix;	/* ,"peer":"...","listener":"..."[,"tls_peer":"..."] */
 };
 
 static struct conn	*conns;		/* live */
@@ -94,9 +111,12 @@ static int		 reading = 1;
 static struct worker_counts *totals;	/* in the worker's stats slot */
 static struct encode_meta meta;		/* the receive time of the current read */
 static char		 readbuf[CONN_READ_BUF];
-static struct log_limit	 framing_limit, idle_limit, record_limit, send_limit;
+static struct log_limit	 framing_limit, idle_limit, record_limit, send_limit, truncated_limit;
+static struct log_limit	 tls_limit[TLSF_TIMEOUT + 1];	/* by enum tls_failure */
 
 static void	on_release(evutil_socket_t, short, void *);
+static void	on_read(evutil_socket_t, short, void *);
+static void	update_read(struct conn *);
 static void	arm_linger(struct conn *);
 static int	read_client(struct conn *, int to_the_end);
 
@@ -104,7 +124,7 @@ static int	read_client(struct conn *, int to_the_end);
 static const struct timeval *
 common_timeout(long ms)
 {
-	static struct { long ms; const struct timeval *tv; } known[3 * CFG_MAX_LISTENERS];
+	static struct { long ms; const struct timeval *tv; } known[CONN_TIMEOUTS * CFG_MAX_LISTENERS];
 	static int nknown;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
@@ -113,8 +133,8 @@ common_timeout(long ms)
 	for (int i = 0; i < nknown; i++)
 		if (known[i].ms == ms)
 			return known[i].tv;
-	if (nknown == 3 * CFG_MAX_LISTENERS)
-		return NULL;	/* cannot happen: three durations per listener */
+	if (nknown == CONN_TIMEOUTS * CFG_MAX_LISTENERS)
+		return NULL;	/* cannot happen: CONN_TIMEOUTS durations per listener */
 	known[nknown].ms = ms;
 	known[nknown].tv = event_base_init_common_timeout(proc.base, &tv);
 	return known[nknown++].tv;
@@ -210,6 +230,8 @@ conn_close(struct conn *c, const char *reason)
 		event_del(&c->out->wev);
 		event_del(&c->out->send_ev);
 	}
+	c->tr->ops->free(c->tr);	/* TLS: close_notify, unless it failed */
+	c->tr = &plain_transport;
 	close(c->fd);
 	ct_release(proc.slot, &c->ticket);
 	unlink_live(c);
@@ -312,30 +334,69 @@ conn_set_peer(struct conn *c, const struct sockaddr *sa, socklen_t len)
 	return 0;
 }
 
+/* The TLS client's identity: in its events (tls_peer) and its log lines. */
+static int
+set_tls_peer(struct conn *c, const char *id)
+{
+	struct obuf o = { NULL, 0, 0 };
+	size_t more = JSON_STRING_MAX(strlen(id)) + 12;
+	char *p;
+
+	if ((p = realloc(c->prefix, c->prefixlen + more)) == NULL)
+		return -1;
+	o.p = p;
+	o.len = c->prefixlen;
+	o.cap = c->prefixlen + more;
+	memcpy(o.p + o.len, ",\"tls_peer\":", 12);
+	o.len += 12;
+	json_string(&o, id, strlen(id));
+	c->prefix = o.p;
+	c->prefixlen = o.len;
+	snprintf(c->peer + strlen(c->peer), sizeof(c->peer) - strlen(c->peer), " [%.*s]",
+	    CONN_ID_LOGGED, id);
+	return 0;
+}
+
 /* Whether c should be read from now: not while the sinks, its client or its handler hold us up. */
 static int
 want_read(const struct conn *c)
 {
-	if (!reading || c->closed)
+	if (!reading || c->closed || c->handshaking)
 		return 0;
 	if (c->out && c->out->buf.len >= CONN_OUT_MAX)
 		return 0;
 	return c->h->want_read == NULL || c->h->want_read(c);
 }
 
+/*
+ * Watch c for what its transport's next read (or handshake step) waits on,
+ * while c is to be read.  Bytes the transport already holds raise no event
+ * from epoll: c is made active for them.
+ */
 static void
 update_read(struct conn *c)
 {
-	int on = want_read(c);
+	short what;
 
 	if (c->closed)
 		return;
-	if (on != (event_pending(&c->ev, EV_READ, NULL) != 0)) {
-		if (on)
+	what = c->handshaking || want_read(c) ? c->tr->ops->waits(c->tr, 0) : 0;
+	if (what != c->ev_mask && what) {
+		if (c->ev_on)
+			event_del(&c->ev);
+		event_assign(&c->ev, proc.base, c->fd, what | EV_PERSIST, on_read, c);
+		c->ev_mask = what;
+		c->ev_on = 0;
+	}
+	if ((what != 0) != c->ev_on) {
+		if (what)
 			event_add(&c->ev, NULL);
 		else
 			event_del(&c->ev);
+		c->ev_on = what != 0;
 	}
+	if (what && !c->handshaking && c->tr->ops->pending(c->tr))
+		event_active(&c->ev, EV_READ, 1);
 }
 
 /*
@@ -360,6 +421,7 @@ arm_timers(struct conn *c, uint64_t records_before)
 }
 
 static void	feed(struct conn *, const char *, size_t);
+static int	start_tls(struct conn *, const char *, size_t);
 
 /*
  * The handler after the first (the PROXY header's) takes over, and reads
@@ -381,6 +443,8 @@ conn_switch(struct conn *c, const char *rest, size_t n)
 		conn_close(c, "out of memory");
 		return -1;
 	}
+	if (c->l->tls.enabled)	/* the bytes after the header begin the handshake */
+		return start_tls(c, rest, n);
 	if (n > 0)
 		feed(c, rest, n);
 	return c->closed ? -1 : 0;
@@ -395,12 +459,34 @@ feed(struct conn *c, const char *data, size_t n)
 		conn_framing_error(c, why ? why : "protocol error");
 }
 
+/* The client ended its stream; a TLS one that did so inside a record is counted. */
 static void
 on_eof(struct conn *c)
 {
+	const char *why = c->tr->ops->truncation(c->tr);
+
+	if (why && c->h->in_record && c->h->in_record(c)) {
+		proc.stats->lsn[c->l - proc.cf->listeners].tls_truncated++;
+		log_limited(&truncated_limit, LOG_LVL_NOTICE, "%s: %s %s: %s", proc.name, c->l->name,
+		    c->peer, why);
+	}
 	if (c->h->eof)
 		c->h->eof(c);
 	conn_close(c, "closed by peer");
+}
+
+/*
+ * A TLS client on a listener without tls: its ClientHello would be a record
+ * of binary noise.  Closed, with a word the operator can act on.
+ */
+static int
+tls_on_plain(struct conn *c, const char *data, size_t n)
+{
+	if (c->l->tls.enabled || n < 3 || data[0] != 0x16 || data[1] != 0x03 ||
+	    (unsigned char)data[2] > 0x04)
+		return 0;
+	conn_framing_error(c, "a TLS handshake on a listener without tls");
+	return 1;
 }
 
 /*
@@ -414,10 +500,13 @@ read_client(struct conn *c, int to_the_end)
 	struct timespec now;
 
 	for (int i = 0; i < CONN_READS_PER_WAKE && want_read(c); i++) {
-		ssize_t n = read(c->fd, readbuf, sizeof(readbuf));
+		ssize_t n = c->tr->ops->recv(c->tr, c->fd, readbuf, sizeof(readbuf));
 
 		if (n > 0) {
 			uint64_t records_before = c->records;
+
+			if (c->bytes == 0 && tls_on_plain(c, readbuf, n))
+				return -1;
 
 			clock_gettime(CLOCK_REALTIME, &now);
 			encode_set_time(&meta, &now);
@@ -437,25 +526,108 @@ read_client(struct conn *c, int to_the_end)
 			return -1;
 		}
 		if (errno != EAGAIN && errno != EINTR) {
-			char why[64];
+			char why[192];
 
-			snprintf(why, sizeof(why), "read: %s", strerror(errno));
+			snprintf(why, sizeof(why), "read: %s", c->tr->why ? c->tr->why : strerror(errno));
 			conn_close(c, why);
 			return -1;
 		}
+		/* half a TLS record is half a record: a slowloris defence on TLS too */
+		if (c->tr->ops->partial(c->tr) && c->rec_tv && !evtimer_pending(&c->rec_ev, NULL))
+			event_add(&c->rec_ev, c->rec_tv);
 		break;
 	}
 	if (c->h->read_end)
 		c->h->read_end(c);
+	if (c->closed)
+		return -1;
+	update_read(c);	/* what the transport waits for now; what it holds */
+	return 0;
+}
+
+/* Count and log a failed handshake, and close. */
+static void
+handshake_failed(struct conn *c, enum tls_failure f, const char *why)
+{
+	(*stats_tls_failed(&proc.stats->lsn[c->l - proc.cf->listeners], f))++;
+	/* a balancer's health check connects and closes: not worth a notice */
+	log_limited(&tls_limit[f], f == TLSF_CLOSED || f == TLSF_TIMEOUT ? LOG_LVL_INFO :
+	    LOG_LVL_NOTICE, "%s: %s %s: TLS handshake failed (%s): %s", proc.name, c->l->name,
+	    c->peer, tlsctx_failure_name(f), why);
+	conn_close(c, why);
+}
+
+/* The handshake is done: the client's identity goes into its events, and reading begins. */
+static void
+handshake_done(struct conn *c)
+{
+	struct listener_counts *lc = &proc.stats->lsn[c->l - proc.cf->listeners];
+
+	c->handshaking = 0;
+	event_del(&c->rec_ev);
+	lc->tls_handshakes++;
+	lc->tls_resumed += c->tr->resumed != 0;
+	if (c->tr->peer_id && set_tls_peer(c, c->tr->peer_id) == -1) {
+		log_warn("%s: %s: out of memory for a connection", proc.name, c->l->name);
+		conn_close(c, "out of memory");
+		return;
+	}
+	log_debug("%s: %s %s: TLS handshake done%s", proc.name, c->l->name, c->peer,
+	    c->tr->resumed ? " (resumed)" : "");
+	if (c->idle_tv)
+		event_add(&c->idle_ev, c->idle_tv);
+	read_client(c, 1);	/* a TLS 1.3 client's first record often came with its Finished */
+}
+
+static void
+handshake_step(struct conn *c)
+{
+	switch (c->tr->ops->handshake(c->tr, c->fd)) {
+	case 1:
+		handshake_done(c);
+		break;
+	case 0:
+		update_read(c);
+		break;
+	default:
+		handshake_failed(c, c->tr->failure, c->tr->why);
+	}
+}
+
+/*
+ * c's listener speaks TLS: its transport takes over, with rest, the bytes
+ * read after a PROXY header.  The handshake has handshake_timeout to end.
+ */
+static int
+start_tls(struct conn *c, const char *rest, size_t n)
+{
+	struct transport *t = tls_transport_new(&c->l->tls, rest, n);
+
+	if (t == NULL) {
+		log_warn("%s: %s: out of memory for a connection", proc.name, c->l->name);
+		conn_close(c, "out of memory");
+		return -1;
+	}
+	c->tr = t;
+	c->handshaking = 1;
+	event_del(&c->rec_ev);
+	if (c->hs_tv)
+		event_add(&c->rec_ev, c->hs_tv);
+	handshake_step(c);
 	return c->closed ? -1 : 0;
 }
 
 static void
 on_read(evutil_socket_t fd, short what, void *arg)
 {
+	struct conn *c = arg;
+
 	(void)fd;
 	(void)what;
-	read_client(arg, 0);
+	if (c->handshaking)
+		handshake_step(c);
+	else
+		read_client(c, 0);
 }
 
 /*
@@ -467,7 +639,7 @@ static void
 expire(struct conn *c, struct event *ev, const struct timeval *tv, const char *why,
     uint64_t *count, struct log_limit *ll)
 {
-	if (!reading || (c->h->waiting && c->h->waiting(c))) {
+	if (!c->handshaking && (!reading || (c->h->waiting && c->h->waiting(c)))) {
 		event_add(ev, tv);	/* the wait is ours, not the client's */
 		return;
 	}
@@ -522,9 +694,13 @@ linger(struct conn *c)
 {
 	if (c->closed || c->lingering)
 		return;
+	if (c->handshaking) {	/* it has sent no record yet */
+		conn_close(c, "shutdown_timeout");
+		return;
+	}
 	c->lingering = 1;
 	c->linger_end_ms = clock_ms() + CONN_LINGER_MS;
-	if (shutdown(c->fd, SHUT_WR) == -1) {
+	if (c->tr->ops->shutdown(c->tr, c->fd) == -1) {
 		conn_close(c, "shutdown_timeout");
 		return;
 	}
@@ -562,8 +738,29 @@ on_record_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (c->handshaking) {
+		handshake_failed(c, TLSF_TIMEOUT, "handshake_timeout");
+		return;
+	}
 	expire(c, &c->rec_ev, c->rec_tv, c->h->timeout_why ? c->h->timeout_why : "record_timeout",
 	    &totals->record_timeouts, &record_limit);
+}
+
+static void	on_write(evutil_socket_t, short, void *);
+
+/* Wait for what the transport's send waits on (writable; TLS may need to read first). */
+static void
+watch_write(struct conn *c)
+{
+	struct output *o = c->out;
+	short what = c->tr->ops->waits(c->tr, 1);
+
+	if (what != o->wev_mask) {
+		event_del(&o->wev);
+		event_assign(&o->wev, proc.base, c->fd, what | EV_PERSIST, on_write, c);
+		o->wev_mask = what;
+	}
+	event_add(&o->wev, NULL);
 }
 
 /*
@@ -577,10 +774,10 @@ conn_flush(struct conn *c)
 	struct output *o = c->out;
 	size_t sent = 0;
 
-	if (c->closed || o == NULL)
+	if (c->closed || o == NULL || c->handshaking)
 		return;
 	while (sent < o->buf.len) {
-		ssize_t n = send(c->fd, o->buf.p + sent, o->buf.len - sent, MSG_NOSIGNAL);
+		ssize_t n = c->tr->ops->send(c->tr, c->fd, o->buf.p + sent, o->buf.len - sent);
 
 		if (n > 0) {
 			sent += n;
@@ -603,7 +800,7 @@ conn_flush(struct conn *c)
 		if (c->h->sent)
 			c->h->sent(c);
 	} else {
-		event_add(&o->wev, NULL);
+		watch_write(c);
 		if (o->send_tv && !evtimer_pending(&o->send_ev, NULL))
 			event_add(&o->send_ev, o->send_tv);
 	}
@@ -644,6 +841,7 @@ conn_out(struct conn *c)
 		return NULL;
 	}
 	event_assign(&o->wev, proc.base, c->fd, EV_WRITE | EV_PERSIST, on_write, c);
+	o->wev_mask = EV_WRITE;
 	evtimer_assign(&o->send_ev, proc.base, on_send_timeout, c);
 	o->send_tv = common_timeout(c->l->send_timeout_ms);
 	c->out = o;
@@ -685,11 +883,14 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 		return NULL;
 	}
 	c->ticket = *t;
+	c->tr = &plain_transport;
 	event_assign(&c->ev, proc.base, fd, EV_READ | EV_PERSIST, on_read, c);
+	c->ev_mask = EV_READ;
 	evtimer_assign(&c->idle_ev, proc.base, on_idle, c);
 	evtimer_assign(&c->rec_ev, proc.base, on_record_timeout, c);
 	c->idle_tv = common_timeout(l->idle_timeout_ms);
 	c->rec_tv = common_timeout(l->record_timeout_ms);
+	c->hs_tv = l->tls.enabled ? common_timeout(l->tls.handshake_timeout_ms) : NULL;
 	if (c->idle_tv)		/* a client that never sends is idle from the start */
 		event_add(&c->idle_ev, c->idle_tv);
 	if (c->rec_tv && h->in_record && h->in_record(c))	/* a PROXY header is due at once */
@@ -706,9 +907,8 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 	 * them now, and a connection that ends there never costs the
 	 * epoll_ctl(2) calls of watching it.
 	 */
-	if (read_client(c, 1) == -1)
+	if (l->tls.enabled && next == NULL ? start_tls(c, NULL, 0) == -1 : read_client(c, 1) == -1)
 		return NULL;
-	update_read(c);
 	return c;
 }
 
@@ -740,7 +940,7 @@ conn_drain_all(void)
 
 	for (c = conns; c; c = next) {
 		next = c->next_conn;
-		if (c->h->drain)
+		if (c->h->drain && !c->handshaking)
 			c->h->drain(c);
 	}
 }

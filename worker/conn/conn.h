@@ -14,6 +14,9 @@
  *                   until the sinks wrote what they acknowledge
  *   conn.c          the connection itself: reads, timers, the write path,
  *                   counting, closing
+ *   transport.h     what conn.c reads and sends through: transport.c (plain)
+ *                   and tls.c (TLS, with its handshake before the handler
+ *                   reads, and handshake_timeout)
  *
  * A connection reads what its client sends and hands it to its handler (a
  * protocol plugged in through struct conn_handler, the only way conn.c
@@ -28,10 +31,6 @@
  *
  * May use: common/, protocol/, pipeline/, sinks/.  Never calls the worker:
  * it tells it that connections closed through the hook given to conn_init.
- *
- * DESIGN: TLS is a transport under the connection (tls.c here): conn.c's
- * reads and sends (conn_recv, conn_send) go through it, with its handshake
- * and handshake_timeout before the handler starts.
  */
 #ifndef INGESTD_CONN_H
 #define INGESTD_CONN_H

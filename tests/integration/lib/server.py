@@ -393,6 +393,8 @@ def conf_value(v):
         return str(v)
     if isinstance(v, (list, tuple)):
         return "[ " + ", ".join(conf_value(x) for x in v) + " ]"
+    if isinstance(v, dict):             # a group, such as a listener's tls
+        return conf_group(v)
     return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
