@@ -21,13 +21,13 @@ static const char *const samples[][2] = {
 	{ "listeners.listen", "127.0.0.1:5514" },
 	{ "sinks.name", "default" },
 	{ "stats.listen", "127.0.0.1:9514" },
-	{ "listeners.tls.certificate", "/etc/ingestd/tls/server.pem" },
-	{ "listeners.tls.key", "/etc/ingestd/tls/server.key" },
+	{ "tls.certificate", "/etc/ingestd/tls/server.pem" },
+	{ "tls.key", "/etc/ingestd/tls/server.key" },
 };
 
 static const char *const scope_titles[CS_COUNT] = {
 	"Global settings", "The log group", "The stats group", "Listeners",
-	"The tls group of a listener", "Sinks",
+	"The tls group", "Sinks",
 };
 
 static const char *const scope_intros[CS_COUNT] = {
@@ -38,12 +38,14 @@ static const char *const scope_intros[CS_COUNT] = {
 	"Each element of the list\n.Ic \"listeners = ( { ... }, { ... } );\"\n"
 	"is one listening socket with these settings, at most " CFG_MAX_LISTENERS_TEXT
 	" of them.",
-	"Settings inside a listener's\n.Ic \"tls = { ... };\" :\n"
-	"the listener speaks TLS (OpenSSL 3) for its protocol and framing:\n"
+	"Settings inside a listener's or a forward sink's\n.Ic \"tls = { ... };\" .\n"
+	"A listener with one speaks TLS (OpenSSL 3) for its protocol and framing:\n"
 	"syslog over TLS as RFC 5425 describes it (octet-counted or LF), RELP over TLS,\n"
 	"JSON and raw lines.\n"
 	"With proxy_protocol, the PROXY header comes first, in clear text, then TLS.\n"
 	"Not for datagram listeners.\n"
+	"A forward sink with one connects to its upstreams over TLS and verifies them.\n"
+	"Redis sinks cannot: Debian 12's hiredis has no TLS.\n"
 	"See TLS in\n.Xr ingestd 8\n"
 	"for a private CA in five commands, mutual TLS and rotation.",
 	"Each element of the list\n.Ic \"sinks = ( { ... }, { ... } );\"\n"
@@ -247,7 +249,9 @@ conf(void)
 	    "#\t\ttls = {\n");
 	conf_scope(CS_TLS, "\t\t\t", "#");
 	printf("#\t\t};\n");
-	printf("\t}\n);\n\n# One group per destination of events.\nsinks = (\n\t{\n");
+	printf("\t}\n);\n\n# One group per destination of events.  A forward sink takes a tls\n"
+	    "# group with the same settings (certificate and key: its client\n"
+	    "# certificate; server_name: the upstream's name).\nsinks = (\n\t{\n");
 	conf_scope(CS_SINK, "\t\t", "");
 	printf("\t}\n);\n");
 	return 0;

@@ -164,8 +164,10 @@ const struct cfg_setting cfg_settings[] = {
 	  "for a unix stream socket what the master's umask leaves (0755 under umask 022: "
 	  "only root may connect)." },
 	{ "certificate", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(certificate),
-	  "Required in a tls group. PEM file of the server's certificate, followed by the "
-	  "intermediate certificates that lead to the CA clients trust. The master reads it "
+	  "Listeners (required): PEM file of the server's certificate, followed by the "
+	  "intermediate certificates that lead to the CA clients trust. Forward sinks "
+	  "(optional): the client certificate presented to upstreams that ask for one. "
+	  "The master reads it "
 	  "(and key) as it loads the configuration, before it drops privileges, so the files "
 	  "may be readable by root only. A certificate that has expired, or is not yet valid, "
 	  "is an error; one that expires within 30 days is a warning." },
@@ -176,21 +178,24 @@ const struct cfg_setting cfg_settings[] = {
 	  "File whose first line is the passphrase of an encrypted key. Empty: the key is "
 	  "not encrypted." },
 	{ "ca_file", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(ca_file),
-	  "PEM file of the CA certificates that client certificates are verified against "
-	  "(with verify \"optional\" or \"required\")." },
+	  "PEM file of the CA certificates that the peer's certificate is verified against: "
+	  "clients' (a listener with verify \"optional\" or \"required\"), or the upstream's "
+	  "(a forward sink; empty: the system's CAs, /etc/ssl/certs)." },
 	{ "ca_dir", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(ca_dir),
 	  "Directory of CA certificates named by their subject hash, as openssl rehash(1) "
 	  "makes it, searched besides ca_file." },
 	{ "crl_file", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(crl_file),
 	  "PEM file of certificate revocation lists, one for each CA of the chain: a "
-	  "client certificate it revokes is refused. With a CRL file, every CA in a client's "
+	  "peer certificate it revokes is refused. With a CRL file, every CA in a client's "
 	  "chain must have a CRL in it. Read again on every reload." },
 	{ "verify", CS_TLS, CT_ENUM, "none", 0, 0, "none|optional|required", 1, T(verify),
-	  "Client certificates (mutual TLS). \"none\": none is asked for. \"optional\": one is "
+	  "Listeners: client certificates (mutual TLS). \"none\": none is asked for. \"optional\": one is "
 	  "asked for; a client without one is admitted, a client whose certificate does not "
 	  "verify (chain, dates, CRL, permitted_peers) is refused. \"required\": a client "
 	  "without a certificate is refused too. \"optional\" and \"required\" need ca_file, "
-	  "ca_dir or fingerprints in permitted_peers." },
+	  "ca_dir or fingerprints in permitted_peers. Forward sinks: the upstream's "
+	  "certificate is verified (against ca_file, ca_dir or the system's CAs, and "
+	  "server_name) unless verify is \"none\"; a sink's default is \"required\"." },
 	{ "permitted_peers", CS_TLS, CT_NAMES, "", 0, 0, NULL, 1, T(permitted_peers),
 	  "Which verified client certificates are admitted, as RFC 5425 authorizes syslog "
 	  "clients: names, matched against the certificate's subjectAltName DNS names (its "
@@ -201,7 +206,12 @@ const struct cfg_setting cfg_settings[] = {
 	  "prints them. A fingerprint admits its certificate even when it is self-signed or its "
 	  "CA is not in ca_file (its dates are still checked). The name or fingerprint that "
 	  "matched becomes the event's tls_peer. Empty: every certificate that verifies "
-	  "against the CAs is admitted." },
+	  "against the CAs is admitted. Listeners only." },
+	{ "server_name", CS_TLS, CT_STRING, "", 0, 0, NULL, 1, T(server_name),
+	  "Forward sinks: the name the upstream's certificate must carry (subjectAltName "
+	  "DNS name, or its common name without one), also sent as the TLS server name "
+	  "(SNI). Empty: the upstream's IP address, which the certificate must then carry "
+	  "as an IP subjectAltName. Listeners do not use it." },
 	{ "min_protocol", CS_TLS, CT_ENUM, "TLSv1.2", 0, 0, "TLSv1.2|TLSv1.3", 1, T(min_protocol),
 	  "The oldest TLS version accepted. TLS 1.3 is always offered; SSL 3, TLS 1.0 and "
 	  "TLS 1.1 never are." },
@@ -216,7 +226,8 @@ const struct cfg_setting cfg_settings[] = {
 	  "A client must finish its TLS handshake within this many seconds of connecting (or of "
 	  "its PROXY header), or it is closed and counted "
 	  "(ingestd_tls_handshake_failures_total, reason handshake_timeout); 0: no limit. "
-	  "Stops clients that open connections and never finish a handshake." },
+	  "Stops clients that open connections and never finish a handshake. Forward sinks: "
+	  "an upstream that does not finish the handshake in time counts as failed." },
 	{ "name", CS_SINK, CT_STRING, NULL, 0, 0, NULL, 1, S(name),
 	  "Required. Name of the sink, used in listeners' sinks and in log messages. "
 	  "Names are unique." },
@@ -284,7 +295,7 @@ const struct cfg_setting cfg_settings[] = {
 };
 
 const char *const cfg_scope_names[CS_COUNT] = {
-	"", "log", "stats", "listeners", "listeners.tls", "sinks"
+	"", "log", "stats", "listeners", "tls", "sinks"
 };
 
 const char cfg_embedded[] =
@@ -626,7 +637,7 @@ is_subgroup(enum cfg_scope scope, const char *name)
 {
 	static const struct { enum cfg_scope scope; const char *name; } sub[] = {
 		{ CS_MAIN, "log" }, { CS_MAIN, "stats" }, { CS_MAIN, "listeners" },
-		{ CS_MAIN, "sinks" }, { CS_LISTENER, "tls" },
+		{ CS_MAIN, "sinks" }, { CS_LISTENER, "tls" }, { CS_SINK, "tls" },
 	};
 
 	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++)
@@ -716,6 +727,31 @@ load_list(struct ctx *c, config_setting_t *list, const char *what, const char *n
 	return 0;
 }
 
+/*
+ * The tls group of what[i] (a listener's or a sink's), or the defaults
+ * without one.  A sink verifies its upstream unless told not to.
+ */
+static int
+load_tls(struct ctx *c, config_setting_t *g, const char *what, int i, struct tls_cfg *t)
+{
+	config_setting_t *tls = g ? config_setting_get_member(g, "tls") : NULL;
+	char prefix[48];
+
+	snprintf(prefix, sizeof(prefix), "%s[%d].tls.", what, i);
+	if (tls == NULL) {
+		set_defaults(CS_TLS, t);
+		return 0;
+	}
+	if (!config_setting_is_group(tls))
+		return fail(c, tls, prefix, "expected a group { certificate = ...; }");
+	if (load_group(c, tls, CS_TLS, t, prefix) == -1)
+		return -1;
+	if (strcmp(what, "sinks") == 0 && config_setting_get_member(tls, "verify") == NULL)
+		t->verify = VERIFY_REQUIRED;
+	t->enabled = 1;
+	return 0;
+}
+
 static int
 load_listeners(struct ctx *c, struct config *cf, config_setting_t *list)
 {
@@ -726,22 +762,11 @@ load_listeners(struct ctx *c, struct config *cf, config_setting_t *list)
 		return -1;
 	for (int i = 0; i < cf->nlisteners; i++) {
 		struct listener_cfg *l = &cf->listeners[i];
-		config_setting_t *tls = config_setting_get_member(config_setting_get_elem(list, i),
-		    "tls");
-		char prefix[48];
 
 		if (l->name[0] == '\0')
 			store_string(&l->name, l->listen.text);
-		snprintf(prefix, sizeof(prefix), "listeners[%d].tls.", i);
-		if (tls == NULL) {
-			set_defaults(CS_TLS, &l->tls);
-			continue;
-		}
-		if (!config_setting_is_group(tls))
-			return fail(c, tls, prefix, "expected a group { certificate = ...; }");
-		if (load_group(c, tls, CS_TLS, &l->tls, prefix) == -1)
+		if (load_tls(c, config_setting_get_elem(list, i), "listeners", i, &l->tls) == -1)
 			return -1;
-		l->tls.enabled = 1;
 	}
 	return 0;
 }
@@ -750,13 +775,21 @@ load_listeners(struct ctx *c, struct config *cf, config_setting_t *list)
 static int
 load_sinks(struct ctx *c, struct config *cf, config_setting_t *list)
 {
-	if (list != NULL)
-		return load_list(c, list, "sinks", "sink", CS_SINK, sizeof(*cf->sinks), CFG_MAX_SINKS,
-		    (void **)&cf->sinks, &cf->nsinks);
+	if (list != NULL) {
+		if (load_list(c, list, "sinks", "sink", CS_SINK, sizeof(*cf->sinks), CFG_MAX_SINKS,
+		    (void **)&cf->sinks, &cf->nsinks) == -1)
+			return -1;
+		for (int i = 0; i < cf->nsinks; i++)
+			if (load_tls(c, config_setting_get_elem(list, i), "sinks", i,
+			    &cf->sinks[i].tls) == -1)
+				return -1;
+		return 0;
+	}
 	if ((cf->sinks = calloc(1, sizeof(*cf->sinks))) == NULL)
 		fatal("calloc");
 	cf->nsinks = 1;
 	set_defaults(CS_SINK, &cf->sinks[0]);
+	set_defaults(CS_TLS, &cf->sinks[0].tls);
 	store_string(&cf->sinks[0].name, "default");
 	return 0;
 }
@@ -1030,9 +1063,9 @@ check_listeners(struct ctx *c, struct config *cf, const config_setting_t *list)
 	return 0;
 }
 
-/* A tls group's settings that the context does not check: fingerprints, what verifies. */
+/* A listener's tls group, beyond what its context checks: fingerprints, what verifies. */
 static int
-check_tls(struct ctx *c, const struct tls_cfg *t, const config_setting_t *tg, int i)
+check_server_tls(struct ctx *c, const struct tls_cfg *t, const config_setting_t *tg, int i)
 {
 	const config_setting_t *v = config_setting_get_member(tg, "permitted_peers");
 	unsigned char md[64];
@@ -1041,7 +1074,11 @@ check_tls(struct ctx *c, const struct tls_cfg *t, const config_setting_t *tg, in
 
 	snprintf(name, sizeof(name), "listeners[%d].tls.certificate", i);
 	if (t->certificate[0] == '\0')
-		return fail(c, tg, name, "a tls group needs a certificate");
+		return fail(c, tg, name, "a listener's tls group needs a certificate");
+	snprintf(name, sizeof(name), "listeners[%d].tls.server_name", i);
+	if (t->server_name[0])
+		return fail(c, config_setting_get_member(tg, "server_name"), name,
+		    "forward sinks only: a listener's name is in its certificate");
 	snprintf(name, sizeof(name), "listeners[%d].tls.permitted_peers", i);
 	for (int k = 0; k < t->permitted_peers.n; k++) {
 		switch (tlsctx_fingerprint(t->permitted_peers.v[k], md, &mdlen)) {
@@ -1060,30 +1097,69 @@ check_tls(struct ctx *c, const struct tls_cfg *t, const config_setting_t *tg, in
 	return 0;
 }
 
+/* A sink's tls group: forward sinks only; an upstream is known by its name or address. */
+static int
+check_client_tls(struct ctx *c, const struct sink_cfg *s, const config_setting_t *tg, int i)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "sinks[%d].tls", i);
+	if (s->type == SINK_REDIS)
+		return fail(c, tg, name, "Debian 12's hiredis has no TLS: a redis sink connects in "
+		    "clear text");
+	if (s->type != SINK_FORWARD)
+		return fail(c, tg, name, "only forward sinks connect over TLS");
+	snprintf(name, sizeof(name), "sinks[%d].tls.permitted_peers", i);
+	if (s->tls.permitted_peers.n)
+		return fail(c, config_setting_get_member(tg, "permitted_peers"), name,
+		    "listeners only: a sink checks its upstream's server_name");
+	snprintf(name, sizeof(name), "sinks[%d].tls.server_name", i);
+	for (int k = 0; k < s->nupstreams && s->tls.verify != VERIFY_NONE; k++)
+		if (!s->tls.server_name[0] && s->upstream_v[k].ss.ss_family == AF_UNIX)
+			return fail(c, tg, name, "upstream %s is a unix socket: name the certificate "
+			    "it must carry", s->upstreams.v[k]);
+	return 0;
+}
+
 /*
  * Each tls group's context, built now: -t then checks the certificates and
  * keys as the master will, and the master (as root) has them before it
  * forks the generation.
  */
 static int
-resolve_tls(struct ctx *c, struct config *cf, const config_setting_t *list)
+resolve_tls(struct ctx *c, struct config *cf, const config_setting_t *list,
+    const config_setting_t *sinks)
 {
+	char name[48], why[512];
+
 	for (int i = 0; i < cf->nlisteners; i++) {
 		struct listener_cfg *l = &cf->listeners[i];
 		const config_setting_t *tg = config_setting_get_member(config_setting_get_elem(list, i),
 		    "tls");
-		char prefix[48], why[512];
 
 		if (!l->tls.enabled)
 			continue;
-		snprintf(prefix, sizeof(prefix), "listeners[%d].tls", i);
+		snprintf(name, sizeof(name), "listeners[%d].tls", i);
 		if (l->datagram)
-			return fail(c, tg, prefix, "TLS needs a stream; %s is a datagram listener",
+			return fail(c, tg, name, "TLS needs a stream; %s is a datagram listener",
 			    l->listen.text);
-		if (check_tls(c, &l->tls, tg, i) == -1)
+		if (check_server_tls(c, &l->tls, tg, i) == -1)
 			return -1;
 		if ((l->tls.ctx = tlsctx_server(&l->tls, why, sizeof(why))) == NULL)
-			return fail(c, tg, prefix, "%s", why);
+			return fail(c, tg, name, "%s", why);
+	}
+	for (int i = 0; i < cf->nsinks; i++) {
+		struct sink_cfg *s = &cf->sinks[i];
+		const config_setting_t *tg;
+
+		if (!s->tls.enabled)
+			continue;
+		tg = config_setting_get_member(config_setting_get_elem(sinks, i), "tls");
+		snprintf(name, sizeof(name), "sinks[%d].tls", i);
+		if (check_client_tls(c, s, tg, i) == -1)
+			return -1;
+		if ((s->tls.ctx = tlsctx_client(&s->tls, why, sizeof(why))) == NULL)
+			return fail(c, tg, name, "%s", why);
 	}
 	return 0;
 }
@@ -1245,13 +1321,13 @@ load(config_t *lc, const char *name, char *err, size_t errlen)
 	    check_stats(&c, cf, stats) == -1 ||
 	    load_listeners(&c, cf, list) == -1 ||
 	    check_listeners(&c, cf, list) == -1 ||
-	    resolve_tls(&c, cf, list) == -1 ||
 	    load_sinks(&c, cf, sinks) == -1 ||
 	    check_sinks(&c, cf, sinks) == -1 ||
 	    resolve_units(cf) == -1 ||
 	    resolve_sinks(&c, cf, list) == -1 ||
 	    resolve_acls(&c, cf, list) == -1 ||
 	    resolve_upstreams(&c, cf, sinks) == -1 ||
+	    resolve_tls(&c, cf, list, sinks) == -1 ||
 	    check_identity(&c, cf, lc) == -1 ||
 	    check_sink_dirs(&c, cf, sinks) == -1)
 		goto bad;
@@ -1338,6 +1414,8 @@ cfg_free(struct config *cf)
 	free(cf->listeners);
 	for (int i = 0; i < cf->nsinks; i++) {
 		free_strings(CS_SINK, &cf->sinks[i]);
+		free_strings(CS_TLS, &cf->sinks[i].tls);
+		tlsctx_free(cf->sinks[i].tls.ctx);
 		free(cf->sinks[i].upstream_v);
 	}
 	free(cf->sinks);
@@ -1515,6 +1593,16 @@ dump_scope(const void *base, enum cfg_scope scope, const char *indent, FILE *fp)
 			fprintf(fp, "%s%s = %s;\n", indent, s->name, cfg_format(s, base, buf, sizeof(buf)));
 }
 
+static void
+dump_tls(const struct tls_cfg *t, FILE *fp)
+{
+	if (!t->enabled)
+		return;
+	fprintf(fp, "\t\ttls = {\n");
+	dump_scope(t, CS_TLS, "\t\t\t", fp);
+	fprintf(fp, "\t\t};\n");
+}
+
 void
 cfg_dump(const struct config *cf, FILE *fp)
 {
@@ -1530,17 +1618,14 @@ cfg_dump(const struct config *cf, FILE *fp)
 	for (int i = 0; i < cf->nlisteners; i++) {
 		fprintf(fp, "\t{\n");
 		dump_scope(&cf->listeners[i], CS_LISTENER, "\t\t", fp);
-		if (cf->listeners[i].tls.enabled) {
-			fprintf(fp, "\t\ttls = {\n");
-			dump_scope(&cf->listeners[i].tls, CS_TLS, "\t\t\t", fp);
-			fprintf(fp, "\t\t};\n");
-		}
+		dump_tls(&cf->listeners[i].tls, fp);
 		fprintf(fp, "\t}%s\n", i + 1 < cf->nlisteners ? "," : "");
 	}
 	fprintf(fp, ");\nsinks = (\n");
 	for (int i = 0; i < cf->nsinks; i++) {
 		fprintf(fp, "\t{\n");
 		dump_scope(&cf->sinks[i], CS_SINK, "\t\t", fp);
+		dump_tls(&cf->sinks[i].tls, fp);
 		fprintf(fp, "\t}%s\n", i + 1 < cf->nsinks ? "," : "");
 	}
 	fprintf(fp, ");\n");

@@ -70,7 +70,7 @@ struct cfg_names {
 	int		  n;
 };
 
-/* A tls group (listeners[i].tls); common/tlsctx.c builds its context. */
+/* A tls group (listeners[i].tls, sinks[i].tls); common/tlsctx.c builds its context. */
 struct tls_cfg {
 	int		 enabled;	/* the group is there */
 	char		*certificate, *key, *key_passphrase_file;
@@ -80,6 +80,7 @@ struct tls_cfg {
 	int		 min_protocol;
 	char		*ciphers, *ciphersuites;
 	long		 handshake_timeout_ms;
+	char		*server_name;	/* a sink's upstream */
 	void		*ctx;		/* resolved: the SSL_CTX of this generation */
 };
 
@@ -133,6 +134,7 @@ struct sink_cfg {
 	int		 maxlen;
 	int		 octet;		/* resolved: units are "LEN SP MSG" frames, not lines */
 	int		 raw;		/* resolved: the record as it came, not the event */
+	struct tls_cfg	 tls;		/* forward: to the upstreams */
 };
 
 struct config {

@@ -5,6 +5,7 @@
  * Every error names the file and OpenSSL's reason; the caller puts the
  * setting's place in front of it.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/err.h>
@@ -441,15 +442,13 @@ load_identity(SSL_CTX *ctx, const struct tls_cfg *cf, char *err, size_t errlen)
 	return 0;
 }
 
-/* CAs, CRLs and the callbacks that authorize a client's certificate. */
+/* The CAs and CRLs a peer's certificate is verified against. */
 static int
-load_verify(SSL_CTX *ctx, const struct tls_cfg *cf, char *err, size_t errlen)
+load_cas(SSL_CTX *ctx, const struct tls_cfg *cf, char *err, size_t errlen)
 {
 	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
 	char why[256];
 
-	if (cf->verify == VERIFY_NONE)
-		return 0;
 	if ((cf->ca_file[0] && readable("ca_file", cf->ca_file, err, errlen) == -1) ||
 	    (cf->crl_file[0] && readable("crl_file", cf->crl_file, err, errlen) == -1))
 		return -1;
@@ -459,8 +458,6 @@ load_verify(SSL_CTX *ctx, const struct tls_cfg *cf, char *err, size_t errlen)
 		    cf->ca_file[0] ? cf->ca_file : cf->ca_dir, ssl_reason(why, sizeof(why)));
 		return -1;
 	}
-	if (cf->ca_file[0])
-		SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(cf->ca_file));
 	if (cf->crl_file[0]) {
 		X509_LOOKUP *lu = X509_STORE_add_lookup(st, X509_LOOKUP_file());
 
@@ -471,6 +468,19 @@ load_verify(SSL_CTX *ctx, const struct tls_cfg *cf, char *err, size_t errlen)
 		}
 		X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	}
+	return 0;
+}
+
+/* A listener's CAs and CRLs, and the callbacks that authorize a client's certificate. */
+static int
+load_verify(SSL_CTX *ctx, const struct tls_cfg *cf, char *err, size_t errlen)
+{
+	if (cf->verify == VERIFY_NONE)
+		return 0;
+	if (load_cas(ctx, cf, err, errlen) == -1)
+		return -1;
+	if (cf->ca_file[0])	/* the CAs a client may choose its certificate by */
+		SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(cf->ca_file));
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (cf->verify == VERIFY_REQUIRED ?
 	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), verify_cb);
 	SSL_CTX_set_cert_verify_callback(ctx, authorize_cb, (void *)cf);
@@ -506,9 +516,9 @@ set_sessions(SSL_CTX *ctx, const struct tls_cfg *cf)
 	SSL_CTX_set_session_id_context(ctx, sid, n);
 }
 
-/* A listener's context, or NULL with the reason in err. */
-void *
-tlsctx_server(const struct tls_cfg *cf, char *err, size_t errlen)
+/* A context with the versions, ciphers and modes of both sides. */
+static SSL_CTX *
+new_ctx(const SSL_METHOD *method, const struct tls_cfg *cf, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
 	char why[256];
@@ -516,7 +526,7 @@ tlsctx_server(const struct tls_cfg *cf, char *err, size_t errlen)
 	if (peer_index == -1 &&
 	    (peer_index = SSL_get_ex_new_index(0, "ingestd tls_peer", NULL, NULL, NULL)) == -1)
 		fatalx("SSL_get_ex_new_index failed");
-	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
+	if ((ctx = SSL_CTX_new(method)) == NULL) {
 		snprintf(err, errlen, "%s", ssl_reason(why, sizeof(why)));
 		return NULL;
 	}
@@ -527,23 +537,96 @@ tlsctx_server(const struct tls_cfg *cf, char *err, size_t errlen)
 	/* idle connections hold no buffers; sends resume from a buffer that moved */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_read_ahead(ctx, 1);
 	if (SSL_CTX_set_cipher_list(ctx, cf->ciphers) != 1) {
 		snprintf(err, errlen, "ciphers \"%s\": %s", cf->ciphers, ssl_reason(why, sizeof(why)));
-		goto bad;
+		SSL_CTX_free(ctx);
+		return NULL;
 	}
 	if (SSL_CTX_set_ciphersuites(ctx, cf->ciphersuites) != 1) {
 		snprintf(err, errlen, "ciphersuites \"%s\": %s", cf->ciphersuites,
 		    ssl_reason(why, sizeof(why)));
-		goto bad;
+		SSL_CTX_free(ctx);
+		return NULL;
 	}
-	if (load_identity(ctx, cf, err, errlen) == -1 || load_verify(ctx, cf, err, errlen) == -1)
-		goto bad;
+	return ctx;
+}
+
+/* A listener's context, or NULL with the reason in err. */
+void *
+tlsctx_server(const struct tls_cfg *cf, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = new_ctx(TLS_server_method(), cf, err, errlen);
+
+	if (ctx == NULL)
+		return NULL;
+	SSL_CTX_set_read_ahead(ctx, 1);
+	if (load_identity(ctx, cf, err, errlen) == -1 || load_verify(ctx, cf, err, errlen) == -1) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	set_sessions(ctx, cf);
+	return ctx;
+}
+
+/*
+ * A forward sink's context: its client certificate, if any, and the CAs
+ * its upstreams' certificates are verified against (the system's without
+ * ca_file or ca_dir).  The name is checked per connection (tlsctx_connect).
+ */
+void *
+tlsctx_client(const struct tls_cfg *cf, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = new_ctx(TLS_client_method(), cf, err, errlen);
+	char why[256];
+
+	if (ctx == NULL)
+		return NULL;
+	if (cf->certificate[0] && load_identity(ctx, cf, err, errlen) == -1)
+		goto bad;
+	if (cf->verify != VERIFY_NONE) {
+		if (cf->ca_file[0] || cf->ca_dir[0] || cf->crl_file[0]) {
+			if (load_cas(ctx, cf, err, errlen) == -1)
+				goto bad;
+		} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+			snprintf(err, errlen, "the system's CAs: %s", ssl_reason(why, sizeof(why)));
+			goto bad;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	}
 	return ctx;
 bad:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+/*
+ * A client SSL on fd for a sink's upstream: SNI and the name its
+ * certificate must carry (server_name, else the address it was reached at).
+ */
+SSL *
+tlsctx_connect(const struct tls_cfg *cf, int fd, const char *host)
+{
+	SSL *ssl = SSL_new(cf->ctx);
+	const char *name = cf->server_name[0] ? cf->server_name : host;
+	unsigned char ip[16];
+	int literal = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
+
+	if (ssl == NULL || SSL_set_fd(ssl, fd) != 1) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	SSL_set_connect_state(ssl);
+	if (!literal)
+		SSL_set_tlsext_host_name(ssl, name);	/* RFC 6066: no IP literals */
+	if (cf->verify != VERIFY_NONE) {
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		if (literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name) != 1 :
+		    SSL_set1_host(ssl, name) != 1) {
+			SSL_free(ssl);
+			return NULL;
+		}
+	}
+	return ssl;
 }
 
 void

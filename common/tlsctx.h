@@ -39,6 +39,8 @@ struct tls_peer {
 };
 
 void		*tlsctx_server(const struct tls_cfg *, char *err, size_t errlen);
+void		*tlsctx_client(const struct tls_cfg *, char *err, size_t errlen);
+SSL		*tlsctx_connect(const struct tls_cfg *, int fd, const char *host);
 void		 tlsctx_free(void *ctx);
 int		 tlsctx_fingerprint(const char *text, unsigned char *md, int *mdlen);
 void		 tlsctx_attach(SSL *, struct tls_peer *);

@@ -17,31 +17,45 @@ from lib.relp import fault_run
 from lib.disk import mount_tmpfs, remount_tmpfs
 
 
+def reloads(s, _):
+    """The fault of relp_faults_reloads: 20 reloads (HUP) in a row."""
+    for g in range(2, 22):
+        m = s.mark()
+        s.signal(signal.SIGHUP)
+        s.wait_for_log(rf"reload: generation {g} accepting", since=m, timeout=10)
+        time.sleep(0.1)
+
+
+def kills(s, _):
+    """The fault of relp_faults_kill9: kill -9 of a random worker every second for 6 s."""
+    rnd = __import__("random").Random(7)
+    for _ in range(6):
+        pids = s.workers()
+        if pids:
+            os.kill(rnd.choice(pids), signal.SIGKILL)
+        time.sleep(1)
+    s.wait_workers(2, timeout=10)
+
+
+def upgrade(s, _):
+    """The fault of relp_faults_upgrade: ingestd -s upgrade."""
+    old = s.master
+    rc, _, err = s.ctx.run(["-c", s.conf, "-s", "upgrade"], timeout=30)
+    check(rc == 0, f"-s upgrade exited {rc}: {tail(err)}")
+    s.master = read_pid(s.pid_file)
+    check(wait_until(lambda: not alive(old), 10), f"the old master {old} did not exit")
+    time.sleep(0.5)
+
+
 @case
 def relp_faults_reloads(ctx):
     """20 reloads (HUP) in a row under RELP and plain TCP load: no answered record lost."""
-    def reloads(s, _):
-        for g in range(2, 22):
-            m = s.mark()
-            s.signal(signal.SIGHUP)
-            s.wait_for_log(rf"reload: generation {g} accepting", since=m, timeout=10)
-            time.sleep(0.1)
-
     fault_run(ctx, "relp_faults_reloads", reloads)
 
 
 @case
 def relp_faults_kill9(ctx):
     """kill -9 of a random worker every second for 6 s under load: no answered record lost."""
-    def kills(s, _):
-        rnd = __import__("random").Random(7)
-        for _ in range(6):
-            pids = s.workers()
-            if pids:
-                os.kill(rnd.choice(pids), signal.SIGKILL)
-            time.sleep(1)
-        s.wait_workers(2, timeout=10)
-
     fault_run(ctx, "relp_faults_kill9", kills)
 
 
@@ -60,14 +74,6 @@ def relp_faults_master_restart(ctx):
 @case
 def relp_faults_upgrade(ctx):
     """A binary upgrade (ingestd -s upgrade) under load: no answered record lost."""
-    def upgrade(s, _):
-        old = s.master
-        rc, _, err = ctx.run(["-c", s.conf, "-s", "upgrade"], timeout=30)
-        check(rc == 0, f"-s upgrade exited {rc}: {tail(err)}")
-        s.master = read_pid(s.pid_file)
-        check(wait_until(lambda: not alive(old), 10), f"the old master {old} did not exit")
-        time.sleep(0.5)
-
     fault_run(ctx, "relp_faults_upgrade", upgrade)
 
 

@@ -102,12 +102,19 @@ assert_cfg_equal(const struct config *a, const struct config *b)
 	ck_assert_int_eq(a->nsinks, b->nsinks);
 	for (int i = 0; i < a->nsinks; i++) {
 		for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
-			if (s->scope != CS_SINK)
+			const void *pa = s->scope == CS_TLS ? (const void *)&a->sinks[i].tls :
+			    &a->sinks[i];
+			const void *pb = s->scope == CS_TLS ? (const void *)&b->sinks[i].tls :
+			    &b->sinks[i];
+
+			if (s->scope != CS_SINK && s->scope != CS_TLS)
 				continue;
-			ck_assert_msg(strcmp(cfg_format(s, &a->sinks[i], x, sizeof(x)),
-			    cfg_format(s, &b->sinks[i], y, sizeof(y))) == 0,
-			    "sinks[%d].%s: %s != %s", i, s->name, x, y);
+			ck_assert_msg(strcmp(cfg_format(s, pa, x, sizeof(x)),
+			    cfg_format(s, pb, y, sizeof(y))) == 0,
+			    "sinks[%d].%s%s: %s != %s", i, s->scope == CS_TLS ? "tls." : "", s->name,
+			    x, y);
 		}
+		ck_assert_int_eq(a->sinks[i].tls.enabled, b->sinks[i].tls.enabled);
 	}
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
 		if (s->scope == CS_LISTENER || s->scope == CS_TLS || s->scope == CS_SINK)
@@ -896,12 +903,12 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 57);
+	ck_assert_int_eq(n, 58);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
 	ck_assert_str_eq(cfg_scope_names[CS_LISTENER], "listeners");
-	ck_assert_str_eq(cfg_scope_names[CS_TLS], "listeners.tls");
+	ck_assert_str_eq(cfg_scope_names[CS_TLS], "tls");
 	ck_assert_str_eq(cfg_scope_names[CS_SINK], "sinks");
 }
 END_TEST

@@ -97,6 +97,70 @@ files(const char *fmt)
 	    err_, (want));								\
 } while (0)
 
+/* A config with one forward (or other: more) sink whose tls group is tls. */
+static struct config *
+load_sink(const char *tls, const char *more, char *err, size_t errlen)
+{
+	char text[4096];
+
+	snprintf(text, sizeof(text), "listeners = ( { listen = \"127.0.0.1:5514\"; } );\n"
+	    "sinks = ( { name = \"up\"; %s\n    tls = { %s };\n  } );\n",
+	    more[0] ? more : "type = \"forward\"; upstreams = [ \"127.0.0.1:6514\" ];", tls);
+	err[0] = '\0';
+	return cfg_parse_string(text, "t.conf", err, errlen);
+}
+
+#define ASSERT_SINK_REFUSED(tls, more, want) do {					\
+	char err_[1024];								\
+	struct config *cf_ = load_sink((tls), (more), err_, sizeof(err_));		\
+											\
+	ck_assert_msg(cf_ == NULL, "accepted: %s", (tls));				\
+	ck_assert_msg(strstr(err_, (want)) != NULL, "error \"%s\", expected \"%s\"",	\
+	    err_, (want));								\
+} while (0)
+
+START_TEST(sink_group)
+{
+	char err[1024], *text = NULL;
+	size_t len = 0;
+	struct config *cf = load_sink(files("ca_file = \"%s/ca.pem\"; server_name = \"a.test\";"),
+	    "", err, sizeof(err)), *again;
+	FILE *fp;
+
+	ck_assert_msg(cf != NULL, "%s", err);
+	ck_assert(cf->sinks[0].tls.enabled && cf->sinks[0].tls.ctx != NULL);
+	ck_assert_int_eq(cf->sinks[0].tls.verify, VERIFY_REQUIRED);	/* a sink's default */
+	fp = open_memstream(&text, &len);
+	cfg_dump(cf, fp);
+	fclose(fp);
+	again = cfg_parse_string(text, "dump", err, sizeof(err));
+	ck_assert_msg(again != NULL, "%s\n%s", err, text);
+	ck_assert_str_eq(again->sinks[0].tls.server_name, "a.test");
+	cfg_free(again);
+	cfg_free(cf);
+	free(text);
+	cf = load_sink("verify = \"none\";", "", err, sizeof(err));
+	ck_assert_msg(cf != NULL, "%s", err);
+	ck_assert_int_eq(cf->sinks[0].tls.verify, VERIFY_NONE);
+	cfg_free(cf);
+	cf = load_sink(files(IDENTITY), "", err, sizeof(err));	/* a client certificate */
+	ck_assert_msg(cf != NULL, "%s", err);
+	cfg_free(cf);
+	ASSERT_SINK_REFUSED("", "type = \"redis\"; upstreams = [ \"127.0.0.1:6379\" ];",
+	    "sinks[0].tls: Debian 12's hiredis has no TLS");
+	ASSERT_SINK_REFUSED("", "type = \"file\"; path = \"/tmp/x.jsonl\";",
+	    "sinks[0].tls: only forward sinks connect over TLS");
+	ASSERT_SINK_REFUSED("permitted_peers = [ \"a\" ];", "",
+	    "sinks[0].tls.permitted_peers: listeners only");
+	ASSERT_SINK_REFUSED("", "type = \"forward\"; upstreams = [ \"/run/up.sock\" ];",
+	    "sinks[0].tls.server_name: upstream /run/up.sock is a unix socket");
+	ASSERT_SINK_REFUSED(files("certificate = \"%s/server.pem\"; key = \"%s/other.key\";"), "",
+	    "does not match certificate");
+	ASSERT_REFUSED(files(IDENTITY " server_name = \"x\";"), "",
+	    "listeners[0].tls.server_name: forward sinks only");
+}
+END_TEST
+
 START_TEST(fingerprints)
 {
 	unsigned char md[64];
@@ -163,7 +227,7 @@ END_TEST
 
 START_TEST(group_errors)
 {
-	ASSERT_REFUSED("", "", "listeners[0].tls.certificate: a tls group needs a certificate");
+	ASSERT_REFUSED("", "", "listeners[0].tls.certificate: a listener's tls group needs a certificate");
 	ASSERT_REFUSED("certificate = \"/nonexistent/x.pem\";", "",
 	    "listeners[0].tls: certificate /nonexistent/x.pem: No such file or directory");
 	ASSERT_REFUSED(files("certificate = \"%s/server.pem\"; key = \"%s/other.key\";"), "",
@@ -389,6 +453,7 @@ tls_suite(void)
 	tcase_add_test(tc, fingerprints);
 	tcase_add_test(tc, group_loads_and_dumps);
 	tcase_add_test(tc, group_errors);
+	tcase_add_test(tc, sink_group);
 	tcase_add_test(tc, records_byte_by_byte);
 	tcase_add_test(tc, garbage_after_handshake);
 	tcase_add_test(tc, not_tls_at_all);

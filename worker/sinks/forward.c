@@ -13,9 +13,21 @@
  * TCP does not say what the peer read.  An upstream that closes its side
  * first (a graceful restart: shutdown(SHUT_WR), then read to the end) loses
  * nothing: we stop writing as soon as we see its FIN.
+ *
+ * With a tls group, each connection is TLS (the context the master built,
+ * common/tlsctx.c): after the TCP connect comes the handshake, within
+ * handshake_timeout, and the upstream's certificate must verify and carry
+ * server_name (or the address); one that does not is a failed upstream
+ * like a refused connect, logged with the reason, and the events wait in
+ * the queue for the next upstream or the next try.  Units are written with
+ * SSL_write, and what the upstream sends (session tickets, its
+ * close_notify) is read with SSL_read.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event_struct.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +37,9 @@
 #include "addr.h"
 #include "driver.h"
 #include "proc.h"
+#include "tlsctx.h"
 
-enum { UP_IDLE, UP_CONNECTING, UP_OPEN };
+enum { UP_IDLE, UP_CONNECTING, UP_HANDSHAKE, UP_OPEN };
 
 struct upstream {
 	struct sink	*s;
@@ -36,6 +49,9 @@ struct upstream {
 	int		 state;
 	struct event	 rev;		/* readable: the upstream's FIN, while connected */
 	struct event	 wev;		/* writable: while connecting, or its socket is full */
+	SSL		*ssl;		/* with a tls group, once connected */
+	int		 write_reads;	/* the last SSL_write waits for the upstream's bytes */
+	struct event	 hs_ev;		/* handshake_timeout */
 };
 
 struct forward {
@@ -49,6 +65,7 @@ struct forward {
 
 static void	on_readable(evutil_socket_t, short, void *);
 static void	on_writable(evutil_socket_t, short, void *);
+static void	on_handshake_timeout(evutil_socket_t, short, void *);
 
 /* The connection failed or the upstream left: the next one is tried. */
 static void
@@ -59,8 +76,11 @@ drop_conn(struct forward *f, struct upstream *u, const char *why)
 	if (u->fd != -1) {
 		event_del(&u->rev);
 		event_del(&u->wev);
+		event_del(&u->hs_ev);
+		SSL_free(u->ssl);	/* no close_notify: the connection failed */
 		close(u->fd);
 	}
+	u->ssl = NULL;
 	u->fd = -1;
 	u->state = UP_IDLE;
 	if (u != &f->up[f->cur])
@@ -89,9 +109,121 @@ start_connect(struct upstream *u)
 	u->state = UP_CONNECTING;
 	event_assign(&u->rev, proc.base, fd, EV_READ | EV_PERSIST, on_readable, u);
 	event_assign(&u->wev, proc.base, fd, EV_WRITE | EV_PERSIST, on_writable, u);
+	evtimer_assign(&u->hs_ev, proc.base, on_handshake_timeout, u);
 	event_add(&u->rev, NULL);
 	event_add(&u->wev, NULL);
 	return 0;
+}
+
+static void
+on_handshake_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream *u = arg;
+
+	(void)fd;
+	(void)what;
+	drop_conn(u->s->state, u, "TLS handshake_timeout");
+	sink_writable(u->s);	/* the next upstream takes over */
+}
+
+/* Why a TLS call failed, in words: the certificate's verdict first. */
+static const char *
+tls_why(struct upstream *u, int e, char *buf, size_t size)
+{
+	long v = SSL_get_verify_result(u->ssl);
+	unsigned long err = ERR_peek_last_error();
+
+	if (v != X509_V_OK)
+		snprintf(buf, size, "TLS: certificate: %s", X509_verify_cert_error_string(v));
+	else if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && err == 0 && errno == 0) ||
+	    ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		snprintf(buf, size, "closed by the upstream");
+	else if (e == SSL_ERROR_SYSCALL && err == 0)
+		snprintf(buf, size, "%s", strerror(errno));
+	else
+		snprintf(buf, size, "TLS: %s", ERR_reason_error_string(err) ?
+		    ERR_reason_error_string(err) : "protocol error");
+	ERR_clear_error();
+	return buf;
+}
+
+/* Connected: the TLS session begins, if the sink has one. */
+static int
+start_tls(struct upstream *u)
+{
+	const struct tls_cfg *t = &u->s->cf->tls;
+	char host[INET6_ADDRSTRLEN] = "";
+	const struct sockaddr_storage *ss = &u->addr->ss;
+
+	if (!t->enabled) {
+		u->state = UP_OPEN;
+		return 0;
+	}
+	/* the address the upstream was reached at, for its certificate without server_name */
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, host, sizeof(host));
+	else if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, host, sizeof(host));
+	if ((u->ssl = tlsctx_connect(t, u->fd, host)) == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	u->state = UP_HANDSHAKE;
+	if (t->handshake_timeout_ms > 0) {
+		struct timeval tv = { t->handshake_timeout_ms / 1000,
+		    (t->handshake_timeout_ms % 1000) * 1000 };
+
+		evtimer_add(&u->hs_ev, &tv);
+	}
+	return 0;
+}
+
+/* The handshake goes on: done (1), waiting (0), or failed (-1, the reason in why). */
+static int
+handshake(struct upstream *u, char *why, size_t size)
+{
+	int r, e;
+
+	ERR_clear_error();
+	errno = 0;
+	if ((r = SSL_do_handshake(u->ssl)) == 1) {
+		event_del(&u->hs_ev);
+		u->state = UP_OPEN;
+		return 1;
+	}
+	e = SSL_get_error(u->ssl, r);
+	if (e == SSL_ERROR_WANT_READ)
+		return 0;			/* rev is always watched */
+	if (e == SSL_ERROR_WANT_WRITE) {
+		event_add(&u->wev, NULL);
+		return 0;
+	}
+	tls_why(u, e, why, size);
+	return -1;
+}
+
+/* One send, plain or TLS: a count, or -1 with errno (EAGAIN: wait; *why for TLS failures). */
+static ssize_t
+up_send(struct upstream *u, const char *p, size_t n, char *why, size_t size)
+{
+	size_t k;
+	int r, e;
+
+	if (u->ssl == NULL)
+		return send(u->fd, p, n, MSG_NOSIGNAL);
+	ERR_clear_error();
+	errno = 0;
+	if ((r = SSL_write_ex(u->ssl, p, n, &k)) == 1)
+		return (ssize_t)k;
+	e = SSL_get_error(u->ssl, r);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		u->write_reads = e == SSL_ERROR_WANT_READ;	/* rev is watched anyway */
+		errno = EAGAIN;
+		return -1;
+	}
+	tls_why(u, e, why, size);
+	errno = EPROTO;
+	return -1;
 }
 
 /* A connection in progress: done (1), still going (0), or failed (-1, errno). */
@@ -108,8 +240,7 @@ check_connected(struct upstream *u)
 		errno = err ? err : errno;
 		return -1;
 	}
-	u->state = UP_OPEN;
-	return 1;
+	return start_tls(u) == -1 ? -1 : 1;
 }
 
 /*
@@ -141,6 +272,7 @@ forward_write(struct sink *s, int *wait)
 	struct upstream *u;
 	size_t done = 0, head;
 	ssize_t n;
+	char why[192] = "";
 
 	*wait = 0;
 	if ((u = pick(s)) == NULL)
@@ -158,19 +290,32 @@ forward_write(struct sink *s, int *wait)
 			return 0;
 		}
 	}
+	if (u->state == UP_HANDSHAKE) {
+		int rc = handshake(u, why, sizeof(why));
+
+		if (rc == -1) {
+			drop_conn(f, u, why);
+			return forward_write(s, wait);
+		}
+		if (rc == 0) {
+			*wait = 1;
+			return 0;
+		}
+	}
 	head = sink_unit_len(s, s->q.p, s->q.len);
 	while (done < s->q.len) {
-		n = send(u->fd, s->q.p + done + f->partial, s->q.len - done - f->partial,
-		    MSG_NOSIGNAL);
+		n = up_send(u, s->q.p + done + f->partial, s->q.len - done - f->partial, why,
+		    sizeof(why));
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
 				*wait = 1;
-				event_add(&u->wev, NULL);
+				if (!u->write_reads)
+					event_add(&u->wev, NULL);
 				break;
 			}
-			drop_conn(f, u, strerror(errno));
+			drop_conn(f, u, why[0] ? why : strerror(errno));
 			return done ? (ssize_t)done : -1;
 		}
 		f->fails = 0;
@@ -187,17 +332,59 @@ forward_write(struct sink *s, int *wait)
 }
 
 /*
+ * What a TLS upstream sent: the handshake's next flight, session tickets
+ * (read and dropped), or its close_notify.  Returns 0 while the session
+ * goes on.
+ */
+static int
+tls_readable(struct upstream *u, char *why, size_t size)
+{
+	char buf[512];
+	size_t k;
+	int r, e;
+
+	if (u->state == UP_HANDSHAKE) {
+		sink_writable(u->s);	/* forward_write takes the handshake further */
+		return 0;
+	}
+	do {
+		ERR_clear_error();
+		errno = 0;
+		r = SSL_read_ex(u->ssl, buf, sizeof(buf), &k);
+	} while (r == 1);
+	e = SSL_get_error(u->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		if (u->write_reads) {	/* what the blocked write waited for came */
+			u->write_reads = 0;
+			sink_writable(u->s);
+		}
+		return 0;
+	}
+	tls_why(u, e, why, size);
+	return -1;
+}
+
+/*
  * Readable: an upstream sends nothing, so this is its FIN (or an error): it
- * is going away, and nothing more is written to it.
+ * is going away, and nothing more is written to it.  Over TLS, it may be
+ * the handshake's next flight or a session ticket.
  */
 static void
 on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct upstream *u = arg;
-	char buf[512];
-	ssize_t n = recv(fd, buf, sizeof(buf), 0);
+	char buf[512], why[192];
+	ssize_t n;
 
 	(void)what;
+	if (u->ssl) {
+		if (tls_readable(u, why, sizeof(why)) == 0)
+			return;
+		drop_conn(u->s->state, u, why);
+		sink_writable(u->s);
+		return;
+	}
+	n = recv(fd, buf, sizeof(buf), 0);
 	if (n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR)))
 		return;
 	drop_conn(u->s->state, u, n == 0 ? "closed by the upstream" : strerror(errno));
@@ -250,6 +437,10 @@ forward_close(struct sink *s)
 		if (f->up[i].fd != -1) {
 			event_del(&f->up[i].rev);
 			event_del(&f->up[i].wev);
+			event_del(&f->up[i].hs_ev);
+			if (f->up[i].ssl && f->up[i].state == UP_OPEN)
+				SSL_shutdown(f->up[i].ssl);	/* close_notify: the end, not a cut */
+			SSL_free(f->up[i].ssl);
 			close(f->up[i].fd);
 		}
 	}

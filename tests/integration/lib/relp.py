@@ -106,12 +106,14 @@ class RelpLoad(threading.Thread):
     as omrelp does: a server close, reset, refusal or serverclose makes it
     reconnect (after 50 ms) and re-send every unanswered record.  finish()
     stops new records, waits for every answer and closes the session.
-    acked: the sequence numbers answered 200 OK.
+    acked: the sequence numbers answered 200 OK.  tls: an ssl.SSLContext
+    to speak RELP over TLS with (server name "ingestd.test").
     """
 
-    def __init__(self, addr, cid, window=64, max_seconds=60):
+    def __init__(self, addr, cid, window=64, max_seconds=60, tls=None):
         super().__init__(daemon=True)
         self.addr, self.cid, self.window, self.max_seconds = addr, cid, window, max_seconds
+        self.tls = tls
         self.halt = threading.Event()
         self.acked, self.unacked = set(), collections.OrderedDict()
         self.next_seq = self.reconnects = self.resent = 0
@@ -148,7 +150,8 @@ class RelpLoad(threading.Thread):
             if out:
                 sock.sendall(b"".join(out))
                 out = []
-            if not select.select([sock], [], [], 0.2)[0]:
+            # bytes a TLS session holds already are not seen by select
+            if not (self.tls and sock.pending()) and not select.select([sock], [], [], 0.2)[0]:
                 continue
             chunk = sock.recv(65536)
             if not chunk:
@@ -175,6 +178,8 @@ class RelpLoad(threading.Thread):
             while not self.done and time.monotonic() < deadline:
                 try:
                     sock = socket.create_connection(self.addr, timeout=2)
+                    if self.tls:
+                        sock = self.tls.wrap_socket(sock, server_hostname="ingestd.test")
                 except OSError as e:
                     self.errors[f"connect: {e.strerror or e}"] += 1
                     time.sleep(0.05)
@@ -202,13 +207,15 @@ class RelpLoad(threading.Thread):
 
 
 def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, delivered=None,
-              **listener):
+              relp_tls=None, **listener):
     """
     Start a server with a RELP and a plain TCP listener into one file sink
     (or sinks), run relp RELP clients and tcp plain TCP clients through
     fault(s), stop them, and check every answered record arrived: in the
     file, or as delivered() counts them (a Counter of (c, s)).  Returns
     (RELP: records, duplicates, resent, reconnects; TCP: sent, lost).
+    listener: more settings of the RELP listener (a tls group), relp_tls
+    the clients' ssl.SSLContext for it.
     """
     path = sink_path or ctx.path("events.jsonl")
     tcp_port = free_port()
@@ -217,7 +224,7 @@ def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, deliv
                               {"listen": f"{LOCAL4}:{tcp_port}"}],
                         sinks=sinks or [{"name": "events", "path": path}], level="info")
     s.start()
-    rl = [RelpLoad(s.addr, c) for c in range(relp)]
+    rl = [RelpLoad(s.addr, c, tls=relp_tls) for c in range(relp)]
     tl = [TcpLoad((LOCAL4, tcp_port), 100 + c) for c in range(tcp)]
     for t in rl + tl:
         t.start()

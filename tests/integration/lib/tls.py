@@ -153,6 +153,11 @@ def handshake_result(ctx, context, record, port=None):
         return str(e)
 
 
+def client_hello(context):
+    """A ClientHello of context's, as bytes (no connection)."""
+    return MemTls(None, context, sock=False).hello()
+
+
 class MemTls:
     """
     A TLS client whose bytes the case sends itself (ssl.MemoryBIO): a
@@ -163,7 +168,7 @@ class MemTls:
     def __init__(self, ctx, context, sock=None, port=None):
         self.inb, self.outb = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.obj = context.wrap_bio(self.inb, self.outb, server_hostname=SERVER_NAME)
-        self.sock = sock or ctx.connect((LOCAL4, port or ctx.port), timeout=5)
+        self.sock = sock if sock is not None else ctx.connect((LOCAL4, port or ctx.port), timeout=5)
 
     def hello(self):
         """The ClientHello's bytes (not sent)."""
