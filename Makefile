@@ -43,6 +43,9 @@ RSYSLOGD = $(PEERS)/rsyslog/usr/sbin/rsyslogd
 RSYSLOG_PKGS  = rsyslog rsyslog-relp rsyslog-openssl rsyslog-gnutls
 RSYSLOG_STAMP = $(PEERS)/rsyslog/.unpacked-2
 PROMTOOL = $(PEERS)/prometheus/usr/bin/promtool
+# nginx with its stream module (make bench: TLS handshakes), unpacked, not
+# installed: installing would start the service.
+NGINX	 = $(PEERS)/nginx/usr/sbin/nginx
 
 # The layers, bottom up.  Each folder is compiled with the include paths of
 # the layers it may use and no others, so a call upward does not build:
@@ -79,9 +82,9 @@ all: ingestd ingestd-bench
 ingestd: server/main.o $(LIB_OBJ)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# The load generator: libc and libm only (see man/ingestd-bench.1).
+# The load generator: libc, libm and OpenSSL (--tls) only (see man/ingestd-bench.1).
 ingestd-bench: $(BENCH_SRC:.c=.o)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm -lssl -lcrypto
 
 tests/bench/%.o: tests/bench/%.c
 	$(CC) $(CFLAGS) -c -o $@ $<
@@ -112,6 +115,7 @@ deps:
 
 bench-deps:
 	@$(MAKE) -s install-missing PKGS_WANTED="$(BENCH_PKGS)"
+	@$(MAKE) -s $(NGINX)
 
 # Install the Debian packages of PKGS_WANTED that are missing.
 install-missing:
@@ -136,6 +140,9 @@ $(RSYSLOG_STAMP):
 
 $(PROMTOOL):
 	@$(call unpack,prometheus,prometheus)
+
+$(NGINX):
+	@$(call unpack,nginx,nginx libnginx-mod-stream)
 
 run: deps ingestd
 	./ingestd -f

@@ -31,7 +31,8 @@ volatile sig_atomic_t stopping;
 
 enum {
 	OPT_HOST = 256, OPT_UNIX, OPT_SIZE, OPT_PER_CONN, OPT_INTERVAL, OPT_SOURCES, OPT_PROCS,
-	OPT_GRACE, OPT_ID_BASE, OPT_RELP, OPT_WINDOW, OPT_TICK, OPT_UDP,
+	OPT_GRACE, OPT_ID_BASE, OPT_RELP, OPT_WINDOW, OPT_TICK, OPT_UDP, OPT_TLS, OPT_CA,
+	OPT_CERT, OPT_KEY, OPT_SERVER_NAME, OPT_RESUME,
 };
 
 static const struct option longopts[] = {
@@ -58,6 +59,12 @@ static const struct option longopts[] = {
 	{ "window", required_argument, NULL, OPT_WINDOW },
 	{ "tick", required_argument, NULL, OPT_TICK },
 	{ "udp", no_argument, NULL, OPT_UDP },
+	{ "tls", no_argument, NULL, OPT_TLS },
+	{ "ca", required_argument, NULL, OPT_CA },
+	{ "cert", required_argument, NULL, OPT_CERT },
+	{ "key", required_argument, NULL, OPT_KEY },
+	{ "server-name", required_argument, NULL, OPT_SERVER_NAME },
+	{ "resume", no_argument, NULL, OPT_RESUME },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -72,7 +79,9 @@ usage(int status)
 	    "                     [--per-conn K] [--interval SECONDS] [--tick MICROSECONDS]\n"
 	    "                     [--sources N] [--procs N]\n"
 	    "                     [-f FILE] [--follow-grace SECONDS] [--id-base N] [-j]\n"
-	    "                     [--relp [--window N] | --udp]\n");
+	    "                     [--relp [--window N] | --udp]\n"
+	    "                     [--tls [--ca FILE] [--cert FILE [--key FILE]]\n"
+	    "                      [--server-name NAME] [--resume]]\n");
 	exit(status);
 }
 
@@ -174,6 +183,12 @@ parse(struct opts *o, int argc, char **argv)
 		case OPT_WINDOW: o->window = number("window", optarg, 1, 1000000); break;
 		case OPT_TICK: o->tick = number("tick", optarg, 1, 1000000) / 1e6; break;
 		case OPT_UDP: o->udp = 1; break;
+		case OPT_TLS: o->tls = 1; break;
+		case OPT_CA: o->tls_ca = optarg; break;
+		case OPT_CERT: o->tls_cert = optarg; break;
+		case OPT_KEY: o->tls_key = optarg; break;
+		case OPT_SERVER_NAME: o->tls_server_name = optarg; break;
+		case OPT_RESUME: o->tls_resume = 1; break;
 		case 'h': usage(0);
 		default: usage(EX_USAGE);
 		}
@@ -213,6 +228,11 @@ check(const struct opts *o)
 		bad("--udp is for blast and rate");
 	if (o->udp && (o->relp || o->octet))
 		bad("--udp sends one record per datagram: no --relp, no --octet");
+	if (o->udp && o->tls)
+		bad("--tls is for streams: no --udp");
+	if (!o->tls && (o->tls_ca || o->tls_cert || o->tls_key || o->tls_server_name ||
+	    o->tls_resume))
+		bad("--ca, --cert, --key, --server-name and --resume go with --tls");
 	if (o->procs && o->procs > o->conns)
 		bad("--procs %u: more processes than connections (%u)", o->procs, o->conns);
 }
@@ -407,6 +427,8 @@ main(int argc, char **argv)
 		return EX_USAGE;
 	rec_init(o.shape, o.octet, o.size_min, o.size_max);
 	out_datagrams(o.udp);
+	if (o.tls && tls_setup(&o) == -1)
+		return EX_USAGE;
 	signals();
 	memset(c, 0, sizeof(c));
 	rc = run(&r, &sum);

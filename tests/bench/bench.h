@@ -60,6 +60,9 @@ struct opts {
 	int		 relp;		/* RELP sessions (blast, rate) */
 	int		 udp;		/* datagrams, one record each (blast, rate) */
 	unsigned	 window;	/* RELP: records in flight per connection */
+	int		 tls;		/* every connection a TLS session */
+	const char	*tls_ca, *tls_cert, *tls_key, *tls_server_name;
+	int		 tls_resume;	/* offer the last session ticket */
 };
 
 /*
@@ -87,6 +90,8 @@ struct result {
 	uint64_t	 serverclose;	/* "serverclose" frames received */
 	uint64_t	 refused_open;	/* sessions whose open was not answered 200 */
 	struct hist	 ack_latency;	/* made (blast) or due (rate) to answer, us */
+	uint64_t	 tls_resumed;	/* handshakes that resumed a session */
+	uint64_t	 tls_failed;	/* handshakes that failed */
 };
 
 /* A sender process's view of the run. */
@@ -240,7 +245,23 @@ uint64_t	 relp_answered(const struct relp *);
 /* bench_relp_run.c: --relp, blast and rate over RELP sessions */
 int		 relp_run(struct sender *);
 
-/* bench_net.c: target, sources, connects */
+/* bench_tls.c: --tls, a TLS session per connection, kept by descriptor */
+int		 tls_setup(const struct opts *);
+int		 tls_on(void);
+int		 tls_start(int);
+int		 tls_step(int, struct result *);
+uint32_t	 tls_events(int);
+ssize_t		 tls_write(int, const void *, size_t);
+ssize_t		 tls_read(int, void *, size_t);
+void		 tls_shutdown(int);
+int		 tls_has(int);
+void		 tls_forget(int);
+
+/* bench_net.c: target, sources, connects; reads and writes, TLS or not */
+ssize_t		 net_write(int, const void *, size_t);
+ssize_t		 net_read(int, void *, size_t);
+void		 net_shutdown(int);
+void		 net_close(int);
 int		 net_init(const struct opts *);
 int		 net_connect(uint32_t);
 int		 net_finish(int);

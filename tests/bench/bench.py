@@ -99,7 +99,8 @@ from lib.base import BINARY as INGESTD, ROOT
 from lib.clients import BENCH_BINARY as LOADGEN
 from lib.net import free_port, free_udp_port
 from lib.peers import RSYSLOGD, rsyslog_modules
-from lib.proc import cpu_seconds, descendants, kill_by_pid, status_kb
+from lib.proc import cpu_seconds, descendants, fd_count, kill_by_pid, status_kb
+from lib.tls import Pki, SERVER_NAME
 
 DISCARD = os.path.join(HERE, "discard")
 MICRO = os.path.join(HERE, "micro")
@@ -119,6 +120,13 @@ UDP_RATES = [50000, 100000, 200000, 300000, 400000, 600000, 800000]
 UDP_FIXED = 100000              # the rate every server gets for the CPU comparison
 UDP_LOSS = 0.001                # the most a rate may lose and count as taken
 RCVBUF = 4 << 20                # every UDP server's receive buffer (ingestd's default)
+TLS_SERVERS = ["ingestd", "rsyslog-ossl", "rsyslog-gtls", "syslog-ng"]
+TLS_RATE = 20000                # new TLS connections/s asked of each server (more than any takes)
+IDLE_CONNS = 20000              # idle TLS connections for the memory figure
+NGINX = os.environ.get("NGINX") or os.path.join(ROOT, "tests", "peers", "nginx", "usr", "sbin",
+                                                "nginx")
+NGINX_STREAM = os.path.join(ROOT, "tests", "peers", "nginx", "usr", "lib", "nginx", "modules",
+                            "ngx_stream_module.so")
 
 
 def log(msg):
@@ -188,6 +196,8 @@ class Server:
         if k == "discard":
             self.out = self.path("count")
             return [DISCARD, "-p", str(self.port), "-o", self.out]
+        if k == "nginx":
+            return [NGINX, "-e", self.path("error.log"), "-p", self.dir, "-c", self.write_nginx()]
         raise ValueError(k)
 
     def write(self, name, text):
@@ -205,18 +215,32 @@ class Server:
                 self.port, c.get("accept_mode", "shared"))
         if self.relp:
             listener += ' protocol = "relp";'
+        if c.get("tls"):
+            listener += ' tls = { certificate = "%s/server.pem"; key = "%s/server.key"; };' % (
+                c["tls"], c["tls"])
         sink = 'name = "file"; path = "%s";' % self.out
         if "flush_interval" in c:
             sink += " flush_interval = %s;" % c["flush_interval"]
         return self.write("ingestd.conf",
-                          'workers = 2;\npid_file = "%s";\n'
+                          'workers = 2;\npid_file = "%s";\nworker_connections = %d;\n'
                           'log = { level = "info"; target = "%s"; };\n'
                           'listeners = ( { %s } );\nsinks = ( { %s } );\n'
-                          % (self.path("ingestd.pid"), self.logfile, listener, sink))
+                          % (self.path("ingestd.pid"), c.get("worker_connections", 10000),
+                             self.logfile, listener, sink))
 
     def write_rsyslog(self):
-        extra = ""
-        if self.kind == "rsyslog-imptcp":
+        extra, head, action = "", "", 'action(type="omfile" file="%s")' % self.out
+        if self.conf.get("tls"):        # TLS rows: the server's certificate, JSON lines out
+            d = self.conf["tls"]
+            head = ('global(DefaultNetstreamDriverCAFile="%s/ca.pem" '
+                    'DefaultNetstreamDriverCertFile="%s/server.pem" '
+                    'DefaultNetstreamDriverKeyFile="%s/server.key")\n%s\n' % (d, d, d, RSYSLOG_JSON))
+            action = 'action(type="omfile" file="%s" template="json")' % self.out
+        if self.kind in ("rsyslog-ossl", "rsyslog-gtls"):
+            mod, inp = ('module(load="imtcp" MaxSessions="20000" StreamDriver.Name="%s" '
+                        'StreamDriver.Mode="1" StreamDriver.AuthMode="anon")'
+                        % self.kind[len("rsyslog-"):], "imtcp")
+        elif self.kind == "rsyslog-imptcp":
             mod, inp = 'module(load="imptcp")', "imptcp"
         elif self.kind == "rsyslog-imtcp":
             mod, inp = 'module(load="imtcp" MaxSessions="20000")', "imtcp"
@@ -225,21 +249,42 @@ class Server:
         else:
             mod, inp = 'module(load="imrelp")', "imrelp"
         return self.write("rsyslog.conf",
-                          'global(workDirectory="%s")\n%s\n'
+                          'global(workDirectory="%s")\n%s%s\n'
                           'input(type="%s" address="127.0.0.1" port="%d" ruleset="bench"%s)\n'
-                          'ruleset(name="bench") {\n    action(type="omfile" file="%s")\n}\n'
-                          % (self.dir, mod, inp, self.port, extra, self.out))
+                          'ruleset(name="bench") {\n    %s\n}\n'
+                          % (self.dir, head, mod, inp, self.port, extra, action))
 
     def write_syslog_ng(self):
+        d = self.conf.get("tls")
+        transport = ('transport("udp") so-rcvbuf(%d)' % RCVBUF if self.udp else
+                     'transport("%s")\n    max-connections(4000) log-iw-size(400000)'
+                     % ("tls" if d else "tcp"))
+        if d:           # TLS rows: the server's certificate, JSON lines out
+            transport += ('\n    tls(key-file("%s/server.key") cert-file("%s/server.pem") '
+                          'peer-verify(optional-untrusted))' % (d, d))
+        dest = 'file("%s"%s)' % (self.out, ' template("$(format-json --scope rfc5424 '
+                                            '--scope nv-pairs)\\n")' if d else "")
         return self.write("syslog-ng.conf",
                           '@version: 3.38\n'
                           'options { stats-freq(0); };\n'
                           'source s_net { network(ip("127.0.0.1") port(%d) %s); };\n'
-                          'destination d_file { file("%s"); };\n'
+                          'destination d_file { %s; };\n'
                           'log { source(s_net); destination(d_file); flags(flow-control); };\n'
-                          % (self.port, 'transport("udp") so-rcvbuf(%d)' % RCVBUF if self.udp
-                             else 'transport("tcp")\n    max-connections(4000) '
-                             'log-iw-size(400000)', self.out))
+                          % (self.port, transport, dest))
+
+    def write_nginx(self):
+        """nginx's stream module terminating TLS in front of a discard server (conf upstream)."""
+        d = self.conf["tls"]
+        return self.write("nginx.conf",
+                          'load_module %s;\nworker_processes 2;\npid %s;\ndaemon off;\n'
+                          'error_log %s notice;\nevents { worker_connections 20000; }\n'
+                          'stream {\n  server {\n    listen 127.0.0.1:%d ssl;\n'
+                          '    ssl_certificate %s/server.pem;\n'
+                          '    ssl_certificate_key %s/server.key;\n'
+                          '    ssl_protocols TLSv1.2 TLSv1.3;\n'
+                          '    proxy_pass 127.0.0.1:%d;\n  }\n}\n'
+                          % (NGINX_STREAM, self.path("nginx.pid"), self.path("error.log"),
+                             self.port, d, d, self.conf["upstream"]))
 
     def start(self):
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
@@ -330,6 +375,19 @@ class Server:
                 pass
         return [int(n) for n in
                 re.findall(r"worker \d+ \(generation \d+\): exiting: (\d+) connections", text)]
+
+
+# Every TLS row writes JSON events, as ingestd does: rsyslog's fields by a template.
+RSYSLOG_JSON = """template(name="json" type="list" option.jsonf="on") {
+    property(outname="received_at" name="timegenerated" dateFormat="rfc3339" format="jsonf")
+    property(outname="peer" name="fromhost-ip" format="jsonf")
+    property(outname="facility" name="syslogfacility-text" format="jsonf")
+    property(outname="severity" name="syslogseverity-text" format="jsonf")
+    property(outname="timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
+    property(outname="host" name="hostname" format="jsonf")
+    property(outname="app" name="app-name" format="jsonf")
+    property(outname="msg" name="msg" format="jsonf")
+}"""
 
 
 # ------------------------------------------------------------------ loads
@@ -609,6 +667,130 @@ def udp_rows(tmp):
     return {"fixed": fixed, "ladder": rows}
 
 
+class PkiDir:
+    """Where lib.tls.Pki makes its files: a directory of the suite's."""
+
+    def __init__(self, d):
+        self.dir = d
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+
+def tls_pki(tmp):
+    """A CA and the servers' certificate (ECDSA P-256, ingestd.test and 127.0.0.1): its directory."""
+    d = os.path.join(tmp, "pki")
+    os.makedirs(d, exist_ok=True)
+    Pki(PkiDir(d)).leaf("server", SERVER_NAME)
+    return d
+
+
+def tls(tmp):
+    """The TLS rows: throughput, handshakes/s, memory per idle connection."""
+    pki = tls_pki(tmp)
+    return {"throughput": tls_throughput(tmp, pki), "handshakes": tls_handshakes(tmp, pki),
+            "memory": tls_memory(tmp, pki)}
+
+
+def tls_throughput(tmp, pki):
+    """ingestd-bench blast --tls over 8 connections into each TLS server, and into ingestd in clear."""
+    def run(kind, proto):
+        args = ["-m", "blast", "-c", 8, "-d", SECONDS] + RECORDS
+        if proto == "tls":
+            args += ["--tls", "--ca", os.path.join(pki, "ca.pem")]
+        r = with_server(tmp, kind, lambda s: measure(s, lambda: loadgen(s.port, *args)),
+                        {"tls": pki} if proto == "tls" else None)
+        r.update(server=kind, protocol=proto)
+        return r
+    return rounds("tls throughput", [(k, "tls") for k in TLS_SERVERS] + [("ingestd", "tcp")], run,
+                  lambda r: r.get("records_per_s"))
+
+
+def handshakes_at(srv, pids_of, resume, pki):
+    """Churn over TLS, one record a connection, TLS_RATE asked: connections/s and server CPU."""
+    # two sender processes: a TLS client's handshake costs about what the server's does
+    args = ["-m", "churn", "-r", TLS_RATE, "-c", 500, "-d", SECONDS, "--procs", 2, "--tls",
+            "--ca", os.path.join(pki, "ca.pem")] + CHURN + RECORDS + (["--resume"] if resume else [])
+    wait_quiet()
+    pids = pids_of()
+    cpu0 = server_cpu(pids)
+    res = loadgen(srv.port, *args)
+    cpu = server_cpu(pids_of()) - cpu0
+    done = res.get("completed") or 0
+    return {"connections_per_s": res.get("connections_per_s"), "completed": done,
+            "resumed": res.get("tls_resumed"), "connect_errors": res.get("connect_errors"),
+            "server_cpu_s": round(cpu, 2),
+            "cpu_ms_per_handshake": round(1000 * cpu / done, 4) if done else None, "client": res}
+
+
+def tls_handshakes(tmp, pki):
+    """
+    New TLS connections a second, full and resumed: ingestd (one record
+    each into its file) and nginx's stream module (proxying each to the
+    discard server, whose CPU is not counted).
+    """
+    rows = []
+    have_nginx = os.access(NGINX, os.X_OK) and os.path.exists(NGINX_STREAM)
+    if not have_nginx:
+        log("bench: no nginx at %s (make bench unpacks it): no nginx rows" % NGINX)
+    for resume in (False, True):
+        for kind in ("ingestd", "nginx") if have_nginx else ("ingestd",):
+            log("bench: tls handshakes, %s, %s" % (kind, "resumed" if resume else "full"))
+            if kind == "ingestd":
+                r = with_server(tmp, kind, lambda s: handshakes_at(s, s.all_pids, resume, pki),
+                                {"tls": pki})
+            else:
+                up = Server("discard", tmp)
+                try:
+                    up.start()
+                    r = with_server(tmp, "nginx", lambda s: handshakes_at(
+                        s, s.all_pids, resume, pki), {"tls": pki, "upstream": up.port})
+                finally:
+                    up.stop()
+            r.update(server=kind, handshake="resumed" if resume else "full")
+            rows.append(r)
+    return rows
+
+
+def idle_memory(srv, tls_on, pki):
+    """
+    The workers' RSS before and with IDLE_CONNS idle connections (TLS ones
+    after their handshake): the difference per connection.
+    """
+    wait_quiet()
+    workers = lambda: [p for p in srv.all_pids() if p != srv.proc.pid]
+    base = sum(status_kb(p, "VmRSS") or 0 for p in workers())
+    fds0 = sum(fd_count(p) or 0 for p in workers())
+    argv = [LOADGEN, "-p", srv.port, "-j", "-m", "idle", "-c", IDLE_CONNS, "-d", 60,
+            "--sources", 16] + (["--tls", "--ca", os.path.join(pki, "ca.pem")] if tls_on else [])
+    p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, text=True)
+    held = lambda: sum(fd_count(p) or 0 for p in workers()) - fds0
+    deadline = time.monotonic() + 50
+    while held() < IDLE_CONNS and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.5)
+    time.sleep(2)                   # the last handshakes end, buffers are released
+    n, rss = held(), sum(status_kb(q, "VmRSS") or 0 for q in workers())
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
+    res = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    return {"connections": n, "base_rss_kb": base, "rss_kb": rss,
+            "bytes_per_connection": round((rss - base) * 1024 / n) if n > 0 else None,
+            "client": res}
+
+
+def tls_memory(tmp, pki):
+    rows = []
+    for proto in ("tcp", "tls"):
+        log("bench: memory of %d idle %s connections" % (IDLE_CONNS, proto))
+        conf = {"worker_connections": IDLE_CONNS // 2 + 500}
+        if proto == "tls":
+            conf["tls"] = pki
+        r = with_server(tmp, "ingestd", lambda s: idle_memory(s, proto == "tls", pki), conf)
+        r.update(server="ingestd", protocol=proto)
+        rows.append(r)
+    return rows
+
+
 def micro():
     wait_quiet()
     r = subprocess.run([MICRO, "3"], capture_output=True, text=True)
@@ -741,6 +923,47 @@ def udp_table(rows):
                   "CPU s / M records", "x ingestd", "what stopped the climb", "note"], out)
 
 
+def tls_throughput_table(rows):
+    base = next((b for b in rows if b["server"] == "ingestd" and b["protocol"] == "tls"), {})
+    out = []
+    for r in rows:
+        out.append([r["server"], "TLS 1.3" if r["protocol"] == "tls" else "clear text",
+                    fmt(r.get("records_per_s")),
+                    ratio(r.get("records_per_s"), base.get("records_per_s")),
+                    fmt(r.get("cpu_s_per_million"), "{:.3f}"),
+                    ratio(r.get("cpu_s_per_million"), base.get("cpu_s_per_million")),
+                    fmt(r.get("peak_rss_kb") and r["peak_rss_kb"] / 1024, "{:.1f}"),
+                    fmt(r.get("bytes_per_record")), fmt(r.get("lost")),
+                    note(r, lambda v: "%.2fM" % (v / 1e6))])
+    return table(["server", "transport", "records/s written", "x ingestd TLS",
+                  "CPU s / M records", "x ingestd TLS", "peak RSS MB", "bytes / record written",
+                  "lost", "note"], out)
+
+
+def tls_handshake_table(rows):
+    out = []
+    for r in rows:
+        base = next((b for b in rows if b["server"] == "ingestd" and
+                     b["handshake"] == r["handshake"]), {})
+        out.append([r["server"], r["handshake"], fmt(r.get("connections_per_s")),
+                    ratio(r.get("connections_per_s"), base.get("connections_per_s")),
+                    fmt(r.get("resumed")), fmt(r.get("connect_errors")),
+                    fmt(r.get("cpu_ms_per_handshake"), "{:.3f}"), note(r)])
+    return table(["server", "handshake", "connections/s", "x ingestd", "resumed",
+                  "connect errors", "server CPU ms / connection", "note"], out)
+
+
+def tls_memory_table(rows):
+    out = []
+    for r in rows:
+        out.append([r["protocol"], fmt(r.get("connections")), fmt(r.get("base_rss_kb")),
+                    fmt(r.get("rss_kb")), fmt(r.get("bytes_per_connection")),
+                    fmt(r.get("bytes_per_connection") and r["bytes_per_connection"] / 1024,
+                        "{:.1f}"), note(r)])
+    return table(["connections", "idle", "workers' RSS before, KiB", "with them, KiB",
+                  "bytes / connection", "KiB / connection", "note"], out)
+
+
 def accept_table(rows):
     out = []
     for r in rows:
@@ -756,7 +979,7 @@ def accept_table(rows):
 def targets(res):
     """The issue's targets for ingestd: (what, figure, met)."""
     t = []
-    tp = {(r["server"], r["load"]): r for r in res["throughput"]}
+    tp = {(r["server"], r["load"]): r for r in res.get("throughput", [])}
     for load in ("ingestd-bench", "loggen"):
         i, rs = tp.get(("ingestd", load), {}), tp.get(("rsyslog-imptcp", load), {})
         for rsname in ("rsyslog-imptcp", "rsyslog-imtcp"):
@@ -768,13 +991,13 @@ def targets(res):
             if a and b:
                 t.append(("CPU per record <= 1/4 of %s (%s)" % (rsname, load),
                           "%.2fx" % (a / b), a <= b / 4))
-    c = next((r for r in res["churn"] if r["server"] == "ingestd"), {})
+    c = next((r for r in res.get("churn", []) if r["server"] == "ingestd"), {})
     cps, refused = get(c, "client", "connections_per_s"), get(c, "client", "connect_errors")
     if cps is not None:
         t.append(("30,000 one-record connections/s, none refused",
                   "%.0f/s, %d connect errors, %d lost" % (cps, refused, c.get("lost", 0)),
                   cps >= 29700 and refused == 0 and c.get("lost") == 0))
-    for r in res["latency"]:
+    for r in res.get("latency", []):
         if r["server"] != "ingestd":
             continue
         p99 = get(r, "client", "latency_us", "p99")
@@ -800,7 +1023,33 @@ def targets(res):
         if a and b:
             t.append(("UDP CPU per record <= 1/3 of rsyslog imudp (%s)" % what,
                       "%.2fx" % (a / b), a <= b / 3))
-    rl = {r["server"]: get(r, "client", "relp", "acked_per_s") for r in res["relp"]}
+    tt = {(r["server"], r["protocol"]): r for r in get(res, "tls", "throughput") or []}
+    i = tt.get(("ingestd", "tls"), {})
+    for peer in ("rsyslog-ossl", "rsyslog-gtls"):
+        a, b = i.get("records_per_s"), get(tt, (peer, "tls"), "records_per_s")
+        if a and b:
+            t.append(("TLS records/s >= 4x %s" % peer, "%.2fx" % (a / b), a >= 4 * b))
+        a, b = i.get("cpu_s_per_million"), get(tt, (peer, "tls"), "cpu_s_per_million")
+        if a and b:
+            t.append(("TLS CPU per record <= 1/4 of %s" % peer, "%.2fx" % (a / b), a <= b / 4))
+    a, b = i.get("records_per_s"), get(tt, ("ingestd", "tcp"), "records_per_s")
+    if a and b:
+        t.append(("ingestd over TLS >= 70% of its clear-text records/s", "%.0f%%" % (100 * a / b),
+                  a >= 0.7 * b))
+    hs = {(r["server"], r["handshake"]): r for r in get(res, "tls", "handshakes") or []}
+    a, b = get(hs, ("ingestd", "full"), "connections_per_s"), get(hs, ("nginx", "full"),
+                                                                 "connections_per_s")
+    if a and b:
+        t.append(("full TLS handshakes/s >= 90% of nginx's", "%.0f%%" % (100 * a / b), a >= 0.9 * b))
+    c = get(hs, ("ingestd", "resumed"), "connections_per_s")
+    if a and c:
+        t.append(("resumed handshakes/s clearly above full ones", "%.2fx" % (c / a), c >= 1.2 * a))
+    m = next((r for r in get(res, "tls", "memory") or [] if r["protocol"] == "tls"), {})
+    if m.get("bytes_per_connection"):
+        t.append(("RSS per idle TLS connection <= 12 KiB at %s" % fmt(m.get("connections")),
+                  "%.1f KiB" % (m["bytes_per_connection"] / 1024),
+                  m["bytes_per_connection"] <= 12 * 1024))
+    rl = {r["server"]: get(r, "client", "relp", "acked_per_s") for r in res.get("relp", [])}
     if rl.get("ingestd") and rl.get("rsyslog-imrelp"):
         t.append(("RELP acked records/s >= 5x imrelp",
                   "%.2fx" % (rl["ingestd"] / rl["rsyslog-imrelp"]),
@@ -818,7 +1067,7 @@ def chart(res, stem):
     with open(data, "w") as f:
         # columns: server, records/s (ingestd-bench, loggen), CPU s per M (same)
         for kind in SERVERS:
-            row = {r["load"]: r for r in res["throughput"] if r["server"] == kind}
+            row = {r["load"]: r for r in res.get("throughput", []) if r["server"] == kind}
             vals = [get(row, "ingestd-bench", "records_per_s"), get(row, "loggen", "records_per_s"),
                     get(row, "ingestd-bench", "cpu_s_per_million"),
                     get(row, "loggen", "cpu_s_per_million")]
@@ -877,28 +1126,43 @@ def report(res):
     print("## Throughput (8 connections; ratios: the server's figure / ingestd's)\n")
     print("With ingestd-bench, each server's median of %d rounds by records/s (every round's "
           "figure in the note; lost: the most any round lost); loggen: one round.\n" % ROUNDS)
-    print(throughput_table(res["throughput"]) + "\n")
+    print(throughput_table(res.get("throughput", [])) + "\n")
     print("## Churn: one record per connection, 30,000 connections/s target, at most 2,000 open\n")
-    print(churn_table(res["churn"]) + "\n")
+    print(churn_table(res.get("churn", [])) + "\n")
     print("## Latency: 30,000 records/s over 1,000 connections, send -> written "
           "(and -> acknowledged over RELP)\n")
     print("Each row: the median of %d rounds by p99 (every round's p99 in the note).\n" % ROUNDS)
-    print(latency_table(res["latency"]) + "\n")
+    print(latency_table(res.get("latency", [])) + "\n")
     print("## RELP: acknowledged records/s, ingestd-bench --relp (window 128) over 8 connections\n")
-    print(relp_table(res["relp"]) + "\n")
+    print(relp_table(res.get("relp", [])) + "\n")
     print("## UDP: %s datagrams/s of 100-byte RFC 3164 records from 8 sockets\n" % fmt(UDP_FIXED))
     print(udp_fixed_table(get(res, "udp", "fixed") or []) + "\n")
     print("## UDP: the highest rate taken with under 0.1%% lost, of %s\n"
           % ", ".join(fmt(r) for r in UDP_RATES))
     print(udp_table(get(res, "udp", "ladder") or []) + "\n")
+    if res.get("tls"):
+        tls_report(res["tls"])
     print("## Accept balancing under churn (ingestd)\n")
-    print(accept_table(res["accept"]) + "\n")
+    print(accept_table(res.get("accept", [])) + "\n")
     print("## Targets\n")
     print(table(["target", "figure", "met"],
                 [[a, b, "yes" if c else "**no**"] for a, b, c in res["targets"]]) + "\n")
 
 
-def suite():
+def tls_report(t):
+    print("## TLS: 8 connections, TLS 1.3, ECDSA P-256, every server writing JSON events\n")
+    print("Each server's median of %d rounds by records/s; ingestd in clear text in the same "
+          "rounds.\n" % ROUNDS)
+    print(tls_throughput_table(t["throughput"]) + "\n")
+    print("## TLS handshakes: one record per connection, %s connections/s asked, at most 500 open"
+          "\n" % fmt(TLS_RATE))
+    print(tls_handshake_table(t["handshakes"]) + "\n")
+    print("## Memory per idle connection (ingestd's workers, %s connections, nothing sent)\n"
+          % fmt(IDLE_CONNS))
+    print(tls_memory_table(t["memory"]) + "\n")
+
+
+def suite(parts=("throughput", "churn", "latency", "relp", "accept", "udp", "tls")):
     for path in (INGESTD, LOADGEN, DISCARD, MICRO, RSYSLOGD):
         if not os.access(path, os.X_OK):
             sys.exit("bench: no %s (make bench builds and installs what it needs)" % path)
@@ -910,8 +1174,9 @@ def suite():
     tmp = tempfile.mkdtemp(prefix="ingestd-bench-")
     try:
         for name, fn in (("throughput", throughput), ("churn", churn), ("latency", latency),
-                         ("relp", relp), ("accept", accept), ("udp", udp)):
-            res[name] = fn(tmp)
+                         ("relp", relp), ("accept", accept), ("udp", udp), ("tls", tls)):
+            if name in parts:
+                res[name] = fn(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     res["targets"] = targets(res)
@@ -936,9 +1201,11 @@ def smoke():
     make check: ingestd-bench against ingestd, briefly: blast and rate with
     --follow (exactly once), --relp through a reload (SIGHUP) mid-run:
     every acknowledged record in the sink, the re-sent ones reported as
-    duplicates; and --udp at 10,000 datagrams/s into a UDP listener whose
+    duplicates; --udp at 10,000 datagrams/s into a UDP listener whose
     receive buffer (32 MB) holds more than the whole run, so that none is
-    lost even if the machine stalls the worker.
+    lost even if the machine stalls the worker; and --tls, blast (exactly
+    once) and churn with --resume (the handshakes after the first ticket
+    resume).
     """
     tmp = tempfile.mkdtemp(prefix="ingestd-smoke-")
     passed, failed, servers = 0, 0, []
@@ -948,9 +1215,9 @@ def smoke():
         print("%s %s%s" % ("ok  " if ok else "FAIL", name, "" if ok else ": " + detail), flush=True)
         passed, failed = passed + ok, failed + (not ok)
 
-    def server(relp, udp=False):
-        servers.append(Server("ingestd", tmp, {"flush_interval": "0.01", "recv_buffer": 32 << 20},
-                              relp, udp))
+    def server(relp, udp=False, tls=None):
+        servers.append(Server("ingestd", tmp, {"flush_interval": "0.01", "recv_buffer": 32 << 20,
+                                               "tls": tls}, relp, udp))
         servers[-1].start()
         return servers[-1]
 
@@ -981,6 +1248,16 @@ def smoke():
         srv = server(False, udp=True)
         r = loadgen(srv.port, "-m", "rate", "--udp", "-r", 10000, "-c", 4, "-d", 1, "-f", srv.out)
         case("bench_smoke_udp", r["ok"] and r["follow"]["received"] == 10000, json.dumps(r))
+        srv.stop()
+        pki = tls_pki(tmp)
+        srv = server(False, tls=pki)
+        tls = ["--tls", "--ca", os.path.join(pki, "ca.pem"), "--server-name", SERVER_NAME]
+        r = loadgen(srv.port, "-m", "blast", "-n", 100000, "-c", 4, "-f", srv.out, *tls)
+        case("bench_smoke_tls_blast", r["ok"] and r["follow"]["received"] == 100000 and
+             r["established"] == 4, json.dumps(r))
+        r = loadgen(srv.port, "-m", "churn", "-r", 500, "-c", 50, "-d", 1, "--resume", *tls)
+        case("bench_smoke_tls_churn", r["ok"] and r["completed"] == 500 and
+             r["tls_resumed"] >= 400 and r["tls_failed"] == 0, json.dumps(r))
     except (RuntimeError, ValueError, KeyError, subprocess.TimeoutExpired) as e:
         case("bench_smoke", False, repr(e))
     finally:
@@ -1005,6 +1282,9 @@ if __name__ == "__main__":
         sys.exit(smoke())
     if len(sys.argv) == 3 and sys.argv[1] == "--chart":
         sys.exit(redraw(sys.argv[2]))
+    if sys.argv[1:] == ["--tls"]:
+        suite(parts=("tls",))
+        sys.exit(0)
     if sys.argv[1:]:
-        sys.exit("usage: bench.py [--smoke]")
+        sys.exit("usage: bench.py [--smoke | --tls | --chart FILE]")
     suite()

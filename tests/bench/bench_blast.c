@@ -55,7 +55,7 @@ static void
 drop(struct blast *b, size_t k)
 {
 	epoll_ctl(b->ep, EPOLL_CTL_DEL, b->fds[k], NULL);
-	close(b->fds[k]);
+	net_close(b->fds[k]);
 	b->fds[k] = -1;
 	b->live--;
 }
@@ -154,7 +154,7 @@ blast_run(struct sender *s)
 	s->res.t_end = b.last_write;
 	for (size_t k = 0; k < b.n; k++) {
 		if (b.fds[k] >= 0)
-			close(b.fds[k]);
+			net_close(b.fds[k]);
 		sent = out_sent(&b.outs[k]);
 		s->res.records += sent;
 		s->res.unsent += b.outs[k].seq - sent;

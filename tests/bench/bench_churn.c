@@ -3,7 +3,9 @@
  * connections a second, open loop.
  *
  * Connection j of the run (from 0; its id is --id-base + j) is due at
- * t0 + j / R; this sender starts the ones with j % P == index.  At most
+ * t0 + j / R; this sender starts the ones with j % P == index, until
+ * --duration has passed (the connections due and not started then are not
+ * made: the rate achieved shows them).  At most
  * --connections / P of them are open at once: a due connection waits for a
  * free slot, and the rate achieved shows it.  A connection connects, writes its records
  * (at once when connect(2) has finished the handshake, as on loopback),
@@ -27,7 +29,7 @@
 
 #define TIMER_KEY	UINT64_MAX
 
-enum { FREE, CONNECTING, SENDING, CLOSING };
+enum { FREE, CONNECTING, ESTABLISHED, SENDING, CLOSING };
 
 struct slot {
 	int		 fd;
@@ -83,7 +85,7 @@ release(struct churn *c, struct slot *sl)
 	c->s->res.records += sent;
 	if (sl->state != CONNECTING)
 		c->s->res.unsent += sl->o.seq - sent;
-	close(sl->fd);		/* which takes it out of the epoll set */
+	net_close(sl->fd);		/* which takes it out of the epoll set */
 	c->last = now();
 	sl->state = FREE;
 	c->freel[c->nfree++] = sl - c->slots;
@@ -102,6 +104,25 @@ set_state(struct churn *c, struct slot *sl, int state, uint32_t events)
 }
 
 static void	send_records(struct churn *, struct slot *);
+
+/* --tls: the handshake (the connect with it) goes a step further. */
+static void
+handshake(struct churn *c, struct slot *sl)
+{
+	switch (tls_step(sl->fd, &c->s->res)) {
+	case 0:
+		set_state(c, sl, CONNECTING, tls_events(sl->fd));
+		break;
+	case 1:
+		c->s->res.established++;
+		sl->state = ESTABLISHED;
+		send_records(c, sl);
+		break;
+	default:
+		net_connect_error(&c->s->res, errno);
+		release(c, sl);
+	}
+}
 
 static void
 start(struct churn *c, uint64_t m)
@@ -127,6 +148,11 @@ start(struct churn *c, uint64_t m)
 		if (out_add(&sl->o) == -1)
 			err(EX_FAILED, "out_add");
 	c->open++;
+	if (tls_on()) {
+		tls_start(fd);
+		handshake(c, sl);
+		return;
+	}
 	/*
 	 * On loopback the handshake is over when connect(2) returns: write at
 	 * once, and wait for EPOLLOUT only when the socket is not ready yet.
@@ -173,7 +199,7 @@ send_records(struct churn *c, struct slot *sl)
 			set_state(c, sl, SENDING, EPOLLOUT | EPOLLRDHUP);
 		return;
 	}
-	shutdown(sl->fd, SHUT_WR);
+	net_shutdown(sl->fd);
 	set_state(c, sl, CLOSING, EPOLLIN | EPOLLRDHUP);
 }
 
@@ -194,7 +220,7 @@ static void
 on_closing(struct churn *c, struct slot *sl)
 {
 	char buf[512];
-	ssize_t n = read(sl->fd, buf, sizeof(buf));
+	ssize_t n = net_read(sl->fd, buf, sizeof(buf));
 
 	if (n > 0 || (n == -1 && errno == EAGAIN))
 		return;
@@ -213,7 +239,9 @@ on_event(struct churn *c, uint64_t key, uint32_t events)
 		waker_fired(&c->w);
 		return;
 	}
-	if (sl->state == CONNECTING)
+	if (sl->state == CONNECTING && tls_has(sl->fd))
+		handshake(c, sl);
+	else if (sl->state == CONNECTING)
 		on_connected(c, sl);
 	else if (sl->state == CLOSING)
 		on_closing(c, sl);
@@ -253,7 +281,8 @@ start_due(struct churn *c, double t, double *next_due)
 
 	for (;;) {
 		j = sender_id(s, c->next) - s->o->id_base;
-		if (j >= c->total || stopping)
+		/* at --duration no more start, however many were due: a slow server is not waited for */
+		if (j >= c->total || stopping || (s->o->duration > 0 && t >= s->t0 + s->o->duration))
 			return -1;
 		*next_due = s->t0 + j / s->o->rate;
 		if (*next_due > t || c->nfree == 0)

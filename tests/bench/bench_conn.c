@@ -153,7 +153,7 @@ out_write(struct out *o, int fd)
 
 	if (o->off == o->len)
 		return 0;
-	w = datagrams ? send_datagrams(o, fd) : write(fd, o->buf + o->off, o->len - o->off);
+	w = datagrams ? send_datagrams(o, fd) : net_write(fd, o->buf + o->off, o->len - o->off);
 	if (w == -1)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	o->off += w;

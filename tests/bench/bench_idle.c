@@ -47,7 +47,7 @@ hold(struct sender *s, int ep, int *fds, size_t live, double deadline)
 			if (!net_closed(fds[k], &s->res))
 				continue;
 			epoll_ctl(ep, EPOLL_CTL_DEL, fds[k], NULL);
-			close(fds[k]);
+			net_close(fds[k]);
 			fds[k] = -1;
 			live--;
 		}
@@ -74,7 +74,7 @@ idle_run(struct sender *s)
 	s->res.t_end = now();
 	for (size_t k = 0; k < n; k++)
 		if (fds[k] >= 0)
-			close(fds[k]);
+			net_close(fds[k]);
 	close(ep);
 	free(fds);
 	return 0;

@@ -9,7 +9,10 @@
  * for another destination or one in TIME_WAIT.
  *
  * Every connect is nonblocking; net_connect_all() establishes a set of
- * connections with at most CONNECT_INFLIGHT connects in progress.  With
+ * connections with at most CONNECT_INFLIGHT connects in progress, and with
+ * --tls their handshakes too.  Modes read, write and close through
+ * net_read, net_write and net_close, which take the TLS session of a
+ * descriptor that has one (bench_tls.c).  With
  * --udp a "connection" is a connected UDP (or unix datagram) socket: it is
  * established at once, and each record goes in a datagram of its own.
  */
@@ -31,6 +34,46 @@ static struct sockaddr_storage	 target;
 static socklen_t		 targetlen;
 static unsigned			 nsources;
 static int			 socktype;	/* SOCK_DGRAM with --udp */
+
+ssize_t
+net_write(int fd, const void *buf, size_t n)
+{
+	return tls_has(fd) ? tls_write(fd, buf, n) : write(fd, buf, n);
+}
+
+ssize_t
+net_read(int fd, void *buf, size_t n)
+{
+	return tls_has(fd) ? tls_read(fd, buf, n) : read(fd, buf, n);
+}
+
+/* Our sending side ends: close_notify first over TLS, then FIN. */
+void
+net_shutdown(int fd)
+{
+	tls_shutdown(fd);
+	shutdown(fd, SHUT_WR);
+}
+
+/*
+ * Close fd.  A TLS session says goodbye first (close_notify), and what the
+ * server sent that nobody read (its session tickets) is taken: closing with
+ * unread bytes would reset the connection and lose what the server had
+ * not read yet.
+ */
+void
+net_close(int fd)
+{
+	char buf[4096];
+
+	if (tls_has(fd)) {
+		tls_shutdown(fd);
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+		tls_forget(fd);
+	}
+	close(fd);
+}
 
 int
 net_init(const struct opts *o)
@@ -133,7 +176,7 @@ int
 net_closed(int fd, struct result *r)
 {
 	char buf[4096];
-	ssize_t n = read(fd, buf, sizeof(buf));
+	ssize_t n = net_read(fd, buf, sizeof(buf));
 
 	if (n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR)))
 		return 0;
@@ -144,17 +187,31 @@ net_closed(int fd, struct result *r)
 	return 1;
 }
 
-static void
+/*
+ * Slot k's connect (and TLS handshake) went a step further: 1 when it is
+ * established or failed (then out of the epoll set; fds[k] -1 on failure),
+ * 0 while it goes on.
+ */
+static int
 finish_one(struct sender *s, int ep, int *fds, size_t k)
 {
+	struct epoll_event ev = { .data.u64 = k };
+	int rc = 1;
+
+	if (tls_has(fds[k]) && (rc = tls_step(fds[k], &s->res)) == 0) {
+		ev.events = tls_events(fds[k]);
+		epoll_ctl(ep, EPOLL_CTL_MOD, fds[k], &ev);
+		return 0;
+	}
 	epoll_ctl(ep, EPOLL_CTL_DEL, fds[k], NULL);
-	if (net_finish(fds[k]) == 0) {
+	if (rc == 1 && net_finish(fds[k]) == 0) {
 		s->res.established++;
-		return;
+		return 1;
 	}
 	net_connect_error(&s->res, errno);
-	close(fds[k]);
+	net_close(fds[k]);
 	fds[k] = -1;
+	return 1;
 }
 
 /*
@@ -180,13 +237,16 @@ net_connect_all(struct sender *s, int *fds, size_t n, double deadline)
 				continue;
 			}
 			ev.data.u64 = next;
+			if (tls_on())
+				tls_start(fds[next]);
 			epoll_ctl(ep, EPOLL_CTL_ADD, fds[next], &ev);
 			busy[next] = 1;
 			inflight++;
 		}
 		nev = inflight ? epoll_wait(ep, evs, 64, 100) : 0;
 		for (int i = 0; i < nev; i++) {
-			finish_one(s, ep, fds, evs[i].data.u64);
+			if (finish_one(s, ep, fds, evs[i].data.u64) == 0)
+				continue;
 			busy[evs[i].data.u64] = 0;
 			inflight--;
 		}
@@ -194,7 +254,7 @@ net_connect_all(struct sender *s, int *fds, size_t n, double deadline)
 	for (size_t k = 0; k < n; k++) {
 		if (k >= next || busy[k]) {
 			if (k < next)
-				close(fds[k]);
+				net_close(fds[k]);
 			fds[k] = -1;
 			net_connect_error(&s->res, ETIMEDOUT);
 		}

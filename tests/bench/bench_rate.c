@@ -71,7 +71,7 @@ static void
 drop(struct rate *r, size_t k)
 {
 	epoll_ctl(r->ep, EPOLL_CTL_DEL, r->fds[k], NULL);
-	close(r->fds[k]);
+	net_close(r->fds[k]);
 	r->fds[k] = -1;
 }
 
@@ -217,7 +217,7 @@ rate_run(struct sender *s)
 	s->res.t_end = r.last_write;
 	for (size_t k = 0; k < r.n; k++) {
 		if (r.fds[k] >= 0)
-			close(r.fds[k]);
+			net_close(r.fds[k]);
 		sent = out_sent(&r.outs[k]);
 		s->res.records += sent;
 		s->res.unsent += r.outs[k].seq - sent;

@@ -214,7 +214,7 @@ relp_write(struct relp *r, int fd)
 
 	if (r->outoff == r->outlen)
 		return 0;
-	w = write(fd, r->out + r->outoff, r->outlen - r->outoff);
+	w = net_write(fd, r->out + r->outoff, r->outlen - r->outoff);
 	if (w == -1)
 		return errno == EAGAIN || errno == EINTR ? 0 : -1;
 	r->outoff += w;
@@ -376,7 +376,7 @@ relp_read(struct relp *r, int fd, struct result *res, double t)
 	ssize_t n, used;
 	size_t off = 0;
 
-	n = read(fd, r->in + r->inlen, IN_SIZE - r->inlen);
+	n = net_read(fd, r->in + r->inlen, IN_SIZE - r->inlen);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return 0;
 	if (n <= 0) {

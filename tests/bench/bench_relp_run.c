@@ -99,7 +99,7 @@ down(struct rl *l, size_t k)
 	double t = now();
 
 	epoll_ctl(l->ep, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
+	net_close(c->fd);
 	c->fd = -1;
 	if (c->state == C_CLOSING && c->r.count == 0) {
 		settle(l, c, C_DONE);
@@ -425,7 +425,7 @@ finish(struct rl *l)
 		uint64_t answered = relp_answered(&c->r);
 
 		if (c->fd >= 0)
-			close(c->fd);
+			net_close(c->fd);
 		sender_set_sent(l->s, k, answered);
 		res->records += answered;
 		res->unacked += c->r.count;

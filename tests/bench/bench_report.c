@@ -35,6 +35,8 @@ report_add(struct result *sum, const struct result *r)
 	sum->reconnects += r->reconnects;
 	sum->serverclose += r->serverclose;
 	sum->refused_open += r->refused_open;
+	sum->tls_resumed += r->tls_resumed;
+	sum->tls_failed += r->tls_failed;
 	hist_merge(&sum->ack_latency, &r->ack_latency);
 }
 
@@ -187,6 +189,9 @@ print_text(const struct summary *s)
 	printf("connections  %llu established, %llu connect errors (%llu refused), %llu resets, "
 	    "%llu closed by server\n", ull(r->established), ull(r->connect_errors),
 	    ull(r->refused), ull(r->resets), ull(r->server_closed));
+	if (o->tls)
+		printf("tls          %llu handshakes resumed a session, %llu failed\n",
+		    ull(r->tls_resumed), ull(r->tls_failed));
 	text_mode(s);
 	if (o->relp)
 		text_relp(s);
@@ -250,6 +255,9 @@ print_json(const struct summary *s)
 		    ull(r->completed), per_s(r->completed, s->seconds), ull(r->eof_timeouts));
 	if (o->mode == MODE_SLOWLORIS)
 		json_hist("close_s", &r->close_time, 1e-6);
+	if (o->tls)
+		printf(",\"tls_resumed\":%llu,\"tls_failed\":%llu", ull(r->tls_resumed),
+		    ull(r->tls_failed));
 	if (o->relp)
 		json_relp(s);
 	if (s->fs)

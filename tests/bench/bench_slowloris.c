@@ -42,7 +42,7 @@ closed(struct slow *sl, struct loris *c)
 	if (c->first > 0)
 		hist_add(&sl->s->res.close_time, (uint64_t)((now() - c->first) * 1e6));
 	epoll_ctl(sl->ep, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
+	net_close(c->fd);
 	c->fd = -1;
 	sl->live--;
 }
@@ -52,7 +52,7 @@ send_byte(struct slow *sl, struct loris *c)
 {
 	uint64_t rng = c->rng;
 	size_t len = rec_put(sl->rec, c->id, c->seq, &rng);
-	ssize_t w = write(c->fd, sl->rec + c->pos, 1);
+	ssize_t w = net_write(c->fd, sl->rec + c->pos, 1);
 
 	if (w == -1) {
 		if (errno == EAGAIN || errno == EINTR)
@@ -136,7 +136,7 @@ slowloris_run(struct sender *s)
 	s->res.t_end = now();
 	for (size_t k = 0; k < sl.n; k++)
 		if (sl.c[k].fd >= 0)
-			close(sl.c[k].fd);
+			net_close(sl.c[k].fd);
 	close(sl.ep);
 	free(fds);
 	free(sl.c);

@@ -37,7 +37,8 @@ struct tls_transport {
 	SSL			*ssl;		/* NULL until the first byte */
 	BIO			*early;		/* bytes read before TLS began, until used */
 	BIO			*sock;
-	struct tls_peer		 peer;
+	struct tls_peer		*peer;		/* during the handshake (its verification) */
+	char			*id;		/* after it: the client's identity, or NULL */
 	short			 rd_wait, wr_wait;
 	unsigned		 rd_again:1;	/* the last read wanted more from the socket */
 	unsigned		 done:1;	/* the handshake completed */
@@ -45,15 +46,21 @@ struct tls_transport {
 	unsigned		 failed_later:1;	/* failed after bytes it returned first */
 	unsigned		 shut:1;	/* our close_notify is out */
 	unsigned		 end:2;		/* enum tls_end */
-	char			 why[160];
 };
+
+/*
+ * A failure's words, read by conn.c at once (it logs and closes): one
+ * buffer for the worker, not one per connection, which idle connections
+ * would carry for nothing.
+ */
+static char	 why_buf[160];
 
 static void
 fail(struct tls_transport *t, const char *why)
 {
 	t->failed = 1;
-	snprintf(t->why, sizeof(t->why), "%s", why);
-	t->base.why = t->why;
+	snprintf(why_buf, sizeof(why_buf), "%s", why);
+	t->base.why = why_buf;
 }
 
 /* The SSL, once the client's first byte says it speaks TLS. */
@@ -61,6 +68,7 @@ static int
 start_ssl(struct tls_transport *t, int fd)
 {
 	if ((t->ssl = SSL_new(t->cf->ctx)) == NULL ||
+	    (t->peer = calloc(1, sizeof(*t->peer))) == NULL ||
 	    (t->sock = BIO_new_socket(fd, BIO_NOCLOSE)) == NULL) {
 		t->base.failure = TLSF_PROTOCOL;
 		fail(t, "out of memory for TLS");
@@ -73,8 +81,8 @@ start_ssl(struct tls_transport *t, int fd)
 		SSL_set_bio(t->ssl, t->sock, t->sock);
 	}
 	SSL_set_accept_state(t->ssl);
-	t->peer.cf = t->cf;
-	tlsctx_attach(t->ssl, &t->peer);
+	t->peer->cf = t->cf;
+	tlsctx_attach(t->ssl, t->peer);
 	return 0;
 }
 
@@ -140,19 +148,28 @@ tls_handshake(struct transport *base, int fd)
 			t->rd_wait = e == SSL_ERROR_WANT_READ ? EV_READ : EV_WRITE;
 			return 0;
 		}
-		t->base.failure = tlsctx_failure(t->ssl, &t->peer, e, detail, sizeof(detail));
+		t->base.failure = tlsctx_failure(t->ssl, t->peer, e, detail, sizeof(detail));
 		fail(t, detail);
 		return -1;
 	}
-	if (tlsctx_identify(t->ssl, &t->peer) == -1) {
+	if (tlsctx_identify(t->ssl, t->peer) == -1) {
 		t->base.failure = TLSF_NOT_PERMITTED;
 		fail(t, "resumed session: certificate not in permitted_peers");
 		return -1;
 	}
 	t->done = 1;
 	t->rd_wait = EV_READ;
-	t->base.peer_id = t->peer.id[0] ? t->peer.id : NULL;
 	t->base.resumed = SSL_session_reused(t->ssl);
+	/* what verified the client is kept as its identity, the rest let go */
+	if (t->peer->id[0] && (t->id = strdup(t->peer->id)) == NULL) {
+		t->base.failure = TLSF_PROTOCOL;
+		fail(t, "out of memory");
+		return -1;
+	}
+	t->base.peer_id = t->id;
+	tlsctx_attach(t->ssl, NULL);
+	free(t->peer);
+	t->peer = NULL;
 	return 1;
 }
 
@@ -314,6 +331,8 @@ tls_free(struct transport *base)
 	} else {
 		BIO_free(t->early);
 	}
+	free(t->peer);
+	free(t->id);
 	free(t);
 }
 
