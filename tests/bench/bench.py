@@ -61,6 +61,20 @@ The records are 100-byte RFC 3164 records.  The runs:
                cannot keep the rate (on 2 cores, a UDP sender pays most of
                the kernel's receive path too): the highest rate each took
                with less, and what stopped the climb
+  tls          a private CA and an ECDSA P-256 server certificate made
+               with openssl; blast --tls over 8 connections (TLS 1.3,
+               BENCH_ROUNDS rounds) into ingestd, rsyslog imtcp with the
+               ossl and the gtls drivers (rsyslog-ossl, rsyslog-gtls) and
+               syslog-ng network(transport("tls")), every one writing JSON
+               events (rsyslog by a template, syslog-ng by format-json),
+               and into ingestd in clear text in the same rounds; churn
+               --tls (one record a connection, TLS_RATE asked, 2 sender
+               processes), full and --resume, into ingestd and nginx's
+               stream module (nginx, `make bench-deps` unpacks it) proxying
+               to the discard receiver: connections/s and server CPU per
+               connection; and the workers' RSS before and with IDLE_CONNS
+               idle connections, TLS and plain, per connection.
+               `bench.py --tls` runs this part alone.
 
 It prints markdown tables with ratios relative to ingestd, and writes
 tests/bench/results/bench-DATE.json (raw results) and bench-DATE.png (a
@@ -74,7 +88,7 @@ counts.
 
 A load that overruns its time (a server that stops accepting under churn)
 is interrupted and its partial figures reported, so the suite stays
-bounded (about 10 minutes).
+bounded (about 12 minutes).
 
 Python 3 standard library only.
 """

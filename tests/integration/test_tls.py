@@ -27,7 +27,7 @@ from lib.net import free_port, http_get, prom_values
 from lib.peers import haproxy_binary, rsyslog_relay, rsyslog_relay_end
 from lib.proc import cpu_seconds
 from lib.relp import RelpClient, fault_run
-from lib.server import pipeline_server
+from lib.server import nobody_sinks, pipeline_server
 from lib.tls import (MemTls, Pki, SERVER_NAME, client_context, client_hello, handshake_result,
                      tls_connect, tls_group)
 from test_faults import kills, reloads, upgrade
@@ -375,17 +375,30 @@ class Reconnector(threading.Thread):
 @case
 def tls_certificate_reload(ctx):
     """
+    Workers as nobody, the key readable by root only: the master reads it.
     A certificate replaced on disk, then HUP, under a client that reconnects
     in a loop: no connection is refused or reset, every record arrives, and
-    connections after the reload get the new certificate.  A reload with a
-    key that does not match, or a missing file, keeps the running generation
-    and its certificate, and the log names the file and the reason.  -t
-    warns about a certificate that expires within 30 days.
+    connections after the reload get the new certificate; a connection open
+    across the reload goes on, then ends with the old generation's drain,
+    gracefully (no reset).  A reload with a key that does not match, a
+    missing key or an expired certificate keeps the running generation and
+    its certificate, and the log names the file and the reason.  -t warns
+    about a certificate that expires within 30 days.
     """
     pki = Pki(ctx)
     pki.leaf("server", SERVER_NAME)
-    s, path, sport = tls_server(ctx, pki)
+    pki.leaf("old", SERVER_NAME, expired=True)
+    sinks = nobody_sinks(ctx)
+    path = sinks[0]["path"]
+    for name in ("server.key", "old.key"):
+        os.chmod(pki.path(name), 0o600)
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "tls": tls_group(pki)}],
+                        sinks=sinks, extra='user = "nobody";')
+    s.start()
+    check(all(os.stat(f"/proc/{w}").st_uid != 0 for w in s.workers()), "workers run as root")
     old = open(pki.path("server.pem"), "rb").read()
+    held = tls_connect(ctx, client_context(pki))
+    held.sendall(b"<13>held before the reload\n")
     loop = Reconnector(ctx, pki)
     loop.start()
     wait_until(lambda: len(loop.sent) >= 20, 10)
@@ -395,6 +408,9 @@ def tls_certificate_reload(ctx):
     mark = s.mark()
     s.signal(signal.SIGHUP)
     s.wait_for_log(r"reload: generation 2", since=mark, timeout=10)
+    held.sendall(b"<13>held after the reload\n")
+    check(closed(held, 10) == "eof", "the connection open across the reload was not closed "
+          "gracefully by the old generation's drain")
     n = len(loop.sent)
     wait_until(lambda: len(loop.sent) >= n + 40, 15)
     # A key that does not match: the reload fails, generation 2 goes on.
@@ -411,16 +427,26 @@ def tls_certificate_reload(ctx):
     s.wait_for_log(r"key \S+/server\.key: No such file or directory", since=mark)
     n = len(loop.sent)
     wait_until(lambda: len(loop.sent) >= n + 20, 15)
+    shutil.copy(pki.path("old.pem"), pki.path("server.pem"))
+    shutil.copy(pki.path("old.key"), pki.path("server.key"))
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_for_log(r"certificate \S+/server\.pem has expired", since=mark)
+    n = len(loop.sent)
+    wait_until(lambda: len(loop.sent) >= n + 20, 15)
     loop.stop = True
     loop.join(10)
     check(not loop.errors, f"{len(loop.errors)} failed connections: {loop.errors[:3]}")
     new = ssl.PEM_cert_to_DER_cert(open(pki.path("server2.pem")).read())
     check(loop.certs == {ssl.PEM_cert_to_DER_cert(old.decode()), new},
           f"the clients saw {len(loop.certs)} certificates, expected the old and the new")
-    wait_events(path, has_msgs(*loop.sent), timeout=10, what="every reconnecting client's record")
-    check(len(read_events(path)) == len(loop.sent), "records twice")
+    held_msgs = ["held before the reload", "held after the reload"]
+    wait_events(path, has_msgs(*loop.sent, *held_msgs), timeout=10,
+                what="every reconnecting client's record, and the held connection's")
+    check(len(read_events(path)) == len(loop.sent) + 2, "records twice")
     check(s.grep(r"reload: starting generation 3") == [], "a failed reload started a generation")
     s.stop()
+    shutil.copy(pki.path("server2.pem"), pki.path("server.pem"))
     shutil.copy(pki.path("server2.key"), pki.path("server.key"))
     rc, _, err = ctx.run(["-t", "-c", s.conf])
     check(rc == 0 and re.search(r"certificate \S+/server\.pem expires in [12] days", err),
@@ -723,4 +749,56 @@ def tls_stalled_handshakes(ctx):
           f"handshakes ({b / a:.0%})", file=sys.stderr, flush=True)
     check(b >= 0.8 * a, f"the good client got {b:,.0f} records/s beside the stalled handshakes, "
           f"{b / a:.0%} of its {a:,.0f} alone")
+    s.stop()
+
+
+@case
+def tls_timeouts_and_caps(ctx):
+    """
+    The defences of clear text hold over TLS: max_connections counts
+    connections still in their handshake (a third is refused at once);
+    record_timeout closes a client that sent half a TLS record and stopped
+    (half a TLS record is half a record); idle_timeout closes one that
+    finished its handshake and sends nothing; each counted by reason.
+    """
+    pki = Pki(ctx)
+    pki.leaf("server", SERVER_NAME)
+    s, path, sport = tls_server(ctx, pki, tls={"handshake_timeout": 30},
+                                more={"max_connections": 2, "record_timeout": 1,
+                                      "idle_timeout": 2})
+    context = client_context(pki)
+    stalled = [ctx.connect(s.addr), ctx.connect(s.addr)]
+    for c in stalled:
+        c.sendall(b"\x16")         # a handshake begun, never finished
+    check(wait_until(lambda: metrics(sport).get('ingestd_listener_connections{listener="l0"}')
+                     == 2, 5), "the two handshakes are not counted as connections")
+    third = ctx.connect(s.addr)
+    check(closed(third, 2) != "open", "a third connection beside two in their handshake "
+          "was not refused by max_connections = 2")
+    for c in stalled:
+        c.close()
+    check(wait_until(lambda: metrics(sport).get('ingestd_listener_connections{listener="l0"}')
+                     == 0, 5), "the stalled handshakes' connections are still counted")
+    half = MemTls(ctx, context)
+    half.handshake()
+    record = half.seal(b"<13>a record whose TLS record never ends\n")
+    half.sock.sendall(record[:len(record) // 2])
+    quiet = tls_connect(ctx, context)
+    t0 = time.monotonic()
+    check(closed(half.sock, 5) != "open", "half a TLS record: open 5 s on, past record_timeout")
+    t_half = time.monotonic() - t0
+    quiet.settimeout(6)
+    try:
+        check(quiet.recv(1) == b"", "the idle TLS client got bytes")
+    except (ssl.SSLError, OSError):
+        pass
+    t_quiet = time.monotonic() - t0
+    check(t_half < t_quiet, f"half a record was closed after {t_half:.1f} s, the idle client "
+          f"after {t_quiet:.1f} s: record_timeout (1 s) should come first")
+    v = metrics(sport)
+    for reason in ("record_timeout", "idle_timeout"):
+        n = v.get(f'ingestd_connections_closed_total{{reason="{reason}"}}')
+        check(n == 1, f"connections closed for {reason}: {n}")
+    check(v.get('ingestd_connections_refused_total{reason="max_connections"}') == 1,
+          "refusals by max_connections")
     s.stop()
