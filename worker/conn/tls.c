@@ -43,7 +43,6 @@ struct tls_transport {
 	unsigned		 rd_again:1;	/* the last read wanted more from the socket */
 	unsigned		 done:1;	/* the handshake completed */
 	unsigned		 failed:1;	/* no close_notify from us after this */
-	unsigned		 failed_later:1;	/* failed after bytes it returned first */
 	unsigned		 shut:1;	/* our close_notify is out */
 	unsigned		 end:2;		/* enum tls_end */
 };
@@ -70,6 +69,8 @@ start_ssl(struct tls_transport *t, int fd)
 	if ((t->ssl = SSL_new(t->cf->ctx)) == NULL ||
 	    (t->peer = calloc(1, sizeof(*t->peer))) == NULL ||
 	    (t->sock = BIO_new_socket(fd, BIO_NOCLOSE)) == NULL) {
+		SSL_free(t->ssl);	/* no BIO is its yet: the early bytes stay ours */
+		t->ssl = NULL;
 		t->base.failure = TLSF_PROTOCOL;
 		fail(t, "out of memory for TLS");
 		return -1;
