@@ -372,6 +372,32 @@ tlsctx_failure(SSL *ssl, const struct tls_peer *p, int ssl_error, char *detail, 
 	}
 }
 
+/*
+ * After a read or write failed with ssl_error (SSL_get_error, not a WANT):
+ * the peer's close_notify, its end of the stream without one, or a failure,
+ * then in words in why.  errno is the call's; the error queue is cleared.
+ */
+enum tls_end
+tlsctx_end(int ssl_error, char *why, size_t size)
+{
+	unsigned long err = ERR_peek_last_error();
+	enum tls_end end = TLS_END_FAILED;
+
+	if (ssl_error == SSL_ERROR_ZERO_RETURN)
+		end = TLS_END_NOTIFY;
+	else if ((ssl_error == SSL_ERROR_SSL &&
+	    ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING) ||
+	    (ssl_error == SSL_ERROR_SYSCALL && err == 0 && errno == 0))
+		end = TLS_END_EOF;
+	else if (ssl_error == SSL_ERROR_SYSCALL && err == 0)
+		snprintf(why, size, "%s", strerror(errno));
+	else
+		snprintf(why, size, "TLS: %s", err && ERR_reason_error_string(err) ?
+		    ERR_reason_error_string(err) : "protocol error");
+	ERR_clear_error();
+	return end;
+}
+
 /* The first line of a key's passphrase file, for OpenSSL's password callback. */
 static int
 passphrase_cb(char *buf, int size, int rwflag, void *arg)

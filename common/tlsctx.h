@@ -30,6 +30,9 @@ enum tls_failure {
 	TLSF_NOT_TLS, TLSF_NO_SHARED_PARAMS, TLSF_PROTOCOL, TLSF_CLOSED, TLSF_TIMEOUT
 };
 
+/* How a TLS stream ended (tlsctx_end). */
+enum tls_end { TLS_END_NONE, TLS_END_NOTIFY, TLS_END_EOF, TLS_END_FAILED };
+
 /* What the handshake found out about the client, kept with its connection. */
 struct tls_peer {
 	const struct tls_cfg *cf;
@@ -48,5 +51,6 @@ int		 tlsctx_identify(SSL *, struct tls_peer *);
 enum tls_failure tlsctx_failure(SSL *, const struct tls_peer *, int ssl_error, char *detail,
 		    size_t size);
 const char	*tlsctx_failure_name(enum tls_failure);
+enum tls_end	 tlsctx_end(int ssl_error, char *why, size_t size);
 
 #endif

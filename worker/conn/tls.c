@@ -29,8 +29,6 @@
 
 #define TLS_HANDSHAKE_RECORD	0x16	/* the first byte of a ClientHello */
 
-enum tls_end { END_NONE, END_NOTIFY, END_EOF };
-
 struct tls_transport {
 	struct transport	 base;
 	const struct tls_cfg	*cf;
@@ -44,7 +42,7 @@ struct tls_transport {
 	unsigned		 done:1;	/* the handshake completed */
 	unsigned		 failed:1;	/* no close_notify from us after this */
 	unsigned		 shut:1;	/* our close_notify is out */
-	unsigned		 end:2;		/* enum tls_end */
+	unsigned		 end:2;		/* enum tls_end: NONE, NOTIFY or EOF */
 };
 
 /*
@@ -178,22 +176,13 @@ tls_handshake(struct transport *base, int fd)
 static void
 read_stopped(struct tls_transport *t, int e)
 {
-	unsigned long err = ERR_peek_last_error();
 	char why[128];
+	enum tls_end end = tlsctx_end(e, why, sizeof(why));
 
-	if (e == SSL_ERROR_ZERO_RETURN) {
-		t->end = END_NOTIFY;
-	} else if ((e == SSL_ERROR_SSL && ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING) ||
-	    (e == SSL_ERROR_SYSCALL && err == 0 && errno == 0)) {
-		t->end = END_EOF;
-	} else if (e == SSL_ERROR_SYSCALL && err == 0) {
-		fail(t, strerror(errno));
-	} else {
-		snprintf(why, sizeof(why), "TLS: %s", err && ERR_reason_error_string(err) ?
-		    ERR_reason_error_string(err) : "protocol error");
+	if (end == TLS_END_FAILED)
 		fail(t, why);
-	}
-	ERR_clear_error();
+	else
+		t->end = end;
 }
 
 /*
@@ -298,8 +287,8 @@ tls_truncation(const struct transport *base)
 {
 	const struct tls_transport *t = (const struct tls_transport *)base;
 
-	return t->end == END_NOTIFY ? "TLS close_notify inside a record" :
-	    t->end == END_EOF ? "TLS ended without close_notify inside a record" : NULL;
+	return t->end == TLS_END_NOTIFY ? "TLS close_notify inside a record" :
+	    t->end == TLS_END_EOF ? "TLS ended without close_notify inside a record" : NULL;
 }
 
 /* Our end: close_notify (when the session is sound), then FIN. */
@@ -323,7 +312,7 @@ tls_free(struct transport *base)
 	struct tls_transport *t = (struct tls_transport *)base;
 
 	if (t->ssl) {
-		if (t->done && !t->failed && !t->shut && t->end != END_EOF) {
+		if (t->done && !t->failed && !t->shut && t->end != TLS_END_EOF) {
 			ERR_clear_error();
 			SSL_shutdown(t->ssl);	/* a goodbye, not waited for */
 			ERR_clear_error();

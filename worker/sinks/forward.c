@@ -131,19 +131,13 @@ static const char *
 tls_why(struct upstream *u, int e, char *buf, size_t size)
 {
 	long v = SSL_get_verify_result(u->ssl);
-	unsigned long err = ERR_peek_last_error();
 
-	if (v != X509_V_OK)
+	if (v != X509_V_OK) {
 		snprintf(buf, size, "TLS: certificate: %s", X509_verify_cert_error_string(v));
-	else if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && err == 0 && errno == 0) ||
-	    ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		ERR_clear_error();
+	} else if (tlsctx_end(e, buf, size) != TLS_END_FAILED) {
 		snprintf(buf, size, "closed by the upstream");
-	else if (e == SSL_ERROR_SYSCALL && err == 0)
-		snprintf(buf, size, "%s", strerror(errno));
-	else
-		snprintf(buf, size, "TLS: %s", ERR_reason_error_string(err) ?
-		    ERR_reason_error_string(err) : "protocol error");
-	ERR_clear_error();
+	}
 	return buf;
 }
 
