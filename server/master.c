@@ -65,10 +65,15 @@ quit(void)
 	srv.state = MASTER_QUITTING;
 	gen_end();
 	notify_stopping();
+	/*
+	 * Our copies of the listening sockets go first: once every worker has
+	 * closed its own (as it begins to drain), nothing holds them open and a
+	 * new client is refused, not queued where no one will accept it.
+	 */
+	lsn_close_all(!upgrade_handed_over());
 	for (int i = 0; i < SLOT_MAX; i++)
 		if (t->s[i].state != SLOT_FREE)
 			procs_drain(&t->s[i], t->s[i].cf->shutdown_timeout_ms);
-	lsn_close_all(!upgrade_handed_over());
 	check_exit();
 }
 
