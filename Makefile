@@ -191,6 +191,7 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 
 # What each target drives: worker/protocol/NAME.c, or FUZZ_SRC_NAME; with common/obuf.c.
 FUZZ_SRC_httphead = server/httphead.c
+FUZZ_SRC_frame_restore = worker/protocol/framing.c
 fuzz_src = $(or $(FUZZ_SRC_$(1)),worker/protocol/$(1).c) common/obuf.c
 
 .SECONDEXPANSION:

@@ -48,6 +48,13 @@ const struct cfg_setting cfg_settings[] = {
 	  "Seconds a draining worker (graceful stop or reload) keeps serving its open "
 	  "connections before it closes them, gracefully (see RELOAD in ingestd(8)), "
 	  "and exits." },
+	{ "handover", CS_MAIN, CT_BOOL, "true", 0, 0, NULL, 1, M(handover),
+	  "On a reload or a binary upgrade, the draining workers hand their open plain "
+	  "TCP and unix stream connections (PROXY protocol ones too) to the workers of "
+	  "the new generation, which read on where they stopped: long-lived clients are "
+	  "not cut. RELP and TLS connections, and those whose listener address the new "
+	  "configuration no longer serves as a plain stream, drain as before. The "
+	  "setting of the new generation decides. See RELOAD in ingestd(8)." },
 	{ "level", CS_LOG, CT_ENUM, "info", 0, 0, "error|warning|notice|info|debug", 1, M(log_level),
 	  "Least severe message that is logged." },
 	{ "target", CS_LOG, CT_STRING, "syslog", 0, 0, NULL, 1, M(log_target),

@@ -146,6 +146,7 @@ struct config {
 	char		*group;
 	char		*pid_file;
 	long		 shutdown_timeout_ms;
+	int		 handover;		/* hand connections to the next generation */
 	int		 worker_connections;
 	int		 log_level;
 	char		*log_target;

@@ -37,7 +37,8 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 
 /*
  * A worker's own counters.  Connections accepted and open are also
- * exported by worker number, from accepted and closed (server/metrics.c).
+ * exported by worker number, from accepted, taken_over and closed
+ * (server/metrics.c); a connection handed over is closed where it leaves.
  */
 #define STATS_WORKER(X)								\
 	X(accepted, NULL, NULL, "connections.accepted", NULL, STAT_LINE_EXIT,	\
@@ -53,6 +54,13 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	    STAT_LINE_EXIT, ", %llu parse errors")					\
 	X(parse_dropped, "parse_errors_total", NULL, "records.parse_dropped",	\
 	    NULL, STAT_LINE_EXIT, ", %llu dropped by on_parse_error)")		\
+	X(taken_over, "connections_taken_over_total", NULL, "connections.taken_over", \
+	    "Connections a draining generation handed to this one (reload, upgrade).", \
+	    STAT_LINE_EXIT, "; %llu connections taken over")			\
+	X(handed_over, "connections_handed_over_total", NULL,			\
+	    "connections.handed_over",						\
+	    "Connections handed to the next generation instead of closed.",	\
+	    STAT_LINE_EXIT, ", %llu handed over")					\
 	X(refused_acl, "connections_refused_total", "allow_deny",		\
 	    "connections.refused.allow_deny",					\
 	    "Connections closed at accept, by reason.", STAT_LINE_REFUSED,	\

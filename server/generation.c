@@ -21,6 +21,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "clock.h"
 #include "daemon.h"
 #include "generation.h"
@@ -199,18 +200,54 @@ reload_if_pending(void)
 	}
 }
 
-/* Every slot of older generations drains. */
+/*
+ * Where a draining generation's connections may go: the listener
+ * addresses cf serves as plain streams (none when cf says handover = false),
+ * and the inboxes of gen's workers.  Returns the bytes of *to.
+ */
+static size_t
+successor(const struct config *cf, unsigned gen, struct addr *to, int *inboxes, int *n)
+{
+	size_t k = 0;
+
+	*n = procs_inboxes(gen, inboxes, CHAN_MAX_INBOXES);
+	for (int i = 0; cf->handover && i < cf->nlisteners; i++) {
+		const struct listener_cfg *l = &cf->listeners[i];
+
+		if (!l->datagram && l->protocol == PROTO_TCP && !l->tls.enabled)
+			to[k++] = l->listen.addr;
+	}
+	return k * sizeof(*to);
+}
+
+/* Every slot of older generations drains, handing its connections to gen. */
 static void
 drain_older(unsigned gen)
 {
 	struct slot_table *t = procs_table();
+	struct addr to[CFG_MAX_LISTENERS];
+	int inboxes[CHAN_MAX_INBOXES], n;
+	size_t len = successor(gens.cf, gen, to, inboxes, &n);
 
 	for (int i = 0; i < SLOT_MAX; i++) {
 		struct slot *s = &t->s[i];
 
-		if (s->state != SLOT_FREE && s->gen < gen)
-			procs_drain(s, s->cf->shutdown_timeout_ms);
+		if (s->state == SLOT_FREE || s->gen >= gen)
+			continue;
+		procs_offer(s, inboxes, n, to, len);	/* one still draining: to gen from now on */
+		procs_drain(s, s->cf->shutdown_timeout_ms);
 	}
+}
+
+/* A new master of a binary upgrade: the old one hears that it may quit, and where its connections go. */
+static void
+ready_for_upgrade(unsigned gen)
+{
+	struct addr to[CFG_MAX_LISTENERS];
+	int inboxes[CHAN_MAX_INBOXES], n;
+	size_t len = successor(gens.cf, gen, to, inboxes, &n);
+
+	upgrade_ready(inboxes, n, to, len);
 }
 
 /* Every worker of gen accepts: it serves, and the one before drains. */
@@ -226,7 +263,7 @@ ready(unsigned gen)
 		log_notice("ingestd %s started: %d workers accepting (config %s)", INGESTD_VERSION,
 		    gens.nworkers, gens.cf->path);
 		daemon_ready(1);
-		upgrade_ready();
+		ready_for_upgrade(gen);
 		notify_ready(gens.serving_gen, gens.nworkers);
 	} else {
 		log_notice("reload: generation %u accepting %ld ms after the reload began; "

@@ -57,6 +57,10 @@ static void
 quit(void)
 {
 	struct slot_table *t = procs_table();
+	const int *inboxes;
+	const void *listeners;
+	size_t len;
+	int n;
 
 	if (srv.state != MASTER_RUNNING)
 		return;
@@ -71,9 +75,17 @@ quit(void)
 	 * new client is refused, not queued where no one will accept it.
 	 */
 	lsn_close_all(!upgrade_handed_over());
-	for (int i = 0; i < SLOT_MAX; i++)
-		if (t->s[i].state != SLOT_FREE)
-			procs_drain(&t->s[i], t->s[i].cf->shutdown_timeout_ms);
+	/* After a binary upgrade, the new master's workers take the connections. */
+	n = upgrade_successor(&inboxes, &listeners, &len);
+	for (int i = 0; i < SLOT_MAX; i++) {
+		struct slot *s = &t->s[i];
+
+		if (s->state == SLOT_FREE)
+			continue;
+		if (s->state != SLOT_DRAINING)
+			procs_offer(s, inboxes, n, listeners, len);
+		procs_drain(s, s->cf->shutdown_timeout_ms);
+	}
 	check_exit();
 }
 
@@ -118,16 +130,17 @@ prepare_worker(struct slot *s)
 
 /* The child's half of fork: forget the master, become a worker. */
 static void __attribute__((noreturn))
-run_worker(struct slot *s, int chan)
+run_worker(struct slot *s, int chan, int inbox)
 {
 	struct worker_start ws = { .cf = s->cf, .gen = s->gen, .id = s->id,
-	    .owner = (int)(s - procs_table()->s), .chan = chan };
+	    .owner = (int)(s - procs_table()->s), .chan = chan, .inbox = inbox };
 
 	for (int i = 0; i < s->cf->nlisteners; i++) {
 		ws.fds[i] = lsn_fd(&s->cf->listeners[i], s->id);
 		ws.lsn_ids[i] = lsn_id(&s->cf->listeners[i]);
 	}
 	lsn_close_others(ws.fds, s->cf->nlisteners);
+	upgrade_close_in_child();
 	metrics_close_in_child();
 	pidfile_close_in_child();
 	daemon_close_in_child();

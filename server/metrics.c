@@ -95,7 +95,7 @@ add(struct agg *a, const struct worker_stats *w, const struct config *cf, int id
 	if (id >= 0 && id < CFG_MAX_WORKERS) {
 		a->accepted[id] += w->w.accepted;
 		if (!keep)
-			a->open[id] += w->w.accepted - w->w.closed;
+			a->open[id] += w->w.accepted + w->w.taken_over - w->w.closed;
 		if (id + 1 > a->nworkers)
 			a->nworkers = id + 1;
 	}

@@ -44,9 +44,14 @@ procs_restarts(void)
 	return restarts;
 }
 
+/* The worker is gone: its channel, and the inbox nobody reads any more. */
 static void
 close_channel(struct slot *s)
 {
+	if (s->inbox != -1) {
+		close(s->inbox);
+		s->inbox = -1;
+	}
 	if (s->chan_ev) {
 		event_free(s->chan_ev);
 		s->chan_ev = NULL;
@@ -90,28 +95,52 @@ on_channel(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* In a new worker: the other workers' channels are the master's. */
+/* In a new worker: the other workers' channels and inboxes are the master's. */
 void
 procs_close_in_child(void)
 {
-	for (int i = 0; i < SLOT_MAX; i++)
+	for (int i = 0; i < SLOT_MAX; i++) {
 		if (table.s[i].chan != -1)
 			close(table.s[i].chan);
+		if (table.s[i].inbox != -1)
+			close(table.s[i].inbox);
+	}
+}
+
+/*
+ * A worker's two socketpairs: the channel (commands both ways) and the
+ * inbox (connections handed to it; the master keeps only the sending end,
+ * non-blocking for the draining workers it passes it to).
+ */
+static int
+socketpairs(struct slot *s, int chan[2], int inbox[2])
+{
+	int big = 1 << 20;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, chan) == -1) {
+		log_warn("worker %d: socketpair", s->id);
+		return -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, inbox) == -1) {
+		log_warn("worker %d: socketpair", s->id);
+		close(chan[0]);
+		close(chan[1]);
+		return -1;
+	}
+	evutil_make_socket_nonblocking(inbox[0]);
+	setsockopt(inbox[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof(big));	/* fewer waits */
+	return 0;
 }
 
 static int
 spawn(struct slot *s)
 {
-	int sv[2];
+	int sv[2], ib[2];
 	sigset_t all, old;
 	pid_t pid;
 
-	if (hooks.prepare(s) == -1)
+	if (hooks.prepare(s) == -1 || socketpairs(s, sv, ib) == -1)
 		return -1;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1) {
-		log_warn("worker %d: socketpair", s->id);
-		return -1;
-	}
 	/* No signal may run the master's handlers in the child. */
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
@@ -120,20 +149,24 @@ spawn(struct slot *s)
 			if (sig != SIGKILL && sig != SIGSTOP)
 				signal(sig, SIG_DFL);
 		close(sv[0]);
+		close(ib[0]);
 		procs_close_in_child();
 		sigprocmask(SIG_SETMASK, &old, NULL);
-		hooks.run(s, sv[1]);
+		hooks.run(s, sv[1], ib[1]);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(sv[1]);
+	close(ib[1]);
 	if (pid == -1) {
 		log_warn("worker %d: fork", s->id);
 		close(sv[0]);
+		close(ib[0]);
 		return -1;
 	}
 	evutil_make_socket_nonblocking(sv[0]);
 	s->pid = pid;
 	s->chan = sv[0];
+	s->inbox = ib[0];
 	s->chan_ev = event_new(base, sv[0], EV_READ | EV_PERSIST, on_channel, s);
 	event_add(s->chan_ev, NULL);
 	s->state = SLOT_STARTING;
@@ -240,6 +273,41 @@ procs_broadcast(char cmd)
 		if (s->pid > 0)
 			send_cmd(s, cmd);
 	}
+}
+
+/* The inboxes of gen's workers that accept, at most max of them. */
+int
+procs_inboxes(unsigned gen, int *fds, int max)
+{
+	int n = 0;
+
+	for (int i = 0; i < SLOT_MAX && n < max; i++) {
+		const struct slot *s = &table.s[i];
+
+		if (s->gen == gen && s->state == SLOT_RUNNING && s->inbox != -1)
+			fds[n++] = s->inbox;
+	}
+	return n;
+}
+
+/*
+ * Tell s, before it drains, where its connections go: copies of n inboxes
+ * (CHAN_MAX_INBOXES at most) and the listener addresses (struct addr) they
+ * serve.  Nothing is sent when there is nowhere to go.
+ */
+void
+procs_offer(struct slot *s, const int *inboxes, int n, const void *listeners, size_t len)
+{
+	char msg[CHAN_MSG_MAX] = { CHAN_HANDOVER };
+
+	if (n > CHAN_MAX_INBOXES)
+		n = CHAN_MAX_INBOXES;
+	if (s->chan == -1 || n == 0 || len == 0 || 1 + len > sizeof(msg))
+		return;
+	memcpy(msg + 1, listeners, len);
+	if (fdmsg_send(s->chan, msg, 1 + len, inboxes, n) == -1)
+		log_warn("worker %d (pid %ld): cannot pass the hand-over inboxes", s->id,
+		    (long)s->pid);
 }
 
 static void

@@ -11,10 +11,15 @@
  * procs_init, and the master decides (server/generation.c).  Commands go
  * over a slot's channel; when the channel is gone the same command is sent
  * as a signal (QUIT drain, TERM stop, USR1 reopen).
+ *
+ * Each worker also has an inbox (SOCK_SEQPACKET) whose sending end the
+ * master keeps: procs_offer passes copies of a generation's inboxes to a
+ * worker about to drain, which hands its connections through them.
  */
 #ifndef INGESTD_PROCS_H
 #define INGESTD_PROCS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "slots.h"
@@ -23,8 +28,8 @@ struct event_base;
 
 struct procs_hooks {
 	int	(*prepare)(struct slot *);	/* before a fork; -1: not now, try after a back-off */
-	/* In the child: become the worker of the slot, with its end of the channel. */
-	void	(*run)(struct slot *, int chan) __attribute__((noreturn));
+	/* In the child: become the worker of the slot, with its ends of the channel and inbox. */
+	void	(*run)(struct slot *, int chan, int inbox) __attribute__((noreturn));
 	void	(*exited)(struct slot *, int status);	/* reaped; s->pid is still the child's */
 	void	(*changed)(unsigned gen);	/* a slot of gen is ready, dead or given up */
 	void	(*reaped)(void);		/* after each reaping pass */
@@ -35,6 +40,9 @@ struct slot	*procs_start(unsigned gen, int id, struct config *);
 void		 procs_drain(struct slot *, long timeout_ms);
 void		 procs_stop(struct slot *);
 void		 procs_broadcast(char cmd);
+int		 procs_inboxes(unsigned gen, int *fds, int max);
+void		 procs_offer(struct slot *, const int *inboxes, int n, const void *listeners,
+		    size_t len);
 void		 procs_reap(void);
 void		 procs_kill_late(void);
 void		 procs_close_in_child(void);

@@ -10,7 +10,7 @@ slot_table_init(struct slot_table *t)
 {
 	memset(t, 0, sizeof(*t));
 	for (int i = 0; i < SLOT_MAX; i++)
-		t->s[i].chan = -1;
+		t->s[i].chan = t->s[i].inbox = -1;
 }
 
 struct slot *
@@ -24,7 +24,7 @@ slot_alloc(struct slot_table *t, int id, unsigned gen)
 		memset(s, 0, sizeof(*s));
 		s->id = id;
 		s->gen = gen;
-		s->chan = -1;
+		s->chan = s->inbox = -1;
 		s->state = SLOT_WAITING;
 		return s;
 	}
@@ -35,7 +35,7 @@ void
 slot_release(struct slot *s)
 {
 	memset(s, 0, sizeof(*s));
-	s->chan = -1;
+	s->chan = s->inbox = -1;
 	s->state = SLOT_FREE;
 }
 

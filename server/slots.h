@@ -3,7 +3,8 @@
  *
  * A slot is one worker process: its number within its generation (which
  * also picks its reuseport socket), the generation it belongs to, its pid,
- * its state and the master's end of its channel.  A reload starts a new
+ * its state, the master's end of its channel and the sending end of its
+ * inbox (where a draining generation hands it connections).  A reload starts a new
  * generation beside the old one, so the table holds both while the old one
  * drains.
  */
@@ -32,6 +33,7 @@ struct slot {
 	pid_t		 pid;		/* 0 when no process */
 	enum slot_state	 state;
 	int		 chan;		/* master's end of the channel, -1 if none */
+	int		 inbox;		/* the sending end of its hand-over inbox, -1 if none */
 	struct event	*chan_ev;
 	struct event	*timer;		/* respawn back-off */
 	struct config	*cf;		/* config of its generation (a reference) */

@@ -4,14 +4,17 @@
  *
  *   old master  USR2: the pid file is renamed PIDFILE.oldbin; a child execs
  *               the binary at the path this master was started from, with
- *               every listening socket in INGESTD_LISTEN_FDS and the write
- *               end of a pipe in INGESTD_UPGRADE_FD.
+ *               every listening socket in INGESTD_LISTEN_FDS and one end of
+ *               a SOCK_SEQPACKET pair in INGESTD_UPGRADE_FD.
  *   new master  adopts the sockets (listeners.c) instead of binding them,
  *               starts its workers, and once they accept writes its pid file
- *               and "R" to the pipe.
+ *               and sends "R" on the pair, with its workers' inboxes and the
+ *               listener addresses they serve as plain streams.
  *   old master  logs the hand-over and keeps serving until told to QUIT
- *               (`ingestd -s upgrade` does it); it then leaves unix socket
- *               paths in place for the new master.  If the pipe closes
+ *               (`ingestd -s upgrade` does it); its workers then hand their
+ *               plain connections to the new master's (worker/conn/
+ *               handover.c) and drain the rest; it leaves unix socket
+ *               paths in place for the new master.  If the pair closes
  *               before "R" (the new binary failed), the pid file is renamed
  *               back and the old master goes on as if nothing happened.
  */
@@ -23,8 +26,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "channel.h"
+#include "fdmsg.h"
 #include "filelock.h"
 #include "listeners.h"
 #include "log.h"
@@ -45,6 +51,14 @@ static int		 handed_over;		/* a new master accepts */
 static int		 ready_fd = -1;		/* new master: the old one's pipe */
 static int		 ntaken;		/* new master: sockets handed over */
 static pid_t		 old_master;	/* new master: the one that started it, while it runs */
+
+/* Old master: where its workers' connections go once it quits (from "R"). */
+static struct {
+	int		 inboxes[CHAN_MAX_INBOXES];
+	int		 n;
+	char		 listeners[CHAN_MSG_MAX];
+	size_t		 len;
+} successor;
 
 /*
  * At start: where the binary lives (a package upgrade replaces that file;
@@ -115,17 +129,54 @@ upgrade_pending_ready(void)
 	return ready_fd != -1;
 }
 
+/*
+ * Tell the old master: "R", with where its connections may go (inboxes of
+ * our workers, the listener addresses they serve).  An old master of a
+ * build before hand-overs gave a pipe: it hears "R" alone.
+ */
 void
-upgrade_ready(void)
+upgrade_ready(const int *inboxes, int n, const void *listeners, size_t len)
 {
+	char msg[CHAN_MSG_MAX] = { 'R' };
+
 	if (ready_fd == -1)
 		return;
 	log_notice("binary upgrade: accepting on the %d listening sockets of the old master",
 	    ntaken);
-	if (pidfile_write() == -1 || write(ready_fd, "R", 1) != 1)
+	if (1 + len > sizeof(msg))
+		len = 0;
+	memcpy(msg + 1, listeners, len);
+	if (pidfile_write() == -1 ||
+	    (fdmsg_send(ready_fd, msg, 1 + len, inboxes, len ? n : 0) == -1 &&
+	    (errno != ENOTSOCK || write(ready_fd, "R", 1) != 1)))
 		log_warn("binary upgrade: cannot tell the old master");
 	close(ready_fd);
 	ready_fd = -1;
+}
+
+/* Old master: the new master's inboxes and listeners, once it accepts; their number. */
+int
+upgrade_successor(const int **inboxes, const void **listeners, size_t *len)
+{
+	*inboxes = successor.inboxes;
+	*listeners = successor.listeners;
+	*len = successor.len;
+	return successor.n;
+}
+
+static void
+forget_successor(void)
+{
+	while (successor.n > 0)
+		close(successor.inboxes[--successor.n]);
+	successor.len = 0;
+}
+
+/* In a new worker: the new master's inboxes are this master's to pass on. */
+void
+upgrade_close_in_child(void)
+{
+	forget_successor();
 }
 
 /* The pid file's own name, while ours is moved aside as NAME.oldbin. */
@@ -152,22 +203,28 @@ give_up(const char *why)
 static void
 on_pipe(evutil_socket_t fd, short what, void *arg)
 {
-	char c;
-	ssize_t n = read(fd, &c, 1);
+	int truncated;
+	ssize_t n;
 
 	(void)what;
 	(void)arg;
+	forget_successor();
+	n = fdmsg_recv(fd, successor.listeners, sizeof(successor.listeners), successor.inboxes,
+	    &successor.n, &truncated);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
-	if (n == 1 && c == 'R') {
+	if (n >= 1 && successor.listeners[0] == 'R') {
 		char path[PATH_MAX];
 
 		handed_over = 1;
+		successor.len = (size_t)n - 1;
+		memmove(successor.listeners, successor.listeners + 1, successor.len);
 		current_name(path, sizeof(path));
 		log_notice("binary upgrade: the new master (pid %ld) accepts; QUIT this one (pid "
 		    "%ld) to finish, or stop the new one to go back", (long)pidfile_read(path),
 		    (long)getpid());
 	} else {
+		forget_successor();
 		give_up("the new master exited before its workers accepted");
 	}
 	event_free(pipe_ev);
@@ -220,8 +277,8 @@ upgrade_start(struct event_base *base)
 		return;
 	}
 	snprintf(oldbin, sizeof(oldbin), "%s.oldbin", pidfile_path());
-	if (pipe2(p, O_CLOEXEC) == -1) {
-		log_warn("binary upgrade: pipe");
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) == -1) {
+		log_warn("binary upgrade: socketpair");
 		return;
 	}
 	if (pidfile_rename(oldbin) == -1) {

@@ -26,6 +26,7 @@
 #include "dgram.h"
 #include "filelock.h"
 #include "handlers.h"
+#include "handover.h"
 #include "log.h"
 #include "proc.h"
 #include "sink.h"
@@ -110,7 +111,8 @@ drain(const char *why)
 	dgram_close();
 	log_info("%s: draining (%s), %d connections open", proc.name, why, conn_count());
 	conn_drain_all();
-	if (conn_count() == 0) {
+	handover_start();
+	if (conn_count() == 0 && handover_take_rest() == 0 && conn_count() == 0) {
 		event_base_loopexit(proc.base, NULL);
 		return;
 	}
@@ -142,7 +144,7 @@ on_exit_check(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (conn_count() == 0)
+	if (conn_count() == 0 && handover_take_rest() == 0 && conn_count() == 0)
 		event_base_loopexit(proc.base, NULL);
 }
 
@@ -166,15 +168,17 @@ reopen(void)
 	sink_reopen_all();
 }
 
+/* One message from the master: a command, or where connections go (with descriptors). */
 static void
 on_channel(evutil_socket_t fd, short what, void *arg)
 {
-	char buf[16];
+	static char buf[CHAN_MSG_MAX];
+	int fds[CHAN_MAX_INBOXES], nfds, truncated;
 	ssize_t n;
 
 	(void)what;
 	(void)arg;
-	n = read(fd, buf, sizeof(buf));
+	n = fdmsg_recv(fd, buf, sizeof(buf), fds, &nfds, &truncated);
 	if (n == -1 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
@@ -182,14 +186,18 @@ on_channel(evutil_socket_t fd, short what, void *arg)
 		drain("the master is gone");
 		return;
 	}
-	for (ssize_t i = 0; i < n; i++) {
-		if (buf[i] == CHAN_DRAIN)
-			drain("told by the master");
-		else if (buf[i] == CHAN_STOP)
-			stop("told by the master");
-		else if (buf[i] == CHAN_REOPEN)
-			reopen();
+	if (buf[0] == CHAN_HANDOVER) {
+		handover_offer(fds, nfds, buf + 1, (size_t)n - 1);
+		return;
 	}
+	while (nfds > 0)
+		close(fds[--nfds]);
+	if (buf[0] == CHAN_DRAIN)
+		drain("told by the master");
+	else if (buf[0] == CHAN_STOP)
+		stop("told by the master");
+	else if (buf[0] == CHAN_REOPEN)
+		reopen();
 }
 
 static void
@@ -274,6 +282,7 @@ cleanup(void)
 		event_free(drain_timer);
 	if (exit_check)
 		event_free(exit_check);
+	handover_end();
 	close(chan_fd);
 	event_base_free(proc.base);
 }
@@ -314,7 +323,8 @@ worker_main(const struct worker_start *ws)
 	relp_sessions_init();
 	conn_init(&conn_hooks);
 	sink_open_all(proc.cf, &sink_hooks);
-	if (acc_init(proc.cf, ws->fds, ws->lsn_ids) == -1 || dgram_init(proc.cf, ws->fds) == -1)
+	if (acc_init(proc.cf, ws->fds, ws->lsn_ids) == -1 || dgram_init(proc.cf, ws->fds) == -1 ||
+	    handover_init(ws->inbox) == -1)
 		exit(EXIT_FATAL);
 	evutil_make_socket_nonblocking(chan_fd);
 	chan_ev = event_new(proc.base, chan_fd, EV_READ | EV_PERSIST, on_channel, NULL);

@@ -11,6 +11,10 @@
  *           --progressed()-----> RELP sessions send the answers now due
  *   conn    --closed()---------> accept again, or leave the loop when draining
  *
+ * On a reload its plain connections go to the next generation instead of
+ * being closed (worker/conn/handover.c), to the workers the master names
+ * on the channel.
+ *
  * The layers, top down, each in its folder, each compiled with the include
  * paths of the layers below it only (see the Makefile):
  *
@@ -34,6 +38,7 @@ struct worker_start {
 	int			 id;
 	int			 owner;				/* its slot in the master's table */
 	int			 chan;				/* the master's channel */
+	int			 inbox;				/* connections handed to it */
 	int			 fds[CFG_MAX_LISTENERS];	/* socket per listener */
 	int			 lsn_ids[CFG_MAX_LISTENERS];	/* conntab id per listener */
 };

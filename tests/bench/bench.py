@@ -75,6 +75,13 @@ The records are 100-byte RFC 3164 records.  The runs:
                connection; and the workers' RSS before and with IDLE_CONNS
                idle connections, TLS and plain, per connection.
                `bench.py --tls` runs this part alone.
+  handover     HANDOVER_CONNS idle connections (ingestd-bench idle, 2
+               processes), then a reload: the time from the new
+               generation accepting to the exit of the last old worker,
+               each having handed its connections over, from the
+               master's log; the master's and the workers' CPU for it;
+               and what the client saw closed.  `bench.py --part
+               handover` runs it alone (any part can be: --part NAME).
 
 It prints markdown tables with ratios relative to ingestd, and writes
 tests/bench/results/bench-DATE.json (raw results) and bench-DATE.png (a
@@ -137,6 +144,7 @@ RCVBUF = 4 << 20                # every UDP server's receive buffer (ingestd's d
 TLS_SERVERS = ["ingestd", "rsyslog-ossl", "rsyslog-gtls", "syslog-ng"]
 TLS_RATE = 20000                # new TLS connections/s asked of each server (more than any takes)
 IDLE_CONNS = 20000              # idle TLS connections for the memory figure
+HANDOVER_CONNS = 20000          # connections open across the reload of the handover part
 NGINX = os.environ.get("NGINX") or os.path.join(ROOT, "tests", "peers", "nginx", "usr", "sbin",
                                                 "nginx")
 NGINX_STREAM = os.path.join(ROOT, "tests", "peers", "nginx", "usr", "lib", "nginx", "modules",
@@ -805,6 +813,64 @@ def tls_memory(tmp, pki):
     return rows
 
 
+def log_ms(line):
+    """The time of a log line ("2026-12-05T06:35:01.690Z ..."), in ms since the epoch."""
+    stamp = datetime.datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S.%f")
+    return stamp.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000
+
+
+def handover_at(srv):
+    """
+    HANDOVER_CONNS idle connections, then a reload: from the new generation
+    accepting to the old workers' exits, with the CPU it took.
+    """
+    wait_quiet()
+    workers = lambda: [q for q in srv.all_pids() if q != srv.proc.pid]
+    fds0 = sum(fd_count(q) or 0 for q in workers())
+    argv = [LOADGEN, "-p", srv.port, "-j", "-m", "idle", "-c", HANDOVER_CONNS, "-d", 90,
+            "--sources", 16, "--procs", 2]
+    p = subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, text=True)
+    held = lambda: sum(fd_count(q) or 0 for q in workers()) - fds0
+    deadline = time.monotonic() + 60
+    while held() < HANDOVER_CONNS and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.5)
+    time.sleep(1)
+    old, before = workers(), held()
+    cpu = lambda pids: sum(cpu_seconds(q) or 0 for q in pids)
+    master0 = cpu([srv.proc.pid])
+    with open(srv.path("stdout")) as f:     # -f: the log is on stderr
+        f.seek(0, 2)
+        mark = f.tell()
+    srv.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while any(os.path.exists("/proc/%d" % q) for q in old) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    master1 = cpu([srv.proc.pid])
+    time.sleep(1)
+    new = workers()
+    after, new_cpu = held(), cpu(new)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
+    res = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+    with open(srv.path("stdout")) as f:
+        f.seek(mark)
+        lines = f.read().splitlines()
+    ready = [log_ms(x) for x in lines if "reload: generation 2 accepting" in x]
+    exits = [log_ms(x) for x in lines if re.search(r"\(pid \d+, generation 1\) exited", x)]
+    handed = sum(int(m[1]) for m in (re.search(r"generation 1\): exiting: .* (\d+) handed over",
+                                              x) for x in lines) if m)
+    return {"connections": before, "after": after, "handed_over": handed,
+            "ms": round(max(exits) - ready[0]) if ready and exits else None,
+            "master_cpu_ms": round((master1 - master0) * 1000),
+            "new_workers_cpu_ms": round(new_cpu * 1000), "client": res}
+
+
+def handover(tmp):
+    log("bench: a reload with %d connections open" % HANDOVER_CONNS)
+    return with_server(tmp, "ingestd", handover_at,
+                       {"worker_connections": HANDOVER_CONNS // 2 + 2000})
+
+
 def micro():
     wait_quiet()
     r = subprocess.run([MICRO, "3"], capture_output=True, text=True)
@@ -978,6 +1044,15 @@ def tls_memory_table(rows):
                   "bytes / connection", "KiB / connection", "note"], out)
 
 
+def handover_table(r):
+    c = r.get("client") or {}
+    return table(["open before", "open after", "handed over", "hand-over (ms)", "master CPU (ms)",
+                  "closed or reset at the client"],
+                 [[fmt(r["connections"]), fmt(r["after"]), fmt(r["handed_over"]), fmt(r["ms"]),
+                   fmt(r["master_cpu_ms"]),
+                   fmt((c.get("closed_by_server") or 0) + (c.get("resets") or 0))]])
+
+
 def accept_table(rows):
     out = []
     for r in rows:
@@ -1068,6 +1143,11 @@ def targets(res):
         t.append(("RELP acked records/s >= 5x imrelp",
                   "%.2fx" % (rl["ingestd"] / rl["rsyslog-imrelp"]),
                   rl["ingestd"] >= 5 * rl["rsyslog-imrelp"]))
+    h = res.get("handover") or {}
+    if h.get("ms") is not None:
+        t.append(("reload hands %s connections over in < 1 s" % fmt(h["connections"]),
+                  "%s ms, %s handed over" % (fmt(h["ms"]), fmt(h["handed_over"])),
+                  h["ms"] < 1000 and h["handed_over"] == h["connections"]))
     return t
 
 
@@ -1158,6 +1238,10 @@ def report(res):
         tls_report(res["tls"])
     print("## Accept balancing under churn (ingestd)\n")
     print(accept_table(res.get("accept", [])) + "\n")
+    if res.get("handover"):
+        print("## A reload with %s connections open, each handed to the new generation\n"
+              % fmt(HANDOVER_CONNS))
+        print(handover_table(res["handover"]) + "\n")
     print("## Targets\n")
     print(table(["target", "figure", "met"],
                 [[a, b, "yes" if c else "**no**"] for a, b, c in res["targets"]]) + "\n")
@@ -1176,7 +1260,10 @@ def tls_report(t):
     print(tls_memory_table(t["memory"]) + "\n")
 
 
-def suite(parts=("throughput", "churn", "latency", "relp", "accept", "udp", "tls")):
+PARTS = ("throughput", "churn", "latency", "relp", "accept", "udp", "tls", "handover")
+
+
+def suite(parts=PARTS):
     for path in (INGESTD, LOADGEN, DISCARD, MICRO, RSYSLOGD):
         if not os.access(path, os.X_OK):
             sys.exit("bench: no %s (make bench builds and installs what it needs)" % path)
@@ -1188,7 +1275,8 @@ def suite(parts=("throughput", "churn", "latency", "relp", "accept", "udp", "tls
     tmp = tempfile.mkdtemp(prefix="ingestd-bench-")
     try:
         for name, fn in (("throughput", throughput), ("churn", churn), ("latency", latency),
-                         ("relp", relp), ("accept", accept), ("udp", udp), ("tls", tls)):
+                         ("relp", relp), ("accept", accept), ("udp", udp), ("tls", tls),
+                         ("handover", handover)):
             if name in parts:
                 res[name] = fn(tmp)
     finally:
@@ -1299,6 +1387,9 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--tls"]:
         suite(parts=("tls",))
         sys.exit(0)
+    if len(sys.argv) == 3 and sys.argv[1] == "--part" and sys.argv[2] in PARTS:
+        suite(parts=(sys.argv[2],))
+        sys.exit(0)
     if sys.argv[1:]:
-        sys.exit("usage: bench.py [--smoke | --tls | --chart FILE]")
+        sys.exit("usage: bench.py [--smoke | --tls | --part %s | --chart FILE]" % "|".join(PARTS))
     suite()

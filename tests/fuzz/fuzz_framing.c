@@ -2,9 +2,10 @@
  * fuzz_framing: the records of a stream do not depend on how it is cut.
  *
  * The first byte picks the mode and max_record; the rest is fed whole to
- * one framer, in two pieces (cut where the data says) to another, and byte
- * by byte to a third.  All three must give the same records and the same
- * error; no record may be empty or longer than max_record, and in LF mode
+ * one framer, in two pieces (cut where the data says) to another, in the
+ * same two pieces with the framer saved and restored between them (a
+ * connection handed to the next generation) to a third, and byte by byte
+ * to a fourth.  All must give the same records and the same error; no record may be empty or longer than max_record, and in LF mode
  * the records must be those of a plain split at LF.
  */
 #include <stdint.h>
@@ -101,6 +102,22 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	at = fnv(FNV_OFFSET, p, n) % (n + 1);
 	acc_init(&cut, &f, mode, max);
 	feed(&f, &cut, p, at);
+	feed(&f, &cut, p + at, n - at);
+	finish(&f, &cut);
+	acc_same(&whole, &cut);
+
+	acc_init(&cut, &f, mode, max);
+	feed(&f, &cut, p, at);
+	if (cut.rc == 0) {
+		struct framer g;
+		struct obuf o = { NULL, 0, 0 };
+
+		if (frame_save(&f, &o) == -1 || frame_restore(&g, o.p, o.len, mode, max) == -1)
+			abort();
+		obuf_free(&o);
+		frame_free(&f);
+		f = g;
+	}
 	feed(&f, &cut, p + at, n - at);
 	finish(&f, &cut);
 	acc_same(&whole, &cut);

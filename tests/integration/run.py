@@ -61,7 +61,8 @@ from lib.server import Ctx
 # A full run's order: the process model first, then what builds on it.  An
 # area not listed here runs after these, by name.
 ORDER = ("process", "cmdline", "reload", "pipeline", "sinks", "logrotate", "defences", "caps",
-         "relp", "faults", "forward", "redis", "metrics", "systemd", "upgrade", "proxy")
+         "relp", "faults", "forward", "redis", "metrics", "systemd", "upgrade", "handover",
+         "proxy")
 
 
 def load_areas():

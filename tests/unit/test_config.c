@@ -903,7 +903,7 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 58);
+	ck_assert_int_eq(n, 59);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -1017,6 +1017,7 @@ START_TEST(dump_text)
 	    "group = \"root\";\n"
 	    "pid_file = \"/tmp/x.pid\";\n"
 	    "shutdown_timeout = 0.5;\n"
+	    "handover = true;\n"
 	    "log = {\n"
 	    "\tlevel = \"debug\";\n"
 	    "\ttarget = \"stderr\";\n"

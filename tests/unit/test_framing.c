@@ -602,6 +602,101 @@ START_TEST(split_streams_known)
 }
 END_TEST
 
+/* f saved and restored into a new framer, as a hand-over does; f is freed. */
+static void
+save_restore(struct framer *f, enum frame_mode mode, size_t max)
+{
+	struct obuf o = { NULL, 0, 0 };
+	struct framer g;
+
+	ck_assert_int_eq(frame_save(f, &o), 0);
+	ck_assert_int_eq(frame_restore(&g, o.p, o.len, mode, max), 0);
+	obuf_free(&o);
+	frame_free(f);
+	*f = g;
+}
+
+/* THE HAND-OVER TEST: a framer saved and restored at any cut gives what the whole gives. */
+START_TEST(saved_anywhere)
+{
+	const struct stream *st = &streams[_i];
+	size_t n = strlen(st->s);
+	struct got whole, part;
+	struct framer f;
+
+	frame_at(&whole, st->mode, st->max, st->s, n, n);
+	for (size_t cut = 0; cut <= n; cut++) {
+		memset(&part, 0, sizeof(part));
+		frame_init(&f, st->mode, st->max);
+		feed(&part, &f, st->s, cut);
+		if (part.rc == 0)	/* a connection with a framing error is closed, not handed over */
+			save_restore(&f, st->mode, st->max);
+		feed(&part, &f, st->s + cut, n - cut);
+		end(&part, &f);
+		same(&whole, &part);
+		got_free(&part);
+	}
+	got_free(&whole);
+}
+END_TEST
+
+/* Between records a restored framer takes the listener's settings now; inside one, its own. */
+START_TEST(restore_settings)
+{
+	struct framer f;
+	struct got g = { 0 };
+
+	frame_init(&f, FRAME_LF, 64);
+	feed(&g, &f, "line\n", 5);
+	save_restore(&f, FRAME_OCTET, 8);
+	feed(&g, &f, "3 abc", 5);
+	rec_is(&g, 1, "abc", 0);
+	frame_free(&f);
+
+	frame_init(&f, FRAME_LF, 64);
+	feed(&g, &f, "a half", 6);
+	save_restore(&f, FRAME_OCTET, 2);
+	feed(&g, &f, " line\n", 7);
+	rec_is(&g, 2, "a half line", 0);
+	ck_assert_uint_eq(g.n, 3);
+	frame_free(&f);
+	got_free(&g);
+}
+END_TEST
+
+/* Bytes that are no framer this build saved are refused, leaving a fresh framer. */
+START_TEST(restore_refuses)
+{
+	struct obuf o = { NULL, 0, 0 };
+	struct framer f, g;
+	struct got got = { 0 };
+	char *bad;
+
+	frame_init(&f, FRAME_OCTET, 64);
+	feed(&got, &f, "12 <13>abc", 10);
+	ck_assert_int_eq(frame_save(&f, &o), 0);
+	frame_free(&f);
+	bad = malloc(o.len);
+	ck_assert_ptr_nonnull(bad);
+	for (size_t n = 0; n < o.len; n++)	/* every truncation */
+		ck_assert_int_eq(frame_restore(&g, o.p, n, FRAME_LF, 16), -1);
+	for (size_t i = 0; i < 4; i++) {	/* version, mode, state, head length */
+		memcpy(bad, o.p, o.len);
+		bad[i] = (char)0x7f;
+		ck_assert_int_eq(frame_restore(&g, bad, o.len, FRAME_LF, 16), -1);
+	}
+	memcpy(bad, o.p, o.len);
+	bad[16] = 60;		/* count beyond max_record - len: would overrun the buffer */
+	ck_assert_int_eq(frame_restore(&g, bad, o.len, FRAME_LF, 16), -1);
+	ck_assert_int_eq(g.mode, FRAME_LF);	/* fresh, with the settings given */
+	ck_assert_uint_eq(g.max_record, 16);
+	ck_assert_uint_eq(frame_buffered(&g), 0);
+	free(bad);
+	obuf_free(&o);
+	got_free(&got);
+}
+END_TEST
+
 Suite *
 framing_suite(void)
 {
@@ -634,6 +729,9 @@ framing_suite(void)
 	suite_add_tcase(s, limits);
 	tcase_add_loop_test(split, split_anywhere, 0, sizeof(streams) / sizeof(streams[0]));
 	tcase_add_test(split, split_streams_known);
+	tcase_add_loop_test(split, saved_anywhere, 0, sizeof(streams) / sizeof(streams[0]));
+	tcase_add_test(split, restore_settings);
+	tcase_add_test(split, restore_refuses);
 	suite_add_tcase(s, split);
 	return s;
 }

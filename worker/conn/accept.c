@@ -56,6 +56,7 @@ struct acceptor {
 
 static struct acceptor	 acc[CFG_MAX_LISTENERS];
 static int		 nacc;
+static int		 nknown;	/* acc[] entries, kept after acc_close for acc_adopt */
 static int		 paused;
 static int		 reserve_fd = -1;
 static struct event	*resume_timer;
@@ -217,13 +218,13 @@ acc_init(const struct config *cf, const int *fds, const int *lsn_ids)
 		return -1;
 	}
 	resume_timer = evtimer_new(proc.base, on_resume, NULL);
-	nacc = 0;
+	nacc = nknown = 0;
 	for (int i = 0; i < cf->nlisteners; i++) {
 		struct acceptor *a = &acc[nacc];
 
 		if (cf->listeners[i].datagram)
 			continue;	/* dgram.c reads those */
-		nacc++;
+		nacc = ++nknown;
 		a->fd = fds[i];
 		a->lsn_id = lsn_ids[i];
 		a->l = &cf->listeners[i];
@@ -261,4 +262,63 @@ acc_close(int take_queued)
 	nacc = 0;
 	if (resume_timer)
 		evtimer_del(resume_timer);
+}
+
+/* The plain stream listener at listen, or NULL. */
+static struct acceptor *
+stream_listener(const struct addr *listen)
+{
+	for (int i = 0; i < nknown; i++) {
+		struct acceptor *a = &acc[i];
+		const struct conn_handler *h = a->then ? a->then : a->first;
+
+		if (addr_equal(&a->l->listen.addr, listen) && h->restore && !a->l->tls.enabled)
+			return a;
+	}
+	return NULL;
+}
+
+/*
+ * A connection a draining worker handed to this one (handover.c): it goes
+ * on on this worker's listener at the same address, as if accepted here,
+ * under this generation's allow/deny and caps.  One they refuse, or one
+ * over worker_connections, is closed gracefully.  -1 when no listener here
+ * can take it: fd is the caller's still.
+ */
+int
+acc_adopt(int fd, const struct addr *listen, const char *saved, size_t n)
+{
+	struct acceptor *a = stream_listener(listen);
+	struct sockaddr_storage peer, sock;
+	socklen_t peerlen, socklen = sizeof(sock);
+	struct ct_ticket t = { .counted = 0 };
+	enum ct_refusal why = CT_ADMIT;
+	const char *refused = NULL;
+	int per_ip;
+
+	if (a == NULL || conn_saved_peer(saved, n, &peer, &peerlen, &per_ip) == -1)
+		return -1;
+	if (getpeername(fd, (struct sockaddr *)&sock, &socklen) == -1) {
+		memcpy(&sock, &peer, sizeof(sock));	/* the client is gone: what it sent is read */
+		socklen = peerlen;
+	}
+	if (!cidr_permitted(a->l->allow_v, a->l->nallow, a->l->deny_v, a->l->ndeny,
+	    (struct sockaddr *)&sock))
+		why = CT_REFUSE_ACL;
+	else
+		why = ct_acquire(a->lsn_id, proc.slot, per_ip ? (struct sockaddr *)&peer : NULL,
+		    &a->limits, &t);
+	if (why != CT_ADMIT) {
+		char text[ADDR_STRLEN];
+
+		conn_refusal(a->l, addr_format((struct sockaddr *)&peer, peerlen, text,
+		    sizeof(text)), why);
+		refused = ct_reason_name(why);
+	} else if (conn_count() >= proc.cf->worker_connections) {
+		log_limited(&full_limit, LOG_LVL_WARNING, "%s: worker_connections (%d) reached; "
+		    "closing a connection handed over", proc.name, proc.cf->worker_connections);
+		refused = "worker_connections";
+	}
+	conn_adopt(fd, a->l, &t, a->then ? a->then : a->first, saved, n, refused);
+	return 0;
 }

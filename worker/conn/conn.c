@@ -94,6 +94,8 @@ struct conn {
 	void			*state;		/* the handler's */
 	struct output		*out;		/* NULL until the handler sends */
 	struct ct_ticket	 ticket;	/* its place in conntab, given back on close */
+	struct sockaddr_in6	 peer_sa;	/* the peer's address (IPv4 fits), for a hand-over */
+	socklen_t		 peer_salen;
 	uint64_t		 bytes;
 	uint64_t		 records;
 	struct conn		*prev, *next_conn;
@@ -111,7 +113,7 @@ static int		 reading = 1;
 static struct worker_counts *totals;	/* in the worker's stats slot */
 static struct encode_meta meta;		/* the receive time of the current read */
 static char		 readbuf[CONN_READ_BUF];
-static struct log_limit	 framing_limit, idle_limit, record_limit, send_limit, truncated_limit;
+static struct log_limit	 framing_limit, handover_limit, idle_limit, record_limit, send_limit, truncated_limit;
 static struct log_limit	 tls_limit[TLSF_TIMEOUT + 1];	/* by enum tls_failure */
 
 static void	on_release(evutil_socket_t, short, void *);
@@ -323,6 +325,9 @@ conn_set_peer(struct conn *c, const struct sockaddr *sa, socklen_t len)
 		snprintf(c->peer, sizeof(c->peer), "unix");
 	else
 		addr_format(sa, len, c->peer, sizeof(c->peer));
+	c->peer_salen = sa->sa_family == AF_UNIX || len > sizeof(c->peer_sa) ?
+	    sizeof(sa_family_t) : len;
+	memcpy(&c->peer_sa, sa, c->peer_salen);
 	/* exactly: one per connection */
 	o.cap = ENCODE_PREFIX_MAX(strlen(c->peer), strlen(c->l->name), 0);
 	if ((o.p = malloc(o.cap)) == NULL)
@@ -854,6 +859,26 @@ conn_unsent(const struct conn *c)
 	return c->out ? c->out->buf.len : 0;
 }
 
+/* c's events, timers and place among the live connections (fd, l, h are set). */
+static void
+setup(struct conn *c, const struct ct_ticket *t)
+{
+	c->ticket = *t;
+	c->tr = &plain_transport;
+	event_assign(&c->ev, proc.base, c->fd, EV_READ | EV_PERSIST, on_read, c);
+	c->ev_mask = EV_READ;
+	evtimer_assign(&c->idle_ev, proc.base, on_idle, c);
+	evtimer_assign(&c->rec_ev, proc.base, on_record_timeout, c);
+	c->idle_tv = common_timeout(c->l->idle_timeout_ms);
+	c->rec_tv = common_timeout(c->l->record_timeout_ms);
+	c->hs_tv = c->l->tls.enabled ? common_timeout(c->l->tls.handshake_timeout_ms) : NULL;
+	c->next_conn = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	nconns++;
+}
+
 /*
  * A connection accepted on l; h handles its bytes (and next, after h, when
  * h comes first: the PROXY header).  Returns it, or NULL when it was closed
@@ -882,24 +907,11 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 		ct_release(proc.slot, t);
 		return NULL;
 	}
-	c->ticket = *t;
-	c->tr = &plain_transport;
-	event_assign(&c->ev, proc.base, fd, EV_READ | EV_PERSIST, on_read, c);
-	c->ev_mask = EV_READ;
-	evtimer_assign(&c->idle_ev, proc.base, on_idle, c);
-	evtimer_assign(&c->rec_ev, proc.base, on_record_timeout, c);
-	c->idle_tv = common_timeout(l->idle_timeout_ms);
-	c->rec_tv = common_timeout(l->record_timeout_ms);
-	c->hs_tv = l->tls.enabled ? common_timeout(l->tls.handshake_timeout_ms) : NULL;
+	setup(c, t);
 	if (c->idle_tv)		/* a client that never sends is idle from the start */
 		event_add(&c->idle_ev, c->idle_tv);
 	if (c->rec_tv && h->in_record && h->in_record(c))	/* a PROXY header is due at once */
 		event_add(&c->rec_ev, c->rec_tv);
-	c->next_conn = conns;
-	if (conns)
-		conns->prev = c;
-	conns = c;
-	nconns++;
 	totals->accepted++;
 	/*
 	 * Clients speak first, and by the time a worker accepts, a client's
@@ -943,4 +955,201 @@ conn_drain_all(void)
 		if (c->h->drain && !c->handshaking)
 			c->h->drain(c);
 	}
+}
+
+/*
+ * Hand-over: a draining worker passes a connection to the next generation
+ * (handover.c carries the descriptor and these bytes; accept.c admits it
+ * there).  What goes with it is what the connection holds between two
+ * reads: its peer (the one a PROXY header named), whether conntab counted
+ * it per address, its counts, what is left of its idle and record timers,
+ * and its handler's state (a half-read record).  The socket itself, with
+ * what the client sent since, waits in the kernel meanwhile.
+ */
+struct saved_conn {
+	uint32_t		 magic;
+	uint16_t		 version;
+	uint16_t		 per_ip;
+	struct sockaddr_in6	 peer;
+	uint32_t		 peerlen;
+	uint32_t		 pad;
+	uint64_t		 bytes, records;
+	int64_t			 idle_left_ms, record_left_ms;	/* -1: not running */
+};
+
+#define SAVED_MAGIC	0x6e6e6f63	/* "conn" */
+#define SAVED_VERSION	1
+
+void
+conn_each(void (*fn)(struct conn *, void *), void *arg)
+{
+	struct conn *c, *next;
+
+	for (c = conns; c; c = next) {
+		next = c->next_conn;
+		fn(c, arg);
+	}
+}
+
+int
+conn_fd(const struct conn *c)
+{
+	return c->fd;
+}
+
+/* The ms left on a timer, or -1 when it is not running. */
+static int64_t
+left_ms(const struct event *ev)
+{
+	struct timeval at, now;
+	int64_t ms;
+
+	if (!evtimer_pending(ev, &at))
+		return -1;
+	evutil_gettimeofday(&now, NULL);
+	ms = (int64_t)(at.tv_sec - now.tv_sec) * 1000 + (at.tv_usec - now.tv_usec) / 1000;
+	return ms < 0 ? 0 : ms;
+}
+
+/*
+ * c's state appended to o, when c can be handed over: a plain connection
+ * whose handler can save itself, past its PROXY header, not ending.
+ * Returns -1 when it cannot (o unchanged) or on no memory.
+ */
+int
+conn_save(const struct conn *c, struct obuf *o)
+{
+	struct saved_conn s = { .magic = SAVED_MAGIC, .version = SAVED_VERSION,
+	    .per_ip = c->ticket.per_ip, .peerlen = c->peer_salen, .bytes = c->bytes,
+	    .records = c->records, .idle_left_ms = left_ms(&c->idle_ev),
+	    .record_left_ms = left_ms(&c->rec_ev) };
+	size_t at = o->len;
+
+	if (c->closed || c->lingering || c->handshaking || c->tr != &plain_transport ||
+	    c->next != NULL || c->h->save == NULL || c->out != NULL)
+		return -1;
+	memcpy(&s.peer, &c->peer_sa, sizeof(s.peer));
+	if (obuf_reserve(o, sizeof(s)) == -1)
+		return -1;
+	memcpy(o->p + o->len, &s, sizeof(s));
+	o->len += sizeof(s);
+	if (c->h->save(c, o) == -1) {
+		o->len = at;
+		return -1;
+	}
+	return 0;
+}
+
+/* c went to the next generation: it leaves this worker without a FIN (the socket lives on there). */
+void
+conn_handed(struct conn *c)
+{
+	totals->handed_over++;
+	conn_close(c, "handed to the next generation");
+}
+
+static int
+saved_header(const char *saved, size_t n, struct saved_conn *s)
+{
+	if (n < sizeof(*s))
+		return -1;
+	memcpy(s, saved, sizeof(*s));
+	if (s->magic != SAVED_MAGIC || s->version != SAVED_VERSION ||
+	    s->peerlen > sizeof(s->peer) || s->peerlen < sizeof(sa_family_t))
+		return -1;
+	return 0;
+}
+
+/* The peer a saved connection had, for accept.c to admit it; -1: not bytes this build can take. */
+int
+conn_saved_peer(const char *saved, size_t n, struct sockaddr_storage *ss, socklen_t *len,
+    int *per_ip)
+{
+	struct saved_conn s;
+
+	if (saved_header(saved, n, &s) == -1)
+		return -1;
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss, &s.peer, s.peerlen);
+	*len = s.peerlen;
+	*per_ip = s.per_ip;
+	return 0;
+}
+
+/* A timer carried over: what was left of it, at most its full period here. */
+static void
+carry_timer(struct event *ev, const struct timeval *common, long full_ms, int64_t left)
+{
+	struct timeval tv;
+
+	if (common == NULL)
+		return;
+	if (left < 0 || left >= full_ms) {
+		event_add(ev, common);
+		return;
+	}
+	tv.tv_sec = left / 1000;
+	tv.tv_usec = (left % 1000) * 1000 + 1;
+	event_add(ev, &tv);
+}
+
+/*
+ * A connection another worker saved (conn_save) and handed to this one,
+ * on fd, to go on on listener l with handler h, holding ticket t.  It
+ * reads on as if it had accepted it.  refused: why it cannot stay (a cap
+ * of this generation, logged by the caller); it is then closed gracefully,
+ * as at a drain's end, and what its client sent meanwhile is still read.  Returns it, or NULL
+ * when it closed at once.
+ */
+struct conn *
+conn_adopt(int fd, const struct listener_cfg *l, const struct ct_ticket *t,
+    const struct conn_handler *h, const char *saved, size_t n, const char *refused)
+{
+	struct saved_conn s;
+	struct conn *c;
+
+	if (saved_header(saved, n, &s) == -1 || (c = calloc(1, sizeof(*c))) == NULL) {
+		log_warnx("%s: %s: a connection handed over without its state; closed", proc.name,
+		    l->name);
+		close(fd);
+		ct_release(proc.slot, t);
+		return NULL;
+	}
+	c->fd = fd;
+	c->l = l;
+	c->h = h;
+	if (conn_set_peer(c, (const struct sockaddr *)&s.peer, s.peerlen) == -1) {
+		log_warn("%s: %s: out of memory for a connection", proc.name, l->name);
+		free(c);
+		close(fd);
+		ct_release(proc.slot, t);
+		return NULL;
+	}
+	if (h->restore(c, saved + sizeof(s), n - sizeof(s)) == -1) {
+		/* A half-read record would go on as a record: the connection ends gracefully. */
+		log_limited(&handover_limit, LOG_LVL_WARNING, "%s: %s: a connection handed over "
+		    "in a state this build cannot take; closing it", proc.name, l->name);
+		refused = "its state could not be taken over";
+		if (h->start(c) == -1) {
+			log_warn("%s: %s: out of memory for a connection", proc.name, l->name);
+			free(c->prefix);
+			free(c);
+			close(fd);
+			ct_release(proc.slot, t);
+			return NULL;
+		}
+	}
+	setup(c, t);
+	c->bytes = s.bytes;
+	c->records = s.records;
+	totals->taken_over++;
+	carry_timer(&c->idle_ev, c->idle_tv, l->idle_timeout_ms, s.idle_left_ms);
+	if (h->in_record && h->in_record(c))
+		carry_timer(&c->rec_ev, c->rec_tv, l->record_timeout_ms, s.record_left_ms);
+	if (refused) {
+		log_debug("%s: %s %s: closing a connection handed over: %s", proc.name, l->name,
+		    c->peer, refused);
+		linger(c);
+	}
+	return read_client(c, 1) == -1 ? NULL : c;
 }

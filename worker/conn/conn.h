@@ -12,6 +12,9 @@
  *   stream.c        the handler of plain record streams: framing, records
  *   relp_session.c  the handler of RELP sessions: commands, answers held
  *                   until the sinks wrote what they acknowledge
+ *   handover.c      beside accept.c: a draining worker hands its plain
+ *                   connections to the next generation, and every worker
+ *                   takes those handed to it (conn_save, conn_adopt)
  *   conn.c          the connection itself: reads, timers, the write path,
  *                   counting, closing
  *   transport.h     what conn.c reads and sends through: transport.c (plain)
@@ -61,6 +64,9 @@ struct conn_handler {
 	void	(*sent)(struct conn *);		/* its output went out to the last byte */
 	void	(*drain)(struct conn *);	/* the worker drains: end the session */
 	void	(*free)(struct conn *);
+	/* A reload hands the connection to the next generation: its state as bytes, and back. */
+	int	(*save)(const struct conn *, struct obuf *);	/* NULL: it cannot go */
+	int	(*restore)(struct conn *, const char *, size_t);	/* instead of start */
 	const char *timeout_why;		/* what a record_timeout closes it for */
 };
 
@@ -79,6 +85,16 @@ void		 conn_close_all(const char *reason);
 void		 conn_drain_all(void);
 void		 conn_linger_all(void);
 void		 conn_refusal(const struct listener_cfg *, const char *peer, enum ct_refusal);
+
+/* Hand-over (handover.c, accept.c): a connection leaves as bytes and a descriptor. */
+void		 conn_each(void (*fn)(struct conn *, void *), void *arg);
+int		 conn_fd(const struct conn *);
+int		 conn_save(const struct conn *, struct obuf *);
+void		 conn_handed(struct conn *);
+int		 conn_saved_peer(const char *saved, size_t n, struct sockaddr_storage *,
+		    socklen_t *, int *per_ip);
+struct conn	*conn_adopt(int fd, const struct listener_cfg *, const struct ct_ticket *,
+		    const struct conn_handler *, const char *saved, size_t n, const char *refused);
 
 /* For handlers. */
 void		*conn_state(const struct conn *);

@@ -494,3 +494,96 @@ frame_in_record(const struct framer *f)
 {
 	return f->state != S_START && f->state != S_ERROR;
 }
+
+/* frame_save's bytes: this header, then the f->len bytes of f->buf. */
+struct saved {
+	uint8_t		 version;
+	uint8_t		 mode;
+	uint8_t		 state;
+	uint8_t		 headlen;
+	uint32_t	 pad;
+	uint64_t	 max_record, count, skip, len;
+	char		 head[16];
+};
+
+#define SAVED_VERSION	1
+
+_Static_assert(sizeof(((struct framer *)0)->head) == sizeof(((struct saved *)0)->head),
+    "a saved framer holds the whole head");
+
+/* Append f's state to o; -1 when out of memory. */
+int
+frame_save(const struct framer *f, struct obuf *o)
+{
+	struct saved s = { .version = SAVED_VERSION, .mode = (uint8_t)f->mode,
+	    .state = (uint8_t)f->state, .headlen = (uint8_t)f->headlen,
+	    .max_record = f->max_record, .count = f->count, .skip = f->skip, .len = f->len };
+
+	memcpy(s.head, f->head, sizeof(s.head));
+	if (obuf_reserve(o, sizeof(s) + f->len) == -1)
+		return -1;
+	memcpy(o->p + o->len, &s, sizeof(s));
+	if (f->len)
+		memcpy(o->p + o->len + sizeof(s), f->buf, f->len);
+	o->len += sizeof(s) + f->len;
+	return 0;
+}
+
+/* Whether s is a framer run() can go on with: no state that could overrun f->buf. */
+static int
+saved_valid(const struct saved *s, size_t n)
+{
+	if (s->version != SAVED_VERSION || s->mode > FRAME_OCTET || s->state >= S_ERROR ||
+	    s->headlen > sizeof(s->head) || s->max_record == 0 ||
+	    s->max_record > FRAME_RESTORE_MAX || s->len > s->max_record ||
+	    s->len != n - sizeof(*s) || (s->headlen > 0) != (s->state == S_HEAD))
+		return 0;
+	switch (s->state) {
+	case S_LINE:
+	case S_LINECR:
+		return 1;
+	case S_HEAD:	/* a full head is always decided: one would never take a byte */
+		return s->len == 0 && s->headlen < sizeof(s->head);
+	case S_BODY:
+		return s->count > 0 && s->count <= s->max_record - s->len;
+	case S_SKIP:
+		return s->skip > 0 && s->len == 0;
+	default:	/* S_START and S_LINESKIP hold no partial record */
+		return s->len == 0;
+	}
+}
+
+/*
+ * f as frame_save saw it, from its n bytes at p.  A framer between records
+ * takes mode and max_record (the listener's settings now); one in the
+ * middle of a record keeps its own, by which the record began.  -1: the
+ * bytes are not a framer this build can take, or no memory; f is then a
+ * new framer with mode and max_record.
+ */
+int
+frame_restore(struct framer *f, const char *p, size_t n, enum frame_mode mode,
+    size_t max_record)
+{
+	struct saved s;
+
+	frame_init(f, mode, max_record);
+	if (n < sizeof(s))
+		return -1;
+	memcpy(&s, p, sizeof(s));
+	if (!saved_valid(&s, n))
+		return -1;
+	if (s.state == S_START)
+		return 0;
+	f->mode = (enum frame_mode)s.mode;
+	f->max_record = s.max_record;
+	f->state = s.state;
+	f->count = s.count;
+	f->skip = s.skip;
+	f->headlen = s.headlen;
+	memcpy(f->head, s.head, sizeof(f->head));
+	if (buf_add(f, p + sizeof(s), s.len) == -1) {
+		frame_init(f, mode, max_record);
+		return -1;
+	}
+	return 0;
+}

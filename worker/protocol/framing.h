@@ -30,13 +30,23 @@
  * at once with truncated set; the rest of it, up to its LF or exactly LEN
  * bytes, is skipped.  Empty records (blank lines, a lone CR) are dropped.
  * A record still open at end of stream is delivered by frame_finish().
+ *
+ * frame_save() writes a framer's state, a record it holds half-read
+ * included, as bytes that frame_restore() turns back into the same framer
+ * in another process (a connection handed to the next generation on a
+ * reload).  The bytes come from a process of the same server, but maybe of
+ * another build: restore checks every field and refuses what it cannot
+ * take.
  */
 #ifndef INGESTD_FRAMING_H
 #define INGESTD_FRAMING_H
 
 #include <stddef.h>
 
+#include "obuf.h"
+
 #define FRAME_COUNT_DIGITS	9
+#define FRAME_RESTORE_MAX	(16UL << 20)	/* the largest max_record frame_restore takes */
 
 enum frame_mode { FRAME_AUTO, FRAME_LF, FRAME_OCTET };
 
@@ -62,5 +72,8 @@ void	 frame_finish(struct framer *, frame_record_fn *, void *arg);
 size_t	 frame_buffered(const struct framer *);
 int	 frame_in_record(const struct framer *);
 void	 frame_free(struct framer *);
+int	 frame_save(const struct framer *, struct obuf *);
+int	 frame_restore(struct framer *, const char *p, size_t n, enum frame_mode,
+	    size_t max_record);
 
 #endif

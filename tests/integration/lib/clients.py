@@ -1,12 +1,13 @@
 """
 Clients: threads that connect and send (ConnectLoop, RecordSender,
-TcpLoad), timed plans over several sockets (play), and client programs:
+SteadyClient, TcpLoad), timed plans over several sockets (play), and client programs:
 tests/bench/blast (built once per run when the tree's is missing or
 older than blast.c), ingestd-bench, logger, loggen (tool).
 """
 import collections
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -231,6 +232,54 @@ def tool(args, timeout=30, stdin=None):
     except subprocess.TimeoutExpired:
         raise Failure(f"`{' '.join(args)}` did not finish within {timeout} s")
     return p.returncode, p.stdout.decode(errors="replace")
+
+
+class SteadyClient(threading.Thread):
+    """
+    A client that sends raw records "c=CID s=SEQ" in batches of 20 without
+    pause and, when it sees the end of the stream (the server's FIN), either
+    connects again, as rsyslog's omfwd does (reconnect=True: counted in
+    reconnects), or stops (fin is set).  A reset (RST) is what must not
+    come: it is recorded in resets.
+    """
+
+    def __init__(self, addr, cid, reconnect=True, max_records=300000, max_seconds=30):
+        super().__init__(daemon=True)
+        self.addr, self.cid, self.reconnect = addr, cid, reconnect
+        self.max_records, self.max_seconds = max_records, max_seconds
+        self.halt = threading.Event()
+        self.sent = self.reconnects = 0
+        self.fin = False
+        self.resets = []
+
+    def run(self):
+        deadline = time.monotonic() + self.max_seconds
+        sock = socket.create_connection(self.addr, timeout=5)
+        try:
+            while (not self.halt.is_set() and self.sent < self.max_records and
+                   time.monotonic() < deadline):
+                batch = "".join(f"c={self.cid} s={self.sent + i} graceful\n" for i in range(20))
+                try:
+                    if select.select([sock], [], [], 0)[0] and sock.recv(1) == b"":
+                        sock.close()    # the server's FIN
+                        if not self.reconnect:
+                            self.fin = True
+                            return
+                        sock = socket.create_connection(self.addr, timeout=5)
+                        self.reconnects += 1
+                        continue
+                    sock.sendall(batch.encode())
+                except OSError as e:
+                    self.resets.append(f"{type(e).__name__} after {self.sent} records")
+                    return
+                self.sent += 20
+                time.sleep(0.002)
+        finally:
+            sock.close()
+
+    def finish(self):
+        self.halt.set()
+        self.join(10)
 
 
 def bench_binary():
