@@ -10,6 +10,7 @@ killed in the middle leaks no descriptor and stops nothing.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,6 +57,18 @@ def upgrade(ctx, s, binary):
           f"after the upgrade: workers {s.workers()}")
 
 
+def check_order(events, what):
+    """Each connection's records ("c=CONN s=SEQ") in the file in the order they were sent."""
+    last = {}
+    for e in events:
+        m = re.search(r"c=(\d+) s=(\d+)", e.get("msg", ""))
+        if m:
+            c, q = int(m[1]), int(m[2])
+            check(q > last.get(c, -1), f"{what}: connection {c}'s record {q} after its "
+                  f"{last.get(c)}")
+            last[c] = q
+
+
 def accepted_total(s):
     """Connections accepted by every worker that exited, from their exit lines."""
     return sum(e["conns"] for e in s.exits())
@@ -89,7 +102,7 @@ def handover_soak(ctx):
     199 ingestd-bench rate clients and rsyslog's omfwd send for the whole
     run through 10 reloads, a binary upgrade and 10 more reloads, with
     shutdown_timeout = 1: 0 resets, 0 connections closed, 0 reconnects,
-    every record exactly once.
+    every record exactly once, each connection's in the order sent.
     """
     binary = installed_copy(ctx)
     s, path = events_server(ctx, shutdown_timeout=1, level="info")
@@ -129,7 +142,9 @@ def handover_soak(ctx):
     rs.terminate()
     rs.wait(timeout=10)
     s.stop()
-    events = [e for e in read_events(path) if "c=1000 " in e.get("msg", "")]
+    events = read_events(path)
+    check_order(events, "across the hand-overs")
+    events = [e for e in events if "c=1000 " in e.get("msg", "")]
     check_once(events, {(1000, q) for q in range(omfwd.sent)}, "rsyslog omfwd's records")
     check(accepted_total(s) == 200, f"{accepted_total(s)} connections accepted in all, expected "
           "199 + rsyslog's 1: clients reconnected")

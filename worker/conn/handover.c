@@ -22,7 +22,10 @@
  *
  * The receiver admits each connection on its own listener at the same
  * address (accept.c: this generation's allow/deny and caps; one refused is
- * closed gracefully) and reads on.  A receiver that is draining itself
+ * closed gracefully) and reads on.  The sender writes out its sinks' queues
+ * first, so that in a file the records it read come before those the
+ * receiver reads (upstreams of forward and Redis sinks see each worker's
+ * connection apart: no order between the two is promised there).  A receiver that is draining itself
  * hands on what it takes, to the offer it got.
  */
 #include <errno.h>
@@ -42,6 +45,7 @@
 #include "handover.h"
 #include "log.h"
 #include "proc.h"
+#include "sink.h"
 
 #define HO_MAGIC		0x646e6168	/* "hand" */
 #define HO_VERSION		1
@@ -218,6 +222,7 @@ pump(void)
 {
 	if (!ho.draining || ho.nto == 0 || event_pending(ho.wait_ev, EV_WRITE, NULL))
 		return;
+	sink_flush_all();	/* a file has the records read here before the next worker's */
 	ho.stuck = 0;
 	conn_each(give, NULL);
 }

@@ -313,6 +313,19 @@ sink_flush_soon(int idx)
 		arm(s, 0);
 }
 
+/*
+ * Write what every sink holds now, without waiting for its batch (a sink
+ * whose writes fail keeps its back-off): before a connection is handed to
+ * another worker, so that its records read here reach a file first.
+ */
+void
+sink_flush_all(void)
+{
+	for (int i = 0; i < nsinks; i++)
+		if (sinks[i].retry_ms == 0)
+			flush(&sinks[i]);
+}
+
 void
 sink_dropped(int idx)
 {

@@ -45,6 +45,7 @@ void		 sink_dropped(int idx);
 uint64_t	 sink_mark(int idx);
 int		 sink_reached(int idx, uint64_t mark);
 void		 sink_flush_soon(int idx);
+void		 sink_flush_all(void);
 void		 sink_reopen_all(void);
 void		 sink_close_all(long deadline_ms);
 const struct sink_stats *sink_stats(int idx);
