@@ -5,8 +5,9 @@ generation's, which read on: 199 ingestd-bench clients and rsyslog's omfwd
 send through 20 reloads and an upgrade without a reset, a reconnect or a
 lost record; a record half sent at the hand-over arrives whole; a PROXY
 client keeps its address and an idle client its idle clock; caps lowered
-by the reload close what is over them with a FIN; a receiving worker
-killed in the middle leaks no descriptor and stops nothing.
+by the reload, or a listener dropped by it, close what cannot go on with
+a FIN; a receiving worker killed in the middle leaks no descriptor and
+stops nothing; handover = false keeps the old way.
 """
 import json
 import os
@@ -20,7 +21,7 @@ import time
 from lib.base import LOCAL4, case, check, tail, wait_until
 from lib.clients import SteadyClient, bench_binary, token
 from lib.events import check_once, has_msgs, read_events, wait_events, wait_lines
-from lib.net import accepted_by, peer_state, tcp_queue, wait_closed
+from lib.net import accepted_by, free_port, peer_state, tcp_queue, wait_closed
 from lib.peers import rsyslog_relay
 from lib.proc import alive, read_pid
 from lib.server import installed_copy, pipeline_server
@@ -347,4 +348,38 @@ def handover_unix_and_off(ctx):
     check(not s.grep(kept, since=m), "the worker holding the connection exited")
     c.close()
     s.wait_for_log(kept, since=m)
+    s.stop()
+
+
+@case
+def handover_listener_gone(ctx):
+    """
+    A reload that drops a listener: its connection stays with the old
+    worker, and at shutdown_timeout is closed with a FIN, every record
+    read; the other listener's connection is handed over.
+    """
+    path = ctx.path("events.jsonl")
+    other = free_port()
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}, {"listen": f"{LOCAL4}:{other}"}],
+                        sinks=[{"name": "events", "path": path}], shutdown_timeout=1)
+    s.start()
+    t = token()
+    kept, gone = ctx.connect(s.addr), ctx.connect((LOCAL4, other))
+    kept.sendall(f"<13>k0 {t}\n".encode())
+    gone.sendall(f"<13>g0 {t}\n".encode())
+    wait_events(path, has_msgs(f"k0 {t}", f"g0 {t}"), what="the first records")
+    s.write_config(listeners=[{"listen": f"{LOCAL4}:{ctx.port}"}])
+    m = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_for_log(r"reload: generation 2 accepting", since=m)
+    gone.sendall(f"<13>g1 {t}\n".encode())
+    check(wait_closed(gone, 10) == "eof", "the dropped listener's connection was not closed "
+          "with a FIN at shutdown_timeout")
+    kept.sendall(f"<13>k1 {t}\n".encode())
+    wait_events(path, has_msgs(f"k1 {t}", f"g1 {t}"), what="the records after the reload")
+    s.wait_for_log(r"\(generation 1\): exiting: ", since=m, count=2)
+    handed = [int(x) for x in re.findall(r"\(generation 1\): exiting: .* (\d+) handed over",
+                                         s.log())]
+    check(sum(handed) == 1, f"generation 1 handed {handed} connections over, expected 1 in all")
+    kept.close()
     s.stop()
