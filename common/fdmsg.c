@@ -11,7 +11,7 @@ union fdmsg_control {
 	struct cmsghdr	 align;
 };
 
-/* Send n bytes at p and nfds descriptors (at most FDMSG_MAX_FDS), without waiting: -1 with errno. */
+/* Send n bytes at p and nfds descriptors (FDMSG_MAX_FDS at most), not waiting; -1 with errno. */
 ssize_t
 fdmsg_send(int sock, const void *p, size_t n, const int *fds, int nfds)
 {

@@ -239,7 +239,7 @@ drain_older(unsigned gen)
 	}
 }
 
-/* A new master of a binary upgrade: the old one hears that it may quit, and where its connections go. */
+/* The new master of a binary upgrade: the old one hears that it may quit, and where to. */
 static void
 ready_for_upgrade(unsigned gen)
 {

@@ -82,8 +82,7 @@ quit(void)
 
 		if (s->state == SLOT_FREE)
 			continue;
-		if (s->state != SLOT_DRAINING)
-			procs_offer(s, inboxes, n, listeners, len);
+		procs_offer(s, inboxes, n, listeners, len);	/* none when n is 0 */
 		procs_drain(s, s->cf->shutdown_timeout_ms);
 	}
 	check_exit();

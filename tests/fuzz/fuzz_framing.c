@@ -5,8 +5,9 @@
  * one framer, in two pieces (cut where the data says) to another, in the
  * same two pieces with the framer saved and restored between them (a
  * connection handed to the next generation) to a third, and byte by byte
- * to a fourth.  All must give the same records and the same error; no record may be empty or longer than max_record, and in LF mode
- * the records must be those of a plain split at LF.
+ * to a fourth.  All must give the same records and the same error; no
+ * record may be empty or longer than max_record, and in LF mode the
+ * records must be those of a plain split at LF.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -113,7 +113,8 @@ static int		 reading = 1;
 static struct worker_counts *totals;	/* in the worker's stats slot */
 static struct encode_meta meta;		/* the receive time of the current read */
 static char		 readbuf[CONN_READ_BUF];
-static struct log_limit	 framing_limit, handover_limit, idle_limit, record_limit, send_limit, truncated_limit;
+static struct log_limit	 framing_limit, handover_limit, idle_limit, record_limit, send_limit;
+static struct log_limit	 truncated_limit;
 static struct log_limit	 tls_limit[TLSF_TIMEOUT + 1];	/* by enum tls_failure */
 
 static void	on_release(evutil_socket_t, short, void *);
@@ -1040,7 +1041,7 @@ conn_save(const struct conn *c, struct obuf *o)
 	return 0;
 }
 
-/* c went to the next generation: it leaves this worker without a FIN (the socket lives on there). */
+/* c went to the next generation: it leaves without a FIN (the socket lives on there). */
 void
 conn_handed(struct conn *c)
 {
@@ -1098,8 +1099,8 @@ carry_timer(struct event *ev, const struct timeval *common, long full_ms, int64_
  * on fd, to go on on listener l with handler h, holding ticket t.  It
  * reads on as if it had accepted it.  refused: why it cannot stay (a cap
  * of this generation, logged by the caller); it is then closed gracefully,
- * as at a drain's end, and what its client sent meanwhile is still read.  Returns it, or NULL
- * when it closed at once.
+ * as at a drain's end, and what its client sent meanwhile is still read.
+ * Returns it, or NULL when it closed at once.
  */
 struct conn *
 conn_adopt(int fd, const struct listener_cfg *l, const struct ct_ticket *t,
@@ -1126,7 +1127,7 @@ conn_adopt(int fd, const struct listener_cfg *l, const struct ct_ticket *t,
 		return NULL;
 	}
 	if (h->restore(c, saved + sizeof(s), n - sizeof(s)) == -1) {
-		/* A half-read record would go on as a record: the connection ends gracefully. */
+		/* Its framing is lost: it ends gracefully, with a new framer meanwhile. */
 		log_limited(&handover_limit, LOG_LVL_WARNING, "%s: %s: a connection handed over "
 		    "in a state this build cannot take; closing it", proc.name, l->name);
 		refused = "its state could not be taken over";

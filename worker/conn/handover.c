@@ -25,8 +25,9 @@
  * closed gracefully) and reads on.  The sender writes out its sinks' queues
  * first, so that in a file the records it read come before those the
  * receiver reads (upstreams of forward and Redis sinks see each worker's
- * connection apart: no order between the two is promised there).  A receiver that is draining itself
- * hands on what it takes, to the offer it got.
+ * connection apart: no order between the two is promised there).  A
+ * receiver that is draining itself hands on what it takes, to the offer it
+ * got.
  */
 #include <errno.h>
 #include <event2/event.h>
