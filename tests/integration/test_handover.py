@@ -115,6 +115,7 @@ def handover_soak(ctx):
     bench = subprocess.Popen([bench_binary(), "-m", "rate", "-p", str(ctx.port), "-c", "199",
                               "-r", "4000", "-d", "25", "-f", path, "--follow-grace", "10",
                               "-j"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started = time.monotonic()
     ctx.procs.append(bench)
     try:
         check(wait_until(lambda: len(read_events(path)) > 2000, 15), "the clients do not send")
@@ -123,6 +124,9 @@ def handover_soak(ctx):
         upgrade(ctx, s, binary)
         for i in range(10):
             reload(s, f"reload {i + 11} (after the upgrade)")
+        check(bench.poll() is None, "ingestd-bench's run ended before the last reload")
+        print(f"# handover_soak: the 20 reloads and the upgrade ended "
+              f"{time.monotonic() - started:.1f} s into the 25 s load", file=sys.stderr, flush=True)
     finally:
         omfwd.finish()
     out, err = bench.communicate(timeout=60)
