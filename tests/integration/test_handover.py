@@ -119,10 +119,12 @@ def handover_soak(ctx):
     ctx.procs.append(bench)
     try:
         check(wait_until(lambda: len(read_events(path)) > 2000, 15), "the clients do not send")
-        for i in range(10):
+        for i in range(10):             # spread over the load: about 10 s
+            time.sleep(0.4)
             reload(s, f"reload {i + 1}")
         upgrade(ctx, s, binary)
         for i in range(10):
+            time.sleep(0.4)
             reload(s, f"reload {i + 11} (after the upgrade)")
         check(bench.poll() is None, "ingestd-bench's run ended before the last reload")
         print(f"# handover_soak: the 20 reloads and the upgrade ended "
