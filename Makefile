@@ -192,6 +192,7 @@ FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=u
 # What each target drives: worker/protocol/NAME.c, or FUZZ_SRC_NAME; with common/obuf.c.
 FUZZ_SRC_httphead = server/httphead.c
 FUZZ_SRC_frame_restore = worker/protocol/framing.c
+FUZZ_SRC_relp_client = worker/protocol/relp_client.c worker/protocol/relp.c
 fuzz_src = $(or $(FUZZ_SRC_$(1)),worker/protocol/$(1).c) common/obuf.c
 
 .SECONDEXPANSION:

@@ -284,6 +284,18 @@ const struct cfg_setting cfg_settings[] = {
 	{ "payload", CS_SINK, CT_ENUM, "event", 0, 0, "event|record", 1, S(payload),
 	  "What a forward sink sends: the JSON event, or the record as it was received "
 	  "(a relay)." },
+	{ "protocol", CS_SINK, CT_ENUM, "tcp", 0, 0, "tcp|relp", 1, S(protocol),
+	  "How a forward sink talks to its upstreams. \"tcp\": a stream of records, cut by "
+	  "framing; an event leaves the queue once the kernel took it, so what an upstream "
+	  "that dies had not read is lost. \"relp\": RELP (another ingestd's or rsyslog's "
+	  "imrelp RELP listener): an event leaves the queue, and counts as written for the "
+	  "answers of RELP listeners, only once the upstream answered it; what was not "
+	  "answered when a connection ends is sent again on the next (the upstream may get "
+	  "an event twice, counted in ingestd_sink_resent_total, never none). framing does "
+	  "not apply." },
+	{ "relp_window", CS_SINK, CT_INT, "1024", 1, 65536, NULL, 1, S(relp_window),
+	  "protocol = \"relp\": how many events a worker sends without their answers; a "
+	  "larger window keeps a distant upstream busy." },
 	{ "stream", CS_SINK, CT_STRING, "ingestd", 0, 0, NULL, 1, S(stream),
 	  "A redis sink's stream key, e.g. \"logs:${host}\": ${field} is the event's own "
 	  "top-level field (a JSON record's fields are under body, an SD parameter under sd: "
@@ -824,6 +836,9 @@ check_sinks(struct ctx *c, const struct config *cf, const config_setting_t *list
 				    a->name, j);
 			}
 		}
+		snprintf(name, sizeof(name), "sinks[%d].protocol", i);
+		if (a->protocol == PROTO_RELP && a->type != SINK_FORWARD)
+			return fail(c, g, name, "protocol = \"relp\" is for forward sinks");
 	}
 	return 0;
 }
@@ -844,7 +859,8 @@ resolve_units(struct config *cf)
 	for (int i = 0; i < cf->nsinks; i++) {
 		struct sink_cfg *s = &cf->sinks[i];
 
-		s->octet = s->type == SINK_FORWARD && s->framing == FORWARD_OCTET;
+		s->octet = s->type == SINK_FORWARD &&
+		    (s->framing == FORWARD_OCTET || s->protocol == PROTO_RELP);
 		s->raw = s->type == SINK_FORWARD && s->payload == PAYLOAD_RECORD;
 	}
 	return 0;

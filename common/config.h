@@ -130,6 +130,8 @@ struct sink_cfg {
 	int		 mode;
 	int		 framing;
 	int		 payload;
+	int		 protocol;	/* forward: PROTO_TCP or PROTO_RELP */
+	int		 relp_window;
 	char		*stream;	/* redis */
 	int		 maxlen;
 	int		 octet;		/* resolved: units are "LEN SP MSG" frames, not lines */

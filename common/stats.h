@@ -137,6 +137,9 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	    "by sink.", STAT_LINE_EXIT, ", %llu dropped")				\
 	X(errors, "sink_write_errors_total", NULL, "write_errors",		\
 	    "Failed writes (retried), by sink.", STAT_LINE_EXIT, ", %llu failed writes") \
+	X(resent, "sink_resent_total", NULL, "resent",				\
+	    "Events sent again because the upstream did not answer them (forward over RELP), " \
+	    "by sink.", STAT_LINE_EXIT, ", %llu sent again")			\
 	X(queued, "sink_queue_bytes", NULL, "queue_bytes",			\
 	    "Bytes waiting in the workers' queues, by sink.", STAT_LINE_NONE, NULL)
 

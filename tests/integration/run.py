@@ -61,19 +61,21 @@ from lib.server import Ctx
 # A full run's order: the process model first, then what builds on it.  An
 # area not listed here runs after these, by name.
 ORDER = ("process", "cmdline", "reload", "pipeline", "sinks", "logrotate", "defences", "caps",
-         "relp", "faults", "forward", "redis", "metrics", "systemd", "upgrade", "handover",
-         "proxy")
+         "relp", "faults", "forward", "forward_relp", "redis", "metrics", "systemd", "upgrade",
+         "handover", "proxy")
 
 
 def load_areas():
     """Import every test_AREA.py here, in ORDER: {area: its case names, in their order}."""
     names = [os.path.basename(p)[len("test_"):-len(".py")]
              for p in glob.glob(os.path.join(HERE, "test_*.py"))]
+    names.sort(key=lambda a: (ORDER.index(a) if a in ORDER else len(ORDER), a))
     areas = collections.OrderedDict()
-    for area in sorted(names, key=lambda a: (ORDER.index(a) if a in ORDER else len(ORDER), a)):
-        before = set(CASES)
+    for area in names:
         importlib.import_module("test_" + area)
-        areas[area] = [n for n in CASES if n not in before]
+    for area in names:
+        # a case belongs to the file that defines it, even when another imports it first
+        areas[area] = [n for n, fn in CASES.items() if fn.__module__ == "test_" + area]
         if area in CASES:
             raise ValueError(f"area {area} has the name of a case: `run.py {area}` is ambiguous")
     return areas

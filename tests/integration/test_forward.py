@@ -15,7 +15,7 @@ import threading
 import time
 
 from lib.base import LOCAL4, case, check, wait_until
-from lib.net import free_port
+from lib.net import free_port, listen_on
 from lib.server import pipeline_server
 from lib.clients import RecordSender
 
@@ -28,11 +28,7 @@ class Upstream(threading.Thread):
         self.port, self.data, self.conns = port, bytearray(), []
         self.lock = threading.Lock()
         self.halt = threading.Event()
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((LOCAL4, port))
-        self.listener.listen(64)
-        self.listener.settimeout(0.05)
+        self.listener = listen_on(port, 0.05)
         self.accepted = 0
 
     def run(self):

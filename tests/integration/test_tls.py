@@ -611,6 +611,35 @@ def tls_forward(ctx):
 
 
 @case
+def tls_forward_relp(ctx):
+    """
+    A forward sink over RELP and mutual TLS (protocol = "relp" with a tls
+    group) to a second ingestd's RELP-over-TLS listener: 2,000 records,
+    each once, with the relay's identity; the relay ends its sessions with
+    RELP's close, so the upstream logs no cut connection.
+    """
+    pki = Pki(ctx)
+    pki.leaf("server", SERVER_NAME)
+    pki.leaf("client", "client.test")
+    b, path, bsport = tls_server(ctx, pki, tls={"ca_file": pki.path("ca.pem"), "verify": "required",
+                                                "permitted_peers": ["client.test"]},
+                                 more={"protocol": "relp"}, level="info")
+    client = {"ca_file": pki.path("ca.pem"), "certificate": pki.path("client.pem"),
+              "key": pki.path("client.key")}
+    a = relay_to(ctx, pki, "a", ctx.port, client, sinks_more={"protocol": "relp"}, workers=2)
+    t = token()
+    feed(ctx, a.feed_port, 2000, t)
+    wait_lines([path], 2000, 20)
+    a.stop()
+    b.stop()
+    events = read_events(path)
+    check_once(events, {(1, q) for q in range(2000)}, "the relayed records")
+    check({e.get("tls_peer") for e in events} == {"client.test"}, "tls_peer of relayed events")
+    cut = b.grep(r"l0 .*(reset|closed|RELP|truncated)")
+    check(not cut, f"the upstream saw a session end badly: {cut[:3]}")
+
+
+@case
 def tls_forward_to_rsyslog(ctx):
     """
     ingestd -> rsyslog over TLS: a forward sink relays the records as they

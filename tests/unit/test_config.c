@@ -430,6 +430,12 @@ static const struct bad_conf bad_listen[] = {
 	  "a forward sink needs at least one upstream" },
 	{ H2 LST "sinks = ( { name = \"r\"; type = \"redis\"; upstreams = [ \"127.0.0.1:1\", "
 	  "\"127.0.0.1:2\" ]; } );\n", 4, "sinks[0].upstreams", "a redis sink has one server" },
+	{ H2 LST "sinks = ( { name = \"r\"; type = \"redis\"; upstreams = [ \"127.0.0.1:1\" ];\n"
+	  "protocol = \"relp\"; } );\n", 4, "sinks[0].protocol",
+	  "protocol = \"relp\" is for forward sinks" },
+	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ];\n"
+	  "protocol = \"relp\"; relp_window = 0; } );\n", 5, "sinks[0].relp_window",
+	  "must be from 1 to 65536" },
 	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"up:1\" ]; } );\n", 4,
 	  "sinks[0].upstreams", "\"up:1\": not an IPv4 address (host names are not resolved)" },
 	{ H2 "stats = { listen = \"localhost:9514\"; };\n" LST, 3, "stats.listen",
@@ -903,7 +909,7 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 59);
+	ck_assert_int_eq(n, 61);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -1090,6 +1096,8 @@ START_TEST(dump_text)
 	    "\t\tmode = \"failover\";\n"
 	    "\t\tframing = \"lf\";\n"
 	    "\t\tpayload = \"event\";\n"
+	    "\t\tprotocol = \"tcp\";\n"
+	    "\t\trelp_window = 1024;\n"
 	    "\t\tstream = \"ingestd\";\n"
 	    "\t\tmaxlen = 0;\n"
 	    "\t},\n"
@@ -1105,6 +1113,8 @@ START_TEST(dump_text)
 	    "\t\tmode = \"failover\";\n"
 	    "\t\tframing = \"lf\";\n"
 	    "\t\tpayload = \"event\";\n"
+	    "\t\tprotocol = \"tcp\";\n"
+	    "\t\trelp_window = 1024;\n"
 	    "\t\tstream = \"ingestd\";\n"
 	    "\t\tmaxlen = 0;\n"
 	    "\t}\n"

@@ -1,6 +1,6 @@
 /*
  * relp: a RELP frame parser that takes bytes as they arrive, and the
- * response frames a server sends.
+ * frames a server or a client sends.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +114,7 @@ relp_feed(struct relp_parser *p, const char *data, size_t n, relp_frame_fn *fn, 
 				if (digit(p, &v, ch) == -1)
 					return fail(why, "RELP: bad transaction number");
 				p->txnr = (unsigned)v;
-			} else if (ch == ' ' && p->digits > 0 && p->txnr > 0) {
+			} else if (ch == ' ' && p->digits > 0 && (p->txnr > 0 || p->zero_txnr)) {
 				p->state = S_CMD;
 				p->digits = 0;
 			} else if (ch == '\n' && p->digits == 0) {
@@ -190,18 +190,19 @@ relp_feed(struct relp_parser *p, const char *data, size_t n, relp_frame_fn *fn, 
 }
 
 /* Append "TXNR rsp LEN DATA\n" (or "TXNR rsp 0\n"); -1 when out of memory. */
+/* Append one frame: "TXNR CMD LEN[ DATA]\n". */
 int
-relp_response(struct obuf *o, unsigned txnr, const char *data, size_t len)
+relp_frame(struct obuf *o, unsigned txnr, const char *cmd, const char *data, size_t len)
 {
-	size_t need = RELP_RESPONSE_MAX(len);
+	size_t need = RELP_FRAME_MAX(len);
 	int n;
 
 	if (obuf_reserve(o, need) == -1)
 		return -1;
 	if (len == 0)
-		n = snprintf(o->p + o->len, need, "%u rsp 0\n", txnr);
+		n = snprintf(o->p + o->len, need, "%u %s 0\n", txnr, cmd);
 	else
-		n = snprintf(o->p + o->len, need, "%u rsp %zu ", txnr, len);
+		n = snprintf(o->p + o->len, need, "%u %s %zu ", txnr, cmd, len);
 	o->len += n;
 	if (len) {
 		memcpy(o->p + o->len, data, len);
@@ -209,4 +210,10 @@ relp_response(struct obuf *o, unsigned txnr, const char *data, size_t len)
 		o->p[o->len++] = '\n';
 	}
 	return 0;
+}
+
+int
+relp_response(struct obuf *o, unsigned txnr, const char *data, size_t len)
+{
+	return relp_frame(o, txnr, "rsp", data, len);
 }

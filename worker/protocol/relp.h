@@ -28,6 +28,7 @@
 
 struct relp_parser {
 	size_t		 max_record;
+	int		 zero_txnr;	/* a client's: the server's "0 serverclose" is valid */
 	int		 state;		/* private to relp.c */
 	unsigned	 txnr;
 	int		 digits;
@@ -51,8 +52,10 @@ int	 relp_feed(struct relp_parser *, const char *data, size_t n, relp_frame_fn *
 	    const char **why);
 int	 relp_in_frame(const struct relp_parser *);
 void	 relp_free(struct relp_parser *);
+int	 relp_frame(struct obuf *, unsigned txnr, const char *cmd, const char *data, size_t len);
 int	 relp_response(struct obuf *, unsigned txnr, const char *data, size_t len);
 
-#define RELP_RESPONSE_MAX(len)	((len) + 48)	/* what relp_response appends at most */
+/* What relp_frame (a command of RELP_CMD_MAX at most) or relp_response appends at most. */
+#define RELP_FRAME_MAX(len)	((len) + 64)
 
 #endif

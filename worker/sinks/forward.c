@@ -22,6 +22,15 @@
  * the queue for the next upstream or the next try.  Units are written with
  * SSL_write, and what the upstream sends (session tickets, its
  * close_notify) is read with SSL_read.
+ *
+ * With protocol = "relp", each connection is a RELP session
+ * (protocol/relp_client.c): the queue holds octet-counted units, each sent
+ * as one "syslog" frame, at most relp_window of them unanswered, and a
+ * unit leaves the queue only when the upstream has answered it; so RELP
+ * answers to our own clients wait for the upstream's.  When the connection
+ * fails, is refused a record, or the upstream ends the session, every
+ * unit not answered is sent again, from the oldest, on the next
+ * connection: the upstream may receive one twice, never none.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,9 +44,13 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "clock.h"
 #include "driver.h"
 #include "proc.h"
+#include "relp_client.h"
 #include "tlsctx.h"
+
+#define GOODBYE_MS	500	/* at exit, for the answer to RELP's close */
 
 enum { UP_IDLE, UP_CONNECTING, UP_HANDSHAKE, UP_OPEN };
 
@@ -52,6 +65,8 @@ struct upstream {
 	SSL		*ssl;		/* with a tls group, once connected */
 	int		 write_reads;	/* the last SSL_write waits for the upstream's bytes */
 	struct event	 hs_ev;		/* handshake_timeout */
+	struct relp_client rc;		/* protocol = "relp": the session */
+	struct obuf	 out;		/* relp: frames not yet sent */
 };
 
 struct forward {
@@ -60,6 +75,8 @@ struct forward {
 	int		 cur;		/* the upstream sending now */
 	int		 fails;		/* upstreams that failed in a row */
 	size_t		 partial;	/* bytes of the head unit already sent on it */
+	int		 relp;		/* protocol = "relp" */
+	size_t		 sent;		/* relp: bytes of the queue's head in frames not answered */
 	struct log_limit downlog;
 };
 
@@ -83,8 +100,18 @@ drop_conn(struct forward *f, struct upstream *u, const char *why)
 	u->ssl = NULL;
 	u->fd = -1;
 	u->state = UP_IDLE;
+	if (f->relp) {
+		if (u->rc.count > 0) {
+			u->s->st->resent += u->rc.count;
+			log_info("%s: sink %s: %u events %s did not answer are sent again",
+			    proc.name, u->s->cf->name, u->rc.count, u->text);
+		}
+		relpc_reset(&u->rc);
+		u->out.len = 0;
+	}
 	if (u != &f->up[f->cur])
 		return;		/* an idle connection of roundrobin's: nothing was in progress */
+	f->sent = 0;		/* relp: what was not answered goes again */
 	f->partial = 0;		/* the unit in progress goes again, whole */
 	f->fails++;
 	f->cur = (f->cur + 1) % f->nup;
@@ -259,6 +286,71 @@ pick(struct sink *s)
 	return NULL;
 }
 
+/* relp: send what u->out holds; 0 when sent or waiting for room, -1 on failure (why). */
+static int
+send_out(struct upstream *u, char *why, size_t size)
+{
+	size_t off = 0;
+	ssize_t n;
+	int rc = 0;
+
+	while (off < u->out.len) {
+		if ((n = up_send(u, u->out.p + off, u->out.len - off, why, size)) >= 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			if (!u->write_reads)
+				event_add(&u->wev, NULL);
+		} else {
+			if (why[0] == '\0')
+				snprintf(why, size, "%s", strerror(errno));
+			rc = -1;
+		}
+		break;
+	}
+	obuf_consume(&u->out, off);
+	return rc;
+}
+
+/*
+ * relp: frame the units after those in flight, as many as the window has
+ * room for, and send.  Nothing leaves the queue here: answers release it
+ * (settle).  Before the session is open, only "open" goes.
+ */
+static ssize_t
+relp_write(struct sink *s, struct forward *f, struct upstream *u, int *wait)
+{
+	char why[192] = "";
+
+	*wait = 1;
+	if (u->rc.state == RELPC_NEW && relpc_open(&u->rc, &u->out) == -1) {
+		errno = ENOMEM;
+		return -1;
+	}
+	while (relpc_room(&u->rc) && f->sent < s->q.len) {
+		const char *p = s->q.p + f->sent;
+		size_t unit = sink_unit_len(s, p, s->q.len - f->sent);
+		const char *msg = (const char *)memchr(p, ' ', unit) + 1;	/* "LEN SP MSG" */
+
+		if (relpc_send(&u->rc, &u->out, msg, unit - (size_t)(msg - p), unit) == -1) {
+			errno = ENOMEM;
+			return -1;
+		}
+		f->sent += unit;
+	}
+	if (send_out(u, why, sizeof(why)) == -1) {
+		int saved = errno;
+
+		drop_conn(f, u, why);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
 static ssize_t
 forward_write(struct sink *s, int *wait)
 {
@@ -296,6 +388,8 @@ forward_write(struct sink *s, int *wait)
 			return 0;
 		}
 	}
+	if (f->relp)
+		return relp_write(s, f, u, wait);
 	head = sink_unit_len(s, s->q.p, s->q.len);
 	while (done < s->q.len) {
 		n = up_send(u, s->q.p + done + f->partial, s->q.len - done - f->partial, why,
@@ -326,63 +420,93 @@ forward_write(struct sink *s, int *wait)
 }
 
 /*
- * What a TLS upstream sent: the handshake's next flight, session tickets
- * (read and dropped), or its close_notify.  Returns 0 while the session
- * goes on.
+ * One read, plain or TLS: a count, 0 at the end, or -1 with errno (EAGAIN:
+ * nothing more now; else why says what ended the connection).  Over TLS,
+ * what the upstream sent may be only a session ticket or its close_notify.
  */
-static int
-tls_readable(struct upstream *u, char *why, size_t size)
+static ssize_t
+up_recv(struct upstream *u, char *buf, size_t size, char *why, size_t wsize)
 {
-	char buf[512];
+	ssize_t n;
 	size_t k;
 	int r, e;
 
-	if (u->state == UP_HANDSHAKE) {
-		sink_writable(u->s);	/* forward_write takes the handshake further */
-		return 0;
+	if (u->ssl == NULL) {
+		if ((n = recv(u->fd, buf, size, 0)) == -1 && errno == EINTR)
+			errno = EAGAIN;		/* the event comes again */
+		else if (n == -1 && errno != EAGAIN)
+			snprintf(why, wsize, "%s", strerror(errno));
+		return n;
 	}
-	do {
-		ERR_clear_error();
-		errno = 0;
-		r = SSL_read_ex(u->ssl, buf, sizeof(buf), &k);
-	} while (r == 1);
+	ERR_clear_error();
+	errno = 0;
+	if ((r = SSL_read_ex(u->ssl, buf, size, &k)) == 1)
+		return (ssize_t)k;
 	e = SSL_get_error(u->ssl, r);
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-		if (u->write_reads) {	/* what the blocked write waited for came */
-			u->write_reads = 0;
-			sink_writable(u->s);
-		}
-		return 0;
+		errno = EAGAIN;
+		return -1;
 	}
-	tls_why(u, e, why, size);
+	tls_why(u, e, why, wsize);
+	errno = EPROTO;
 	return -1;
 }
 
 /*
- * Readable: an upstream sends nothing, so this is its FIN (or an error): it
- * is going away, and nothing more is written to it.  Over TLS, it may be
- * the handshake's next flight or a session ticket.
+ * relp: the units the upstream answered leave the queue; roundrobin moves
+ * to the next upstream once all it was sent is answered.
+ */
+static void
+settle(struct sink *s, struct forward *f, size_t n)
+{
+	f->sent -= n;
+	if (f->sent == 0 && s->cf->mode == FORWARD_ROUNDROBIN)
+		f->cur = (f->cur + 1) % f->nup;
+	sink_consumed(s, n);
+}
+
+/*
+ * Readable.  Over relp: answers, which release what they answer.  Else an
+ * upstream sends nothing, so this is its FIN (or an error): it is going
+ * away, and nothing more is written to it.  Over TLS, it may be the
+ * handshake's next flight or a session ticket.
  */
 static void
 on_readable(evutil_socket_t fd, short what, void *arg)
 {
 	struct upstream *u = arg;
-	char buf[512], why[192];
+	struct sink *s = u->s;
+	struct forward *f = s->state;
+	char buf[16384], why[192] = "";
+	const char *rwhy;
+	size_t released = 0;
 	ssize_t n;
+	int over = 0;
 
+	(void)fd;
 	(void)what;
-	if (u->ssl) {
-		if (tls_readable(u, why, sizeof(why)) == 0)
-			return;
-		drop_conn(u->s->state, u, why);
-		sink_writable(u->s);
+	if (u->state == UP_HANDSHAKE) {
+		sink_writable(s);	/* forward_write takes the handshake further */
 		return;
 	}
-	n = recv(fd, buf, sizeof(buf), 0);
-	if (n > 0 || (n == -1 && (errno == EAGAIN || errno == EINTR)))
-		return;
-	drop_conn(u->s->state, u, n == 0 ? "closed by the upstream" : strerror(errno));
-	sink_writable(u->s);	/* the next upstream takes over */
+	while (!over && (n = up_recv(u, buf, sizeof(buf), why, sizeof(why))) > 0)
+		if (f->relp && relpc_feed(&u->rc, buf, (size_t)n, &released, &rwhy) == -1) {
+			snprintf(why, sizeof(why), "%s", rwhy);
+			over = 1;
+		}
+	if (!over && n == 0)
+		snprintf(why, sizeof(why), "closed by the upstream");
+	over = over || n == 0 || errno != EAGAIN;
+	if (released > 0)
+		settle(s, f, released);
+	if (over)
+		drop_conn(f, u, why);
+	/* the next upstream takes over; the session opened or the window has room; what a
+	 * blocked SSL_write waited for came */
+	if (over || (f->relp && relpc_room(&u->rc) && f->sent < s->q.len) || u->write_reads) {
+		u->write_reads = 0;
+		sink_writable(s);
+	}
 }
 
 /* Writable: connected, or room again; watched only while something waits. */
@@ -407,7 +531,9 @@ forward_start(struct sink *s)
 		log_warn("%s: sink %s", proc.name, s->cf->name);
 		return -1;
 	}
+	s->state = f;
 	f->nup = s->cf->nupstreams;
+	f->relp = s->cf->protocol == PROTO_RELP;
 	for (int i = 0; i < f->nup; i++) {
 		struct upstream *u = &f->up[i];
 
@@ -415,9 +541,59 @@ forward_start(struct sink *s)
 		u->addr = &s->cf->upstream_v[i];
 		u->fd = -1;
 		snprintf(u->text, sizeof(u->text), "%s", s->cf->upstreams.v[i]);
+		if (f->relp && relpc_init(&u->rc, (unsigned)s->cf->relp_window) == -1) {
+			log_warn("%s: sink %s", proc.name, s->cf->name);
+			return -1;
+		}
 	}
-	s->state = f;
 	return 0;
+}
+
+/*
+ * relp at exit: "close", then the upstream's answer and its end of the
+ * connection (its "serverclose", or EOF) awaited for a moment: an upstream
+ * whose client leaves first logs an error (rsyslog: "broken pipe", or
+ * "session broken").
+ */
+static void
+relp_goodbye(struct upstream *u)
+{
+	char buf[512], why[192] = "";
+	const char *rwhy;
+	size_t released = 0;
+	long left, until = clock_ms() + GOODBYE_MS;
+	ssize_t n;
+
+	if (relpc_close(&u->rc, &u->out) == -1 || send_out(u, why, sizeof(why)) == -1)
+		return;
+	while ((left = until - clock_ms()) > 0) {
+		struct pollfd pfd = { u->fd, u->out.len ? POLLIN | POLLOUT : POLLIN, 0 };
+
+		if (poll(&pfd, 1, (int)left) <= 0)
+			break;
+		if ((pfd.revents & POLLOUT) && send_out(u, why, sizeof(why)) == -1)
+			break;
+		if ((pfd.revents & POLLIN) == 0)
+			continue;
+		if ((n = up_recv(u, buf, sizeof(buf), why, sizeof(why))) > 0) {
+			if (relpc_feed(&u->rc, buf, (size_t)n, &released, &rwhy) == -1)
+				break;
+		} else if (n == 0 || errno != EAGAIN) {
+			break;
+		}
+	}
+}
+
+/* The end of a connection that works: RELP's close, TLS' close_notify. */
+static void
+say_goodbye(struct forward *f, struct upstream *u)
+{
+	if (u->state != UP_OPEN)
+		return;
+	if (f->relp && u->rc.state == RELPC_OPEN)
+		relp_goodbye(u);
+	if (u->ssl)
+		SSL_shutdown(u->ssl);
 }
 
 static void
@@ -428,15 +604,18 @@ forward_close(struct sink *s)
 	if (f == NULL)
 		return;
 	for (int i = 0; i < f->nup; i++) {
-		if (f->up[i].fd != -1) {
-			event_del(&f->up[i].rev);
-			event_del(&f->up[i].wev);
-			event_del(&f->up[i].hs_ev);
-			if (f->up[i].ssl && f->up[i].state == UP_OPEN)
-				SSL_shutdown(f->up[i].ssl);	/* close_notify: the end, not a cut */
-			SSL_free(f->up[i].ssl);
-			close(f->up[i].fd);
+		struct upstream *u = &f->up[i];
+
+		if (u->fd != -1) {
+			say_goodbye(f, u);
+			event_del(&u->rev);
+			event_del(&u->wev);
+			event_del(&u->hs_ev);
+			SSL_free(u->ssl);
+			close(u->fd);
 		}
+		relpc_free(&u->rc);
+		obuf_free(&u->out);
 	}
 	free(f->up);
 	free(f);

@@ -29,6 +29,16 @@ def free_port(host=LOCAL4):
         return s.getsockname()[1]
 
 
+def listen_on(port, timeout):
+    """A TCP socket listening on LOCAL4:port (SO_REUSEADDR), its accept() waiting timeout s."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((LOCAL4, port))
+    sock.listen(64)
+    sock.settimeout(timeout)
+    return sock
+
+
 def free_udp_port(host=LOCAL4):
     """A UDP port nothing is bound to right now (TCP and UDP ports are apart)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -46,31 +46,45 @@ def rsyslog_paths():
     return RSYSLOGD, modules
 
 
+def rsyslog_start(ctx, config):
+    """
+    rsyslogd -n with config (after a global() naming its work directory),
+    its output in rsyslog.out, started as a helper process of the case.
+    """
+    rsyslogd, modules = rsyslog_paths()
+    os.makedirs(ctx.path("rsyslog"), exist_ok=True)
+    conf = ctx.path("rsyslog.conf")
+    with open(conf, "w") as f:
+        f.write(f'global(workDirectory="{ctx.path("rsyslog")}")\n' + config)
+    rs = subprocess.Popen([rsyslogd, "-n", "-f", conf, "-i", ctx.path("rsyslog.pid"), "-M",
+                           modules], stdin=subprocess.DEVNULL,
+                          stdout=open(ctx.path("rsyslog.out"), "wb"), stderr=subprocess.STDOUT)
+    ctx.procs.append(rs)
+    return rs
+
+
+def rsyslog_listening(ctx, port):
+    """Wait for rsyslogd to listen on port; a socket connected to it."""
+    sock = wait_until(lambda: try_connect((LOCAL4, port)), 10, interval=0.05)
+    check(sock, f"rsyslogd did not listen on {port}: {tail(open(ctx.path('rsyslog.out')).read())}")
+    return sock
+
+
 def rsyslog_relay(ctx, module, action):
     """
     rsyslogd relaying what it takes over TCP (imtcp, a free port) through
     action (with module loaded, if any), started as a helper of the case:
     (its Popen, a socket connected to its imtcp input).
     """
-    rsyslogd, modules = rsyslog_paths()
     port = free_port()
-    os.makedirs(ctx.path("rsyslog"), exist_ok=True)
-    conf = ctx.path("rsyslog.conf")
-    with open(conf, "w") as f:
-        f.write(f"""global(workDirectory="{ctx.path('rsyslog')}")
-module(load="imtcp")
+    rs = rsyslog_start(ctx, f"""module(load="imtcp")
 {f'module(load="{module}")' if module else ""}
 input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="fwd")
 ruleset(name="fwd") {{
     {action}
 }}
 """)
-    rs = subprocess.Popen([rsyslogd, "-n", "-f", conf, "-i", ctx.path("rsyslog.pid"), "-M",
-                           modules], stdin=subprocess.DEVNULL,
-                          stdout=open(ctx.path("rsyslog.out"), "wb"), stderr=subprocess.STDOUT)
-    ctx.procs.append(rs)
-    feed = wait_until(lambda: try_connect((LOCAL4, port)), 10, interval=0.05)
-    check(feed, f"rsyslogd did not listen on {port}: {tail(open(ctx.path('rsyslog.out')).read())}")
+    feed = rsyslog_listening(ctx, port)
     ctx.socks.append(feed)
     return rs, feed
 

@@ -15,7 +15,7 @@ import time
 
 from .base import LOCAL4, check
 from .proc import alive
-from .net import free_port
+from .net import free_port, listen_on
 from .server import pipeline_server
 from .clients import TcpLoad
 
@@ -257,3 +257,76 @@ def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, deliv
     check(acked > 1000, f"{name}: only {acked} RELP records were answered")
     return s, dict(acked=acked, dups=dups, resent=resent, reconnects=reconnects,
                    tcp_sent=tcp_sent, tcp_lost=tcp_lost)
+
+
+class RelpUpstream(threading.Thread):
+    """
+    A RELP server on port, as an upstream of a forward sink: it answers
+    "open", keeps the data of every "syslog" frame and answers it 200 OK
+    as soon as it read it.  stop(graceful=False) stops reading and
+    answering and closes with what was sent unread: what a crash does.
+    """
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.records, self.conns = port, [], {}
+        self.lock = threading.Lock()
+        self.halt = threading.Event()
+        self.listener = listen_on(port, 0.02)
+        self.accepted = 0
+
+    def run(self):
+        deadline = time.monotonic() + 90
+        while not self.halt.is_set() and time.monotonic() < deadline:
+            try:
+                c, _ = self.listener.accept()
+                self.conns[c] = b""
+                self.accepted += 1
+            except OSError:
+                pass
+            ready = select.select(list(self.conns), [], [], 0.01)[0] if self.conns else []
+            for c in ready:
+                if not self.halt.is_set():
+                    self.serve(c)
+
+    def serve(self, c):
+        try:
+            chunk = c.recv(1 << 16)
+        except OSError:
+            chunk = b""
+        frames, self.conns[c] = relp_split(self.conns[c] + chunk)
+        out = []
+        for t, cmd, data in frames:
+            if cmd == "open":
+                out.append(RelpClient.frame(t, "rsp", b"200 OK\nrelp_version=0\ncommands=syslog"))
+            elif cmd == "syslog":
+                with self.lock:
+                    self.records.append(data)
+                out.append(RelpClient.frame(t, "rsp", b"200 OK"))
+            elif cmd == "close":
+                out.append(RelpClient.frame(t, "rsp"))
+        try:
+            c.sendall(b"".join(out))
+        except OSError:
+            chunk = b""
+        if not chunk:
+            del self.conns[c]
+            c.close()
+
+    def stop(self, graceful=True):
+        """Graceful: serverclose after the answers, then close; abrupt: just close."""
+        self.halt.set()
+        self.join(5)
+        self.listener.close()
+        for c in list(self.conns):
+            if graceful:
+                try:
+                    c.sendall(RelpClient.frame(0, "serverclose"))
+                except OSError:
+                    pass
+            c.close()
+        self.conns = {}
+
+    def got(self):
+        with self.lock:
+            return list(self.records)
