@@ -118,7 +118,8 @@ def handover_soak(ctx):
     started = time.monotonic()
     ctx.procs.append(bench)
     try:
-        check(wait_until(lambda: len(read_events(path)) > 2000, 15), "the clients do not send")
+        check(wait_until(lambda: len(read_events(path, whole_only=True)) > 2000, 15),
+              "the clients do not send")
         for i in range(10):             # spread over the load: about 10 s
             time.sleep(0.4)
             reload(s, f"reload {i + 1}")

@@ -146,7 +146,8 @@ def logrotate_reopen(ctx):
     sender.join(30)
     sender.finish()
     check(sender.sent == 20000, f"the client sent {sender.sent} of 20000 records")
-    wait_until(lambda: len(read_events(sink)) + len(read_events(sink + ".1")) >= 20000, 10)
+    wait_until(lambda: len(read_events(sink, whole_only=True)) +
+               len(read_events(sink + ".1", whole_only=True)) >= 20000, 10)
     s.stop()
     old, new = read_events(sink + ".1"), read_events(sink)
     check(old and new, f"{len(old)} events in events.jsonl.1 and {len(new)} in events.jsonl: "
