@@ -134,7 +134,7 @@ def main(argv):
             print(f"  {area}: {' '.join(names)}", file=sys.stderr)
         return 2
     if not argv[1:]:
-        selected = list(CASES)
+        selected = [n for names in areas.values() for n in names]
     if not os.access(BINARY, os.X_OK):
         for n in selected:
             print(f"FAIL {n}: no executable ingestd at {BINARY} (build it, or set INGESTD)")
