@@ -23,11 +23,12 @@ static const char *const samples[][2] = {
 	{ "stats.listen", "127.0.0.1:9514" },
 	{ "tls.certificate", "/etc/ingestd/tls/server.pem" },
 	{ "tls.key", "/etc/ingestd/tls/server.key" },
+	{ "spool.path", "/var/lib/ingestd/spool/upstream" },
 };
 
 static const char *const scope_titles[CS_COUNT] = {
 	"Global settings", "The log group", "The stats group", "Listeners",
-	"The tls group", "Sinks",
+	"The tls group", "Sinks", "The spool group",
 };
 
 static const char *const scope_intros[CS_COUNT] = {
@@ -52,6 +53,15 @@ static const char *const scope_intros[CS_COUNT] = {
 	"is a named destination for events, at most " CFG_MAX_SINKS_TEXT " of them.\n"
 	"Without a sinks list, there is one file sink named\n.Qq default\n"
 	"with the defaults below.",
+	"Settings inside a forward or redis sink's\n.Ic \"spool = { ... };\" :\n"
+	"its queue on disk.\n"
+	"With one, every event of the sink is written to the spool before it is sent, and\n"
+	"counts as written (for the answers of RELP listeners) once it is there (and synced);\n"
+	"the driver sends from the spool, oldest first, and an event leaves it only once the\n"
+	"upstream took it (forward over RELP: answered; Redis: XADD answered).\n"
+	"An outage of the upstream fills the disk, not memory, and stops no client until\n"
+	"the spool is full.\n"
+	"See SPOOL in\n.Xr ingestd 8 .",
 };
 
 /* Text for a troff body line: no leading dot or quote, backslashes escaped. */
@@ -253,6 +263,11 @@ conf(void)
 	    "# group with the same settings (certificate and key: its client\n"
 	    "# certificate; server_name: the upstream's name).\nsinks = (\n\t{\n");
 	conf_scope(CS_SINK, "\t\t", "");
+	printf("\n# A spool (see SPOOL in ingestd(8)): a forward or redis sink's queue\n"
+	    "# on disk, for upstream outages.  Uncomment the group and set path.\n"
+	    "#\t\tspool = {\n");
+	conf_scope(CS_SPOOL, "\t\t\t", "#");
+	printf("#\t\t};\n");
 	printf("\t}\n);\n");
 	return 0;
 }

@@ -25,6 +25,7 @@
 #define L(f)	offsetof(struct listener_cfg, f)
 #define S(f)	offsetof(struct sink_cfg, f)
 #define T(f)	offsetof(struct tls_cfg, f)
+#define P(f)	offsetof(struct spool_cfg, f)
 #define KIB	1024L
 #define MIB	(1024L * KIB)
 #define GIB	(1024L * MIB)
@@ -310,11 +311,25 @@ const struct cfg_setting cfg_settings[] = {
 	{ "maxlen", CS_SINK, CT_INT, "0", 0, 2000000000, NULL, 1, S(maxlen),
 	  "A redis sink trims each stream to about this many entries (XADD MAXLEN ~); "
 	  "0: no trimming." },
+	{ "path", CS_SPOOL, CT_STRING, "", 0, 0, NULL, 1, P(path),
+	  "Required. The directory of the sink's spool: one per sink, existing, and writable by "
+	  "the workers' user (checked when the configuration is loaded). Each worker keeps its "
+	  "own segment files and ledger there; see SPOOL in ingestd(8) for what they are and "
+	  "how to inspect or discard them." },
+	{ "max_size", CS_SPOOL, CT_SIZE, "1G", 1 * MIB, 1024 * GIB, NULL, 1, P(max_size),
+	  "Bytes of segment files the sink's workers together may keep. A full spool (or a "
+	  "full disk) is a full queue: the sink's overflow applies, block or drop." },
+	{ "sync", CS_SPOOL, CT_ENUM, "always", 0, 0, "always|none", 1, P(sync),
+	  "\"always\": what a turn of a worker's loop spooled is forced to disk with one "
+	  "fdatasync(2) before it counts as written (the answers of RELP listeners wait for "
+	  "it), so an answered record survives a power cut. \"none\": written is enough; "
+	  "what the kernel had not written when the machine stops is lost, a crash of "
+	  "ingestd loses nothing." },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
 const char *const cfg_scope_names[CS_COUNT] = {
-	"", "log", "stats", "listeners", "tls", "sinks"
+	"", "log", "stats", "listeners", "tls", "sinks", "spool"
 };
 
 const char cfg_embedded[] =
@@ -657,6 +672,7 @@ is_subgroup(enum cfg_scope scope, const char *name)
 	static const struct { enum cfg_scope scope; const char *name; } sub[] = {
 		{ CS_MAIN, "log" }, { CS_MAIN, "stats" }, { CS_MAIN, "listeners" },
 		{ CS_MAIN, "sinks" }, { CS_LISTENER, "tls" }, { CS_SINK, "tls" },
+		{ CS_SINK, "spool" },
 	};
 
 	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++)
@@ -771,6 +787,25 @@ load_tls(struct ctx *c, config_setting_t *g, const char *what, int i, struct tls
 	return 0;
 }
 
+/* The spool group of sinks[i], or none. */
+static int
+load_spool(struct ctx *c, config_setting_t *g, int i, struct spool_cfg *sp)
+{
+	config_setting_t *spool = g ? config_setting_get_member(g, "spool") : NULL;
+	char prefix[48];
+
+	set_defaults(CS_SPOOL, sp);
+	if (spool == NULL)
+		return 0;
+	snprintf(prefix, sizeof(prefix), "sinks[%d].spool.", i);
+	if (!config_setting_is_group(spool))
+		return fail(c, spool, prefix, "expected a group { path = ...; }");
+	if (load_group(c, spool, CS_SPOOL, sp, prefix) == -1)
+		return -1;
+	sp->enabled = 1;
+	return 0;
+}
+
 static int
 load_listeners(struct ctx *c, struct config *cf, config_setting_t *list)
 {
@@ -800,7 +835,8 @@ load_sinks(struct ctx *c, struct config *cf, config_setting_t *list)
 			return -1;
 		for (int i = 0; i < cf->nsinks; i++)
 			if (load_tls(c, config_setting_get_elem(list, i), "sinks", i,
-			    &cf->sinks[i].tls) == -1)
+			    &cf->sinks[i].tls) == -1 ||
+			    load_spool(c, config_setting_get_elem(list, i), i, &cf->sinks[i].spool) == -1)
 				return -1;
 		return 0;
 	}
@@ -809,6 +845,7 @@ load_sinks(struct ctx *c, struct config *cf, config_setting_t *list)
 	cf->nsinks = 1;
 	set_defaults(CS_SINK, &cf->sinks[0]);
 	set_defaults(CS_TLS, &cf->sinks[0].tls);
+	set_defaults(CS_SPOOL, &cf->sinks[0].spool);
 	store_string(&cf->sinks[0].name, "default");
 	return 0;
 }
@@ -1267,6 +1304,47 @@ workers_identity(const struct config *cf, uid_t *uid, gid_t *gid)
  * a sink that can never write is a mistake -t should show, not a queue
  * that fills at run time.  strftime patterns go in the file name only.
  */
+/* dir exists, and the workers (uid, gid) may create files in it. */
+static int
+check_dir(struct ctx *c, const struct config *cf, const config_setting_t *where,
+    const char *name, const char *dir, uid_t uid, gid_t gid)
+{
+	struct stat st;
+
+	if (stat(dir, &st) == -1)
+		return fail(c, where, name, "directory %s: %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return fail(c, where, name, "%s is not a directory", dir);
+	if (uid == geteuid() ? access(dir, W_OK | X_OK) == -1 :
+	    !writable_by(&st, uid, gid, cf->user[0] ? cf->user : NULL))
+		return fail(c, where, name, "directory %s: the workers (%s) may not create "
+		    "files in it", dir, cf->user[0] && uid != geteuid() ? cf->user : "this user");
+	return 0;
+}
+
+/* sinks[i]'s spool: a network sink's, in a directory of its own the workers may write. */
+static int
+check_spool(struct ctx *c, const struct config *cf, int i, const config_setting_t *g,
+    uid_t uid, gid_t gid)
+{
+	const struct sink_cfg *s = &cf->sinks[i];
+	const config_setting_t *sg = g ? config_setting_get_member(g, "spool") : NULL;
+	const config_setting_t *where = sg ? config_setting_get_member(sg, "path") : NULL;
+	char name[64];
+
+	snprintf(name, sizeof(name), "sinks[%d].spool", i);
+	if (s->type != SINK_FORWARD && s->type != SINK_REDIS)
+		return fail(c, sg, name, "a spool is for forward and redis sinks (a file is its own)");
+	snprintf(name, sizeof(name), "sinks[%d].spool.path", i);
+	if (s->spool.path[0] == '\0')
+		return fail(c, sg, name, "a spool needs a path (a directory)");
+	for (int j = 0; j < i; j++)
+		if (cf->sinks[j].spool.enabled && strcmp(cf->sinks[j].spool.path, s->spool.path) == 0)
+			return fail(c, where, name, "\"%s\" is already the spool of sinks[%d]",
+			    s->spool.path, j);
+	return check_dir(c, cf, where ? where : sg, name, s->spool.path, uid, gid);
+}
+
 static int
 check_sink_dirs(struct ctx *c, const struct config *cf, const config_setting_t *list)
 {
@@ -1280,8 +1358,9 @@ check_sink_dirs(struct ctx *c, const struct config *cf, const config_setting_t *
 		const config_setting_t *where = g ? config_setting_get_member(g, "path") : NULL;
 		const char *slash = strrchr(s->path, '/');
 		char dir[PATH_MAX], name[64];
-		struct stat st;
 
+		if (s->spool.enabled && check_spool(c, cf, i, g, uid, gid) == -1)
+			return -1;
 		if (s->type != SINK_FILE)
 			continue;
 		snprintf(name, sizeof(name), "sinks[%d].path", i);
@@ -1290,16 +1369,8 @@ check_sink_dirs(struct ctx *c, const struct config *cf, const config_setting_t *
 		if (strchr(dir, '%') != NULL)
 			return fail(c, where ? where : g, name, "\"%s\": a strftime pattern in the "
 			    "directory; put it in the file name", s->path);
-		if (stat(dir, &st) == -1)
-			return fail(c, where ? where : g, name, "directory %s: %s", dir,
-			    strerror(errno));
-		if (!S_ISDIR(st.st_mode))
-			return fail(c, where ? where : g, name, "%s is not a directory", dir);
-		if (uid == geteuid() ? access(dir, W_OK | X_OK) == -1 :
-		    !writable_by(&st, uid, gid, cf->user[0] ? cf->user : NULL))
-			return fail(c, where ? where : g, name, "directory %s: the workers (%s) may "
-			    "not create files in it", dir, cf->user[0] && uid != geteuid() ?
-			    cf->user : "this user");
+		if (check_dir(c, cf, where ? where : g, name, dir, uid, gid) == -1)
+			return -1;
 	}
 	return 0;
 }
@@ -1438,6 +1509,7 @@ cfg_free(struct config *cf)
 	for (int i = 0; i < cf->nsinks; i++) {
 		free_strings(CS_SINK, &cf->sinks[i]);
 		free_strings(CS_TLS, &cf->sinks[i].tls);
+		free_strings(CS_SPOOL, &cf->sinks[i].spool);
 		tlsctx_free(cf->sinks[i].tls.ctx);
 		free(cf->sinks[i].upstream_v);
 	}
@@ -1626,6 +1698,16 @@ dump_tls(const struct tls_cfg *t, FILE *fp)
 	fprintf(fp, "\t\t};\n");
 }
 
+static void
+dump_spool(const struct spool_cfg *sp, FILE *fp)
+{
+	if (!sp->enabled)
+		return;
+	fprintf(fp, "\t\tspool = {\n");
+	dump_scope(sp, CS_SPOOL, "\t\t\t", fp);
+	fprintf(fp, "\t\t};\n");
+}
+
 void
 cfg_dump(const struct config *cf, FILE *fp)
 {
@@ -1649,6 +1731,7 @@ cfg_dump(const struct config *cf, FILE *fp)
 		fprintf(fp, "\t{\n");
 		dump_scope(&cf->sinks[i], CS_SINK, "\t\t", fp);
 		dump_tls(&cf->sinks[i].tls, fp);
+		dump_spool(&cf->sinks[i].spool, fp);
 		fprintf(fp, "\t}%s\n", i + 1 < cf->nsinks ? "," : "");
 	}
 	fprintf(fp, ");\n");

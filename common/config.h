@@ -26,7 +26,7 @@
 #define CFG_STRING_MAX		4095	/* bytes in a string setting */
 #define CFG_VALUE_MAX		(4 * CFG_STRING_MAX + 3)	/* a value as cfg_format writes it */
 
-enum cfg_scope { CS_MAIN, CS_LOG, CS_STATS, CS_LISTENER, CS_TLS, CS_SINK, CS_COUNT };
+enum cfg_scope { CS_MAIN, CS_LOG, CS_STATS, CS_LISTENER, CS_TLS, CS_SINK, CS_SPOOL, CS_COUNT };
 enum cfg_type {
 	CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN, CT_SIZE, CT_NAMES, CT_BOOL
 };
@@ -84,6 +84,16 @@ struct tls_cfg {
 	void		*ctx;		/* resolved: the SSL_CTX of this generation */
 };
 
+enum spool_sync { SPOOL_SYNC_ALWAYS, SPOOL_SYNC_NONE };
+
+/* A sink's spool group (sinks[i].spool): its disk queue, worker/sinks/spool.c. */
+struct spool_cfg {
+	int		 enabled;	/* the group is there */
+	char		*path;		/* a directory */
+	long		 max_size;
+	int		 sync;
+};
+
 struct listener_cfg {
 	char		*name;
 	struct cfg_addr	 listen;
@@ -137,6 +147,7 @@ struct sink_cfg {
 	int		 octet;		/* resolved: units are "LEN SP MSG" frames, not lines */
 	int		 raw;		/* resolved: the record as it came, not the event */
 	struct tls_cfg	 tls;		/* forward: to the upstreams */
+	struct spool_cfg spool;
 };
 
 struct config {

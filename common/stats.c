@@ -54,6 +54,21 @@ stats_slot(int i)
 	return slots && i >= 0 && i < nslots ? &slots[i] : &private;
 }
 
+/*
+ * One counter of sink index sink (off: in struct sink_stats) summed over
+ * every slot: what all workers hold together (a spool's bytes).  Workers
+ * of two generations whose sinks differ share an index for a moment.
+ */
+uint64_t
+stats_sink_sum(int sink, size_t off)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < (slots ? nslots : 1); i++)
+		sum += *(const uint64_t *)((const char *)&stats_slot(i)->sink[sink] + off);
+	return sum;
+}
+
 void
 stats_clear(int i)
 {

@@ -140,6 +140,25 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	X(resent, "sink_resent_total", NULL, "resent",				\
 	    "Events sent again because the upstream did not answer them (forward over RELP), " \
 	    "by sink.", STAT_LINE_EXIT, ", %llu sent again")			\
+	X(spool_bytes, "sink_spool_bytes", NULL, "spool.bytes",			\
+	    "Bytes of spool segments on disk, by sink.", STAT_LINE_NONE, NULL)	\
+	X(spool_records, "sink_spool_records", NULL, "spool.records",		\
+	    "Events in the spool not yet delivered (those of spools taken over once read), " \
+	    "by sink.", STAT_LINE_NONE, NULL)					\
+	X(spool_segments, "sink_spool_segments", NULL, "spool.segments",	\
+	    "Spool segment files, by sink.", STAT_LINE_NONE, NULL)			\
+	X(spool_oldest_age, "sink_spool_oldest_age_seconds", NULL, "spool.oldest_age_seconds", \
+	    "Age of the oldest event read from the spool and not yet delivered (the largest " \
+	    "of the workers'), by sink.", STAT_LINE_NONE, NULL)			\
+	X(spool_corrupt, "sink_spool_corrupt_total", NULL, "spool.corrupt",	\
+	    "Spool records skipped as torn or corrupt (and segments or ledgers unreadable), " \
+	    "by sink.", STAT_LINE_EXIT, ", %llu spool records skipped")		\
+	X(spool_taken_over, "sink_spool_taken_over_total", NULL, "spool.taken_over", \
+	    "Spools of workers gone that a worker took over, by sink.", STAT_LINE_NONE, NULL) \
+	X(spool_recovered, "sink_spool_recovered_total", NULL, "spool.recovered", \
+	    "Events read from spools taken over (some may have been delivered before the " \
+	    "crash that left them: at least once), by sink.", STAT_LINE_EXIT,	\
+	    ", %llu recovered from spools taken over")				\
 	X(queued, "sink_queue_bytes", NULL, "queue_bytes",			\
 	    "Bytes waiting in the workers' queues, by sink.", STAT_LINE_NONE, NULL)
 
@@ -173,6 +192,7 @@ extern const int stats_nworker, stats_nlistener, stats_nsink;
 int			 stats_init(int nslots);
 struct worker_stats	*stats_slot(int slot);
 void			 stats_clear(int slot);
+uint64_t		 stats_sink_sum(int sink, size_t off);
 uint64_t		*stats_refused(struct worker_counts *, int why);
 uint64_t		*stats_tls_failed(struct listener_counts *, int why);
 size_t			 stats_line(const struct stat_desc *, int n, const void *base, enum stat_line,

@@ -76,13 +76,27 @@ gauge(const struct stat_desc *d)
 	return n > 0 && (n < 6 || strcmp(d->metric + n - 6, "_total") != 0);
 }
 
+/* An age: the workers' largest, not their sum. */
+static int
+oldest(const struct stat_desc *d)
+{
+	size_t n = d->metric ? strlen(d->metric) : 0;
+
+	return n > 12 && strcmp(d->metric + n - 12, "_age_seconds") == 0;
+}
+
 /* to += from, row by row of a table; a worker gone (keep) leaves its gauges out. */
 static void
 add_rows(void *to, const void *from, const struct stat_desc *d, int n, int keep)
 {
-	for (int i = 0; i < n; i++)
-		if (!keep || !gauge(&d[i]))
-			STAT_REF(to, &d[i]) += STAT_VALUE(from, &d[i]);
+	for (int i = 0; i < n; i++) {
+		if (keep && gauge(&d[i]))
+			continue;
+		if (oldest(&d[i]) && STAT_VALUE(from, &d[i]) < STAT_REF(to, &d[i]))
+			continue;
+		STAT_REF(to, &d[i]) = oldest(&d[i]) ? STAT_VALUE(from, &d[i]) :
+		    STAT_REF(to, &d[i]) + STAT_VALUE(from, &d[i]);
+	}
 }
 
 /* Add one worker's slot; keep: names outlive its config (folding). */

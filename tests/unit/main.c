@@ -28,6 +28,7 @@ main(void)
 	srunner_add_suite(sr, relp_suite());
 	srunner_add_suite(sr, relp_client_suite());
 	srunner_add_suite(sr, relp_session_suite());
+	srunner_add_suite(sr, segment_suite());
 	srunner_add_suite(sr, safefile_suite());
 	srunner_add_suite(sr, sink_suite());
 	srunner_add_suite(sr, slots_suite());

@@ -103,21 +103,23 @@ assert_cfg_equal(const struct config *a, const struct config *b)
 	for (int i = 0; i < a->nsinks; i++) {
 		for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
 			const void *pa = s->scope == CS_TLS ? (const void *)&a->sinks[i].tls :
-			    &a->sinks[i];
+			    s->scope == CS_SPOOL ? (const void *)&a->sinks[i].spool : &a->sinks[i];
 			const void *pb = s->scope == CS_TLS ? (const void *)&b->sinks[i].tls :
-			    &b->sinks[i];
+			    s->scope == CS_SPOOL ? (const void *)&b->sinks[i].spool : &b->sinks[i];
 
-			if (s->scope != CS_SINK && s->scope != CS_TLS)
+			if (s->scope != CS_SINK && s->scope != CS_TLS && s->scope != CS_SPOOL)
 				continue;
 			ck_assert_msg(strcmp(cfg_format(s, pa, x, sizeof(x)),
 			    cfg_format(s, pb, y, sizeof(y))) == 0,
-			    "sinks[%d].%s%s: %s != %s", i, s->scope == CS_TLS ? "tls." : "", s->name,
-			    x, y);
+			    "sinks[%d].%s%s: %s != %s", i, s->scope == CS_SINK ? "" :
+			    s->scope == CS_TLS ? "tls." : "spool.", s->name, x, y);
 		}
 		ck_assert_int_eq(a->sinks[i].tls.enabled, b->sinks[i].tls.enabled);
+		ck_assert_int_eq(a->sinks[i].spool.enabled, b->sinks[i].spool.enabled);
 	}
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
-		if (s->scope == CS_LISTENER || s->scope == CS_TLS || s->scope == CS_SINK)
+		if (s->scope == CS_LISTENER || s->scope == CS_TLS || s->scope == CS_SINK ||
+		    s->scope == CS_SPOOL)
 			continue;
 		ck_assert_msg(strcmp(cfg_format(s, a, x, sizeof(x)), cfg_format(s, b, y, sizeof(y))) == 0,
 		    "%s%s%s: %s != %s", cfg_scope_names[s->scope], s->scope ? "." : "", s->name, x, y);
@@ -436,6 +438,21 @@ static const struct bad_conf bad_listen[] = {
 	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ];\n"
 	  "protocol = \"relp\"; relp_window = 0; } );\n", 5, "sinks[0].relp_window",
 	  "must be from 1 to 65536" },
+	{ H2 LST "sinks = ( { name = \"a\"; path = \"/tmp/a.jsonl\";\n"
+	  "spool = { path = \"/tmp\"; }; } );\n", 5, "sinks[0].spool",
+	  "a spool is for forward and redis sinks (a file is its own)" },
+	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ];\n"
+	  "spool = { max_size = \"1G\"; }; } );\n", 5, "sinks[0].spool.path",
+	  "a spool needs a path (a directory)" },
+	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ];\n"
+	  "spool = { path = \"/etc/passwd\"; }; } );\n", 5, "sinks[0].spool.path",
+	  "/etc/passwd is not a directory" },
+	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ];\n"
+	  "spool = { path = \"/tmp\"; }; },\n{ name = \"g\"; type = \"redis\"; "
+	  "upstreams = [ \"127.0.0.1:1\" ];\nspool = { path = \"/tmp\"; }; } );\n", 7,
+	  "sinks[1].spool.path", "\"/tmp\" is already the spool of sinks[0]" },
+	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ];\n"
+	  "spool = \"/tmp\"; } );\n", 5, "sinks[0].spool.", "expected a group { path = ...; }" },
 	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"up:1\" ]; } );\n", 4,
 	  "sinks[0].upstreams", "\"up:1\": not an IPv4 address (host names are not resolved)" },
 	{ H2 "stats = { listen = \"localhost:9514\"; };\n" LST, 3, "stats.listen",
@@ -909,13 +926,14 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 61);
+	ck_assert_int_eq(n, 64);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
 	ck_assert_str_eq(cfg_scope_names[CS_LISTENER], "listeners");
 	ck_assert_str_eq(cfg_scope_names[CS_TLS], "tls");
 	ck_assert_str_eq(cfg_scope_names[CS_SINK], "sinks");
+	ck_assert_str_eq(cfg_scope_names[CS_SPOOL], "spool");
 }
 END_TEST
 
@@ -928,7 +946,8 @@ START_TEST(table_defaults_are_applied)
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
 		const void *base = s->scope == CS_LISTENER ? (const void *)&cf->listeners[0] :
 		    s->scope == CS_TLS ? (const void *)&cf->listeners[0].tls :
-		    s->scope == CS_SINK ? (const void *)&cf->sinks[0] : (const void *)cf;
+		    s->scope == CS_SINK ? (const void *)&cf->sinks[0] :
+		    s->scope == CS_SPOOL ? (const void *)&cf->sinks[0].spool : (const void *)cf;
 
 		if (s->def == NULL)
 			continue;
@@ -1157,6 +1176,8 @@ static const char *const round_trip_confs[] = {
 	"shutdown_timeout = 2.25;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",
 	"shutdown_timeout = 0.001;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",
 	"shutdown_timeout = 999.999;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",
+	LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ];\n"
+	"  protocol = \"relp\"; spool = { path = \"/tmp\"; max_size = \"2G\"; sync = \"none\"; }; } );\n",
 };
 
 START_TEST(dump_round_trip)

@@ -22,7 +22,8 @@ Suite	*proxy_suite(void);	/* test_proxy.c:   worker/protocol/proxy.c */
 Suite	*records_suite(void);	/* test_records.c: worker/pipeline/records.c */
 Suite	*relp_suite(void);	/* test_relp.c:    worker/protocol/relp.c */
 Suite	*relp_client_suite(void);	/* test_relp_client.c: worker/protocol/relp_client.c */
-Suite	*relp_session_suite(void);	/* test_relp_session.c: worker/conn/relp_session.c */
+Suite	*relp_session_suite(void);
+Suite	*segment_suite(void);	/* test_segment.c: worker/sinks/segment.c */	/* test_relp_session.c: worker/conn/relp_session.c */
 Suite	*safefile_suite(void);	/* test_safefile.c: common/safefile.c */
 Suite	*sink_suite(void);	/* test_sink.c:    worker/sinks/sink.c */
 Suite	*slots_suite(void);	/* test_slots.c:   server/slots.c */

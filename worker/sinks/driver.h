@@ -46,11 +46,17 @@ struct sink {
 	struct obuf		 q;		/* whole units not yet written */
 	char			 where[PATH_MAX];	/* for messages: a path or an address */
 	struct event		*timer;		/* flush_interval, or retry back-off */
+	struct event		*spill;		/* with a spool: flush_interval of in */
 	long			 retry_ms;	/* 0 while writes succeed */
 	int			 failing;	/* said so in the log, not yet that it recovered */
 	int			 blocked;	/* a "block" sink over its queue */
 	int			 unsynced;	/* written since the last sync */
 	uint64_t		 done;		/* bytes written (with sync = always: synced) */
+	/* with a spool: units are taken into in, written to the spool, read back into q */
+	struct spool		*spool;		/* NULL: none, or not open yet */
+	struct obuf		 in;		/* taken, not yet in the spool */
+	uint64_t		 spooled;	/* bytes of in written to the spool (and synced) */
+	int			 closing;	/* exit: the spool is read no more */
 	struct sink_stats	*st;		/* in the worker's stats slot */
 	struct log_limit	 errlog, droplog;
 };

@@ -17,9 +17,13 @@
 #include "log.h"
 #include "proc.h"
 #include "sink.h"
+#include "spool.h"
 
 #define RETRY_MIN_MS	100
 #define RETRY_MAX_MS	5000
+#define SPILL_RETRY_MS	200		/* a full or failing spool is tried again */
+#define REFILL		(2 * SINK_BATCH)	/* bytes read from the spool ahead of the driver */
+#define DRAIN_ROUNDS	8		/* refills and writes in one flush */
 
 
 static struct sink	 sinks[CFG_MAX_SINKS];
@@ -28,6 +32,20 @@ static int		 nblocked;
 static struct sink_hooks hooks;
 
 static void	on_timer(evutil_socket_t, short, void *);
+static void	flush(struct sink *);
+
+static int
+spooling(const struct sink *s)
+{
+	return s->cf->spool.enabled;
+}
+
+/* The bytes a full queue is about: taken and not yet spooled, or not yet written. */
+static size_t
+backlog(const struct sink *s)
+{
+	return spooling(s) ? s->in.len : s->q.len;
+}
 
 /*
  * Write in ms, or with ms = 0 at the end of this turn of the loop: made
@@ -36,23 +54,29 @@ static void	on_timer(evutil_socket_t, short, void *);
  * active), without the extra epoll_wait(2) a zero timeout would cost.
  */
 static void
-arm(struct sink *s, long ms)
+arm_timer(struct event *ev, long ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
 	if (ms > 0) {
-		evtimer_add(s->timer, &tv);
+		evtimer_add(ev, &tv);
 		return;
 	}
-	evtimer_del(s->timer);
-	event_active(s->timer, EV_TIMEOUT, 1);
+	evtimer_del(ev);
+	event_active(ev, EV_TIMEOUT, 1);
+}
+
+static void
+arm(struct sink *s, long ms)
+{
+	arm_timer(s->timer, ms);
 }
 
 static void
 update_blocked(struct sink *s)
 {
 	int over = s->cf->overflow == OVERFLOW_BLOCK &&
-	    s->q.len >= (size_t)(s->blocked ? s->cf->queue / 2 : s->cf->queue);
+	    backlog(s) >= (size_t)(s->blocked ? s->cf->queue / 2 : s->cf->queue);
 
 	if (over == s->blocked)
 		return;
@@ -76,11 +100,12 @@ release_backlog(struct sink *s)
 		obuf_free(&s->q);
 }
 
-/* Units to write, or (sync = always) written units to sync. */
+/* Units to write (or to read from the spool first), or (sync = always) written units to sync. */
 static int
 pending(const struct sink *s)
 {
-	return s->q.len > 0 || (s->cf->sync == SYNC_ALWAYS && s->unsynced);
+	return s->q.len > 0 || (s->cf->sync == SYNC_ALWAYS && s->unsynced) ||
+	    (s->spool && !s->closing && spool_unread(s->spool));
 }
 
 static int
@@ -108,6 +133,8 @@ consume(struct sink *s, size_t n)
 	int always = s->cf->sync == SYNC_ALWAYS;
 	uint64_t done = s->done;
 
+	if (n > 0 && s->spool)
+		spool_delivered(s->spool, n);	/* written: it leaves the spool */
 	if (n > 0) {
 		s->st->bytes += n;
 		obuf_consume(&s->q, n);
@@ -116,6 +143,8 @@ consume(struct sink *s, size_t n)
 			log_notice("%s: sink %s: writing again", proc.name, s->cf->name);
 		s->failing = 0;
 	}
+	if (spooling(s))
+		return;		/* written means spooled: spill() says so */
 	if (always && s->unsynced)
 		sync_now(s);
 	if (!always || !s->unsynced)
@@ -138,27 +167,108 @@ retry_later(struct sink *s)
 	arm(s, s->retry_ms);
 }
 
+static void
+spool_more(void *arg)
+{
+	struct sink *s = arg;
+
+	if (s->retry_ms == 0)
+		flush(s);
+}
+
+/* The spool could not take the units in: they wait there, and the spool is tried again. */
+static void
+spill_later(struct sink *s, const char *why)
+{
+	s->st->errors++;
+	log_limited(&s->errlog, LOG_LVL_ERROR, "%s: sink %s: spool %s: %s; %zu bytes wait in "
+	    "memory", proc.name, s->cf->name, s->cf->spool.path, why, s->in.len);
+	arm_timer(s->spill, SPILL_RETRY_MS);
+	update_blocked(s);
+}
+
+/*
+ * The units taken go to the spool, in one write and (sync = always) one
+ * fdatasync, after which they count as written: acknowledgements may go.
+ */
+static void
+spill(struct sink *s)
+{
+	size_t off = 0;
+
+	if (!spooling(s) || (s->in.len == 0 && s->done == s->spooled))
+		return;
+	if (s->spool == NULL && (s->spool = spool_open(s->cf, (int)(s - sinks), s->st, spool_more,
+	    s)) == NULL) {
+		spill_later(s, "cannot be opened");
+		return;
+	}
+	if (s->in.len > 0 && !spool_room(s->spool, s->in.len)) {
+		spill_later(s, "full (max_size)");
+		return;
+	}
+	while (off < s->in.len) {
+		size_t n = sink_unit_len(s, s->in.p + off, s->in.len - off);
+
+		if (spool_put(s->spool, s->in.p + off, n) == -1)
+			break;
+		off += n;
+	}
+	if (off < s->in.len || spool_write(s->spool) == -1) {
+		spill_later(s, off < s->in.len ? "out of memory" : strerror(errno));
+		return;
+	}
+	s->spooled += s->in.len;
+	s->in.len = 0;
+	if (s->in.cap > 4 * SINK_BATCH)
+		obuf_free(&s->in);
+	if (s->cf->spool.sync == SPOOL_SYNC_ALWAYS && spool_sync(s->spool) == -1) {
+		spill_later(s, strerror(errno));
+		return;
+	}
+	s->done = s->spooled;
+	update_blocked(s);
+	if (hooks.progressed)
+		hooks.progressed();	/* acknowledgements may go out */
+}
+
+/* What the driver sends next, read from the spool while its queue runs low. */
+static void
+refill(struct sink *s)
+{
+	if (s->spool && !s->closing && s->q.len < REFILL / 2)
+		spool_read(s->spool, &s->q, REFILL - s->q.len);
+}
+
 /* Write what is queued; on failure keep it and retry with a back-off. */
 static void
 flush(struct sink *s)
 {
-	int wait = 0;
+	int wait = 0, rounds = 0;
 	ssize_t n = 0;
 
-	if (!pending(s))
-		return;
-	errno = 0;
-	if (s->q.len > 0)
-		n = s->drv->write(s, &wait);
-	consume(s, n > 0 ? (size_t)n : 0);
+	spill(s);
+	do {
+		refill(s);
+		if (!pending(s))
+			break;
+		errno = 0;
+		wait = 0;
+		n = 0;
+		if (s->q.len > 0)
+			n = s->drv->write(s, &wait);
+		consume(s, n > 0 ? (size_t)n : 0);
+	} while (s->spool && n > 0 && !wait && ++rounds < DRAIN_ROUNDS);
 	if (!pending(s) || (wait && n != -1)) {
 		s->retry_ms = 0;
 		if (!pending(s))
 			release_backlog(s);
+		else if (rounds == DRAIN_ROUNDS)
+			arm(s, 0);	/* a backlog in the spool: on after this turn */
 	} else {
 		retry_later(s);
 	}
-	s->st->queued = s->q.len;
+	s->st->queued = s->q.len + s->in.len;
 	update_blocked(s);
 }
 
@@ -174,12 +284,26 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 		sync_now(s);
 }
 
+/* flush_interval, or the end of the turn, for a sink with a spool: the units taken go to it. */
+static void
+on_spill(evutil_socket_t fd, short what, void *arg)
+{
+	struct sink *s = arg;
+
+	(void)fd;
+	(void)what;
+	spill(s);
+	if (s->retry_ms == 0)
+		flush(s);
+}
+
 /* A driver whose destination confirms later (Redis replies): n bytes are written. */
 void
 sink_consumed(struct sink *s, size_t n)
 {
 	consume(s, n);
-	s->st->queued = s->q.len;
+	refill(s);		/* the driver sends on from what is read now */
+	s->st->queued = s->q.len + s->in.len;
 	if (s->q.len == 0)
 		release_backlog(s);
 	update_blocked(s);
@@ -243,7 +367,13 @@ sink_open_all(const struct config *cf, const struct sink_hooks *h)
 		s->drv = sink_driver_of(s->cf->type);
 		s->st = &proc.stats->sink[i];
 		s->timer = evtimer_new(proc.base, on_timer, s);
+		if (spooling(s)) {
+			s->spill = evtimer_new(proc.base, on_spill, s);
+			s->spool = spool_open(s->cf, i, s->st, spool_more, s);	/* else: at spill */
+		}
 		s->drv->start(s);
+		if (s->spool && spool_unread(s->spool))
+			arm(s, 0);	/* what workers gone left: sent as soon as the loop runs */
 	}
 	return 0;
 }
@@ -257,7 +387,7 @@ struct obuf *
 sink_reserve(int idx, size_t need)
 {
 	struct sink *s = &sinks[idx];
-	struct obuf *q = &s->q;
+	struct obuf *q = spooling(s) ? &s->in : &s->q;
 
 	/* need is a worst case for any bytes; a queue with room takes one more event */
 	if (s->cf->overflow == OVERFLOW_DROP && q->len >= (size_t)s->cf->queue)
@@ -277,7 +407,14 @@ sink_commit(int idx)
 	size_t batch = SINK_BATCH < s->cf->queue / 2 ? SINK_BATCH : s->cf->queue / 2;
 
 	s->st->events++;
-	s->st->queued = s->q.len;
+	s->st->queued = s->q.len + s->in.len;
+	if (spooling(s)) {	/* into the spool, whatever the driver does */
+		if (s->in.len >= batch)
+			spill(s);
+		else if (!evtimer_pending(s->spill, NULL))
+			arm_timer(s->spill, s->cf->flush_interval_ms);
+		return;
+	}
 	if (s->retry_ms)
 		update_blocked(s);	/* writes fail: the retry timer is armed */
 	else if (s->q.len >= batch)
@@ -294,7 +431,9 @@ sink_commit(int idx)
 uint64_t
 sink_mark(int idx)
 {
-	return sinks[idx].st->bytes + sinks[idx].q.len;
+	const struct sink *s = &sinks[idx];
+
+	return spooling(s) ? s->spooled + s->in.len : s->st->bytes + s->q.len;
 }
 
 int
@@ -309,7 +448,9 @@ sink_flush_soon(int idx)
 {
 	struct sink *s = &sinks[idx];
 
-	if (s->retry_ms == 0 && pending(s))
+	if (spooling(s) && s->in.len > 0)
+		arm_timer(s->spill, 0);
+	else if (s->retry_ms == 0 && pending(s))
 		arm(s, 0);
 }
 
@@ -358,27 +499,47 @@ wait_a_little(void)
 	event_base_dispatch(proc.base);
 }
 
+/*
+ * Done at exit: nothing queued; with a spool, nothing outside it (what
+ * the driver could not write stays in the spool for the next worker).
+ */
+static int
+settled(const struct sink *s)
+{
+	if (spooling(s))
+		return s->in.len == 0 && (s->q.len == 0 || s->failing);
+	return s->q.len == 0;
+}
+
 /* Exit: write what is queued, retrying until the deadline; report losses. */
 void
 sink_close_all(long deadline_ms)
 {
 	for (int i = 0; i < nsinks; i++) {
 		struct sink *s = &sinks[i];
+		size_t lost;
 
+		s->closing = 1;
 		for (;;) {
 			s->retry_ms = 0;
 			flush(s);
-			if (s->q.len == 0 || clock_ms() >= deadline_ms)
+			if (settled(s) || clock_ms() >= deadline_ms)
 				break;
 			wait_a_little();
 		}
-		if (s->q.len)
+		if ((lost = spooling(s) ? s->in.len : s->q.len) > 0)
 			log_error("%s: sink %s: %zu bytes of events could not be written and are lost",
-			    proc.name, s->cf->name, s->q.len);
+			    proc.name, s->cf->name, lost);
 		evtimer_del(s->timer);
 		event_free(s->timer);
+		if (s->spill) {
+			evtimer_del(s->spill);
+			event_free(s->spill);
+		}
 		s->drv->close(s);
+		spool_close(s->spool);
 		obuf_free(&s->q);
+		obuf_free(&s->in);
 	}
 	nsinks = 0;
 }

@@ -207,7 +207,7 @@ class RelpLoad(threading.Thread):
 
 
 def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, delivered=None,
-              relp_tls=None, **listener):
+              relp_tls=None, after=None, **listener):
     """
     Start a server with a RELP and a plain TCP listener into one file sink
     (or sinks), run relp RELP clients and tcp plain TCP clients through
@@ -215,7 +215,8 @@ def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, deliv
     file, or as delivered() counts them (a Counter of (c, s)).  Returns
     (RELP: records, duplicates, resent, reconnects; TCP: sent, lost).
     listener: more settings of the RELP listener (a tls group), relp_tls
-    the clients' ssl.SSLContext for it.
+    the clients' ssl.SSLContext for it.  after(s, relp loads, tcp loads)
+    runs once the clients are done, before the server stops.
     """
     path = sink_path or ctx.path("events.jsonl")
     tcp_port = free_port()
@@ -234,6 +235,8 @@ def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, deliv
         t.finish()
     for t in rl:
         t.finish()
+    if after:
+        after(s, rl, tl)
     if s.master and alive(s.master):
         s.stop()
     if delivered:
