@@ -12,7 +12,7 @@ SBINDIR	?= $(PREFIX)/sbin
 BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
-PKGS	 = libevent libconfig libsystemd hiredis libssl libcrypto zlib
+PKGS	 = libevent libconfig libsystemd hiredis libssl libcrypto
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -MMD -MP
 CFLAGS	+= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -26,7 +26,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
 	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 logrotate \
-	   libsystemd-dev libhiredis-dev libssl-dev zlib1g-dev openssl redis-server libestr0 libfastjson4 liblognorm5 librelp0 \
+	   libsystemd-dev libhiredis-dev libssl-dev openssl redis-server libestr0 libfastjson4 liblognorm5 librelp0 \
 	   haproxy
 
 # What make bench needs besides DEB_PKGS: gnuplot draws the chart.
@@ -199,7 +199,7 @@ fuzz_src = $(or $(FUZZ_SRC_$(1)),worker/protocol/$(1).c) common/obuf.c
 .SECONDEXPANSION:
 tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(call fuzz_src,$$*) \
 		$(wildcard common/*.h worker/protocol/*.h worker/sinks/*.h server/*.h)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_src,$*) -lz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_src,$*)
 
 fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 	@for n in $(FUZZ_NAMES); do \

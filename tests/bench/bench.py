@@ -82,6 +82,17 @@ The records are 100-byte RFC 3164 records.  The runs:
                master's log; the master's and the workers' CPU for it;
                and what the client saw closed.  `bench.py --part
                handover` runs it alone (any part can be: --part NAME).
+  spool        blast over 8 connections into a forward sink to the
+               discard receiver (no spool: what an upstream takes today);
+               into a forward sink with a spool whose upstream is down,
+               sync always and none: events/s into the spool (from its
+               metrics), CPU per event, bytes on disk per event, then the
+               discard receiver comes up on the upstream's port: events/s
+               drained; the same blast into syslog-ng with a network
+               destination that is down behind disk-buffer(reliable(yes))
+               (messages/s queued, from syslog-ng-ctl stats); and RELP
+               answer latency (rate, 30,000/s over 1,000 connections)
+               with a file sink, and with a file sink and a spool.
 
 It prints markdown tables with ratios relative to ingestd, and writes
 tests/bench/results/bench-DATE.json (raw results) and bench-DATE.png (a
@@ -112,11 +123,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
-from lib.base import BINARY as INGESTD, ROOT
+from lib.base import BINARY as INGESTD, ROOT, steady
 from lib.clients import BENCH_BINARY as LOADGEN
 from lib.net import free_port, free_udp_port
 from lib.peers import RSYSLOGD, rsyslog_modules
@@ -211,8 +223,9 @@ class Server:
                                    % os.path.dirname(os.path.dirname(RSYSLOGD)))
             return [RSYSLOGD, "-n", "-f", self.write_rsyslog(), "-i", self.path("rs.pid"),
                     "-M", mods]
-        if k == "syslog-ng":
-            return ["syslog-ng", "-F", "--no-caps", "-f", self.write_syslog_ng(),
+        if k in ("syslog-ng", "syslog-ng-diskbuf"):
+            conf = self.write_syslog_ng() if k == "syslog-ng" else self.write_syslog_ng_diskbuf()
+            return ["syslog-ng", "-F", "--no-caps", "-f", conf,
                     "-p", self.path("sng.pid"), "-R", self.path("sng.persist"),
                     "-c", self.path("sng.ctl")]
         if k == "discard":
@@ -243,12 +256,14 @@ class Server:
         sink = 'name = "file"; path = "%s";' % self.out
         if "flush_interval" in c:
             sink += " flush_interval = %s;" % c["flush_interval"]
+        sinks = "{ %s }" % sink if "sinks" not in c else c["sinks"](self)
+        stats = 'stats = { listen = "127.0.0.1:%d"; };\n' % c["stats"] if "stats" in c else ""
         return self.write("ingestd.conf",
                           'workers = 2;\npid_file = "%s";\nworker_connections = %d;\n'
-                          'log = { level = "info"; target = "%s"; };\n'
-                          'listeners = ( { %s } );\nsinks = ( { %s } );\n'
+                          'log = { level = "info"; target = "%s"; };\n%s'
+                          'listeners = ( { %s } );\nsinks = ( %s );\n'
                           % (self.path("ingestd.pid"), c.get("worker_connections", 10000),
-                             self.logfile, listener, sink))
+                             self.logfile, stats, listener, sinks))
 
     def write_rsyslog(self):
         extra, head, action = "", "", 'action(type="omfile" file="%s")' % self.out
@@ -293,6 +308,20 @@ class Server:
                           'destination d_file { %s; };\n'
                           'log { source(s_net); destination(d_file); flags(flow-control); };\n'
                           % (self.port, transport, dest))
+
+    def write_syslog_ng_diskbuf(self):
+        """syslog-ng into a reliable disk buffer of a network destination (conf["upstream"])."""
+        os.makedirs(self.path("diskbuf"), exist_ok=True)
+        return self.write("syslog-ng.conf",
+                          '@version: 3.38\n'
+                          'options { stats-freq(0); };\n'
+                          'source s_net { network(ip("127.0.0.1") port(%d) transport("tcp")\n'
+                          '    max-connections(4000) log-iw-size(400000)); };\n'
+                          'destination d_up { network("127.0.0.1" port(%d) disk-buffer(\n'
+                          '    reliable(yes) disk-buf-size(8000000000) mem-buf-size(200000000)\n'
+                          '    dir("%s"))); };\n'
+                          'log { source(s_net); destination(d_up); flags(flow-control); };\n'
+                          % (self.port, self.conf["upstream"], self.path("diskbuf")))
 
     def write_nginx(self):
         """nginx's stream module terminating TLS in front of a discard server (conf upstream)."""
@@ -871,6 +900,122 @@ def handover(tmp):
                        {"worker_connections": HANDOVER_CONNS // 2 + 2000})
 
 
+def forward_sinks(port, spool=None, sync="always", file=False):
+    """The sinks of a forward sink to port (with a spool in srv's directory), and a file sink."""
+    def text(srv):
+        sink = ('{ name = "up"; type = "forward"; upstreams = [ "127.0.0.1:%d" ];%s }'
+                % (port, ' spool = { path = "%s"; max_size = "16G"; sync = "%s"; };'
+                   % (srv.path("spool"), sync) if spool else ""))
+        if spool:
+            os.makedirs(srv.path("spool"), exist_ok=True)
+        return sink + (', { name = "file"; path = "%s"; }' % srv.out if file else "")
+    return text
+
+
+def prom(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as f:
+        text = f.read().decode()
+    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines()
+                                     if line and not line.startswith("#"))}
+
+
+def forward_at(srv, up):
+    """Blast into a server whose forward sink (no spool) sends to the discard receiver."""
+    wait_quiet()
+    cpu0, t0 = server_cpu(srv.all_pids()), time.time()
+    res = loadgen(srv.port, "-m", "blast", "-c", 8, "-d", SECONDS, *RECORDS)
+    n, t1 = steady(up.written, quiet=1.0, timeout=120)
+    cpu = server_cpu(srv.all_pids()) - cpu0
+    return {"sent": res["records"], "drained": n, "drain_per_s": round(n / (t1 - t0)),
+            "cpu_s_per_million": round(cpu / (n / 1e6), 3) if n else None, "client": res}
+
+
+def spool_at(srv, down_port, sport):
+    """
+    Blast into a server whose sink's upstream is down: events/s into the
+    spool and CPU per event; then the discard receiver comes up on the
+    upstream's port: events/s drained.
+    """
+    wait_quiet()
+    pids = srv.all_pids()
+    cpu0, t0 = server_cpu(pids), time.time()
+    res = loadgen(srv.port, "-m", "blast", "-c", 8, "-d", SECONDS, *RECORDS)
+    spooled, t1 = steady(lambda: prom(sport).get('ingestd_sink_spool_records{sink="up"}', 0), timeout=120)
+    cpu = server_cpu(srv.all_pids()) - cpu0
+    disk = prom(sport).get('ingestd_sink_spool_bytes{sink="up"}', 0)
+    up = Server("discard", os.path.dirname(srv.dir))
+    up.port = down_port
+    up.start()
+    try:
+        t2 = time.time()
+        deadline = time.monotonic() + 30        # the sink's next try: within its 5 s back-off
+        while up.written() == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t_first = time.time()
+        drained, t3 = steady(up.written, quiet=2.0, timeout=120)
+    finally:
+        up.stop()
+    return {"sent": res["records"], "spooled": int(spooled), "records_per_s": round(spooled / (t1 - t0)),
+            "cpu_s_per_million": round(cpu / (spooled / 1e6), 3) if spooled else None,
+            "bytes_per_record": round(disk / spooled) if spooled else None,
+            "drained": drained, "drain_per_s": round(drained / max(1e-9, t3 - t_first)),
+            "first_delivery_s": round(t_first - t2, 2), "client": res}
+
+
+def syslog_ng_diskbuf_at(srv):
+    """The same blast into syslog-ng's reliable disk buffer: messages/s queued, from its stats."""
+    wait_quiet()
+    pids = srv.all_pids()
+    cpu0, t0 = server_cpu(pids), time.time()
+    res = loadgen(srv.port, "-m", "blast", "-c", 8, "-d", SECONDS, *RECORDS)
+
+    def queued():
+        out = subprocess.run(["syslog-ng-ctl", "stats", "-c", srv.path("sng.ctl")],
+                             capture_output=True, text=True, timeout=10).stdout
+        return sum(int(m[1]) for m in re.finditer(r"^dst\.network;d_up#0;[^;]*;a;queued;(\d+)",
+                                                  out, re.M))
+    n, t1 = steady(queued, timeout=120)
+    cpu = server_cpu(srv.all_pids()) - cpu0
+    return {"sent": res["records"], "spooled": n, "records_per_s": round(n / (t1 - t0)),
+            "cpu_s_per_million": round(cpu / (n / 1e6), 3) if n else None, "client": res}
+
+
+def spool(tmp):
+    """The spool: into it with the upstream down, drained, and RELP answers through it."""
+    rows = []
+    up = Server("discard", tmp)
+    up.start()
+    try:
+        log("bench: spool, a plain forward sink into the discard receiver (no spool)")
+        r = with_server(tmp, "ingestd", lambda s: forward_at(s, up),
+                        {"sinks": forward_sinks(up.port)})
+    finally:
+        up.stop()
+    r.update(row="forward, no spool (what the upstream takes today)")
+    rows.append(r)
+    for sync in ("always", "none"):
+        log("bench: spool, upstream down, sync = %s" % sync)
+        down, sport = free_port(), free_port()
+        r = with_server(tmp, "ingestd", lambda s: spool_at(s, down, sport),
+                        {"sinks": forward_sinks(down, True, sync), "stats": sport})
+        r.update(row="spool, upstream down, sync = %s" % sync)
+        rows.append(r)
+    log("bench: spool, syslog-ng disk-buffer(reliable(yes)), upstream down")
+    r = with_server(tmp, "syslog-ng-diskbuf", syslog_ng_diskbuf_at, {"upstream": free_port()})
+    r.update(row="syslog-ng disk-buffer(reliable(yes)), upstream down")
+    rows.append(r)
+    lat = []
+    for note, sinks in (("RELP, a file sink", None),
+                        ("RELP, a file sink and a spool (sync always, upstream down)",
+                         forward_sinks(free_port(), True, "always", file=True))):
+        log("bench: spool, latency: %s" % note)
+        r = with_server(tmp, "ingestd", follow_load("rate", 30000, 1000, ["--relp"]),
+                        {"sinks": sinks} if sinks else None, True)
+        r.update(server="ingestd", config=note, protocol="relp")
+        lat.append(r)
+    return {"rows": rows, "latency": lat}
+
+
 def micro():
     wait_quiet()
     r = subprocess.run([MICRO, "3"], capture_output=True, text=True)
@@ -1053,6 +1198,21 @@ def handover_table(r):
                    fmt((c.get("closed_by_server") or 0) + (c.get("resets") or 0))]])
 
 
+def spool_table(rows):
+    out = []
+    base = next((r for r in rows if r.get("row", "").startswith("spool, upstream down, sync "
+                                                                  "= always")), {})
+    for r in rows:
+        out.append([r.get("row"), fmt(r.get("records_per_s")),
+                    ratio(r.get("records_per_s"), base.get("records_per_s")),
+                    fmt(r.get("cpu_s_per_million"), "{:.3f}"), fmt(r.get("bytes_per_record")),
+                    fmt(r.get("drain_per_s")), fmt(r.get("sent")),
+                    fmt(r.get("spooled", r.get("drained"))), r.get("error", "")])
+    return table(["row", "events/s into the spool", "x ingestd (sync always)",
+                  "CPU s / M events", "bytes / event on disk", "events/s to the upstream",
+                  "sent", "spooled (or delivered)", "note"], out)
+
+
 def accept_table(rows):
     out = []
     for r in rows:
@@ -1148,6 +1308,21 @@ def targets(res):
         t.append(("reload hands %s connections over in < 1 s" % fmt(h["connections"]),
                   "%s ms, %s handed over" % (fmt(h["ms"]), fmt(h["handed_over"])),
                   h["ms"] < 1000 and h["handed_over"] == h["connections"]))
+    sp = {r.get("row", ""): r for r in get(res, "spool", "rows") or []}
+    a = sp.get("spool, upstream down, sync = always", {})
+    f = sp.get("forward, no spool (what the upstream takes today)", {})
+    if a.get("records_per_s"):
+        t.append(("events/s into a spool, sync always, upstream down >= 500,000",
+                  fmt(a["records_per_s"]), a["records_per_s"] >= 500000))
+    if a.get("drain_per_s") and f.get("drain_per_s"):
+        t.append(("drain from the spool >= a forward sink without one",
+                  "%.2fx" % (a["drain_per_s"] / f["drain_per_s"]),
+                  a["drain_per_s"] >= f["drain_per_s"]))
+    g = sp.get("syslog-ng disk-buffer(reliable(yes)), upstream down", {})
+    if a.get("records_per_s") and g.get("records_per_s"):
+        t.append(("events/s into a spool >= 10x syslog-ng's reliable disk buffer",
+                  "%.1fx" % (a["records_per_s"] / g["records_per_s"]),
+                  a["records_per_s"] >= 10 * g["records_per_s"]))
     return t
 
 
@@ -1238,6 +1413,12 @@ def report(res):
         tls_report(res["tls"])
     print("## Accept balancing under churn (ingestd)\n")
     print(accept_table(res.get("accept", [])) + "\n")
+    if res.get("spool"):
+        print("## Spool: blast over 8 connections into a forward sink whose upstream is down, "
+              "then drained into the discard receiver\n")
+        print(spool_table(res["spool"]["rows"]) + "\n")
+        print("RELP answers (30,000 records/s over 1,000 connections) with and without a spool:\n")
+        print(latency_table(res["spool"]["latency"]) + "\n")
     if res.get("handover"):
         print("## A reload with %s connections open, each handed to the new generation\n"
               % fmt(HANDOVER_CONNS))
@@ -1260,7 +1441,7 @@ def tls_report(t):
     print(tls_memory_table(t["memory"]) + "\n")
 
 
-PARTS = ("throughput", "churn", "latency", "relp", "accept", "udp", "tls", "handover")
+PARTS = ("throughput", "churn", "latency", "relp", "accept", "udp", "tls", "handover", "spool")
 
 
 def suite(parts=PARTS):
@@ -1276,7 +1457,7 @@ def suite(parts=PARTS):
     try:
         for name, fn in (("throughput", throughput), ("churn", churn), ("latency", latency),
                          ("relp", relp), ("accept", accept), ("udp", udp), ("tls", tls),
-                         ("handover", handover)):
+                         ("handover", handover), ("spool", spool)):
             if name in parts:
                 res[name] = fn(tmp)
     finally:

@@ -1,10 +1,11 @@
 /*
  * fuzz_segment: a spool segment or ledger as a crash or a disk may leave
  * it.  The input is read as the spool reads a segment: its header, then
- * records, a record with a bad CRC skipped, a damaged header or a torn
- * tail ending the scan.  Every valid record lies inside the input, and
- * written again it reads back the same; the first bytes read as a ledger
- * give a slot's position or none.
+ * records; after a damaged one (bad CRC or header) reading resumes where
+ * seg_resync finds the next valid record, and a torn tail ends the scan.
+ * Every valid record lies inside the input, and written again it reads
+ * back the same; the first bytes read as a ledger give a slot's position
+ * or none.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,15 +44,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	while (off < size) {
 		enum seg_result res = seg_next(p + off, size - off, &r);
 
-		if (res == SEG_SHORT || res == SEG_BAD_HEAD)
+		if (res == SEG_SHORT)
 			break;
-		if (r.size < SEG_RECORD_HEAD || r.size > size - off)
-			abort();
-		if (res == SEG_OK) {
-			if (r.payload != p + off + SEG_RECORD_HEAD || r.len != r.size - SEG_RECORD_HEAD)
+		if (res != SEG_OK) {
+			size_t at = seg_resync(p, size, off);
+
+			if (at <= off || at > size || (at < size &&
+			    seg_next(p + at, size - at, &r) != SEG_OK))
 				abort();
-			round_trip(&r);
+			off = at;
+			continue;
 		}
+		if (r.size < SEG_RECORD_HEAD || r.size > size - off ||
+		    r.payload != p + off + SEG_RECORD_HEAD || r.len != r.size - SEG_RECORD_HEAD)
+			abort();
+		round_trip(&r);
 		off += r.size;
 	}
 	return 0;

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 
-from lib.base import LOCAL4, case, check, wait_until
+from lib.base import LOCAL4, case, check, steady, wait_until
 from lib.net import free_port, listen_on
 from lib.server import pipeline_server
 from lib.clients import RecordSender
@@ -101,19 +101,6 @@ class Upstream(threading.Thread):
         return frames
 
 
-def settled(value, quiet=0.5, timeout=10):
-    """Wait until value() has not changed for quiet seconds (at most timeout); its last value."""
-    last, since, deadline = value(), time.monotonic(), time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-        now = value()
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            break
-    return last
-
-
 def seqs(payloads):
     """Counter of (c, s) in the payloads."""
     return collections.Counter((int(m[1]), int(m[2])) for p in payloads
@@ -194,7 +181,7 @@ def forward_abrupt_upstream(ctx):
     a.stop(graceful=False)
     sender.join(30)
     sender.finish()
-    settled(lambda: len(b.data), quiet=0.5, timeout=10)
+    steady(lambda: len(b.data), quiet=0.5, timeout=10)
     s.stop()
     b.stop()
     seen = seqs(a.records()) + seqs(b.records())

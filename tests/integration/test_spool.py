@@ -14,9 +14,11 @@ import signal
 import sys
 import time
 
-from lib.base import LOCAL4, case, check, wait_until
+from lib.base import LOCAL4, Failure, case, check, steady, wait_until
 from lib.clients import RecordSender
+from lib.disk import mount_tmpfs
 from lib.net import free_port, http_get, prom_values
+from lib.peers import RedisServer
 from lib.proc import kill_by_pid
 from lib.relp import RelpLoad, fault_run
 from lib.server import pipeline_server
@@ -197,6 +199,30 @@ def spool_reload_and_upgrade(ctx):
     check(len(s.grep(r"taking over w[0-9a-f]+-")) >= 2, "the spools were not taken over")
 
 
+def held_back(s, loads, said):
+    """Once the log says said: no RELP record is answered for a second.  How many were."""
+    s.wait_for_log(said, timeout=20)
+    time.sleep(0.5)
+    held = sum(len(t.acked) for t in loads)
+    time.sleep(1)
+    check(sum(len(t.acked) for t in loads) == held,
+          f"records were answered after the log said {said!r}")
+    return held
+
+
+def release(b, bpath, loads):
+    """Start the upstream, let the RELP loads finish; every answered record must arrive."""
+    b.start()
+    time.sleep(1)
+    for t in loads:
+        t.finish(timeout=60)
+    acked = {(t.cid, q) for t in loads for q in t.acked}
+    count = delivered_from(bpath)
+    check(wait_until(lambda: not acked - set(count()), 30),
+          f"{len(acked - set(count()))} answered records did not arrive")
+    return acked
+
+
 def stats_extra():
     sport = free_port()
     return sport, f'stats = {{ listen = "{LOCAL4}:{sport}"; }};'
@@ -226,29 +252,47 @@ def spool_full_block(ctx):
     loads = [RelpLoad(s.addr, c) for c in range(2)]
     for t in loads:
         t.start()
-    s.wait_for_log(r"sink up: spool \S+: full \(max_size\)", timeout=20)
-    time.sleep(0.5)
-    held = sum(len(t.acked) for t in loads)
-    time.sleep(1)
-    check(sum(len(t.acked) for t in loads) == held,
-          "records were answered while the spool was full")
+    held = held_back(s, loads, r"sink up: spool \S+: full \(max_size\)")
     m = spool_metrics(sport)
     print(f"# spool_full_block: {held} records answered before the spool was full; metrics "
           f"{ {k: v for k, v in m.items() if k.startswith('spool')} }", file=sys.stderr, flush=True)
     check(900 * 1024 <= m["spool_bytes"] <= 1024 * 1024 and m["spool_segments"] >= 7,
           f"the spool's metrics: {m}")
     check(not [e for t in loads for e in t.errors if "500" in e], "a client was refused")
-    b.start()
-    time.sleep(1)
-    for t in loads:
-        t.finish(timeout=60)
-    acked = {(t.cid, q) for t in loads for q in t.acked}
-    count = delivered_from(bpath)
-    check(wait_until(lambda: not acked - set(count()), 30),
-          f"{len(acked - set(count()))} answered records did not arrive")
+    acked = release(b, bpath, loads)
     check(len(acked) > held, "the clients did not go on once the upstream was up")
     s.stop()
     b.stop()
+
+
+@case
+def spool_disk_full(ctx):
+    """
+    The spool's disk fills (a 2 MiB tmpfs, max_size 1 GiB) with the
+    upstream down: a full disk is a full spool, not a crash: the log says
+    "No space left on device", RELP answers stop (the clients are held);
+    once the upstream is up the spool drains, frees its disk, and the
+    clients go on: every answered record arrives.
+    """
+    b, bpath = upstream(ctx)
+    disk = ctx.path("disk")
+    mount_tmpfs(ctx, disk, "2m")
+    sink = dict(spool_sink(ctx, b.port, max_size="1G"), queue="64K")
+    sink["spool"]["path"] = disk
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "protocol": "relp"}],
+                        sinks=[sink], level="info")
+    s.start()
+    loads = [RelpLoad(s.addr, c) for c in range(2)]
+    for t in loads:
+        t.start()
+    held = held_back(s, loads, r"sink up: spool \S+: No space left on device")
+    acked = release(b, bpath, loads)
+    print(f"# spool_disk_full: {held} records answered before the disk was full, "
+          f"{len(acked)} in all, every one delivered", file=sys.stderr, flush=True)
+    check(len(acked) > held, "the clients did not go on once the upstream was up")
+    s.stop()
+    b.stop()
+    check(not s.grep(r"killed by signal|exited with status [1-9]"), "a worker crashed")
 
 
 @case
@@ -271,7 +315,7 @@ def spool_full_drop(ctx):
     b.start()
     count = delivered_from(bpath, rb"c=(\d+) s=(\d+) a record")
     check(wait_until(lambda: count(), 15), "nothing reached the upstream")   # after a back-off
-    got = settled_count(count)
+    got = steady(count, quiet=2)[0]
     s.stop()
     b.stop()
     dropped = sum(int(n) for n in re.findall(r"sink up: \d+ events, \d+ bytes written, (\d+) "
@@ -280,17 +324,6 @@ def spool_full_drop(ctx):
           file=sys.stderr, flush=True)
     check(dropped > 0 and len(got) + dropped == 60000 and max(got.values()) == 1,
           f"{len(got)} delivered + {dropped} dropped != 60000 (or some twice)")
-
-
-def settled_count(count, quiet=2, timeout=30):
-    """count() once it has not changed for quiet seconds."""
-    last, since, deadline = count(), time.monotonic(), time.monotonic() + timeout
-    while time.monotonic() < deadline and time.monotonic() - since < quiet:
-        time.sleep(0.2)
-        now = count()
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
 
 
 def segment_records(spool, name):
@@ -351,7 +384,7 @@ def spool_corrupt_segments(ctx):
     s.start()
     count = delivered_from(bpath, rb"c=(\d+) s=(\d+) a record")
     check(wait_until(lambda: count(), 15), "nothing reached the upstream")
-    got = settled_count(count, quiet=3)
+    got = steady(count, quiet=3)[0]
     check(wait_until(lambda: not [f for f in os.listdir(spool) if f.endswith(".seg")], 10),
           f"segments left in the spool: {os.listdir(spool)}")
     corrupt = spool_metrics(sport)["spool_corrupt_total"]
@@ -367,3 +400,48 @@ def spool_corrupt_segments(ctx):
     check(len(got) == 60000 - damaged, f"{len(got)} of 60000 records were delivered; "
           f"{damaged} were in the damaged bytes")
     check(not s.grep(r"killed by signal|exited with status [1-9]"), "a worker crashed")
+
+
+@case
+def spool_redis(ctx):
+    """
+    A redis sink with a spool: redis-server stops under RELP load, a worker
+    is killed with SIGKILL meanwhile, redis-server comes back: every
+    answered record is in the stream (an event leaves the spool only when
+    its XADD is answered).
+    """
+    r = RedisServer(ctx)
+    r.start()
+    d = ctx.path("spool")
+    os.makedirs(d, exist_ok=True)
+    sink = {"name": "up", "type": "redis", "upstreams": [f"{LOCAL4}:{r.port}"],
+            "stream": "logs", "spool": {"path": d}}
+
+    def fault(s, loads):
+        r.stop()
+        time.sleep(0.5)
+        os.kill(s.workers()[0], signal.SIGKILL)
+        time.sleep(0.2)
+        for t in loads:
+            t.halt.set()
+        s.wait_workers(2, timeout=10)
+        r.start()
+
+    def delivered():
+        return collections.Counter((int(m[1]), int(m[2])) for e in r.events("logs")
+                                   for m in [re.search(r"c=(\d+) s=(\d+) through", e["msg"])] if m)
+
+    def xlen():
+        try:
+            return r.call("XLEN", "logs")
+        except Failure:         # LOADING: redis-server reads its append-only file first
+            return -1
+
+    def after(s, rl, tl):
+        want = sum(len(t.acked) for t in rl)
+        check(wait_until(lambda: xlen() >= want, 60, interval=0.5),
+              f"{xlen()} events in the stream, {want} records answered")
+
+    fault_run(ctx, "spool_redis", fault, relp=2, tcp=1, sinks=[sink], delivered=delivered,
+              after=after)
+    r.stop()

@@ -1,7 +1,8 @@
 /*
  * worker/sinks/segment.c: the spool's on-disk format: records cut at every
- * byte (a torn tail), every byte of a record flipped (never read as
- * valid), headers, and the ledger's two slots torn one at a time.
+ * byte (a torn tail), every bit of a record flipped (never read as valid,
+ * and reading resumes at the next record), headers, and the ledger's two
+ * slots torn one at a time.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,9 +88,25 @@ START_TEST(every_flip)
 			o.p[at] ^= (char)(1 << bit);
 			ck_assert_int_eq(scan(o.p, o.len, &last), 1);	/* record 1 is never valid */
 			ck_assert(last != SEG_OK);
+			/* and reading resumes at record 2, whatever the damage */
+			ck_assert_uint_eq(seg_resync(o.p, o.len, ends[0]), ends[1]);
 			o.p[at] ^= (char)(1 << bit);
 		}
 	}
+	obuf_free(&o);
+}
+END_TEST
+
+/* The CRC is CRC-32C over length, time and payload: a known answer, as other tools compute it. */
+START_TEST(known_crc)
+{
+	struct obuf o = { 0 };
+	const unsigned char *h;
+
+	ck_assert_int_eq(seg_put(&o, "123456789", 9, 0), 0);
+	h = (const unsigned char *)o.p;
+	ck_assert_uint_eq((uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 |
+	    (uint32_t)h[7] << 24, 0xf3e00834);
 	obuf_free(&o);
 }
 END_TEST
@@ -153,6 +170,7 @@ segment_suite(void)
 
 	tcase_add_test(tc, every_truncation);
 	tcase_add_test(tc, every_flip);
+	tcase_add_test(tc, known_crc);
 	tcase_add_test(tc, headers);
 	tcase_add_test(tc, ledger_slots);
 	suite_add_tcase(s, tc);

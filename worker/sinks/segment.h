@@ -7,7 +7,7 @@
  *
  *   header = "INGSPOOL" | version u32 | header size u32 | created ms u64   (24 bytes)
  *   record = length u32 | crc u32 | time ms u64 | payload (length bytes)
- *   crc    = CRC-32 (zlib's) of the length, the time and the payload
+ *   crc    = CRC-32C of the length, the time and the payload
  *
  * A payload is one unit of the sink's queue, as the driver sends it.  A
  * record is valid only when its CRC matches: a length that runs past what
@@ -63,6 +63,7 @@ void		 seg_header(char buf[SEG_HEADER], uint64_t created_ms);
 int		 seg_header_ok(const char *p, size_t n, const char **why);
 int		 seg_put(struct obuf *, const char *payload, size_t len, uint64_t time_ms);
 enum seg_result	 seg_next(const char *p, size_t n, struct seg_record *);
+size_t		 seg_resync(const char *p, size_t n, size_t off);
 void		 ledger_slot(char buf[LEDGER_SLOT], const struct ledger_pos *);
 int		 ledger_read(const char *p, size_t n, struct ledger_pos *);
 

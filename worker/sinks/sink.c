@@ -259,11 +259,11 @@ flush(struct sink *s)
 			n = s->drv->write(s, &wait);
 		consume(s, n > 0 ? (size_t)n : 0);
 	} while (s->spool && n > 0 && !wait && ++rounds < DRAIN_ROUNDS);
-	if (!pending(s) || (wait && n != -1)) {
+	if (!pending(s) || (wait && n != -1) || (s->spool && n > 0)) {
 		s->retry_ms = 0;
 		if (!pending(s))
 			release_backlog(s);
-		else if (rounds == DRAIN_ROUNDS)
+		else if (!wait)
 			arm(s, 0);	/* a backlog in the spool: on after this turn */
 	} else {
 		retry_later(s);

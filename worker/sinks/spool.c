@@ -480,6 +480,33 @@ rotate(struct spool *sp)
 }
 
 /*
+ * The segment being appended to, when all of it is delivered, goes (its
+ * ledger passes it), and the next write begins a new one: so a disk the
+ * spool filled is freed once the upstream took everything.  0 if it went.
+ */
+static int
+reclaim(struct spool *sp)
+{
+	struct source *own = sp->own;
+
+	if (sp->wfd == -1 || own->done.seq != own->last || own->done.off != sp->wsize)
+		return -1;
+	close(sp->wfd);
+	sp->wfd = -1;
+	if (own->rfd != -1)
+		close(own->rfd);
+	own->rfd = -1;
+	ledger_write(own, 1);
+	unlink_segment(own, own->last);
+	sync_dir(sp);
+	own->first = own->last + 1;
+	own->rseq = own->last + 1;
+	own->roff = SEG_HEADER;
+	sp->dirty = 0;
+	return 0;
+}
+
+/*
  * Write what spool_put gathered, in one write(2), to this worker's newest
  * segment (a new one when it is full).  -1 with errno (ENOSPC: the disk is
  * full): nothing of it is in the spool, and it is dropped from the buffer;
@@ -488,10 +515,14 @@ rotate(struct spool *sp)
 int
 spool_write(struct spool *sp)
 {
+	int retried = 0;
 	ssize_t n;
 
 	if (sp->wbuf.len == 0)
 		return 0;
+	if (sp->wfd != -1 && sp->wsize + sp->wbuf.len > sp->seg_max)
+		reclaim(sp);
+again:
 	if ((sp->wfd == -1 || sp->wsize + sp->wbuf.len > sp->seg_max) && rotate(sp) == -1)
 		goto fail;
 	if ((n = write(sp->wfd, sp->wbuf.p, sp->wbuf.len)) != (ssize_t)sp->wbuf.len) {
@@ -499,6 +530,8 @@ spool_write(struct spool *sp)
 
 		if (n > 0 && ftruncate(sp->wfd, (off_t)sp->wsize) == -1)	/* no torn record */
 			log_warn("%s: sink %s: spool: ftruncate", proc.name, sink_name(sp));
+		if (saved == ENOSPC && !retried++ && reclaim(sp) == 0)
+			goto again;	/* the disk is full of what was delivered */
 		errno = saved;
 		goto fail;
 	}
@@ -562,11 +595,17 @@ open_segment(struct source *src)
 		return 0;
 	if (src->rfd == -1 && errno == ENOENT && src != sp->own)
 		why = "missing";
-	log_limited(&sp->badlog, LOG_LVL_WARNING, "%s: sink %s: spool: segment %s %s; skipped",
-	    proc.name, sink_name(sp), name, why);
-	sp->st->spool_corrupt++;
-	if (src->rfd != -1)
+	if (src->rfd != -1) {
+		/* kept aside for whoever can read it (a newer build), never read again here */
+		char aside[OWNER_MAX + 48];
+
+		snprintf(aside, sizeof(aside), "%s.unreadable", name);
+		renameat(sp->dirfd, name, sp->dirfd, aside);
 		close(src->rfd);
+	}
+	log_limited(&sp->badlog, LOG_LVL_WARNING, "%s: sink %s: spool: segment %s: %s; skipped%s",
+	    proc.name, sink_name(sp), name, why, src->rfd != -1 ? " (renamed .unreadable)" : "");
+	sp->st->spool_corrupt++;
 	src->rfd = -1;
 	return -1;
 }
@@ -609,22 +648,6 @@ skipped(struct spool *sp, const struct source *src, uint64_t at, const char *wha
 	log_limited(&sp->badlog, LOG_LVL_WARNING, "%s: sink %s: spool: segment %s: %s at "
 	    "offset %" PRIu64 "; skipped", proc.name, sink_name(sp), name, what, src->roff + at);
 	sp->st->spool_corrupt++;
-}
-
-/*
- * After a damaged record at off: the next offset of p[0..n) where a whole
- * valid record begins (its CRC makes a false one as rare as a collision),
- * or n when there is none.
- */
-static size_t
-resync(const char *p, size_t n, size_t off)
-{
-	struct seg_record r;
-
-	for (size_t at = off + 1; at < n; at++)
-		if (seg_next(p + at, n - at, &r) == SEG_OK)
-			return at;
-	return n;
 }
 
 /* Room for a read of want bytes. */
@@ -702,7 +725,7 @@ read_chunk(struct spool *sp, struct source *src, struct obuf *q, size_t need)
 		if (res == SEG_SHORT)
 			break;
 		if (res != SEG_OK) {
-			size_t at = resync(sp->rbuf, (size_t)n, off);
+			size_t at = seg_resync(sp->rbuf, (size_t)n, off);
 
 			if (!src->resyncing)
 				skipped(sp, src, off, res == SEG_BAD_HEAD ? "a damaged record header" :

@@ -39,6 +39,20 @@ def wait_until(pred, timeout, interval=0.02):
         time.sleep(interval)
 
 
+def steady(value, quiet=1.0, timeout=30, interval=0.05):
+    """
+    Poll value() until it has not changed for quiet seconds (at most
+    timeout): (its last value, the time.time() it last changed).
+    """
+    last, since, deadline = value(), time.time(), time.monotonic() + timeout
+    while time.monotonic() < deadline and time.time() - since < quiet:
+        time.sleep(interval)
+        now = value()
+        if now != last:
+            last, since = now, time.time()
+    return last, since
+
+
 def tail(text, n=4):
     lines = [ln for ln in text.strip().splitlines() if ln.strip()][-n:]
     return " | ".join(ln[-300:] for ln in lines) or "(empty)"
