@@ -409,10 +409,14 @@ sink_commit(int idx)
 	s->st->events++;
 	s->st->queued = s->q.len + s->in.len;
 	if (spooling(s)) {	/* into the spool, whatever the driver does */
-		if (s->in.len >= batch)
-			spill(s);
-		else if (!evtimer_pending(s->spill, NULL))
-			arm_timer(s->spill, s->cf->flush_interval_ms);
+		if (s->in.len < batch) {
+			if (!evtimer_pending(s->spill, NULL))
+				arm_timer(s->spill, s->cf->flush_interval_ms);
+			return;
+		}
+		spill(s);
+		if (s->retry_ms == 0)
+			arm(s, 0);	/* the driver sends it on at the end of the turn */
 		return;
 	}
 	if (s->retry_ms)
