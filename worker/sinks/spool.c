@@ -99,7 +99,7 @@ sink_name(const struct spool *sp)
 static void
 publish(struct spool *sp)
 {
-	uint64_t records = 0, segments = 0, oldest = 0;
+	uint64_t records = 0, segments = 0, oldest = 0, now = now_ms();
 
 	for (struct source *src = sp->srcs; src; src = src->next) {
 		records += src->records;
@@ -109,7 +109,7 @@ publish(struct spool *sp)
 		oldest = sp->marks[sp->mhead].first_ms;
 	sp->st->spool_records = records;
 	sp->st->spool_segments = segments;
-	sp->st->spool_oldest_age = oldest ? (now_ms() - oldest) / 1000 + 1 : 0;
+	sp->st->spool_oldest_age = oldest == 0 ? 0 : now > oldest ? (now - oldest) / 1000 + 1 : 1;
 }
 
 /* Sync the directory: a segment or ledger was created, renamed or deleted. */
@@ -161,10 +161,7 @@ unlink_segment(struct source *src, uint64_t seq)
 	sp->dir_dirty = 1;
 }
 
-/*
- * A new owner: a ledger, locked, then renamed into place, so that no scan
- * ever sees it unlocked.
- */
+/* A source for owner, whose ledger fd is locked. */
 static struct source *
 new_source(struct spool *sp, const char *owner, int fd)
 {
@@ -179,6 +176,10 @@ new_source(struct spool *sp, const char *owner, int fd)
 	return src;
 }
 
+/*
+ * This worker as an owner: a ledger, locked, then renamed into place, so
+ * that no scan ever sees it unlocked.
+ */
 static struct source *
 own_source(struct spool *sp)
 {
@@ -588,25 +589,31 @@ open_segment(struct source *src)
 	char name[OWNER_MAX + 32], head[SEG_HEADER];
 	const char *why = "cannot be read";
 
+	ssize_t n = -1;
+	int renamed = 0;
+
 	seg_name(name, sizeof(name), src->owner, src->rseq);
 	src->rfd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (src->rfd != -1 && pread(src->rfd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
+	if (src->rfd != -1 && (n = pread(src->rfd, head, sizeof(head), 0)) == (ssize_t)sizeof(head) &&
 	    seg_header_ok(head, sizeof(head), &why) == 0)
 		return 0;
-	if (src->rfd == -1 && errno == ENOENT && src != sp->own)
+	if (src->rfd == -1 && errno == ENOENT)
 		why = "missing";
-	if (src->rfd != -1) {
-		/* kept aside for whoever can read it (a newer build), never read again here */
+	else if (n >= 0 && n < (ssize_t)sizeof(head))
+		why = "cut short in its header (a crash as it was created)";
+	if (n == (ssize_t)sizeof(head)) {
+		/* a whole header, not ours or of another version: kept for whoever can read it */
 		char aside[OWNER_MAX + 48];
 
 		snprintf(aside, sizeof(aside), "%s.unreadable", name);
-		renameat(sp->dirfd, name, sp->dirfd, aside);
-		close(src->rfd);
+		renamed = renameat(sp->dirfd, name, sp->dirfd, aside) == 0;
 	}
-	log_limited(&sp->badlog, LOG_LVL_WARNING, "%s: sink %s: spool: segment %s: %s; skipped%s",
-	    proc.name, sink_name(sp), name, why, src->rfd != -1 ? " (renamed .unreadable)" : "");
-	sp->st->spool_corrupt++;
+	if (src->rfd != -1)
+		close(src->rfd);
 	src->rfd = -1;
+	log_limited(&sp->badlog, LOG_LVL_WARNING, "%s: sink %s: spool: segment %s: %s; skipped%s",
+	    proc.name, sink_name(sp), name, why, renamed ? " (renamed .unreadable)" : "");
+	sp->st->spool_corrupt++;
 	return -1;
 }
 
