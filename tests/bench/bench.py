@@ -123,14 +123,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 from lib.base import BINARY as INGESTD, ROOT, steady
 from lib.clients import BENCH_BINARY as LOADGEN
-from lib.net import free_port, free_udp_port
+from lib.net import free_port, free_udp_port, http_get, prom_values
 from lib.peers import RSYSLOGD, rsyslog_modules
 from lib.proc import cpu_seconds, descendants, fd_count, kill_by_pid, status_kb
 from lib.tls import Pki, SERVER_NAME
@@ -912,11 +911,9 @@ def forward_sinks(port, spool=None, sync="always", file=False):
     return text
 
 
-def prom(port):
-    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=5) as f:
-        text = f.read().decode()
-    return {k: float(v) for k, v in (line.rsplit(" ", 1) for line in text.splitlines()
-                                     if line and not line.startswith("#"))}
+def metrics(port):
+    """The server's /metrics, {'name{labels}': value}."""
+    return prom_values(http_get(port, "/metrics")[2])
 
 
 def forward_at(srv, up):
@@ -940,9 +937,9 @@ def spool_at(srv, down_port, sport):
     pids = srv.all_pids()
     cpu0, t0 = server_cpu(pids), time.time()
     res = loadgen(srv.port, "-m", "blast", "-c", 8, "-d", SECONDS, *RECORDS)
-    spooled, t1 = steady(lambda: prom(sport).get('ingestd_sink_spool_records{sink="up"}', 0), timeout=120)
+    spooled, t1 = steady(lambda: metrics(sport).get('ingestd_sink_spool_records{sink="up"}', 0), timeout=120)
     cpu = server_cpu(srv.all_pids()) - cpu0
-    disk = prom(sport).get('ingestd_sink_spool_bytes{sink="up"}', 0)
+    disk = metrics(sport).get('ingestd_sink_spool_bytes{sink="up"}', 0)
     up = Server("discard", os.path.dirname(srv.dir))
     up.port = down_port
     up.start()
