@@ -12,7 +12,7 @@ SBINDIR	?= $(PREFIX)/sbin
 BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
-PKGS	 = libevent libconfig libsystemd hiredis libssl libcrypto
+PKGS	 = libevent libconfig libsystemd hiredis libnats libssl libcrypto
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -MMD -MP
 CFLAGS	+= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -26,7 +26,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
 	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 logrotate \
-	   libsystemd-dev libhiredis-dev libssl-dev openssl redis-server libestr0 libfastjson4 liblognorm5 librelp0 \
+	   libsystemd-dev libhiredis-dev libnats-dev libssl-dev openssl redis-server nats-server libestr0 libfastjson4 liblognorm5 librelp0 \
 	   haproxy
 
 # What make bench needs besides DEB_PKGS: gnuplot draws the chart.
@@ -173,7 +173,7 @@ man: cfgdoc
 	./cfgdoc conf > etc/ingestd.conf
 
 check: deps
-	$(MAKE) all tests/unit/run cfgdoc
+	$(MAKE) all tests/unit/run cfgdoc tests/integration/natsctl
 	$(MAKE) check-docs unit bench-smoke integration
 
 # ingestd-bench against ingestd, a few seconds: blast, rate and RELP through a reload.
@@ -219,12 +219,21 @@ tests/bench/micro: tests/bench/micro.c tests/bench/bench_records.o worker/protoc
 tests/bench/blast: tests/bench/blast.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
+# What the nats cases ask of a JetStream cluster (create a stream, read it back).
+tests/integration/natsctl: tests/integration/natsctl.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libnats)
+
+# The bare JetStream publisher make bench sets beside the nats sink.
+tests/bench/natspub: tests/bench/natspub.c
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(shell pkg-config --libs libnats)
+
 tests/bench/discard: tests/bench/discard.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 # Not part of make check: figures, not pass/fail, within 10 minutes (see
 # tests/bench/bench.py); results under tests/bench/results/.  Never run two at once.
-bench: deps bench-deps ingestd ingestd-bench tests/bench/micro tests/bench/discard
+bench: deps bench-deps ingestd ingestd-bench tests/bench/micro tests/bench/discard \
+		tests/bench/natspub tests/integration/natsctl
 	python3 tests/bench/bench.py
 
 install: ingestd ingestd-bench
@@ -245,4 +254,4 @@ clean:
 	rm -f ingestd ingestd-bench cfgdoc tests/unit/run */*.o */*/*.o \
 		common/*.d server/*.d worker/*.d worker/*/*.d tests/*/*.d \
 		$(FUZZ_NAMES:%=tests/fuzz/fuzz_%) tests/bench/micro tests/bench/blast \
-		tests/bench/discard
+		tests/bench/discard tests/integration/natsctl tests/bench/natspub

@@ -239,12 +239,16 @@ const struct cfg_setting cfg_settings[] = {
 	{ "name", CS_SINK, CT_STRING, NULL, 0, 0, NULL, 1, S(name),
 	  "Required. Name of the sink, used in listeners' sinks and in log messages. "
 	  "Names are unique." },
-	{ "type", CS_SINK, CT_ENUM, "file", 0, 0, "file|stdout|forward|redis", 1, S(type),
+	{ "type", CS_SINK, CT_ENUM, "file", 0, 0, "file|stdout|forward|redis|nats", 1,
+	  S(type),
 	  "\"file\": append to path. \"stdout\": write to standard output (with -f). "
 	  "\"forward\": send to upstream collectors over TCP (another ingestd, rsyslog, "
 	  "syslog-ng...). \"redis\": append each event to a Redis Stream (XADD) on the "
 	  "one server in upstreams, over plain TCP: Debian 12's hiredis (0.14) has no TLS, so "
-	  "keep Redis on the same host or a private network, or put a TLS tunnel in front." },
+	  "keep Redis on the same host or a private network, or put a TLS tunnel in front. "
+	  "\"nats\": publish each event to a NATS JetStream stream on the cluster of servers, "
+	  "on subject, and wait for the stream's acknowledgement (see SCALING OUT in "
+	  "ingestd(8))." },
 	{ "path", CS_SINK, CT_STRING, "ingestd-events.jsonl", 0, 0, NULL, 1, S(path),
 	  "File the events are appended to, one JSON object per line. strftime(3) "
 	  "patterns such as %Y%m%d in the file name are expanded in UTC when a batch is "
@@ -298,7 +302,9 @@ const struct cfg_setting cfg_settings[] = {
 	  "protocol = \"relp\": how many events a worker sends without their answers; a "
 	  "larger window keeps a distant upstream busy." },
 	{ "stream", CS_SINK, CT_STRING, "ingestd", 0, 0, NULL, 1, S(stream),
-	  "A redis sink's stream key, e.g. \"logs:${host}\": ${field} is the event's own "
+	  "A nats sink: the name of the JetStream stream that captures subject; each worker "
+	  "looks at it when it connects and logs whether it does (creating it is the "
+	  "operator's, see SCALING OUT in ingestd(8)). A redis sink: its stream key, e.g. \"logs:${host}\": ${field} is the event's own "
 	  "top-level field (a JSON record's fields are under body, an SD parameter under sd: "
 	  "neither counts), a string with its escapes undone (\\u0000 is a NUL byte: keys "
 	  "are binary-safe), another value as its JSON text, nothing when the event has no "
@@ -311,6 +317,43 @@ const struct cfg_setting cfg_settings[] = {
 	{ "maxlen", CS_SINK, CT_INT, "0", 0, 2000000000, NULL, 1, S(maxlen),
 	  "A redis sink trims each stream to about this many entries (XADD MAXLEN ~); "
 	  "0: no trimming." },
+	{ "servers", CS_SINK, CT_NAMES, "", 0, 0, NULL, 1, S(servers),
+	  "A nats sink's servers: one or more URLs, \"nats://host:port\" (or "
+	  "\"tls://host:port\", which asks for TLS like a tls group), e.g. "
+	  "[ \"nats://10.0.0.7:4222\", \"nats://10.0.0.8:4222\" ]. Each worker connects to "
+	  "one of them at random and learns the cluster's other members from it; when its "
+	  "server goes away it connects to another, forever, 250 ms apart (with jitter). "
+	  "A server that stops answering is given up after two missed pings, a second apart. "
+	  "A tls group applies as on a forward sink (ca_file, certificate, key, server_name, "
+	  "verify, the ciphers), but the workers read its files when they connect (the NATS "
+	  "client library loads them), so they must be readable by user." },
+	{ "subject", CS_SINK, CT_STRING, "ingestd", 0, 0, NULL, 1, S(subject),
+	  "A nats sink's subject, e.g. \"logs.${host}\": ${field} as in a redis sink's "
+	  "stream, where a value's characters that a subject may not carry (white space, "
+	  "\"*\", \">\", control characters) become \"_\" and an empty value or token "
+	  "becomes \"_\"; a dot in a value makes more tokens (host \"a.example\": "
+	  "logs.a.example). A subject is cut at 256 bytes. The stream must capture every "
+	  "subject made (\"logs.>\"): an event no stream takes is sent again until one does." },
+	{ "user", CS_SINK, CT_STRING, "", 0, 0, NULL, 1, S(auth_user),
+	  "A nats sink's user name, with password, for servers that authenticate users. At "
+	  "most one of user, token and credentials is set." },
+	{ "password", CS_SINK, CT_STRING, "", 0, 0, NULL, 1, S(password),
+	  "The password of user. Keep the configuration file readable by root only when it "
+	  "holds one." },
+	{ "token", CS_SINK, CT_STRING, "", 0, 0, NULL, 1, S(token),
+	  "A nats sink's authentication token, for servers that authenticate by token." },
+	{ "credentials", CS_SINK, CT_STRING, "", 0, 0, NULL, 1, S(credentials),
+	  "A nats sink's credentials file (a user JWT and its NKey seed, as nsc(1) writes "
+	  "it), for servers in operator mode. The workers read it at each connection, so "
+	  "it must be readable by user." },
+	{ "max_pending", CS_SINK, CT_INT, "4096", 1, 65536, NULL, 1, S(max_pending),
+	  "A nats sink: how many events a worker publishes without their acknowledgements. "
+	  "When that many wait, the rest stay in the queue (and a full queue applies overflow)." },
+	{ "publish_timeout", CS_SINK, CT_SECONDS, "5", 1, 3600, NULL, 1,
+	  S(publish_timeout_ms),
+	  "A nats sink: an event whose acknowledgement has not come this many seconds after "
+	  "it was published is published again, under the same message id (Nats-Msg-Id), so "
+	  "that the stream keeps one copy (within its duplicate window, 2 minutes by default)." },
 	{ "path", CS_SPOOL, CT_STRING, "", 0, 0, NULL, 1, P(path),
 	  "Required. The directory of the sink's spool: one per sink, existing, and writable by "
 	  "the workers' user (checked when the configuration is loaded). Each worker keeps its "
@@ -850,6 +893,70 @@ load_sinks(struct ctx *c, struct config *cf, config_setting_t *list)
 	return 0;
 }
 
+
+/*
+ * Whether a subject (or a subject template: its ${field}s are taken as
+ * tokens) may be published to: tokens cut by dots, none empty, no white
+ * space and no wildcard.
+ */
+static const char *
+subject_error(const char *t)
+{
+	if (*t == '\0')
+		return "a subject is needed";
+	if (*t == '.' || t[strlen(t) - 1] == '.' || strstr(t, "..") != NULL)
+		return "a subject's tokens (between dots) may not be empty";
+	for (; *t; t++) {
+		if (t[0] == '$' && t[1] == '{' && strchr(t, '}') != NULL) {
+			t = strchr(t, '}');
+			continue;
+		}
+		if (*t == '*' || *t == '>')
+			return "wildcards (* and >) subscribe, they cannot be published to";
+		if ((unsigned char)*t <= ' ' || *t == 0x7f)
+			return "a subject has no white space or control characters";
+	}
+	return NULL;
+}
+
+/* A nats sink's servers, subject, stream and authentication. */
+static int
+check_nats(struct ctx *c, const struct sink_cfg *s, const config_setting_t *g, int i)
+{
+	const char *why;
+	char name[64];
+
+	snprintf(name, sizeof(name), "sinks[%d].servers", i);
+	if (s->servers.n == 0)
+		return fail(c, g, name, "a nats sink needs at least one server");
+	for (int k = 0; k < s->servers.n; k++) {
+		const char *u = s->servers.v[k];
+
+		if ((strncmp(u, "nats://", 7) != 0 && strncmp(u, "tls://", 6) != 0) ||
+		    strchr(strstr(u, "//") + 2, ':') == NULL || strpbrk(u, " \t") != NULL)
+			return fail(c, config_setting_get_member(g, "servers"), name, "\"%s\": a "
+			    "server is a URL, nats://host:port or tls://host:port", u);
+	}
+	snprintf(name, sizeof(name), "sinks[%d].subject", i);
+	if ((why = subject_error(s->subject)) != NULL)
+		return fail(c, config_setting_get_member(g, "subject"), name, "\"%s\": %s",
+		    s->subject, why);
+	snprintf(name, sizeof(name), "sinks[%d].stream", i);
+	if (s->stream[0] == '\0' || strpbrk(s->stream, ".*> \t/\\$") != NULL)
+		return fail(c, config_setting_get_member(g, "stream"), name, "\"%s\": a JetStream "
+		    "stream's name has no dots, wildcards, spaces, slashes or ${field}", s->stream);
+	snprintf(name, sizeof(name), "sinks[%d].user", i);
+	if (!!s->auth_user[0] + !!s->token[0] + !!s->credentials[0] > 1)
+		return fail(c, g, name, "set one of user (and password), token and credentials");
+	if (s->password[0] && !s->auth_user[0])
+		return fail(c, g, name, "a password goes with a user");
+	snprintf(name, sizeof(name), "sinks[%d].credentials", i);
+	if (s->credentials[0] && access(s->credentials, F_OK) == -1)
+		return fail(c, config_setting_get_member(g, "credentials"), name, "%s: %s",
+		    s->credentials, strerror(errno));
+	return 0;
+}
+
 static int
 check_sinks(struct ctx *c, const struct config *cf, const config_setting_t *list)
 {
@@ -876,6 +983,8 @@ check_sinks(struct ctx *c, const struct config *cf, const config_setting_t *list
 		snprintf(name, sizeof(name), "sinks[%d].protocol", i);
 		if (a->protocol == PROTO_RELP && a->type != SINK_FORWARD)
 			return fail(c, g, name, "protocol = \"relp\" is for forward sinks");
+		if (a->type == SINK_NATS && check_nats(c, a, g, i) == -1)
+			return -1;
 	}
 	return 0;
 }
@@ -1167,8 +1276,12 @@ check_client_tls(struct ctx *c, const struct sink_cfg *s, const config_setting_t
 	if (s->type == SINK_REDIS)
 		return fail(c, tg, name, "Debian 12's hiredis has no TLS: a redis sink connects in "
 		    "clear text");
-	if (s->type != SINK_FORWARD)
-		return fail(c, tg, name, "only forward sinks connect over TLS");
+	if (s->type != SINK_FORWARD && s->type != SINK_NATS)
+		return fail(c, tg, name, "only forward and nats sinks connect over TLS");
+	if (s->type == SINK_NATS && (s->tls.key_passphrase_file[0] || s->tls.ca_dir[0] ||
+	    s->tls.crl_file[0]))
+		return fail(c, tg, name, "the NATS client library takes ca_file, certificate, key, "
+		    "server_name, verify and the ciphers; not key_passphrase_file, ca_dir or crl_file");
 	snprintf(name, sizeof(name), "sinks[%d].tls.permitted_peers", i);
 	if (s->tls.permitted_peers.n)
 		return fail(c, config_setting_get_member(tg, "permitted_peers"), name,
@@ -1333,8 +1446,9 @@ check_spool(struct ctx *c, const struct config *cf, int i, const config_setting_
 	char name[64];
 
 	snprintf(name, sizeof(name), "sinks[%d].spool", i);
-	if (s->type != SINK_FORWARD && s->type != SINK_REDIS)
-		return fail(c, sg, name, "a spool is for forward and redis sinks (a file is its own)");
+	if (s->type != SINK_FORWARD && s->type != SINK_REDIS && s->type != SINK_NATS)
+		return fail(c, sg, name, "a spool is for forward, redis and nats sinks (a file is "
+		    "its own)");
 	snprintf(name, sizeof(name), "sinks[%d].spool.path", i);
 	if (s->spool.path[0] == '\0')
 		return fail(c, sg, name, "a spool needs a path (a directory)");

@@ -37,7 +37,7 @@ enum framing_mode { FRAMING_AUTO, FRAMING_LF, FRAMING_OCTET };
 enum record_format { FORMAT_AUTO, FORMAT_SYSLOG, FORMAT_JSON, FORMAT_RAW };
 enum parse_error_action { ON_ERROR_KEEP, ON_ERROR_DROP };
 /* Sink settings. */
-enum sink_type { SINK_FILE, SINK_STDOUT, SINK_FORWARD, SINK_REDIS };
+enum sink_type { SINK_FILE, SINK_STDOUT, SINK_FORWARD, SINK_REDIS, SINK_NATS };
 enum forward_mode { FORWARD_FAILOVER, FORWARD_ROUNDROBIN };
 enum forward_framing { FORWARD_LF, FORWARD_OCTET };
 enum forward_payload { PAYLOAD_EVENT, PAYLOAD_RECORD };
@@ -142,8 +142,13 @@ struct sink_cfg {
 	int		 payload;
 	int		 protocol;	/* forward: PROTO_TCP or PROTO_RELP */
 	int		 relp_window;
-	char		*stream;	/* redis */
+	char		*stream;	/* redis: the key; nats: the JetStream stream's name */
 	int		 maxlen;
+	struct cfg_names servers;	/* nats: nats://host:port URLs */
+	char		*subject;	/* nats */
+	char		*auth_user, *password, *token, *credentials;	/* nats */
+	int		 max_pending;	/* nats: events published and not acknowledged */
+	long		 publish_timeout_ms;	/* nats: an event not acknowledged goes again */
 	int		 octet;		/* resolved: units are "LEN SP MSG" frames, not lines */
 	int		 raw;		/* resolved: the record as it came, not the event */
 	struct tls_cfg	 tls;		/* forward: to the upstreams */

@@ -181,6 +181,17 @@ LOGFN(log_notice, LOG_LVL_NOTICE, 0)
 LOGFN(log_info, LOG_LVL_INFO, 0)
 LOGFN(log_debug, LOG_LVL_DEBUG, 0)
 
+/* A message at a level chosen at run time (enum log_level). */
+void
+log_at(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog(level, 0, fmt, ap);
+	va_end(ap);
+}
+
 /*
  * Log at most one line a second through this limiter (a rolling second on
  * the monotonic clock, not a calendar second: time(2) reads a coarse clock

@@ -33,6 +33,7 @@ void	 log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	 log_notice(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	 log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	 log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void	 log_at(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void	 log_limited(struct log_limit *, int level, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 void	 fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));

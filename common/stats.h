@@ -138,8 +138,12 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	X(errors, "sink_write_errors_total", NULL, "write_errors",		\
 	    "Failed writes (retried), by sink.", STAT_LINE_EXIT, ", %llu failed writes") \
 	X(resent, "sink_resent_total", NULL, "resent",				\
-	    "Events sent again because the upstream did not answer them (forward over RELP), " \
-	    "by sink.", STAT_LINE_EXIT, ", %llu sent again")			\
+	    "Events sent again because the upstream did not answer them (forward over RELP, " \
+	    "nats), by sink.", STAT_LINE_EXIT, ", %llu sent again")			\
+	X(duplicates, "sink_duplicates_total", NULL, "duplicates",		\
+	    "Events sent again that the destination already held and kept once (a nats "	\
+	    "sink: JetStream's duplicate window dropped the copy), by sink.",	\
+	    STAT_LINE_EXIT, ", %llu duplicates dropped by the destination")	\
 	X(spool_bytes, "sink_spool_bytes", NULL, "spool.bytes",			\
 	    "Bytes of spool segments on disk, by sink.", STAT_LINE_NONE, NULL)	\
 	X(spool_records, "sink_spool_records", NULL, "spool.records",		\

@@ -93,6 +93,17 @@ The records are 100-byte RFC 3164 records.  The runs:
                (messages/s queued, from syslog-ng-ctl stats); and RELP
                answer latency (rate, 30,000/s over 1,000 connections)
                with a file sink, and with a file sink and a spool.
+  nats         a 3-node nats-server cluster on loopback (etc/scale-out's
+               configuration, file storage), an R1 and an R3 stream: blast
+               over 8 connections into ingestd with a nats sink (2
+               workers, max_pending 4096 each): events/s acknowledged (the
+               stream's message count over time), ingestd's and the
+               cluster's CPU per event; then the bare asynchronous
+               publisher (natspub: libnats' js_PublishMsgAsync, window
+               4096, a Nats-Msg-Id each) in 2 processes, as many as
+               ingestd has workers, with the same number of the same
+               events (read back from ingestd's stream) into a stream of
+               the same kind: the cluster's ceiling on this machine.
 
 It prints markdown tables with ratios relative to ingestd, and writes
 tests/bench/results/bench-DATE.json (raw results) and bench-DATE.png (a
@@ -133,8 +144,11 @@ from lib.net import free_port, free_udp_port, http_get, prom_values
 from lib.peers import RSYSLOGD, rsyslog_modules
 from lib.proc import cpu_seconds, descendants, fd_count, kill_by_pid, status_kb
 from lib.tls import Pki, SERVER_NAME
+from lib.nats import NATSCTL, NatsCluster
 
 DISCARD = os.path.join(HERE, "discard")
+NATSPUB = os.path.join(HERE, "natspub")
+NATS_WINDOW = 4096              # events in flight: a nats sink's max_pending, natspub's window
 MICRO = os.path.join(HERE, "micro")
 RESULTS = os.path.join(HERE, "results")
 SECONDS = float(os.environ.get("BENCH_SECONDS", "4"))
@@ -1013,6 +1027,94 @@ def spool(tmp):
     return {"rows": rows, "latency": lat}
 
 
+class BenchCtx(PkiDir):
+    """What lib.nats.NatsCluster needs of a case: a directory and a list of processes."""
+
+    def __init__(self, d):
+        super().__init__(d)
+        self.procs = []
+
+
+def nats_sink(js, prefix):
+    def text(srv):
+        return ('{ name = "js"; type = "nats"; servers = [ %s ]; subject = "%s.${host}"; '
+                'stream = "%s"; max_pending = %d; }'
+                % (", ".join('"%s"' % u for u in js.urls), prefix.lower(), prefix, NATS_WINDOW))
+    return text
+
+
+def nats_at(srv, js, stream):
+    """Blast into a server whose nats sink publishes into stream: events/s acknowledged."""
+    wait_quiet()
+    pids, cluster = srv.all_pids(), [p.pid for p in js.procs]
+    cpu0, ncpu0, t0 = server_cpu(pids), server_cpu(cluster), time.time()
+    res = loadgen(srv.port, "-m", "blast", "-c", 8, "-d", SECONDS, *RECORDS)
+    n, t1 = steady(lambda: js.info(stream)["msgs"], quiet=2.0, timeout=180, interval=0.2)
+    cpu, ncpu = server_cpu(srv.all_pids()) - cpu0, server_cpu(cluster) - ncpu0
+    return {"sent": res["records"], "events": n, "records_per_s": round(n / (t1 - t0)),
+            "cpu_s_per_million": round(cpu / (n / 1e6), 3) if n else None,
+            "cluster_cpu_s_per_million": round(ncpu / (n / 1e6), 3) if n else None,
+            "client": res}
+
+
+def natspub_at(js, stream, events, n):
+    """The bare publisher, 2 processes, n events of the file in all, into stream."""
+    wait_quiet()
+    cluster = [p.pid for p in js.procs]
+    ncpu0, t0 = server_cpu(cluster), time.time()
+    procs = [subprocess.Popen([NATSPUB, ",".join(js.urls), stream.lower(), events,
+                               str(n // 2), str(NATS_WINDOW)], stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    got, t1 = steady(lambda: js.info(stream)["msgs"], quiet=1.0, timeout=60, interval=0.2)
+    secs = max(o["seconds"] for o in outs)
+    ncpu = server_cpu(cluster) - ncpu0
+    return {"events": got, "errors": sum(o["errors"] for o in outs),
+            "records_per_s": round(got / secs),
+            "cpu_s_per_million": round(sum(o["cpu_s"] for o in outs) / (got / 1e6), 3)
+            if got else None,
+            "cluster_cpu_s_per_million": round(ncpu / (got / 1e6), 3) if got else None,
+            "wall_s": round(time.time() - t0, 1)}
+
+
+def nats(tmp):
+    """ingestd's nats sink and the bare publisher into an R1 and an R3 stream of one cluster."""
+    d = os.path.join(tmp, "nats")
+    os.makedirs(d, exist_ok=True)
+    js = NatsCluster(BenchCtx(d))
+    rows = []
+    try:
+        js.start()
+        for r in (1, 3):
+            ing, pub = "ING%d" % r, "PUB%d" % r
+            js.add_stream(name=ing, subjects=[ing.lower() + ".>"], num_replicas=r)
+            js.add_stream(name=pub, subjects=[pub.lower() + ".>"], num_replicas=r)
+            log("bench: nats, ingestd into an R%d stream" % r)
+            row = with_server(tmp, "ingestd", lambda s: nats_at(s, js, ing),
+                              {"sinks": nats_sink(js, ing)})
+            row.update(row="ingestd, nats sink, R%d" % r, replicas=r)
+            rows.append(row)
+            if not row.get("events"):
+                continue
+            events = os.path.join(d, "events-%d" % r)
+            with open(events, "w") as f:
+                subprocess.run([NATSCTL, ",".join(js.urls), "read", ing, "100000"], stdout=f,
+                               check=True, timeout=300)
+            log("bench: nats, the bare publisher into an R%d stream" % r)
+            b = natspub_at(js, pub, events, row["events"])
+            b.update(row="natspub (libnats js_PublishMsgAsync), R%d" % r, replicas=r)
+            rows.append(b)
+    except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as e:
+        log("bench: nats: %s" % e)
+        rows.append({"row": "error", "error": str(e)})
+    finally:
+        for p in js.ctx.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return rows
+
+
 def micro():
     wait_quiet()
     r = subprocess.run([MICRO, "3"], capture_output=True, text=True)
@@ -1210,6 +1312,20 @@ def spool_table(rows):
                   "sent", "spooled (or delivered)", "note"], out)
 
 
+def nats_table(rows):
+    out = []
+    for r in rows:
+        base = next((x for x in rows if x.get("replicas") == r.get("replicas") and
+                     x.get("row", "").startswith("natspub")), {})
+        out.append([r.get("row"), fmt(r.get("records_per_s")),
+                    ratio(r.get("records_per_s"), base.get("records_per_s")),
+                    fmt(r.get("cpu_s_per_million"), "{:.3f}"),
+                    fmt(r.get("cluster_cpu_s_per_million"), "{:.3f}"),
+                    fmt(r.get("events")), r.get("error", "")])
+    return table(["row", "events/s acknowledged", "x the bare publisher", "CPU s / M events",
+                  "cluster CPU s / M events", "events", "note"], out)
+
+
 def accept_table(rows):
     out = []
     for r in rows:
@@ -1320,6 +1436,17 @@ def targets(res):
         t.append(("events/s into a spool >= 10x syslog-ng's reliable disk buffer",
                   "%.1fx" % (a["records_per_s"] / g["records_per_s"]),
                   a["records_per_s"] >= 10 * g["records_per_s"]))
+    nt = {(r.get("row") or "")[:7] + str(r.get("replicas")): r for r in res.get("nats") or []}
+    for rep in (1, 3):
+        i, b = nt.get("ingestd%d" % rep, {}), nt.get("natspub%d" % rep, {})
+        if i.get("records_per_s") and b.get("records_per_s"):
+            t.append(("nats sink >= 80%% of the bare publisher, R%d" % rep,
+                      "%.2fx" % (i["records_per_s"] / b["records_per_s"]),
+                      i["records_per_s"] >= 0.8 * b["records_per_s"]))
+    i = nt.get("ingestd3", {})
+    if i.get("records_per_s"):
+        t.append(("events/s into an R3 stream >= 100,000", fmt(i["records_per_s"]),
+                  i["records_per_s"] >= 100000))
     return t
 
 
@@ -1416,6 +1543,10 @@ def report(res):
         print(spool_table(res["spool"]["rows"]) + "\n")
         print("RELP answers (30,000 records/s over 1,000 connections) with and without a spool:\n")
         print(latency_table(res["spool"]["latency"]) + "\n")
+    if res.get("nats"):
+        print("## NATS JetStream: blast over 8 connections into a nats sink, and the bare "
+              "publisher with the same events (3-node loopback cluster, file storage)\n")
+        print(nats_table(res["nats"]) + "\n")
     if res.get("handover"):
         print("## A reload with %s connections open, each handed to the new generation\n"
               % fmt(HANDOVER_CONNS))
@@ -1438,11 +1569,12 @@ def tls_report(t):
     print(tls_memory_table(t["memory"]) + "\n")
 
 
-PARTS = ("throughput", "churn", "latency", "relp", "accept", "udp", "tls", "handover", "spool")
+PARTS = ("throughput", "churn", "latency", "relp", "accept", "udp", "tls", "handover", "spool",
+         "nats")
 
 
 def suite(parts=PARTS):
-    for path in (INGESTD, LOADGEN, DISCARD, MICRO, RSYSLOGD):
+    for path in (INGESTD, LOADGEN, DISCARD, MICRO, RSYSLOGD, NATSPUB, NATSCTL):
         if not os.access(path, os.X_OK):
             sys.exit("bench: no %s (make bench builds and installs what it needs)" % path)
     os.makedirs(RESULTS, exist_ok=True)
@@ -1454,7 +1586,7 @@ def suite(parts=PARTS):
     try:
         for name, fn in (("throughput", throughput), ("churn", churn), ("latency", latency),
                          ("relp", relp), ("accept", accept), ("udp", udp), ("tls", tls),
-                         ("handover", handover), ("spool", spool)):
+                         ("handover", handover), ("spool", spool), ("nats", nats)):
             if name in parts:
                 res[name] = fn(tmp)
     finally:

@@ -62,7 +62,7 @@ from lib.server import Ctx
 # area not listed here runs after these, by name.
 ORDER = ("process", "cmdline", "reload", "pipeline", "sinks", "logrotate", "defences", "caps",
          "relp", "faults", "forward", "forward_relp", "redis", "metrics", "systemd", "upgrade",
-         "handover", "proxy", "datagram", "spool")
+         "handover", "proxy", "datagram", "spool", "nats")
 
 
 def load_areas():

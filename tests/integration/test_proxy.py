@@ -18,13 +18,13 @@ import time
 
 from lib.base import LOCAL4, ROOT, case, check, tail, wait_until
 from lib.net import (LORIS_SOURCES, connect_from, free_port, peer_of, peer_state, refused_at_once,
-                     try_connect, wait_closed)
+                     wait_closed)
 from lib.server import pipeline_server
 from lib.events import (CS_RE, check_defences, check_once, has_msgs, LineCount, read_events,
                         record_text, wait_events, wait_lines)
 from lib.clients import play, token
 from lib.relp import RelpClient
-from lib.peers import haproxy_binary
+from lib.peers import haproxy_binary, haproxy_two
 
 
 PROXY_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -302,26 +302,6 @@ class ProxiedSender(threading.Thread):
         check(self.crash is None, f"client {self.cid} failed: {self.crash!r}")
 
 
-HAPROXY_TEST_CFG = """\
-global
-	maxconn 4000
-	nbthread 1
-defaults
-	mode tcp
-	timeout connect 1s
-	timeout client 30s
-	timeout server 30s
-	retries 3
-	option redispatch 1
-frontend syslog
-	bind {front}
-	default_backend ingestd
-backend ingestd
-	balance roundrobin
-	default-server send-proxy-v2 check check-send-proxy inter 200ms fall 1 rise 2
-	server a {a}
-	server b {b}
-"""
 
 
 @case
@@ -346,17 +326,7 @@ def haproxy_two_instances(ctx):
                for n in ports}
     for srv in servers.values():
         srv.start()
-    cfg = ctx.path("haproxy.cfg")
-    with open(cfg, "w") as f:
-        f.write(HAPROXY_TEST_CFG.format(front=f"{LOCAL4}:{front}", a=f"{LOCAL4}:{ports['a']}",
-                                        b=f"{LOCAL4}:{ports['b']}"))
-    with open(ctx.path("haproxy.out"), "wb") as out:
-        hp = subprocess.Popen([haproxy_binary(), "-db", "-f", cfg], stdin=subprocess.DEVNULL,
-                              stdout=out, stderr=subprocess.STDOUT)
-    ctx.procs.append(hp)
-    up = wait_until(lambda: hp.poll() is None and try_connect((LOCAL4, front)), 10)
-    check(up, f"haproxy does not accept on {front}: {tail(open(ctx.path('haproxy.out')).read())}")
-    up.close()
+    hp = haproxy_two(ctx, front, ports["a"], ports["b"])
     for n, srv in servers.items():     # its health checks send LOCAL headers
         srv.wait_for_log(r"PROXY header without a client address \(LOCAL or UNKNOWN\)", timeout=5)
     clients = [ProxiedSender((LOCAL4, front), LORIS_SOURCES[i % 4], cid=i) for i in range(8)]

@@ -440,7 +440,36 @@ static const struct bad_conf bad_listen[] = {
 	  "must be from 1 to 65536" },
 	{ H2 LST "sinks = ( { name = \"a\"; path = \"/tmp/a.jsonl\";\n"
 	  "spool = { path = \"/tmp\"; }; } );\n", 5, "sinks[0].spool",
-	  "a spool is for forward and redis sinks (a file is its own)" },
+	  "a spool is for forward, redis and nats sinks (a file is its own)" },
+	{ H2 LST "sinks = ( { name = \"n\"; type = \"nats\"; } );\n", 4, "sinks[0].servers",
+	  "a nats sink needs at least one server" },
+	{ H2 LST "sinks = ( { name = \"n\"; type = \"nats\"; servers = [ \"10.0.0.1:4222\" ]; } );\n",
+	  4, "sinks[0].servers", "\"10.0.0.1:4222\": a server is a URL, nats://host:port or "
+	  "tls://host:port" },
+	{ H2 LST "sinks = ( { name = \"n\"; type = \"nats\"; servers = [ \"nats://a:1\" ];\n"
+	  "subject = \"logs.>\"; } );\n", 5, "sinks[0].subject", "\"logs.>\": wildcards (* and >) "
+	  "subscribe, they cannot be published to" },
+	{ H2 LST "sinks = ( { name = \"n\"; type = \"nats\"; servers = [ \"nats://a:1\" ];\n"
+	  "subject = \"logs..${host}\"; } );\n", 5, "sinks[0].subject", "\"logs..${host}\": a "
+	  "subject's tokens (between dots) may not be empty" },
+	{ H2 LST "sinks = ( { name = \"n\"; type = \"nats\"; servers = [ \"nats://a:1\" ];\n"
+	  "subject = \"logs ${host}\"; } );\n", 5, "sinks[0].subject", "\"logs ${host}\": a "
+	  "subject has no white space or control characters" },
+	{ H2 LST "sinks = ( { name = \"n\"; type = \"nats\"; servers = [ \"nats://a:1\" ];\n"
+	  "stream = \"logs.${host}\"; } );\n", 5, "sinks[0].stream", "\"logs.${host}\": a "
+	  "JetStream stream's name has no dots, wildcards, spaces, slashes or ${field}" },
+	{ H2 LST "sinks = ( { name = \"n\"; type = \"nats\"; servers = [ \"nats://a:1\" ];\n"
+	  "user = \"u\"; token = \"t\"; } );\n", 4, "sinks[0].user",
+	  "set one of user (and password), token and credentials" },
+	{ H2 LST "sinks = ( { name = \"n\"; type = \"nats\"; servers = [ \"nats://a:1\" ];\n"
+	  "password = \"p\"; } );\n", 4, "sinks[0].user", "a password goes with a user" },
+	{ H2 LST "sinks = ( { name = \"n\"; type = \"nats\"; servers = [ \"nats://a:1\" ];\n"
+	  "credentials = \"/nonexistent/x.creds\"; } );\n", 5, "sinks[0].credentials",
+	  "/nonexistent/x.creds: No such file or directory" },
+	{ H2 LST "sinks = ( { name = \"n\"; type = \"nats\"; servers = [ \"nats://a:1\" ];\n"
+	  "tls = { crl_file = \"/etc/passwd\"; }; } );\n", 5, "sinks[0].tls",
+	  "the NATS client library takes ca_file, certificate, key, server_name, verify and the "
+	  "ciphers; not key_passphrase_file, ca_dir or crl_file" },
 	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ];\n"
 	  "spool = { max_size = \"1G\"; }; } );\n", 5, "sinks[0].spool.path",
 	  "a spool needs a path (a directory)" },
@@ -926,7 +955,7 @@ START_TEST(table_is_consistent)
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
 		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 64);
+	ck_assert_int_eq(n, 72);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -1119,6 +1148,14 @@ START_TEST(dump_text)
 	    "\t\trelp_window = 1024;\n"
 	    "\t\tstream = \"ingestd\";\n"
 	    "\t\tmaxlen = 0;\n"
+	    "\t\tservers = [ ];\n"
+	    "\t\tsubject = \"ingestd\";\n"
+	    "\t\tuser = \"\";\n"
+	    "\t\tpassword = \"\";\n"
+	    "\t\ttoken = \"\";\n"
+	    "\t\tcredentials = \"\";\n"
+	    "\t\tmax_pending = 4096;\n"
+	    "\t\tpublish_timeout = 5;\n"
 	    "\t},\n"
 	    "\t{\n"
 	    "\t\tname = \"b\";\n"
@@ -1136,6 +1173,14 @@ START_TEST(dump_text)
 	    "\t\trelp_window = 1024;\n"
 	    "\t\tstream = \"ingestd\";\n"
 	    "\t\tmaxlen = 0;\n"
+	    "\t\tservers = [ ];\n"
+	    "\t\tsubject = \"ingestd\";\n"
+	    "\t\tuser = \"\";\n"
+	    "\t\tpassword = \"\";\n"
+	    "\t\ttoken = \"\";\n"
+	    "\t\tcredentials = \"\";\n"
+	    "\t\tmax_pending = 4096;\n"
+	    "\t\tpublish_timeout = 5;\n"
 	    "\t}\n"
 	    ");\n", path);
 	ck_assert_str_eq(text, want);

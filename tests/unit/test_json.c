@@ -903,6 +903,42 @@ START_TEST(member_any_bytes)
 }
 END_TEST
 
+/* Replaces spaces by '_', and an empty value by "-". */
+static size_t
+underscores(char *p, size_t n, size_t size)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] == ' ')
+			p[i] = '_';
+	if (n == 0 && size > 0) {
+		*p = '-';
+		return 1;
+	}
+	return n;
+}
+
+/* json_fill: ${field}s from the event, the rest as written, a cleaner, the size. */
+START_TEST(fill_template)
+{
+	static const char ev[] = "{\"host\":\"web 1\",\"app\":\"a\\\"b\",\"n\":12}";
+	char out[32];
+	size_t n;
+
+	n = json_fill("logs.${host}.${app}", ev, sizeof(ev) - 1, out, sizeof(out), NULL);
+	ck_assert_mem_eq(out, "logs.web 1.a\"b", n);
+	ck_assert_uint_eq(n, 14);
+	n = json_fill("x.${n}.${none}.${host", ev, sizeof(ev) - 1, out, sizeof(out), NULL);
+	ck_assert_mem_eq(out, "x.12..${host", n);
+	ck_assert_uint_eq(n, 12);
+	n = json_fill("${host}.${none}", ev, sizeof(ev) - 1, out, sizeof(out), underscores);
+	ck_assert_mem_eq(out, "web_1.-", n);
+	ck_assert_uint_eq(n, 7);
+	n = json_fill("long.${host}", ev, sizeof(ev) - 1, out, 8, NULL);
+	ck_assert_mem_eq(out, "long.web", n);
+	ck_assert_uint_eq(n, 8);
+}
+END_TEST
+
 Suite *
 json_suite(void)
 {
@@ -911,6 +947,7 @@ json_suite(void)
 	TCase *strs = tcase_create("json_string");
 	TCase *sd = tcase_create("json_sd_value");
 	TCase *mem = tcase_create("json_member");
+	TCase *fill = tcase_create("json_fill");
 
 	tcase_add_loop_test(obj, copy_valid, 0, sizeof(valid) / sizeof(valid[0]));
 	tcase_add_loop_test(obj, copy_invalid, 0, sizeof(invalid) / sizeof(invalid[0]));
@@ -933,5 +970,7 @@ json_suite(void)
 	tcase_add_loop_test(mem, member_cases, 0, sizeof(members) / sizeof(members[0]));
 	tcase_add_test(mem, member_any_bytes);
 	suite_add_tcase(s, mem);
+	tcase_add_test(fill, fill_template);
+	suite_add_tcase(s, fill);
 	return s;
 }

@@ -149,7 +149,7 @@ START_TEST(sink_group)
 	ASSERT_SINK_REFUSED("", "type = \"redis\"; upstreams = [ \"127.0.0.1:6379\" ];",
 	    "sinks[0].tls: Debian 12's hiredis has no TLS");
 	ASSERT_SINK_REFUSED("", "type = \"file\"; path = \"/tmp/x.jsonl\";",
-	    "sinks[0].tls: only forward sinks connect over TLS");
+	    "sinks[0].tls: only forward and nats sinks connect over TLS");
 	ASSERT_SINK_REFUSED("permitted_peers = [ \"a\" ];", "",
 	    "sinks[0].tls.permitted_peers: listeners only");
 	ASSERT_SINK_REFUSED("", "type = \"forward\"; upstreams = [ \"/run/up.sock\" ];",

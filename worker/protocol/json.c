@@ -764,3 +764,27 @@ json_member(const char *obj, size_t len, const char *name, size_t nlen, char *ou
 	}
 	return -1;
 }
+
+size_t
+json_fill(const char *tmpl, const char *obj, size_t len, char *out, size_t size,
+    size_t (*clean)(char *, size_t, size_t))
+{
+	const char *t = tmpl, *end;
+	size_t o = 0;
+	ssize_t n;
+
+	while (*t && o < size) {
+		if (t[0] != '$' || t[1] != '{' || (end = strchr(t + 2, '}')) == NULL) {
+			out[o++] = *t++;
+			continue;
+		}
+		n = json_member(obj, len, t + 2, end - t - 2, out + o, size - o);
+		if (n < 0)
+			n = 0;
+		if (clean)
+			n = clean(out + o, n, size - o);
+		o += n;
+		t = end + 1;
+	}
+	return o;
+}

@@ -54,4 +54,13 @@ void	 json_sd_value(struct obuf *out, const char *s, size_t len);
 ssize_t	 json_member(const char *obj, size_t len, const char *name, size_t nlen, char *out,
 	    size_t size);
 
+/*
+ * The template tmpl into out (at most size bytes), each ${field} replaced
+ * by the object's top-level member of that name (json_member), nothing when
+ * it has none; clean, when given, rewrites each such value in place (n bytes
+ * at p, room for size) and returns its new length.  Returns the length.
+ */
+size_t	 json_fill(const char *tmpl, const char *obj, size_t len, char *out, size_t size,
+	    size_t (*clean)(char *p, size_t n, size_t size));
+
 #endif

@@ -64,7 +64,8 @@ struct sink {
 /* The driver table: the driver of a sink type (enum sink_type). */
 const struct sink_driver *sink_driver_of(int type);
 
-extern const struct sink_driver sink_file_driver, sink_forward_driver, sink_redis_driver;
+extern const struct sink_driver sink_file_driver, sink_forward_driver, sink_redis_driver,
+    sink_nats_driver;
 
 void	 sink_writable(struct sink *);
 void	 sink_consumed(struct sink *, size_t n);

@@ -10,6 +10,7 @@ static const struct sink_driver *const drivers[] = {
 	[SINK_STDOUT] = &sink_file_driver,
 	[SINK_FORWARD] = &sink_forward_driver,
 	[SINK_REDIS] = &sink_redis_driver,
+	[SINK_NATS] = &sink_nats_driver,
 };
 
 const struct sink_driver *

@@ -67,28 +67,11 @@ struct redis {
 	struct log_limit	 refusals;
 };
 
-/*
- * The stream key of one event (len bytes, its newline excluded) into key
- * (STREAM_MAX bytes): the setting, each ${field} replaced by the event's
- * top-level field, nothing when it has none.  Returns its length.
- */
+/* The stream key of one event (len bytes, its newline excluded) into key (STREAM_MAX bytes). */
 static size_t
 stream_key(const struct sink *s, const char *ev, size_t len, char *key)
 {
-	const char *t = s->cf->stream, *end;
-	size_t o = 0;
-	ssize_t n;
-
-	while (*t && o < STREAM_MAX) {
-		if (t[0] != '$' || t[1] != '{' || (end = strchr(t + 2, '}')) == NULL) {
-			key[o++] = *t++;
-			continue;
-		}
-		if ((n = json_member(ev, len, t + 2, end - t - 2, key + o, STREAM_MAX - o)) > 0)
-			o += n;
-		t = end + 1;
-	}
-	return o;
+	return json_fill(s->cf->stream, ev, len, key, STREAM_MAX, NULL);
 }
 
 /*

@@ -223,12 +223,12 @@ def blast(port, conns, records, shape="mix", octet=False, seconds=30):
     return blast_result(p, args, (p.stdout + p.stderr).decode(errors="replace"))
 
 
-def tool(args, timeout=30, stdin=None):
-    """Run a client program to completion; (exit status, stdout and stderr together)."""
+def tool(args, timeout=30, stdin=None, env=None):
+    """Run a client program to completion (env: more variables); (exit status, output)."""
     check(shutil.which(args[0]), f"no {args[0]} on PATH (`make deps` installs it)")
     try:
         p = subprocess.run(args, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=timeout)
+                           timeout=timeout, env=dict(os.environ, **env) if env else None)
     except subprocess.TimeoutExpired:
         raise Failure(f"`{' '.join(args)}` did not finish within {timeout} s")
     return p.returncode, p.stdout.decode(errors="replace")

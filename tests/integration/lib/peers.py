@@ -184,3 +184,45 @@ def haproxy_binary():
     path = shutil.which("haproxy") or "/usr/sbin/haproxy"
     check(os.access(path, os.X_OK), f"no haproxy at {path} (`make deps` installs it)")
     return path
+
+
+HAPROXY_TEST_CFG = """\
+global
+	maxconn 4000
+	nbthread 1
+defaults
+	mode tcp
+	timeout connect 1s
+	timeout client 30s
+	timeout server 30s
+	retries 3
+	option redispatch 1
+frontend syslog
+	bind {front}
+	default_backend ingestd
+backend ingestd
+	balance roundrobin
+	default-server send-proxy-v2 check check-send-proxy inter 200ms fall 1 rise 2
+	server a {a}
+	server b {b}
+"""
+
+
+def haproxy_two(ctx, front, a, b):
+    """
+    HAProxy on LOCAL4:front (TCP, send-proxy-v2, health checks every 200 ms)
+    in front of the instances on LOCAL4:a and LOCAL4:b, taking connections;
+    a helper process of the case.
+    """
+    cfg = ctx.path("haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(HAPROXY_TEST_CFG.format(front=f"{LOCAL4}:{front}", a=f"{LOCAL4}:{a}",
+                                        b=f"{LOCAL4}:{b}"))
+    with open(ctx.path("haproxy.out"), "wb") as out:
+        hp = subprocess.Popen([haproxy_binary(), "-db", "-f", cfg], stdin=subprocess.DEVNULL,
+                              stdout=out, stderr=subprocess.STDOUT)
+    ctx.procs.append(hp)
+    up = wait_until(lambda: hp.poll() is None and try_connect((LOCAL4, front)), 10)
+    check(up, f"haproxy does not accept on {front}: {tail(open(ctx.path('haproxy.out')).read())}")
+    up.close()
+    return hp

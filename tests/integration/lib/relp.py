@@ -207,7 +207,7 @@ class RelpLoad(threading.Thread):
 
 
 def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, delivered=None,
-              relp_tls=None, after=None, **listener):
+              relp_tls=None, after=None, extra=None, **listener):
     """
     Start a server with a RELP and a plain TCP listener into one file sink
     (or sinks), run relp RELP clients and tcp plain TCP clients through
@@ -216,14 +216,16 @@ def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, deliv
     (RELP: records, duplicates, resent, reconnects; TCP: sent, lost).
     listener: more settings of the RELP listener (a tls group), relp_tls
     the clients' ssl.SSLContext for it.  after(s, relp loads, tcp loads)
-    runs once the clients are done, before the server stops.
+    runs once the clients are done, before the server stops.  extra: more
+    top-level configuration (a stats group).
     """
     path = sink_path or ctx.path("events.jsonl")
     tcp_port = free_port()
     s = pipeline_server(ctx, [dict({"listen": f"{LOCAL4}:{ctx.port}", "protocol": "relp"},
                                    **listener),
                               {"listen": f"{LOCAL4}:{tcp_port}"}],
-                        sinks=sinks or [{"name": "events", "path": path}], level="info")
+                        sinks=sinks or [{"name": "events", "path": path}], level="info",
+                        extra=extra)
     s.start()
     rl = [RelpLoad(s.addr, c, tls=relp_tls) for c in range(relp)]
     tl = [TcpLoad((LOCAL4, tcp_port), 100 + c) for c in range(tcp)]
