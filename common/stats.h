@@ -86,7 +86,13 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	    ", %llu for send_timeout")						\
 	X(framing_errors, "connections_closed_total", "framing_error",		\
 	    "connections.closed.framing_error", NULL, STAT_LINE_CLOSED,		\
-	    ", %llu for framing errors")
+	    ", %llu for framing errors")						\
+	X(stalls_100ms, "loop_stalls_total", "over_100ms", "loop.stalls.over_100ms", \
+	    "Times a worker's event loop came back late by more than 100 ms or 1 s (a tick "	\
+	    "every 100 ms that ran that late: the loop was blocked, or starved of CPU), by " \
+	    "threshold.", STAT_LINE_NONE, NULL)					\
+	X(stalls_1s, "loop_stalls_total", "over_1s", "loop.stalls.over_1s", NULL,	\
+	    STAT_LINE_NONE, NULL)
 
 /*
  * What each listener received (metrics labelled listener="name", /stats under

@@ -41,7 +41,9 @@ static struct {
 	int		 stopping;	/* fast stop: give the sinks one second */
 } wrk;
 
-static struct event *chan_ev, *drain_timer, *sig_ev, *exit_check;
+#define TICK_MS		100		/* on_tick: how often the loop checks it came back in time */
+
+static struct event *chan_ev, *drain_timer, *sig_ev, *exit_check, *tick;
 static int chan_fd = -1, sig_fd = -1;
 
 static void
@@ -85,6 +87,26 @@ drop_privileges(const struct config *cf)
 		    (long)gid, strerror(errno));
 		exit(EXIT_FATAL);
 	}
+}
+
+/*
+ * Every TICK_MS: how late the tick came back tells how long the loop was
+ * away (blocked in a call, or starved of CPU): ingestd_loop_stalls_total.
+ */
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	static long next;
+	long now = clock_ms(), late = next ? now - next : 0;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (late > 100)
+		proc.stats->w.stalls_100ms++;
+	if (late > 1000)
+		proc.stats->w.stalls_1s++;
+	next = now + TICK_MS;
 }
 
 static void
@@ -282,6 +304,7 @@ cleanup(void)
 		event_free(drain_timer);
 	if (exit_check)
 		event_free(exit_check);
+	event_free(tick);
 	handover_end();
 	close(chan_fd);
 	event_base_free(proc.base);
@@ -330,6 +353,8 @@ worker_main(const struct worker_start *ws)
 	chan_ev = event_new(proc.base, chan_fd, EV_READ | EV_PERSIST, on_channel, NULL);
 	event_add(chan_ev, NULL);
 	exit_check = evtimer_new(proc.base, on_exit_check, NULL);
+	tick = event_new(proc.base, -1, EV_PERSIST, on_tick, NULL);
+	event_add(tick, &(struct timeval){ 0, TICK_MS * 1000 });
 	if (write(chan_fd, &ready, 1) != 1)
 		drain("the master is gone");
 	event_base_dispatch(proc.base);

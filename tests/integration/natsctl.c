@@ -12,7 +12,8 @@
  *       DATA" (DATA is an event: one line of JSON)
  *
  * URLS: comma-separated nats://host:port (tls://user:password@host:port:
- * TLS, the CA file in $NATSCTL_CA, the server's name in $NATSCTL_NAME).
+ * TLS, the CA file in $NATSCTL_CA, the server's name in $NATSCTL_NAME, a
+ * client certificate and key in $NATSCTL_CERT and $NATSCTL_KEY).
  * Exit 0, or 1 with a message.
  */
 #include <inttypes.h>
@@ -52,6 +53,9 @@ jetstream(const char *urls, natsConnection **nc)
 	    (st = natsOptions_LoadCATrustedCertificates(o, getenv("NATSCTL_CA"))) != NATS_OK ||
 	    (st = natsOptions_SetExpectedHostname(o, getenv("NATSCTL_NAME"))) != NATS_OK))
 		die("tls", st);
+	if (getenv("NATSCTL_CERT") && (st = natsOptions_LoadCertificatesChain(o,
+	    getenv("NATSCTL_CERT"), getenv("NATSCTL_KEY"))) != NATS_OK)
+		die("client certificate", st);
 	if ((st = natsConnection_Connect(nc, o)) != NATS_OK)
 		die("connect", st);
 	natsOptions_Destroy(o);
@@ -160,6 +164,9 @@ read_all(jsCtx *js, const char *name, uint64_t max)
 	}
 	if (st != NATS_OK)
 		die("subscribe", st);
+	/* A reader slower than the stream's push (a sanitized build, a loaded machine) waits. */
+	if ((st = natsSubscription_SetPendingLimits(sub, -1, -1)) != NATS_OK)
+		die("pending limits", st);
 	while (got < total) {
 		const char *id = "-";
 		jsMsgMetaData *meta = NULL;

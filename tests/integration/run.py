@@ -31,7 +31,9 @@ with ASAN_OPTIONS=abort_on_error=0:detect_leaks=0:verify_asan_link_order=0
 and UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1, both with a log_path in
 the case's directory (a daemon's stderr is /dev/null); a case fails when a
 log, a captured stderr or such a report contains "runtime error:" or
-"AddressSanitizer".
+"AddressSanitizer".  A full run of such a build leaves out the long load
+cases (lib/base.py's long_case, 25 s or more each), which the plain build's
+run covers, and says so; naming one runs it.
 
 The record pipeline cases also drive util-linux logger and syslog-ng's
 loggen, the PROXY protocol cases HAProxy in front of two servers (`make
@@ -53,7 +55,7 @@ import sys
 import time
 import traceback
 
-from lib.base import BINARY, CASES, HERE, Failure             # lib/ is beside this file
+from lib.base import BINARY, CASES, HERE, LONG, Failure, sanitized_build  # lib/: beside this
 from lib.clients import remove_built_tools
 from lib.proc import become_subreaper, sweep_children
 from lib.server import Ctx
@@ -135,6 +137,11 @@ def main(argv):
         return 2
     if not argv[1:]:
         selected = [n for names in areas.values() for n in names]
+        if sanitized_build():
+            for n in (n for n in selected if n in LONG):
+                print(f"skip {n}: a long load case; the run of the plain build covers it",
+                      flush=True)
+            selected = [n for n in selected if n not in LONG]
     if not os.access(BINARY, os.X_OK):
         for n in selected:
             print(f"FAIL {n}: no executable ingestd at {BINARY} (build it, or set INGESTD)")

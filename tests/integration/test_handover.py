@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from lib.base import LOCAL4, case, check, tail, wait_until
+from lib.base import case, check, LOCAL4, long_case, tail, wait_until
 from lib.clients import SteadyClient, bench_binary, token
 from lib.events import check_once, has_msgs, read_events, wait_events, wait_lines
 from lib.net import accepted_by, free_port, peer_state, tcp_queue, wait_closed
@@ -97,7 +97,7 @@ class OmfwdFeed(threading.Thread):
         self.join(10)
 
 
-@case
+@long_case
 def handover_soak(ctx):
     """
     199 ingestd-bench rate clients and rsyslog's omfwd send for the whole

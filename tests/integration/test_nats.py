@@ -10,12 +10,14 @@ behind HAProxy; user and password over TLS.
 """
 import collections
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
-from lib.base import LOCAL4, Failure, case, check, tail, wait_until
+from lib.base import case, check, Failure, LOCAL4, long_case, tail, wait_until
 from lib.clients import TcpLoad, octet_frame, tool
 from lib.events import CS_RE, read_events, record_text, wait_lines
 from lib.nats import NATSCTL, NatsCluster, nats_binary
@@ -24,7 +26,7 @@ from lib.peers import haproxy_two
 from lib.relp import RelpLoad, fault_run
 from lib.server import pipeline_server
 from lib.tls import SERVER_NAME, Pki
-from test_faults import upgrade
+from test_faults import kills, upgrade
 from test_proxy import ProxiedSender
 
 
@@ -41,10 +43,25 @@ def stream_counts(cluster):
     return lambda: cluster.counts("LOGS", key)
 
 
+def all_answered(js, loads):
+    """Every record the RELP loads had answered is in the stream: (how many, their copies more)."""
+    seen = stream_counts(js)()
+    acked = [(t.cid, q) for t in loads for q in t.acked]
+    lost = [k for k in acked if seen[k] == 0]
+    check(not lost, f"{len(lost)} of {len(acked)} answered records are not in the stream")
+    return len(acked), sum(seen[k] - 1 for k in acked)
+
+
 def sink_metrics(port, sink="js"):
     v = prom_values(http_get(port, "/metrics")[2])
     return {k.split("{")[0][len("ingestd_sink_"):]: int(n) for k, n in v.items()
             if k.startswith("ingestd_sink_") and f'sink="{sink}"' in k}
+
+
+def stalls(port):
+    """How often the workers' loops came back more than 1 s late (ingestd_loop_stalls_total)."""
+    return prom_values(http_get(port, "/metrics")[2]).get(
+        'ingestd_loop_stalls_total{reason="over_1s"}', 0)
 
 
 def stats_extra():
@@ -146,7 +163,7 @@ def cluster_faults(js, stream):
     return fault
 
 
-@case
+@long_case
 def nats_cluster_faults(ctx):
     """
     Under RELP load from 3 clients (and one plain TCP client), the stream's
@@ -207,12 +224,14 @@ def loop_runs(ctx, tcp_port, path, n):
             c.close()
 
 
-@case
+@long_case
 def nats_cluster_down_block(ctx):
     """
     The whole cluster killed for 10 s under RELP load, with overflow =
     "block": the answers stop (the clients are held, not refused), the
-    workers' loops run on (records to a file sink arrive meanwhile), and
+    workers' loops run on (records to a file sink arrive meanwhile, and no
+    loop came back more than 1 s late: a connect to a dead server in the
+    loop would block it for the 2 s of its timeout, again and again), and
     once the nodes are back delivery resumes by itself: every answered
     record is in the stream.
     """
@@ -224,7 +243,7 @@ def nats_cluster_down_block(ctx):
     for t in loads:
         t.start()
     check(wait_until(lambda: sum(len(t.acked) for t in loads) > 2000, 20), "no answers")
-    pids = s.workers()
+    pids, stalled = s.workers(), stalls(sport)
     for i in range(3):
         js.kill(i)
     t0 = time.monotonic()
@@ -235,6 +254,8 @@ def nats_cluster_down_block(ctx):
     time.sleep(max(0, 10 - (time.monotonic() - t0)))
     check(sum(len(t.acked) for t in loads) == held, "records were answered while the whole "
           "cluster was down")
+    check(stalls(sport) == stalled, f"a worker's loop stopped for more than 1 s "
+          f"{stalls(sport) - stalled} times while the cluster was down (ingestd_loop_stalls_total)")
     js.start()
     check(wait_until(lambda: sum(len(t.acked) for t in loads) > held + 2000, 60, interval=0.2),
           "delivery did not resume once the cluster was back")
@@ -243,14 +264,10 @@ def nats_cluster_down_block(ctx):
     m = sink_metrics(sport)
     check(s.workers() == pids, "a worker was restarted")
     s.stop()
-    seen = stream_counts(js)()
-    acked = [(t.cid, q) for t in loads for q in t.acked]
-    lost = [k for k in acked if seen[k] == 0]
-    check(not lost, f"{len(lost)} of {len(acked)} answered records are not in the stream")
-    print(f"# nats_cluster_down_block: {len(acked)} answered, 0 lost, "
-          f"{sum(seen[k] - 1 for k in acked)} duplicates; {held} answered before the outage "
-          f"held the clients; {m.get('resent_total', 0)} published again",
-          file=sys.stderr, flush=True)
+    acked, dups = all_answered(js, loads)
+    print(f"# nats_cluster_down_block: {acked} answered, 0 lost, {dups} duplicates; {held} "
+          f"answered before the outage held the clients; {m.get('resent_total', 0)} published "
+          "again", file=sys.stderr, flush=True)
 
 
 @case
@@ -290,6 +307,55 @@ def nats_cluster_down_drop(ctx):
     check(s.grep(r"sink js: queue full; dropping events"), "the drops were not logged")
     print(f"# nats_cluster_down_drop: {m['dropped_total']} events dropped and counted while the "
           f"cluster was down, of {load.sent} sent", file=sys.stderr, flush=True)
+
+
+@case
+def nats_spool_outage(ctx):
+    """
+    A nats sink with a spool (sync always): the whole cluster killed under
+    RELP load, and the clients are still answered (the records are on
+    disk), to the last one; a worker killed meanwhile leaves its spool to
+    the next one; the nodes back, the spools drain into the stream by
+    themselves: every answered record is there.
+    """
+    js = NatsCluster(ctx)
+    js.start()
+    js.add_stream()
+    d = ctx.path("spool")
+    os.makedirs(d, exist_ok=True)
+    sport, extra = stats_extra()
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "protocol": "relp"}],
+                        sinks=[nats_sink(js, spool={"path": d})], extra=extra, level="info")
+    s.start()
+    loads = [RelpLoad(s.addr, c) for c in range(3)]
+    for t in loads:
+        t.start()
+    check(wait_until(lambda: sum(len(t.acked) for t in loads) > 2000, 20), "no answers")
+    for i in range(3):
+        js.kill(i)
+    down = sum(len(t.acked) for t in loads)
+    check(wait_until(lambda: sum(len(t.acked) for t in loads) > down + 20000, 30, interval=0.1),
+          "the RELP clients were not answered while the cluster was down, with a spool")
+    check(wait_until(lambda: sink_metrics(sport).get("spool_records", 0) > 10000, 20),
+          f"the spool does not hold the records: {sink_metrics(sport)}")
+    ledgers = (re.match(r"w([0-9a-f]+)-.*\.ledger$", f) for f in os.listdir(d))
+    owners = {int(m[1], 16) for m in ledgers if m}     # w<pid in hex>-<ms>.ledger
+    victim = sorted(owners & set(s.workers()))
+    check(victim, f"no worker has a spool: {os.listdir(d)}")
+    os.kill(victim[0], signal.SIGKILL)          # a worker with records in its spool
+    for t in loads:                     # answered from the spool: the cluster is still down
+        t.finish(timeout=60)
+    held = sum(len(t.acked) for t in loads) - down
+    js.start()
+    check(wait_until(lambda: sink_metrics(sport).get("spool_records", 1) == 0, 90, interval=0.5),
+          f"the spool did not drain: {sink_metrics(sport)}")
+    m = sink_metrics(sport)
+    s.stop()
+    check(s.grep(r"taking over w[0-9a-f]+-"), "no worker took the killed one's spool over")
+    acked, dups = all_answered(js, loads)
+    print(f"# nats_spool_outage: {held} records answered while the cluster was down; {acked} "
+          f"answered in all, 0 lost, {dups} duplicates ({m.get('resent_total', 0)} published "
+          "again)", file=sys.stderr, flush=True)
 
 
 @case
@@ -376,37 +442,65 @@ TLS_NODE = """\
 server_name: tls1
 host: 127.0.0.1
 port: {port}
-tls {{ cert_file: "{cert}"; key_file: "{key}" }}
+tls {{ cert_file: "{cert}"; key_file: "{key}"; ca_file: "{ca}"; verify: true }}
 authorization {{ user: ingest; password: s3cret }}
 jetstream {{ store_dir: "{store}" }}
 """
+
+TOKEN_NODE = """\
+server_name: tok1
+host: 127.0.0.1
+port: {port}
+authorization {{ token: "t0k-en" }}
+jetstream {{ store_dir: "{store}" }}
+"""
+
+
+def one_node(ctx, text):
+    """A single nats-server (JetStream) from the configuration text; its port."""
+    port = free_port()
+    conf = ctx.path("nats-one.conf")
+    with open(conf, "w") as f:
+        f.write(text.format(port=port, store=ctx.path("nats-one")))
+    p = subprocess.Popen([nats_binary(), "-c", conf], stdin=subprocess.DEVNULL,
+                         stdout=open(ctx.path("nats-one.log"), "ab"), stderr=subprocess.STDOUT)
+    ctx.procs.append(p)
+    up = wait_until(lambda: try_connect((LOCAL4, port)), 15, interval=0.05)
+    check(up, f"nats-server does not listen: {tail(open(ctx.path('nats-one.log')).read())}")
+    up.close()
+    return port
+
+
+def publishes(ctx, s, url, env=None, n=1000):
+    """n records to the server's listener reach the stream LOGS of url."""
+    c = ctx.connect(s.addr)
+    c.sendall(b"".join(b"<13>Nov 24 01:02:03 onehost app: c=1 s=%d\n" % q for q in range(n)))
+    info = lambda: tool([NATSCTL, url, "info", "LOGS"], env=env)[1]
+    check(wait_until(lambda: f" msgs {n} " in info(), 15, interval=0.2),
+          f"the stream holds: {info()}")
+    c.close()
 
 
 @case
 def nats_tls_user_password(ctx):
     """
-    A node that requires TLS and a user and password: a sink with the CA,
-    the server name and the password publishes into an R1 stream; a sink
-    with a wrong password says why in the log (drop queue: its events are
-    counted), and the workers stay.
+    A node that requires TLS with a client certificate, and a user and
+    password: a sink with the CA, the server name, its certificate and the
+    password publishes into an R1 stream; a sink with a wrong password says
+    why in the log (drop queue: its events are counted), and the workers stay.
     """
     pki = Pki(ctx)
     cert, key = pki.leaf("server", SERVER_NAME)
-    port = free_port()
-    conf = ctx.path("nats-tls.conf")
-    with open(conf, "w") as f:
-        f.write(TLS_NODE.format(port=port, cert=cert, key=key, store=ctx.path("nats-tls")))
-    p = subprocess.Popen([nats_binary(), "-c", conf], stdin=subprocess.DEVNULL,
-                         stdout=open(ctx.path("nats-tls.log"), "ab"), stderr=subprocess.STDOUT)
-    ctx.procs.append(p)
-    up = wait_until(lambda: try_connect((LOCAL4, port)), 15, interval=0.05)
-    check(up, f"nats-server does not listen: {tail(open(ctx.path('nats-tls.log')).read())}")
-    up.close()
-    env = {"NATSCTL_CA": pki.path("ca.pem"), "NATSCTL_NAME": SERVER_NAME}
+    ccert, ckey = pki.leaf("client", "client.test")
+    port = one_node(ctx, TLS_NODE.replace("{cert}", cert).replace("{key}", key)
+                    .replace("{ca}", pki.path("ca.pem")))
+    env = {"NATSCTL_CA": pki.path("ca.pem"), "NATSCTL_NAME": SERVER_NAME,
+           "NATSCTL_CERT": ccert, "NATSCTL_KEY": ckey}
     url = f"tls://ingest:s3cret@{LOCAL4}:{port}"
     rc, out = tool([NATSCTL, url, "add", "LOGS", "logs.>", "1"], env=env, timeout=60)
     check(rc == 0, f"natsctl add: {tail(out)}")
-    tls = {"ca_file": pki.path("ca.pem"), "server_name": SERVER_NAME}
+    tls = {"ca_file": pki.path("ca.pem"), "server_name": SERVER_NAME, "certificate": ccert,
+           "key": ckey}
     sink = {"type": "nats", "servers": [f"tls://{LOCAL4}:{port}"], "subject": "logs.${host}",
             "stream": "LOGS", "user": "ingest", "tls": tls}
     sport, extra = stats_extra()
@@ -416,13 +510,37 @@ def nats_tls_user_password(ctx):
                                     queue="64K")])
     s.start()
     pids = s.workers()
-    c = ctx.connect(s.addr)
-    c.sendall(b"".join(b"<13>Nov 24 01:02:03 tlshost app: c=1 s=%d\n" % q for q in range(1000)))
-    info = lambda: tool([NATSCTL, url, "info", "LOGS"], env=env)[1]
-    check(wait_until(lambda: " msgs 1000 " in info(), 15, interval=0.2),
-          f"the stream holds: {info()}")
+    publishes(ctx, s, url, env)
     s.wait_for_log(r"sink bad: nats: cannot connect: .*[Aa]uthorization", timeout=15)
-    c.close()
     check(s.workers() == pids, "a worker was restarted")
     check(sink_metrics(sport, "js").get("dropped_total", 0) == 0, "the good sink dropped events")
     s.stop()
+
+
+@case
+def nats_token(ctx):
+    """A node that authenticates by token: a sink with the token publishes."""
+    port = one_node(ctx, TOKEN_NODE)
+    url = f"nats://t0k-en@{LOCAL4}:{port}"
+    rc, out = tool([NATSCTL, url, "add", "LOGS", "logs.>", "1"], timeout=60)
+    check(rc == 0, f"natsctl add: {tail(out)}")
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}], level="info",
+                        sinks=[{"name": "js", "type": "nats", "servers": [f"nats://{LOCAL4}:{port}"],
+                                "subject": "logs.${host}", "stream": "LOGS", "token": "t0k-en"}])
+    s.start()
+    publishes(ctx, s, url)
+    s.stop()
+
+
+@case
+def nats_kill9_workers(ctx):
+    """
+    kill -9 of a random worker every second for 6 s under RELP load into an
+    R3 stream: every answered record is in the stream (a RELP client's
+    resend after a kill is a new event: it may be there twice, counted).
+    """
+    js = NatsCluster(ctx)
+    js.start()
+    js.add_stream()
+    fault_run(ctx, "nats_kill9_workers", kills, relp=3, tcp=1, sinks=[nats_sink(js)],
+                     delivered=stream_counts(js))

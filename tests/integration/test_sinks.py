@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from lib.base import LOCAL4, LOCAL6, case, check, Failure, tail, wait_until
+from lib.base import case, check, Failure, LOCAL4, LOCAL6, long_case, tail, wait_until
 from lib.proc import proc_state, vm_rss_kb
 from lib.net import free_port, peer_of, socket_owner, tcp_queue
 from lib.server import pipeline_server, preload_env
@@ -451,7 +451,7 @@ def socket_owner_of_sender(s, sender):
     return socket_owner(sock, s.port, s.workers()) if sock else None
 
 
-@case
+@long_case
 def stopped_worker_stalls_nobody(ctx):
     """
     Two workers in shared mode append to one file sink under load from

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from lib.base import LOCAL4, Failure, case, check, steady, wait_until
+from lib.base import case, check, Failure, LOCAL4, long_case, steady, wait_until
 from lib.clients import RecordSender
 from lib.disk import mount_tmpfs
 from lib.net import free_port, http_get, prom_values
@@ -87,7 +87,7 @@ def check_order(path):
             last[c] = q
 
 
-@case
+@long_case
 def spool_outage(ctx):
     """
     The upstream is down for 20 s while RELP and plain TCP clients send

@@ -519,12 +519,12 @@ publish(struct nats *t, uint64_t n, const char *subj, const char *data, uint32_t
 	    (st = natsMsgHeader_Set(m, "Nats-Msg-Id", id)) == NATS_OK)
 		st = natsConnection_PublishMsg(t->nc, m);
 	natsMsg_Destroy(m);
-	if (st != NATS_OK)
-		tell(&t->h, n, st == NATS_MAX_PAYLOAD ? NEWS_REFUSED : NEWS_AGAIN,
-		    natsStatus_GetText(st));
+	if (st != NATS_OK)	/* too large, or not a subject: never; the rest: the connection */
+		tell(&t->h, n, st == NATS_MAX_PAYLOAD || st == NATS_INVALID_SUBJECT ||
+		    st == NATS_INVALID_ARG ? NEWS_REFUSED : NEWS_AGAIN, natsStatus_GetText(st));
 }
 
-/* The events the loop handed over: [u64 n][u32 subject length][u32 length][subject NUL][payload]. */
+/* The events the loop handed over: [u64 n][u32 subject len][u32 len][subject NUL][payload]. */
 static void
 publish_all(struct nats *t, const struct obuf *b)
 {
@@ -615,7 +615,7 @@ flight(struct nats *t, size_t i)
 	return &t->ring[(t->first + i) % t->s->cf->max_pending];
 }
 
-/* The subject of one event (len bytes, its newline excluded) into subj, NUL-terminated. */
+/* A field's value as part of a subject: what a subject may not carry becomes '_'. */
 static size_t
 subject_token(char *p, size_t n, size_t size)
 {
@@ -630,11 +630,14 @@ subject_token(char *p, size_t n, size_t size)
 	return n;
 }
 
+/* The subject of one event (len bytes, its newline excluded) into subj, NUL-terminated. */
 static size_t
 subject(const struct sink *s, const char *ev, size_t len, char *subj)
 {
 	size_t n = json_fill(s->cf->subject, ev, len, subj, SUBJECT_MAX, subject_token);
 
+	if (n > 0 && subj[n - 1] == '.')	/* cut at SUBJECT_MAX after a dot */
+		subj[n - 1] = '_';
 	subj[n] = '\0';
 	return n;
 }

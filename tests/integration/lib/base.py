@@ -63,6 +63,19 @@ def tail(text, n=4):
 CASES = collections.OrderedDict()       # name -> fn(ctx), in the order the areas define them
 
 
+LONG = set()        # names of the long load cases (long_case)
+
+
+def long_case(fn):
+    """
+    A case with 25 s or more of load: a full run under the sanitizers
+    (make check SANITIZE=1, after the plain make check in CI) leaves it out
+    to keep CI within its time; naming it runs it there too.
+    """
+    LONG.add(fn.__name__)
+    return case(fn)
+
+
 def case(fn):
     """Register fn(ctx) as a case named after it; its docstring is its documentation."""
     if fn.__name__ in CASES:

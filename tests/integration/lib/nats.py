@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 
-from .base import LOCAL4, ROOT, check, tail, wait_until
+from .base import LOCAL4, ROOT, check, steady, tail, wait_until
 from .net import free_port, try_connect
 from .clients import tool
 
@@ -112,8 +112,19 @@ class NatsCluster:
         check(name in self.names, f"stream {stream} has no leader ({name})")
         return self.names.index(name)
 
+    def settled(self, stream, quiet=1.0, timeout=60):
+        """
+        Wait until every replica of stream is current and its message count
+        held still for quiet seconds: reads go to the leader, and one just
+        elected may still be applying what the old one had acknowledged.
+        """
+        info = lambda: (lambda i: (i["msgs"], i["current"] == i["replicas"]))(self.info(stream))
+        (_, current), _ = steady(info, quiet=quiet, timeout=timeout, interval=0.2)
+        check(current, f"stream {stream}: its replicas are not current after {timeout} s")
+
     def messages(self, stream):
-        """Every message of stream: a list of (subject, message id, event as parsed JSON)."""
+        """Every message of stream (once settled): (subject, message id, event as parsed JSON)."""
+        self.settled(stream)
         out = []
         for line in self.ctl("read", stream, timeout=300).splitlines():
             _, subject, msgid, data = line.split(" ", 3)
