@@ -26,6 +26,7 @@
 static void
 die(const char *what, natsStatus st)
 {
+	fflush(stdout);		/* the reason comes last in the output */
 	fprintf(stderr, "natsctl: %s: %s (%s)\n", what, natsStatus_GetText(st),
 	    nats_GetLastError(NULL));
 	exit(1);
@@ -134,50 +135,74 @@ info(jsCtx *js, const char *name)
 	return 0;
 }
 
-/* Every message, with an ordered consumer, until the count the stream had when asked. */
-static int
-read_all(jsCtx *js, const char *name, uint64_t max)
+/* An ordered consumer of the stream from sequence seq, retried for 60 s while leaders change. */
+static natsSubscription *
+subscribe_from(jsCtx *js, const char *name, const char *filter, uint64_t seq)
 {
-	jsStreamInfo *si = NULL;
+	natsSubscription *sub = NULL;
 	jsSubOptions so;
-	natsSubscription *sub;
-	natsMsg *m;
 	jsErrCode jerr = 0;
-	natsStatus st;
-	uint64_t total, got = 0;
-	char filter[256];
+	natsStatus st = NATS_OK;
 
-	si = stream_info(js, name);
-	total = si->State.Msgs < max ? si->State.Msgs : max;
-	snprintf(filter, sizeof(filter), "%s", si->Config->SubjectsLen == 1 ?
-	    si->Config->Subjects[0] : ">");
-	jsStreamInfo_Destroy(si);
-	if (total == 0)
-		return 0;
 	jsSubOptions_Init(&so);
 	so.Stream = name;
 	so.Ordered = true;
-	for (int i = 0; i < 120; i++) {		/* 60 s while the cluster elects its leaders */
+	so.Config.OptStartSeq = seq;
+	for (int i = 0; i < 120; i++) {
 		if ((st = js_SubscribeSync(&sub, js, filter, NULL, &so, &jerr)) == NATS_OK)
 			break;
 		usleep(500 * 1000);
 	}
 	if (st != NATS_OK)
 		die("subscribe", st);
-	/* A reader slower than the stream's push (a sanitized build, a loaded machine) waits. */
+	/* A reader slower than the stream's push (a loaded machine) waits. */
 	if ((st = natsSubscription_SetPendingLimits(sub, -1, -1)) != NATS_OK)
 		die("pending limits", st);
+	return sub;
+}
+
+/*
+ * Every message (at most max), until the count the stream had when asked.
+ * A consumer that stops delivering (a leader elected under it) is replaced
+ * by one from the next sequence, 5 times at most.
+ */
+static int
+read_all(jsCtx *js, const char *name, uint64_t max)
+{
+	jsStreamInfo *si = stream_info(js, name);
+	natsSubscription *sub;
+	uint64_t total, got = 0, next = 1;
+	natsStatus st;
+	natsMsg *m;
+	char filter[256];
+	int again = 0;
+
+	total = si->State.Msgs < max ? si->State.Msgs : max;
+	snprintf(filter, sizeof(filter), "%s", si->Config->SubjectsLen == 1 ?
+	    si->Config->Subjects[0] : ">");
+	jsStreamInfo_Destroy(si);
+	if (total == 0)
+		return 0;
+	sub = subscribe_from(js, name, filter, next);
 	while (got < total) {
 		const char *id = "-";
 		jsMsgMetaData *meta = NULL;
 
-		if ((st = natsSubscription_NextMsg(&m, sub, 10000)) != NATS_OK)
-			die("next message", st);
+		if ((st = natsSubscription_NextMsg(&m, sub, 10000)) != NATS_OK) {
+			if (++again > 5)
+				die("next message", st);
+			fprintf(stderr, "natsctl: next message: %s; reading again from %" PRIu64 "\n",
+			    natsStatus_GetText(st), next);
+			natsSubscription_Unsubscribe(sub);	/* not destroyed: it may still deliver */
+			sub = subscribe_from(js, name, filter, next);
+			continue;
+		}
 		natsMsgHeader_Get(m, "Nats-Msg-Id", &id);
 		if (natsMsg_GetMetaData(&meta, m) != NATS_OK)
 			die("metadata", NATS_ERR);
 		printf("%" PRIu64 " %s %s %.*s\n", meta->Sequence.Stream, natsMsg_GetSubject(m), id,
 		    natsMsg_GetDataLength(m), natsMsg_GetData(m));
+		next = meta->Sequence.Stream + 1;
 		jsMsgMetaData_Destroy(meta);
 		natsMsg_Destroy(m);
 		got++;

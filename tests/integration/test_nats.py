@@ -309,7 +309,7 @@ def nats_cluster_down_drop(ctx):
           f"cluster was down, of {load.sent} sent", file=sys.stderr, flush=True)
 
 
-@case
+@long_case
 def nats_spool_outage(ctx):
     """
     A nats sink with a spool (sync always): the whole cluster killed under
@@ -338,11 +338,13 @@ def nats_spool_outage(ctx):
           "the RELP clients were not answered while the cluster was down, with a spool")
     check(wait_until(lambda: sink_metrics(sport).get("spool_records", 0) > 10000, 20),
           f"the spool does not hold the records: {sink_metrics(sport)}")
-    ledgers = (re.match(r"w([0-9a-f]+)-.*\.ledger$", f) for f in os.listdir(d))
-    owners = {int(m[1], 16) for m in ledgers if m}     # w<pid in hex>-<ms>.ledger
-    victim = sorted(owners & set(s.workers()))
-    check(victim, f"no worker has a spool: {os.listdir(d)}")
-    os.kill(victim[0], signal.SIGKILL)          # a worker with records in its spool
+    spooled = collections.Counter()   # bytes of segments by owner: w<pid in hex>-<ms>-<seq>.seg
+    for f in os.listdir(d):
+        m = re.match(r"w([0-9a-f]+)-[0-9a-f]+-[0-9a-f]+\.seg$", f)
+        if m and int(m[1], 16) in s.workers():
+            spooled[int(m[1], 16)] += os.path.getsize(os.path.join(d, f))
+    check(spooled, f"no worker has records in its spool: {os.listdir(d)}")
+    os.kill(spooled.most_common(1)[0][0], signal.SIGKILL)
     for t in loads:                     # answered from the spool: the cluster is still down
         t.finish(timeout=60)
     held = sum(len(t.acked) for t in loads) - down
