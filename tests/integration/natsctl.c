@@ -13,7 +13,8 @@
  *
  * URLS: comma-separated nats://host:port (tls://user:password@host:port:
  * TLS, the CA file in $NATSCTL_CA, the server's name in $NATSCTL_NAME, a
- * client certificate and key in $NATSCTL_CERT and $NATSCTL_KEY).
+ * client certificate and key in $NATSCTL_CERT and $NATSCTL_KEY; a .creds
+ * file in $NATSCTL_CREDS).
  * Exit 0, or 1 with a message.
  */
 #include <inttypes.h>
@@ -54,6 +55,9 @@ jetstream(const char *urls, natsConnection **nc)
 	    (st = natsOptions_LoadCATrustedCertificates(o, getenv("NATSCTL_CA"))) != NATS_OK ||
 	    (st = natsOptions_SetExpectedHostname(o, getenv("NATSCTL_NAME"))) != NATS_OK))
 		die("tls", st);
+	if (getenv("NATSCTL_CREDS") && (st = natsOptions_SetUserCredentialsFromFiles(o,
+	    getenv("NATSCTL_CREDS"), NULL)) != NATS_OK)
+		die("credentials", st);
 	if (getenv("NATSCTL_CERT") && (st = natsOptions_LoadCertificatesChain(o,
 	    getenv("NATSCTL_CERT"), getenv("NATSCTL_KEY"))) != NATS_OK)
 		die("client certificate", st);
@@ -162,51 +166,69 @@ subscribe_from(jsCtx *js, const char *name, const char *filter, uint64_t seq)
 }
 
 /*
- * Every message (at most max), until the count the stream had when asked.
- * A consumer that stops delivering (a leader elected under it) is replaced
- * by one from the next sequence, 5 times at most.
+ * Every message (at most max) of the stream as it was when asked, each
+ * once, in sequence order as delivered: an ordered consumer may deliver
+ * some again when it resets (a gap, a leader elected under it), so what
+ * was seen is kept by stream sequence, and the read ends when every
+ * sequence up to the last one asked about was seen.  A consumer that
+ * stops delivering is replaced by one from the first sequence not seen, 5
+ * times at most.
  */
 static int
 read_all(jsCtx *js, const char *name, uint64_t max)
 {
 	jsStreamInfo *si = stream_info(js, name);
 	natsSubscription *sub;
-	uint64_t total, got = 0, next = 1;
+	uint64_t first, last, want, got = 0, next;
+	unsigned char *seen;
 	natsStatus st;
 	natsMsg *m;
 	char filter[256];
 	int again = 0;
 
-	total = si->State.Msgs < max ? si->State.Msgs : max;
+	first = si->State.FirstSeq;
+	last = si->State.LastSeq;
+	want = si->State.Msgs < max ? si->State.Msgs : max;
 	snprintf(filter, sizeof(filter), "%s", si->Config->SubjectsLen == 1 ?
 	    si->Config->Subjects[0] : ">");
 	jsStreamInfo_Destroy(si);
-	if (total == 0)
+	if (want == 0)
 		return 0;
+	if ((seen = calloc(last - first + 1, 1)) == NULL)
+		die("memory", NATS_NO_MEMORY);
+	next = first;
 	sub = subscribe_from(js, name, filter, next);
-	while (got < total) {
+	while (got < want) {
 		const char *id = "-";
 		jsMsgMetaData *meta = NULL;
+		uint64_t seq;
 
 		if ((st = natsSubscription_NextMsg(&m, sub, 10000)) != NATS_OK) {
 			if (++again > 5)
 				die("next message", st);
+			while (next <= last && seen[next - first])
+				next++;
+			fflush(stdout);		/* whole lines first: the callers read both */
 			fprintf(stderr, "natsctl: next message: %s; reading again from %" PRIu64 "\n",
 			    natsStatus_GetText(st), next);
 			natsSubscription_Unsubscribe(sub);	/* not destroyed: it may still deliver */
 			sub = subscribe_from(js, name, filter, next);
 			continue;
 		}
-		natsMsgHeader_Get(m, "Nats-Msg-Id", &id);
 		if (natsMsg_GetMetaData(&meta, m) != NATS_OK)
 			die("metadata", NATS_ERR);
-		printf("%" PRIu64 " %s %s %.*s\n", meta->Sequence.Stream, natsMsg_GetSubject(m), id,
-		    natsMsg_GetDataLength(m), natsMsg_GetData(m));
-		next = meta->Sequence.Stream + 1;
+		seq = meta->Sequence.Stream;
+		if (seq >= first && seq <= last && !seen[seq - first]) {
+			seen[seq - first] = 1;
+			got++;
+			natsMsgHeader_Get(m, "Nats-Msg-Id", &id);
+			printf("%" PRIu64 " %s %s %.*s\n", seq, natsMsg_GetSubject(m), id,
+			    natsMsg_GetDataLength(m), natsMsg_GetData(m));
+		}
 		jsMsgMetaData_Destroy(meta);
 		natsMsg_Destroy(m);
-		got++;
 	}
+	free(seen);
 	return 0;
 }
 

@@ -20,7 +20,7 @@ import time
 from lib.base import case, check, Failure, LOCAL4, long_case, tail, wait_until
 from lib.clients import TcpLoad, octet_frame, tool
 from lib.events import CS_RE, read_events, record_text, wait_lines
-from lib.nats import NATSCTL, NatsCluster, nats_binary
+from lib.nats import NATSCTL, NatsCluster, nats_binary, operator_mode
 from lib.net import LORIS_SOURCES, free_port, http_get, prom_values, try_connect
 from lib.peers import haproxy_two
 from lib.relp import RelpLoad, fault_run
@@ -531,6 +531,38 @@ def nats_token(ctx):
                                 "subject": "logs.${host}", "stream": "LOGS", "token": "t0k-en"}])
     s.start()
     publishes(ctx, s, url)
+    s.stop()
+
+
+CREDS_NODE = """\
+server_name: op1
+host: 127.0.0.1
+port: {port}
+jetstream {{ store_dir: "{store}" }}
+"""
+
+
+@case
+def nats_credentials(ctx):
+    """
+    A node in operator mode (an operator, an account with JetStream and a
+    user, made as nsc(1) would: Ed25519 NKeys by openssl, signed JWTs): a
+    sink with the user's .creds file publishes; one without is refused, and
+    says why.
+    """
+    conf, creds = operator_mode(ctx)
+    port = one_node(ctx, conf.replace("{", "{{").replace("}", "}}") + CREDS_NODE)
+    url = f"nats://{LOCAL4}:{port}"
+    env = {"NATSCTL_CREDS": creds}
+    rc, out = tool([NATSCTL, url, "add", "LOGS", "logs.>", "1"], env=env, timeout=60)
+    check(rc == 0, f"natsctl add: {tail(out)}")
+    sink = {"type": "nats", "servers": [url], "subject": "logs.${host}", "stream": "LOGS"}
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}], level="info",
+                        sinks=[dict(sink, name="js", credentials=creds),
+                               dict(sink, name="anon", overflow="drop", queue="64K")])
+    s.start()
+    publishes(ctx, s, url, env)
+    s.wait_for_log(r"sink anon: nats: cannot connect: .*[Aa]uthoriz", timeout=15)
     s.stop()
 
 

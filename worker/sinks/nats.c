@@ -202,19 +202,22 @@ note(struct handoff *h, int level, const char *fmt, ...)
  * An acknowledgement, on the thread that delivers the inbox's messages:
  * a PubAck {"stream":..,"seq":..[,"duplicate":true]}, a JetStream error
  * {"error":{"code":..,"description":..}}, or a status (503: no responders).
+ * Anything else is no acknowledgement: the event goes again.
  */
 static void
 on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 {
 	struct nats *t = arg;
 	const char *subj = natsMsg_GetSubject(m), *data = natsMsg_GetData(m), *dot, *status;
-	size_t len = natsMsg_GetDataLength(m);
+	size_t len = data ? natsMsg_GetDataLength(m) : 0;
 	char err[NOTE_MAX], code[8], why[NOTE_MAX];
 	ssize_t elen, n;
 	uint64_t num;
 
 	(void)nc;
 	(void)sub;
+	if (data == NULL)
+		data = "";
 	if ((dot = strrchr(subj, '.')) == NULL)
 		goto out;
 	num = strtoull(dot + 1, NULL, 10);
@@ -229,6 +232,8 @@ on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 		n = json_member(err, elen, "description", 11, why, sizeof(why) - 1);
 		why[n > 0 ? n : 0] = '\0';
 		tell(&t->h, num, c >= 500 || c == 0 ? NEWS_AGAIN : NEWS_REFUSED, why);
+	} else if (json_member(data, len, "seq", 3, code, sizeof(code)) <= 0) {
+		tell(&t->h, num, NEWS_AGAIN, "an answer that is no acknowledgement");
 	} else {
 		n = json_member(data, len, "duplicate", 9, code, sizeof(code));
 		tell(&t->h, num, n == 4 && memcmp(code, "true", 4) == 0 ? NEWS_DUPLICATE : NEWS_ACK,
@@ -274,14 +279,17 @@ on_closed(natsConnection *nc, void *arg)
 
 	pthread_mutex_lock(&t->h.mu);
 	ours = t->h.closing;
+	pthread_mutex_unlock(&t->h.mu);
+	if (!ours) {
+		natsConnection_GetLastError(nc, &why);
+		note(&t->h, LOG_LVL_ERROR, "connection closed: %s; connecting again",
+		    why && *why ? why : "no reason given");
+	}
+	/* Last: once closed is set, the publisher may free t (disconnect, then exit). */
+	pthread_mutex_lock(&t->h.mu);
 	t->h.closed = 1;
 	pthread_cond_signal(&t->h.cv);
 	pthread_mutex_unlock(&t->h.mu);
-	if (ours)
-		return;
-	natsConnection_GetLastError(nc, &why);
-	note(&t->h, LOG_LVL_ERROR, "connection closed: %s; connecting again",
-	    why && *why ? why : "no reason given");
 }
 
 static void
@@ -381,9 +389,12 @@ disconnect(struct nats *t)
 	struct timespec ts;
 	int rc = 0;
 
-	if (t->nc == NULL)
-		return;
 	pthread_mutex_lock(&h->mu);
+	if (t->nc == NULL) {
+		h->closed = 0;		/* a connection that failed to connect, told late */
+		pthread_mutex_unlock(&h->mu);
+		return;
+	}
 	h->closing = 1;
 	pthread_mutex_unlock(&h->mu);
 	natsConnection_Close(t->nc);

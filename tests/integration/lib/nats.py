@@ -7,12 +7,14 @@ the case killed by pid in its cleanup; streams created from
 etc/scale-out/stream.json.  natsctl (tests/integration/natsctl.c, built by
 make check) reads a stream back over the NATS protocol with libnats.
 """
+import base64
 import collections
 import json
 import os
 import shutil
 import signal
 import subprocess
+import time
 
 from .base import LOCAL4, ROOT, check, steady, tail, wait_until
 from .net import free_port, try_connect
@@ -127,6 +129,8 @@ class NatsCluster:
         self.settled(stream)
         out = []
         for line in self.ctl("read", stream, timeout=300).splitlines():
+            if line.startswith("natsctl: "):     # it read again after a leader change
+                continue
             _, subject, msgid, data = line.split(" ", 3)
             out.append((subject, msgid, json.loads(data)))
         return out
@@ -139,3 +143,86 @@ class NatsCluster:
             if k is not None:
                 c[k] += 1
         return c
+
+
+# ------------------------------------------------ operator mode (a .creds file)
+
+def _crc16(data):
+    """CRC-16/XMODEM, as NKeys check their encoding."""
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021 if crc & 0x8000 else crc << 1) & 0xFFFF
+    return crc
+
+
+def _b32(raw):
+    return base64.b32encode(raw + _crc16(raw).to_bytes(2, "little")).decode().rstrip("=")
+
+
+def _b64url(data):
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+class NKey:
+    """An Ed25519 key pair made with openssl, in NKey form: prefix "O", "A" or "U"."""
+    PREFIX = {"O": 14 << 3, "A": 0, "U": 20 << 3}
+
+    def __init__(self, ctx, name, kind):
+        self.ctx, self.pem = ctx, ctx.path(f"{name}.key.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", self.pem],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "pkey", "-in", self.pem, "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        pub = subprocess.run(["openssl", "pkey", "-in", self.pem, "-pubout", "-outform", "DER"],
+                             check=True, capture_output=True).stdout
+        p = self.PREFIX[kind]
+        self.public = _b32(bytes([p]) + pub[-32:])
+        self.seed = _b32(bytes([(18 << 3) | (p >> 5), (p & 31) << 3]) + der[-32:])
+
+    def sign(self, data):
+        path = self.ctx.path("to-sign")
+        with open(path, "wb") as f:
+            f.write(data)
+        return subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", self.pem, "-rawin",
+                               "-in", path], check=True, capture_output=True).stdout
+
+
+def _jwt(issuer, subject, name, nats):
+    head = _b64url(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    claims = {"jti": os.urandom(16).hex().upper(), "iat": int(time.time()),
+              "iss": issuer.public, "name": name, "sub": subject.public, "nats": nats}
+    body = _b64url(json.dumps(claims).encode())
+    return f"{head}.{body}." + _b64url(issuer.sign(f"{head}.{body}".encode()))
+
+
+def operator_mode(ctx):
+    """
+    What nsc(1) would make for a server in operator mode: an operator, an
+    account with JetStream and a user: (the server's configuration lines,
+    the user's .creds file).
+    """
+    op, acct, user = NKey(ctx, "op", "O"), NKey(ctx, "acct", "A"), NKey(ctx, "user", "U")
+    sys_acct = NKey(ctx, "sys", "A")            # JetStream needs a system account
+    unlimited = {k: -1 for k in ("subs", "data", "payload", "imports", "exports", "conn", "leaf",
+                                 "mem_storage", "disk_storage", "streams", "consumer")}
+    op_jwt = _jwt(op, op, "op", {"type": "operator", "version": 2})
+    acct_jwt = _jwt(op, acct, "acct", {"limits": dict(unlimited, wildcards=True),
+                                      "type": "account", "version": 2})
+    sys_jwt = _jwt(op, sys_acct, "SYS", {"limits": {k: -1 for k in ("subs", "data", "payload",
+                                                                 "imports", "exports", "conn",
+                                                                 "leaf")},
+                                         "type": "account", "version": 2})
+    user_jwt = _jwt(acct, user, "user", {"pub": {}, "sub": {}, "subs": -1, "data": -1,
+                                         "payload": -1, "type": "user", "version": 2})
+    with open(ctx.path("op.jwt"), "w") as f:
+        f.write(op_jwt)
+    creds = ctx.path("user.creds")
+    with open(creds, "w") as f:
+        f.write(f"-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n"
+                f"-----BEGIN USER NKEY SEED-----\n{user.seed}\n------END USER NKEY SEED------\n")
+    conf = (f'operator: "{ctx.path("op.jwt")}"\nsystem_account: {sys_acct.public}\n'
+            f'resolver: MEMORY\nresolver_preload: {{ {acct.public}: "{acct_jwt}", '
+            f'{sys_acct.public}: "{sys_jwt}" }}\n')
+    return conf, creds
