@@ -18,9 +18,9 @@ import sys
 import time
 
 from lib.base import case, check, Failure, LOCAL4, long_case, tail, wait_until
-from lib.clients import TcpLoad, octet_frame, tool
+from lib.clients import TcpLoad, octet_frame
 from lib.events import CS_RE, read_events, record_text, wait_lines
-from lib.nats import NATSCTL, NatsCluster, nats_binary, operator_mode
+from lib.nats import NatsCluster, nats_binary, natsctl, operator_mode
 from lib.net import LORIS_SOURCES, free_port, http_get, prom_values, try_connect
 from lib.peers import haproxy_two
 from lib.relp import RelpLoad, fault_run
@@ -30,17 +30,25 @@ from test_faults import kills, upgrade
 from test_proxy import ProxiedSender
 
 
-def nats_sink(cluster, **kw):
-    return dict({"name": "js", "type": "nats", "servers": cluster.urls,
+def cluster(ctx):
+    """The example deployment's 3 nodes, started, with its stream LOGS."""
+    js = NatsCluster(ctx)
+    js.start()
+    js.add_stream()
+    return js
+
+
+def nats_sink(js, **kw):
+    return dict({"name": "js", "type": "nats", "servers": js.urls,
                  "subject": "logs.${host}", "stream": "LOGS"}, **kw)
 
 
-def stream_counts(cluster):
+def stream_counts(js):
     """A Counter of the (c, s) of the stream's events."""
     def key(ev):
         m = CS_RE.search(record_text(ev))
         return (int(m[1]), int(m[2])) if m else None
-    return lambda: cluster.counts("LOGS", key)
+    return lambda: js.counts("LOGS", key)
 
 
 def all_answered(js, loads):
@@ -87,9 +95,7 @@ def nats_events(ctx):
     host make more tokens, "*" becomes "_", no host "_"), each with its own
     Nats-Msg-Id; the worker says at start that the stream captures the subject.
     """
-    js = NatsCluster(ctx)
-    js.start()
-    js.add_stream()
+    js = cluster(ctx)
     path = ctx.path("events.jsonl")
     s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "framing": "octet-counted"}],
                         sinks=[{"name": "file", "path": path}, nats_sink(js)], level="info")
@@ -172,9 +178,7 @@ def nats_cluster_faults(ctx):
     and none twice (the resends the faults cause carry their first message
     id, and the stream's duplicate window drops them).
     """
-    js = NatsCluster(ctx)
-    js.start()
-    js.add_stream()
+    js = cluster(ctx)
     sport, extra = stats_extra()
     counts = stream_counts(js)
     got = {}
@@ -235,9 +239,7 @@ def nats_cluster_down_block(ctx):
     once the nodes are back delivery resumes by itself: every answered
     record is in the stream.
     """
-    js = NatsCluster(ctx)
-    js.start()
-    js.add_stream()
+    js = cluster(ctx)
     s, sport, tcp_port, path = outage_server(ctx, js, "block", "1M")
     loads = [RelpLoad(s.addr, c) for c in range(3)]
     for t in loads:
@@ -278,9 +280,7 @@ def nats_cluster_down_drop(ctx):
     workers stay and serve on, and once the nodes are back new records
     reach the stream.
     """
-    js = NatsCluster(ctx)
-    js.start()
-    js.add_stream()
+    js = cluster(ctx)
     s, sport, tcp_port, path = outage_server(ctx, js, "drop", "64K", protocol="tcp")
     pids = s.workers()
     for i in range(3):
@@ -318,9 +318,7 @@ def nats_spool_outage(ctx):
     the next one; the nodes back, the spools drain into the stream by
     themselves: every answered record is there.
     """
-    js = NatsCluster(ctx)
-    js.start()
-    js.add_stream()
+    js = cluster(ctx)
     d = ctx.path("spool")
     os.makedirs(d, exist_ok=True)
     sport, extra = stats_extra()
@@ -367,9 +365,7 @@ def nats_reload_upgrade(ctx):
     logs.${app}), then a binary upgrade: every answered record is in the
     stream, the ones after the reload on the new subject.
     """
-    js = NatsCluster(ctx)
-    js.start()
-    js.add_stream()
+    js = cluster(ctx)
 
     def fault(s, loads):
         m = s.mark()
@@ -395,9 +391,7 @@ def nats_haproxy_two_instances(ctx):
     addresses: every record in the stream once, both instances took part,
     each event's peer its client's own address.
     """
-    js = NatsCluster(ctx)
-    js.start()
-    js.add_stream()
+    js = cluster(ctx)
     front = free_port()
     ports = {"a": free_port(), "b": free_port()}
     servers = {n: pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ports[n]}",
@@ -477,7 +471,7 @@ def publishes(ctx, s, url, env=None, n=1000):
     """n records to the server's listener reach the stream LOGS of url."""
     c = ctx.connect(s.addr)
     c.sendall(b"".join(b"<13>Nov 24 01:02:03 onehost app: c=1 s=%d\n" % q for q in range(n)))
-    info = lambda: tool([NATSCTL, url, "info", "LOGS"], env=env)[1]
+    info = lambda: natsctl(url, "info", "LOGS", env=env)
     check(wait_until(lambda: f" msgs {n} " in info(), 15, interval=0.2),
           f"the stream holds: {info()}")
     c.close()
@@ -499,8 +493,7 @@ def nats_tls_user_password(ctx):
     env = {"NATSCTL_CA": pki.path("ca.pem"), "NATSCTL_NAME": SERVER_NAME,
            "NATSCTL_CERT": ccert, "NATSCTL_KEY": ckey}
     url = f"tls://ingest:s3cret@{LOCAL4}:{port}"
-    rc, out = tool([NATSCTL, url, "add", "LOGS", "logs.>", "1"], env=env, timeout=60)
-    check(rc == 0, f"natsctl add: {tail(out)}")
+    natsctl(url, "add", "LOGS", "logs.>", "1", env=env)
     tls = {"ca_file": pki.path("ca.pem"), "server_name": SERVER_NAME, "certificate": ccert,
            "key": ckey}
     sink = {"type": "nats", "servers": [f"tls://{LOCAL4}:{port}"], "subject": "logs.${host}",
@@ -524,8 +517,7 @@ def nats_token(ctx):
     """A node that authenticates by token: a sink with the token publishes."""
     port = one_node(ctx, TOKEN_NODE)
     url = f"nats://t0k-en@{LOCAL4}:{port}"
-    rc, out = tool([NATSCTL, url, "add", "LOGS", "logs.>", "1"], timeout=60)
-    check(rc == 0, f"natsctl add: {tail(out)}")
+    natsctl(url, "add", "LOGS", "logs.>", "1")
     s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}], level="info",
                         sinks=[{"name": "js", "type": "nats", "servers": [f"nats://{LOCAL4}:{port}"],
                                 "subject": "logs.${host}", "stream": "LOGS", "token": "t0k-en"}])
@@ -554,8 +546,7 @@ def nats_credentials(ctx):
     port = one_node(ctx, conf.replace("{", "{{").replace("}", "}}") + CREDS_NODE)
     url = f"nats://{LOCAL4}:{port}"
     env = {"NATSCTL_CREDS": creds}
-    rc, out = tool([NATSCTL, url, "add", "LOGS", "logs.>", "1"], env=env, timeout=60)
-    check(rc == 0, f"natsctl add: {tail(out)}")
+    natsctl(url, "add", "LOGS", "logs.>", "1", env=env)
     sink = {"type": "nats", "servers": [url], "subject": "logs.${host}", "stream": "LOGS"}
     s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}], level="info",
                         sinks=[dict(sink, name="js", credentials=creds),
@@ -573,8 +564,6 @@ def nats_kill9_workers(ctx):
     R3 stream: every answered record is in the stream (a RELP client's
     resend after a kill is a new event: it may be there twice, counted).
     """
-    js = NatsCluster(ctx)
-    js.start()
-    js.add_stream()
+    js = cluster(ctx)
     fault_run(ctx, "nats_kill9_workers", kills, relp=3, tcp=1, sinks=[nats_sink(js)],
                      delivered=stream_counts(js))

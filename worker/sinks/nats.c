@@ -196,6 +196,17 @@ note(struct handoff *h, int level, const char *fmt, ...)
 	pthread_mutex_unlock(&h->mu);
 }
 
+/* Set a flag of the hand-off (or none) and wake the publisher waiting on it. */
+static void
+wake_publisher(struct handoff *h, int *flag)
+{
+	pthread_mutex_lock(&h->mu);
+	if (flag)
+		*flag = 1;
+	pthread_cond_signal(&h->cv);
+	pthread_mutex_unlock(&h->mu);
+}
+
 /* ---- libnats' threads ---- */
 
 /*
@@ -261,9 +272,7 @@ on_up(natsConnection *nc, void *arg)
 	natsConnection_GetConnectedUrl(nc, url, sizeof(url));
 	note(&t->h, LOG_LVL_NOTICE, "connected to %s", url);
 	tell(&t->h, 0, NEWS_UP, NULL);
-	pthread_mutex_lock(&t->h.mu);
-	pthread_cond_signal(&t->h.cv);		/* the publisher may look at the stream now */
-	pthread_mutex_unlock(&t->h.mu);
+	wake_publisher(&t->h, NULL);		/* it may look at the stream now */
 }
 
 /*
@@ -286,10 +295,7 @@ on_closed(natsConnection *nc, void *arg)
 		    why && *why ? why : "no reason given");
 	}
 	/* Last: once closed is set, the publisher may free t (disconnect, then exit). */
-	pthread_mutex_lock(&t->h.mu);
-	t->h.closed = 1;
-	pthread_cond_signal(&t->h.cv);
-	pthread_mutex_unlock(&t->h.mu);
+	wake_publisher(&t->h, &t->h.closed);
 }
 
 static void
@@ -419,10 +425,7 @@ on_sub_done(void *arg)
 {
 	struct nats *t = arg;
 
-	pthread_mutex_lock(&t->h.mu);
-	t->h.sub_done = 1;
-	pthread_cond_signal(&t->h.cv);
-	pthread_mutex_unlock(&t->h.mu);
+	wake_publisher(&t->h, &t->h.sub_done);
 }
 
 /*
@@ -985,10 +988,7 @@ nats_close(struct sink *s)
 	if (t == NULL)
 		return;
 	if (t->started) {
-		pthread_mutex_lock(&t->h.mu);
-		t->h.stop = 1;
-		pthread_cond_signal(&t->h.cv);
-		pthread_mutex_unlock(&t->h.mu);
+		wake_publisher(&t->h, &t->h.stop);
 		pthread_join(t->thread, NULL);
 	}
 	if (t->wake)

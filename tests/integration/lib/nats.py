@@ -30,6 +30,13 @@ def nats_binary():
     return path
 
 
+def natsctl(urls, *args, env=None, timeout=120):
+    """natsctl URLS ARGS... (env: more variables, such as NATSCTL_CA): its output."""
+    rc, out = tool([NATSCTL, urls] + list(args), env=env, timeout=timeout)
+    check(rc == 0, f"natsctl {' '.join(args)}: exit {rc}: {tail(out)}")
+    return out
+
+
 def example_stream(**changes):
     """The example deployment's stream definition, with changes."""
     with open(os.path.join(EXAMPLE, "stream.json")) as f:
@@ -88,11 +95,9 @@ class NatsCluster:
                 p.wait(timeout=15)
 
     def ctl(self, *args, timeout=120):
-        rc, out = tool([NATSCTL, ",".join(u for u, p in zip(self.urls, self.procs)
-                                          if p and p.poll() is None)] + list(args),
-                       timeout=timeout)
-        check(rc == 0, f"natsctl {' '.join(args)}: exit {rc}: {tail(out)}")
-        return out
+        """natsctl on the nodes that run."""
+        return natsctl(",".join(u for u, p in zip(self.urls, self.procs)
+                                if p and p.poll() is None), *args, timeout=timeout)
 
     def add_stream(self, **changes):
         """The example stream (with changes), created; its definition."""
