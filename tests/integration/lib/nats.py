@@ -126,7 +126,11 @@ class NatsCluster:
         elected may still be applying what the old one had acknowledged.
         """
         info = lambda: (lambda i: (i["msgs"], i["current"] == i["replicas"]))(self.info(stream))
-        (_, current), _ = steady(info, quiet=quiet, timeout=timeout, interval=0.2)
+        deadline = time.monotonic() + timeout
+        current = False
+        while not current and time.monotonic() < deadline:     # held still, and current
+            (_, current), _ = steady(info, quiet=quiet, timeout=deadline - time.monotonic(),
+                                     interval=0.2)
         check(current, f"stream {stream}: its replicas are not current after {timeout} s")
 
     def messages(self, stream):
