@@ -21,12 +21,26 @@ from .proc import fd_targets
 LORIS_SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 
 
-def free_port(host=LOCAL4):
-    """A TCP port nothing listens on right now: bind port 0, read it, close."""
+_GIVEN = set()
+
+
+def _unused_port(kind, host):
+    """A port of kind nothing is bound to right now and this run has not
+    handed out before: the kernel may give a just-closed port 0 again, and
+    two listeners of one case then get the same port."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket(family, kind) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if (kind, port) not in _GIVEN:
+            _GIVEN.add((kind, port))
+            return port
+
+
+def free_port(host=LOCAL4):
+    """A TCP port nothing listens on right now and not handed out before."""
+    return _unused_port(socket.SOCK_STREAM, host)
 
 
 def listen_on(port, timeout):
@@ -41,10 +55,7 @@ def listen_on(port, timeout):
 
 def free_udp_port(host=LOCAL4):
     """A UDP port nothing is bound to right now (TCP and UDP ports are apart)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return _unused_port(socket.SOCK_DGRAM, host)
 
 
 def peer_state(sock):
