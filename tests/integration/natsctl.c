@@ -61,7 +61,14 @@ jetstream(const char *urls, natsConnection **nc)
 	if (getenv("NATSCTL_CERT") && (st = natsOptions_LoadCertificatesChain(o,
 	    getenv("NATSCTL_CERT"), getenv("NATSCTL_KEY"))) != NATS_OK)
 		die("client certificate", st);
-	if ((st = natsConnection_Connect(nc, o)) != NATS_OK)
+	/*
+	 * Tried 5 times: now and then libnats 3.4.1 sends a CONNECT with the
+	 * .creds file's JWT but no signature of the server's nonce, and the
+	 * server refuses it ("Signature missing" in its debug log).
+	 */
+	for (int i = 0; (st = natsConnection_Connect(nc, o)) != NATS_OK && i < 4; i++)
+		usleep(200 * 1000);
+	if (st != NATS_OK)
 		die("connect", st);
 	natsOptions_Destroy(o);
 	free(copy);

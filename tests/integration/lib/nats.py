@@ -5,14 +5,18 @@ deployment's own configuration (etc/scale-out/nats-server.conf, which
 takes its ports and paths from the environment), each a helper process of
 the case killed by pid in its cleanup; streams created from
 etc/scale-out/stream.json.  natsctl (tests/integration/natsctl.c, built by
-make check) reads a stream back over the NATS protocol with libnats.
+make check) reads a stream back over the NATS protocol with libnats;
+store_messages() reads a stopped node's own store files, and quorum() what
+a majority of them agrees on.
 """
 import base64
 import collections
 import json
 import os
+import re
 import shutil
 import signal
+import struct
 import subprocess
 import time
 
@@ -144,6 +148,16 @@ class NatsCluster:
             out.append((subject, msgid, json.loads(data)))
         return out
 
+    def stores(self, stream):
+        """
+        What each node's own store holds of stream, read from its files once
+        the nodes stopped (stop() first): per node, a dict stream sequence ->
+        (message id, payload).  It tells a message a quorum of the replicas
+        holds from one missing on the node a reader happened to read through.
+        """
+        return [store_messages(os.path.join(self.ctx.path(f"nats-{n}"), "jetstream", "$G",
+                                            "streams", stream, "msgs")) for n in self.names]
+
     def counts(self, stream, key):
         """A Counter of key(event) over the stream's events, key returning None to skip."""
         c = collections.Counter()
@@ -152,6 +166,72 @@ class NatsCluster:
             if k is not None:
                 c[k] += 1
         return c
+
+
+# ------------------------------------------------ a node's store, read from its files
+
+MSG_HDR = struct.Struct("<IQqH")    # record length, sequence, time, subject length
+HBIT, EBIT = 1 << 31, 1 << 63       # the record has headers; the message was erased
+
+
+def store_messages(msgs_dir):
+    """
+    The messages of one stream's file store (nats-server 2.9, not
+    compressed or encrypted: what etc/scale-out's configuration makes): its
+    N.blk files hold records [length u32][seq u64][time i64][subject
+    length u16][subject][header length u32, header, if the length's high
+    bit is set][payload][hash 8], little-endian.  A record cut short (a
+    node killed while it wrote) ends its block.  Returns {seq: (message id,
+    payload)}.
+    """
+    out = {}
+    blocks = [f for f in os.listdir(msgs_dir) if f.endswith(".blk")] if os.path.isdir(
+        msgs_dir) else []
+    for name in sorted(blocks, key=lambda f: int(f.split(".")[0])):
+        with open(os.path.join(msgs_dir, name), "rb") as f:
+            b = f.read()
+        off = 0
+        while off + MSG_HDR.size <= len(b):
+            rl, seq, _, sl = MSG_HDR.unpack_from(b, off)
+            size = rl & ~HBIT
+            if size < MSG_HDR.size + sl + 8 or off + size > len(b):
+                break
+            p = off + MSG_HDR.size + sl
+            hdr = b""
+            if rl & HBIT:
+                hl = struct.unpack_from("<I", b, p)[0]
+                hdr, p = b[p + 4:p + 4 + hl], p + 4 + hl
+            if not seq & EBIT and seq > 0:
+                m = re.search(rb"Nats-Msg-Id:\s*(\S+)", hdr)
+                out[seq] = (m[1].decode() if m else "-", b[p:off + size - 8])
+            off += size
+    return out
+
+
+def quorum(stores):
+    """
+    What a majority of the nodes' stores holds, by message id: {id:
+    payload} of the messages a majority holds, each at whatever sequence
+    (a diverged replica may hold one at another, or twice); the ids of
+    those not held alike (a node lacks it, or nodes hold it at different
+    sequences); and per node how many of the majority's it lacks.
+    """
+    need = len(stores) // 2 + 1
+    places = collections.defaultdict(set)      # id -> {(node, seq)}
+    for k, st in enumerate(stores):
+        for seq, (mid, _) in st.items():
+            places[mid].add((k, seq))
+    agreed, odd, lacks = {}, set(), [0] * len(stores)
+    for mid, at in places.items():
+        nodes = {k for k, _ in at}
+        if len(nodes) >= need:
+            k, seq = min(at)
+            agreed[mid] = stores[k][seq][1]
+            for k in set(range(len(stores))) - nodes:
+                lacks[k] += 1
+        if len(nodes) < len(stores) or len({seq for _, seq in at}) > 1:
+            odd.add(mid)
+    return agreed, odd, lacks
 
 
 # ------------------------------------------------ operator mode (a .creds file)

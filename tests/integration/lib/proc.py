@@ -28,6 +28,30 @@ def proc_state(pid):
     return data[data.rindex(")") + 2:].split()[0]
 
 
+def threads_state(pid):
+    """
+    What each thread of pid is doing, for a failure message: "tid state
+    wchan syscall-number" per thread (a loop blocked on a lock shows
+    futex_wait_queue and syscall 202), or "gone".
+    """
+    out = []
+    try:
+        tids = sorted(os.listdir(f"/proc/{pid}/task"), key=int)
+    except OSError:
+        return "gone"
+    for tid in tids:
+        fields = []
+        for name in ("stat", "wchan", "syscall"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/{name}") as f:
+                    fields.append(f.read().strip())
+            except OSError:
+                fields.append("?")
+        state = fields[0][fields[0].rfind(")") + 2:].split()[0] if ")" in fields[0] else "?"
+        out.append(f"{tid} {state} {fields[1] or '-'} {fields[2].split()[0] if fields[2] else '?'}")
+    return "; ".join(out)
+
+
 def alive(pid):
     """A process that exists and has not exited (a zombie has exited)."""
     st = proc_state(pid)

@@ -207,7 +207,7 @@ class RelpLoad(threading.Thread):
 
 
 def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, delivered=None,
-              relp_tls=None, after=None, extra=None, **listener):
+              relp_tls=None, after=None, extra=None, seconds=60, **listener):
     """
     Start a server with a RELP and a plain TCP listener into one file sink
     (or sinks), run relp RELP clients and tcp plain TCP clients through
@@ -217,7 +217,8 @@ def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, deliv
     listener: more settings of the RELP listener (a tls group), relp_tls
     the clients' ssl.SSLContext for it.  after(s, relp loads, tcp loads)
     runs once the clients are done, before the server stops.  extra: more
-    top-level configuration (a stats group).
+    top-level configuration (a stats group).  seconds: the RELP clients'
+    own time bound (they stop sending then), which fault must stay within.
     """
     path = sink_path or ctx.path("events.jsonl")
     tcp_port = free_port()
@@ -227,7 +228,7 @@ def fault_run(ctx, name, fault, relp=4, tcp=2, sinks=None, sink_path=None, deliv
                         sinks=sinks or [{"name": "events", "path": path}], level="info",
                         extra=extra)
     s.start()
-    rl = [RelpLoad(s.addr, c, tls=relp_tls) for c in range(relp)]
+    rl = [RelpLoad(s.addr, c, tls=relp_tls, max_seconds=seconds) for c in range(relp)]
     tl = [TcpLoad((LOCAL4, tcp_port), 100 + c) for c in range(tcp)]
     for t in rl + tl:
         t.start()
