@@ -925,6 +925,24 @@ conn_new(int fd, const struct listener_cfg *l, const struct sockaddr *sa, sockle
 	return c;
 }
 
+/*
+ * Reading again after back-pressure: a client's idle and record clocks
+ * start again now, since the wait was ours.  (A timer that came due while
+ * reading was stopped was put off by whole periods, and could otherwise
+ * fire in the very turn reading resumes, before the bytes waiting in the
+ * client's socket are read.)
+ */
+static void
+restart_timers(struct conn *c)
+{
+	if (c->handshaking || c->lingering)
+		return;
+	if (c->idle_tv && evtimer_pending(&c->idle_ev, NULL))
+		event_add(&c->idle_ev, c->idle_tv);
+	if (c->rec_tv && evtimer_pending(&c->rec_ev, NULL))
+		event_add(&c->rec_ev, c->rec_tv);
+}
+
 /* Back-pressure from the sinks: stop or resume reading on every connection. */
 void
 conn_set_reading(int on)
@@ -932,8 +950,11 @@ conn_set_reading(int on)
 	if (on == reading)
 		return;
 	reading = on;
-	for (struct conn *c = conns; c; c = c->next_conn)
+	for (struct conn *c = conns; c; c = c->next_conn) {
+		if (on)
+			restart_timers(c);
 		update_read(c);
+	}
 	if (on)	/* data that arrived meanwhile: the events fire again since it is level-triggered */
 		log_debug("%s: reading from clients again", proc.name);
 }
