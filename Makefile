@@ -12,7 +12,7 @@ SBINDIR	?= $(PREFIX)/sbin
 BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
-PKGS	 = libevent libconfig libsystemd hiredis libnats libssl libcrypto
+PKGS	 = libevent libconfig libsystemd hiredis libnats libssl libcrypto libpcre2-8
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -MMD -MP
 CFLAGS	+= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -26,7 +26,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # Debian packages the build and the tests need; `make deps` installs the missing ones.
 DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
 	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 logrotate \
-	   libsystemd-dev libhiredis-dev libnats-dev libssl-dev openssl redis-server nats-server libestr0 libfastjson4 liblognorm5 librelp0 \
+	   libsystemd-dev libhiredis-dev libnats-dev libpcre2-dev libssl-dev openssl redis-server nats-server libestr0 libfastjson4 liblognorm5 librelp0 \
 	   haproxy
 
 # What make bench needs besides DEB_PKGS: gnuplot draws the chart.
@@ -181,7 +181,7 @@ bench-smoke: ingestd ingestd-bench
 	python3 tests/bench/bench.py --smoke
 
 # libFuzzer targets: tests/fuzz/fuzz_NAME.c drives worker/protocol/NAME.c (or the files
-# FUZZ_SRC_NAME names), with its seed corpus in tests/fuzz/corpus/NAME (read
+# FUZZ_SRC_NAME names, linked with FUZZ_LIBS_NAME), with its seed corpus in tests/fuzz/corpus/NAME (read
 # only: what a run finds goes to tests/fuzz/findings/, which git ignores).
 # FUZZ_TIME seconds per target.
 FUZZ_TIME ?= 60
@@ -194,12 +194,15 @@ FUZZ_SRC_httphead = server/httphead.c
 FUZZ_SRC_frame_restore = worker/protocol/framing.c
 FUZZ_SRC_relp_client = worker/protocol/relp_client.c worker/protocol/relp.c
 FUZZ_SRC_segment = worker/sinks/segment.c
+FUZZ_SRC_cond = common/cond.c common/cidr.c
+# Libraries a target needs besides the sanitizers.
+FUZZ_LIBS_cond = -lpcre2-8
 fuzz_src = $(or $(FUZZ_SRC_$(1)),worker/protocol/$(1).c) common/obuf.c
 
 .SECONDEXPANSION:
 tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $$(call fuzz_src,$$*) \
 		$(wildcard common/*.h worker/protocol/*.h worker/sinks/*.h server/*.h)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_src,$*)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(call fuzz_src,$*) $(FUZZ_LIBS_$*)
 
 fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 	@for n in $(FUZZ_NAMES); do \
@@ -213,8 +216,8 @@ fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 
 tests/bench/micro: tests/bench/micro.c tests/bench/bench_records.o worker/protocol/framing.o \
 		worker/protocol/parse_syslog.o worker/protocol/json.o worker/pipeline/encode.o \
-		common/obuf.o
-	$(CC) $(CFLAGS) $(INC_pipeline) $(LDFLAGS) -o $@ $^
+		worker/pipeline/routes.o common/cond.o common/cidr.o common/proc.o common/obuf.o
+	$(CC) $(CFLAGS) $(INC_pipeline) $(LDFLAGS) -o $@ $^ -lpcre2-8
 
 tests/bench/blast: tests/bench/blast.c
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^

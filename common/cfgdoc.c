@@ -24,11 +24,12 @@ static const char *const samples[][2] = {
 	{ "tls.certificate", "/etc/ingestd/tls/server.pem" },
 	{ "tls.key", "/etc/ingestd/tls/server.key" },
 	{ "spool.path", "/var/lib/ingestd/spool/upstream" },
+	{ "routes.name", "errors" },
 };
 
 static const char *const scope_titles[CS_COUNT] = {
 	"Global settings", "The log group", "The stats group", "Listeners",
-	"The tls group", "Sinks", "The spool group",
+	"The tls group", "Sinks", "The spool group", "Routes",
 };
 
 static const char *const scope_intros[CS_COUNT] = {
@@ -62,6 +63,12 @@ static const char *const scope_intros[CS_COUNT] = {
 	"An outage of the upstream fills the disk, not memory, and stops no client until\n"
 	"the spool is full.\n"
 	"See SPOOL in\n.Xr ingestd 8 .",
+	"Each element of the list\n.Ic \"routes = ( { ... }, { ... } );\"\n"
+	"is a route, at most " CFG_MAX_ROUTES_TEXT " of them, looked at in order for every event:\n"
+	"one that matches sends the event to its sinks (or drops it) and, unless it falls\n"
+	"through, ends the search; an event no route takes goes to its listener's sinks.\n"
+	"Without routes, each listener's events go to its sinks.\n"
+	"See ROUTING below.",
 };
 
 /* Text for a troff body line: no leading dot or quote, backslashes escaped. */
@@ -269,6 +276,18 @@ conf(void)
 	conf_scope(CS_SPOOL, "\t\t\t", "#");
 	printf("#\t\t};\n");
 	printf("\t}\n);\n");
+	printf("\n# Routes (see ROUTING in ingestd.conf(5)), looked at in order for every\n"
+	    "# event; an event no route takes goes to its listener's sinks.  For\n"
+	    "# example, with sinks \"alerts\" and \"archive\":\n"
+	    "#routes = (\n"
+	    "#\t{ name = \"noise\"; match = \"msg contains \\\"GET /health\\\"\"; drop = true; },\n"
+	    "#\t{ name = \"errors\"; match = \"severity <= err or facility in [auth, authpriv]\";\n"
+	    "#\t  sinks = [ \"alerts\" ]; final = false; },\n"
+	    "#\t{ name = \"all\"; sinks = [ \"archive\" ]; }\n"
+	    "#);\n"
+	    "# Each route has these settings:\n#\t{\n");
+	conf_scope(CS_ROUTE, "\t\t", "#");
+	printf("#\t}\n");
 	return 0;
 }
 

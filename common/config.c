@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cond.h"
 #include "config.h"
 #include "log.h"
 #include "tlsctx.h"
@@ -26,6 +27,7 @@
 #define S(f)	offsetof(struct sink_cfg, f)
 #define T(f)	offsetof(struct tls_cfg, f)
 #define P(f)	offsetof(struct spool_cfg, f)
+#define R(f)	offsetof(struct route_cfg, f)
 #define KIB	1024L
 #define MIB	(1024L * KIB)
 #define GIB	(1024L * MIB)
@@ -368,11 +370,30 @@ const struct cfg_setting cfg_settings[] = {
 	  "it), so an answered record survives a power cut. \"none\": written is enough; "
 	  "what the kernel had not written when the machine stops is lost, a crash of "
 	  "ingestd loses nothing." },
+	{ "name", CS_ROUTE, CT_STRING, NULL, 0, 0, NULL, 1, R(name),
+	  "Required. Name of the route, unique: its events are counted under it "
+	  "(ingestd_route_matched_total{route=\"name\"})." },
+	{ "listeners", CS_ROUTE, CT_NAMES, "", 0, 0, NULL, 1, R(listeners),
+	  "Names of the listeners whose events the route looks at; empty means every "
+	  "listener." },
+	{ "match", CS_ROUTE, CT_STRING, "", 0, 0, NULL, 1, R(match),
+	  "The condition an event must meet, e.g. \"severity <= warning and app == sshd\" "
+	  "(the language: ROUTING in ingestd.conf(5)); checked by ingestd -t. Empty: every "
+	  "event." },
+	{ "sinks", CS_ROUTE, CT_NAMES, "", 0, 0, NULL, 1, R(sinks),
+	  "Names of the sinks the events it matches go to. Required unless drop is true." },
+	{ "drop", CS_ROUTE, CT_BOOL, "false", 0, 0, NULL, 1, R(drop),
+	  "true: the events it matches go no further (the routes after it do not see them, "
+	  "and they reach only the sinks of routes before it that fell through), counted "
+	  "in ingestd_route_matched_total." },
+	{ "final", CS_ROUTE, CT_BOOL, "true", 0, 0, NULL, 1, R(final),
+	  "true: an event it matches is not looked at by the routes after it. false: it "
+	  "falls through, and the next routes that match add their sinks." },
 	{ NULL, 0, 0, NULL, 0, 0, NULL, 0, 0, NULL }
 };
 
 const char *const cfg_scope_names[CS_COUNT] = {
-	"", "log", "stats", "listeners", "tls", "sinks", "spool"
+	"", "log", "stats", "listeners", "tls", "sinks", "spool", "routes"
 };
 
 const char cfg_embedded[] =
@@ -715,7 +736,7 @@ is_subgroup(enum cfg_scope scope, const char *name)
 	static const struct { enum cfg_scope scope; const char *name; } sub[] = {
 		{ CS_MAIN, "log" }, { CS_MAIN, "stats" }, { CS_MAIN, "listeners" },
 		{ CS_MAIN, "sinks" }, { CS_LISTENER, "tls" }, { CS_SINK, "tls" },
-		{ CS_SINK, "spool" },
+		{ CS_SINK, "spool" }, { CS_MAIN, "routes" },
 	};
 
 	for (size_t i = 0; i < sizeof(sub) / sizeof(sub[0]); i++)
@@ -989,13 +1010,20 @@ check_sinks(struct ctx *c, const struct config *cf, const config_setting_t *list
 	return 0;
 }
 
+/* The index of the element named name of an array of n listeners or sinks (size bytes each). */
+static int
+name_index(const void *v, size_t size, size_t name_off, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(*(char *const *)((const char *)v + i * size + name_off), name) == 0)
+			return i;
+	return -1;
+}
+
 static int
 sink_index(const struct config *cf, const char *name)
 {
-	for (int i = 0; i < cf->nsinks; i++)
-		if (strcmp(cf->sinks[i].name, name) == 0)
-			return i;
-	return -1;
+	return name_index(cf->sinks, sizeof(*cf->sinks), S(name), cf->nsinks, name);
 }
 
 /* What a sink's queue holds: octet-counted frames or lines, of events or records. */
@@ -1036,6 +1064,104 @@ resolve_sinks(struct ctx *c, struct config *cf, const config_setting_t *list)
 			l->sink_idx[l->nsink_idx++] = idx;
 			if (cf->sinks[idx].octet || cf->sinks[idx].raw)
 				l->sinks_formatted = 1;
+		}
+	}
+	return 0;
+}
+
+/* The routes list, if any (an empty one is as none). */
+static int
+load_routes(struct ctx *c, struct config *cf, config_setting_t *list)
+{
+	if (list == NULL || (config_setting_length(list) == 0 &&
+	    (config_setting_is_list(list) || config_setting_is_array(list))))
+		return 0;
+	return load_list(c, list, "routes", "route", CS_ROUTE, sizeof(*cf->routes),
+	    CFG_MAX_ROUTES, (void **)&cf->routes, &cf->nroutes);
+}
+
+/* idx into v[*n] unless it is there already. */
+static void
+add_index(int *v, int *n, int idx)
+{
+	for (int i = 0; i < *n; i++)
+		if (v[i] == idx)
+			return;
+	v[(*n)++] = idx;
+}
+
+/* One route: its condition parsed, its sinks and listeners as indices. */
+static int
+resolve_route(struct ctx *c, struct config *cf, int i, const config_setting_t *g)
+{
+	struct route_cfg *r = &cf->routes[i];
+	char name[64], why[600];
+
+	snprintf(name, sizeof(name), "routes[%d].name", i);
+	for (int k = 0; k < i; k++)
+		if (strcmp(cf->routes[k].name, r->name) == 0)
+			return fail(c, config_setting_get_member(g, "name"), name,
+			    "\"%s\" is the name of routes[%d] too", r->name, k);
+	snprintf(name, sizeof(name), "routes[%d].match", i);
+	if (r->match[0] && (r->cond = cond_parse(r->match, why, sizeof(why))) == NULL)
+		return fail(c, config_setting_get_member(g, "match"), name, "%s", why);
+	snprintf(name, sizeof(name), "routes[%d].sinks", i);
+	if (r->drop == (r->sinks.n > 0))
+		return fail(c, g, name, r->drop ? "a route with drop = true has no sinks" :
+		    "required: the sinks its events go to (or drop = true)");
+	for (int k = 0; k < r->sinks.n; k++) {
+		int idx = sink_index(cf, r->sinks.v[k]);
+
+		if (idx == -1)
+			return fail(c, config_setting_get_member(g, "sinks"), name,
+			    "no sink is named \"%s\"", r->sinks.v[k]);
+		add_index(r->sink_idx, &r->nsink_idx, idx);
+	}
+	snprintf(name, sizeof(name), "routes[%d].listeners", i);
+	for (int k = 0; k < r->listeners.n; k++)
+		if (name_index(cf->listeners, sizeof(*cf->listeners), L(name), cf->nlisteners,
+		    r->listeners.v[k]) == -1)
+			return fail(c, config_setting_get_member(g, "listeners"), name,
+			    "no listener is named \"%s\"", r->listeners.v[k]);
+	return 0;
+}
+
+static int
+route_applies(const struct route_cfg *r, const struct listener_cfg *l)
+{
+	for (int k = 0; k < r->listeners.n; k++)
+		if (strcmp(r->listeners.v[k], l->name) == 0)
+			return 1;
+	return r->listeners.n == 0;
+}
+
+/*
+ * The routes, resolved; then for each listener the routes that look at its
+ * events, and every sink those may reach (its own sinks, for events no
+ * route takes, and the routes'): what a RELP answer waits for.
+ */
+static int
+resolve_routes(struct ctx *c, struct config *cf, const config_setting_t *list)
+{
+	for (int i = 0; i < cf->nroutes; i++)
+		if (resolve_route(c, cf, i, config_setting_get_elem(list, i)) == -1)
+			return -1;
+	for (int i = 0; i < cf->nlisteners; i++) {
+		struct listener_cfg *l = &cf->listeners[i];
+
+		l->nack_idx = 0;
+		for (int k = 0; k < l->nsink_idx; k++)
+			add_index(l->ack_idx, &l->nack_idx, l->sink_idx[k]);
+		for (int r = 0; r < cf->nroutes; r++) {
+			if (!route_applies(&cf->routes[r], l))
+				continue;
+			l->route_idx[l->nroute_idx++] = r;
+			for (int k = 0; k < cf->routes[r].nsink_idx; k++) {
+				int idx = cf->routes[r].sink_idx[k];
+
+				add_index(l->ack_idx, &l->nack_idx, idx);
+				l->sinks_formatted |= cf->sinks[idx].octet || cf->sinks[idx].raw;
+			}
 		}
 	}
 	return 0;
@@ -1505,7 +1631,7 @@ static struct config *
 load(config_t *lc, const char *name, char *err, size_t errlen)
 {
 	struct ctx c = { name, err, errlen };
-	config_setting_t *root = config_root_setting(lc), *log, *stats, *list, *sinks;
+	config_setting_t *root = config_root_setting(lc), *log, *stats, *list, *sinks, *routes;
 	struct config *cf;
 
 	if ((cf = calloc(1, sizeof(*cf))) == NULL || (cf->path = strdup(name)) == NULL)
@@ -1515,6 +1641,7 @@ load(config_t *lc, const char *name, char *err, size_t errlen)
 	stats = config_setting_get_member(root, "stats");
 	list = config_setting_get_member(root, "listeners");
 	sinks = config_setting_get_member(root, "sinks");
+	routes = config_setting_get_member(root, "routes");
 	if (log != NULL && !config_setting_is_group(log)) {
 		fail(&c, log, "log", "expected a group { level = ...; }");
 		goto bad;
@@ -1533,6 +1660,8 @@ load(config_t *lc, const char *name, char *err, size_t errlen)
 	    check_sinks(&c, cf, sinks) == -1 ||
 	    resolve_units(cf) == -1 ||
 	    resolve_sinks(&c, cf, list) == -1 ||
+	    load_routes(&c, cf, routes) == -1 ||
+	    resolve_routes(&c, cf, routes) == -1 ||
 	    resolve_acls(&c, cf, list) == -1 ||
 	    resolve_upstreams(&c, cf, sinks) == -1 ||
 	    resolve_tls(&c, cf, list, sinks) == -1 ||
@@ -1628,6 +1757,11 @@ cfg_free(struct config *cf)
 		free(cf->sinks[i].upstream_v);
 	}
 	free(cf->sinks);
+	for (int i = 0; i < cf->nroutes; i++) {
+		free_strings(CS_ROUTE, &cf->routes[i]);
+		cond_free(cf->routes[i].cond);
+	}
+	free(cf->routes);
 	free_strings(CS_MAIN, cf);
 	free_strings(CS_LOG, cf);
 	free_strings(CS_STATS, cf);
@@ -1847,6 +1981,15 @@ cfg_dump(const struct config *cf, FILE *fp)
 		dump_tls(&cf->sinks[i].tls, fp);
 		dump_spool(&cf->sinks[i].spool, fp);
 		fprintf(fp, "\t}%s\n", i + 1 < cf->nsinks ? "," : "");
+	}
+	fprintf(fp, ");\n");
+	if (cf->nroutes == 0)
+		return;
+	fprintf(fp, "routes = (\n");
+	for (int i = 0; i < cf->nroutes; i++) {
+		fprintf(fp, "\t{\n");
+		dump_scope(&cf->routes[i], CS_ROUTE, "\t\t", fp);
+		fprintf(fp, "\t}%s\n", i + 1 < cf->nroutes ? "," : "");
 	}
 	fprintf(fp, ");\n");
 }

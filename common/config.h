@@ -22,11 +22,15 @@
 #define CFG_MAX_LISTENERS_TEXT	"64"	/* for the documentation */
 #define CFG_MAX_SINKS		32
 #define CFG_MAX_SINKS_TEXT	"32"
+#define CFG_MAX_ROUTES		64
+#define CFG_MAX_ROUTES_TEXT	"64"
 #define CFG_MAX_WORKERS		512
 #define CFG_STRING_MAX		4095	/* bytes in a string setting */
 #define CFG_VALUE_MAX		(4 * CFG_STRING_MAX + 3)	/* a value as cfg_format writes it */
 
-enum cfg_scope { CS_MAIN, CS_LOG, CS_STATS, CS_LISTENER, CS_TLS, CS_SINK, CS_SPOOL, CS_COUNT };
+enum cfg_scope {
+	CS_MAIN, CS_LOG, CS_STATS, CS_LISTENER, CS_TLS, CS_SINK, CS_SPOOL, CS_ROUTE, CS_COUNT
+};
 enum cfg_type {
 	CT_INT, CT_SECONDS, CT_STRING, CT_ENUM, CT_WORKERS, CT_LISTEN, CT_SIZE, CT_NAMES, CT_BOOL
 };
@@ -109,6 +113,10 @@ struct listener_cfg {
 	int		 sink_idx[CFG_MAX_SINKS];	/* resolved: indices into sinks */
 	int		 nsink_idx;
 	int		 sinks_formatted;	/* a sink wants other than event lines */
+	int		 route_idx[CFG_MAX_ROUTES];	/* resolved: the routes that look at it */
+	int		 nroute_idx;
+	int		 ack_idx[CFG_MAX_SINKS];	/* resolved: every sink its events may reach */
+	int		 nack_idx;
 	long		 idle_timeout_ms;
 	long		 record_timeout_ms;
 	long		 send_timeout_ms;
@@ -155,6 +163,21 @@ struct sink_cfg {
 	struct spool_cfg spool;
 };
 
+struct cond;
+
+/* A route (routes[i]): events it matches go to its sinks, or are dropped. */
+struct route_cfg {
+	char		*name;
+	struct cfg_names listeners;	/* empty: every listener */
+	char		*match;		/* empty: every event */
+	struct cfg_names sinks;
+	int		 drop;
+	int		 final;
+	struct cond	*cond;		/* resolved from match; NULL: every event */
+	int		 sink_idx[CFG_MAX_SINKS];	/* resolved from sinks */
+	int		 nsink_idx;
+};
+
 struct config {
 	int		 refs;		/* holders: the master and each worker slot */
 	char		*path;		/* file name, or CFG_EMBEDDED_NAME */
@@ -174,6 +197,8 @@ struct config {
 	int		 nlisteners;
 	struct sink_cfg	*sinks;
 	int		 nsinks;
+	struct route_cfg *routes;
+	int		 nroutes;
 };
 
 extern const struct cfg_setting cfg_settings[];

@@ -16,13 +16,16 @@
 #define WORKER_ROW(...)		STAT_ROW(struct worker_counts, __VA_ARGS__)
 #define LISTENER_ROW(...)	STAT_ROW(struct listener_counts, __VA_ARGS__)
 #define SINK_ROW(...)		STAT_ROW(struct sink_stats, __VA_ARGS__)
+#define ROUTE_ROW(...)		STAT_ROW(struct route_counts, __VA_ARGS__)
 
 const struct stat_desc stats_worker[] = { STATS_WORKER(WORKER_ROW) };
 const struct stat_desc stats_listener[] = { STATS_LISTENER(LISTENER_ROW) };
 const struct stat_desc stats_sink[] = { STATS_SINK(SINK_ROW) };
+const struct stat_desc stats_route[] = { STATS_ROUTE(ROUTE_ROW) };
 const int stats_nworker = sizeof(stats_worker) / sizeof(stats_worker[0]);
 const int stats_nlistener = sizeof(stats_listener) / sizeof(stats_listener[0]);
 const int stats_nsink = sizeof(stats_sink) / sizeof(stats_sink[0]);
+const int stats_nroute = sizeof(stats_route) / sizeof(stats_route[0]);
 
 _Static_assert(CT_NREASONS - CT_REFUSE_ACL == 4, "a refused_* counter per refusal");
 

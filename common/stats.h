@@ -172,16 +172,24 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	X(queued, "sink_queue_bytes", NULL, "queue_bytes",			\
 	    "Bytes waiting in the workers' queues, by sink.", STAT_LINE_NONE, NULL)
 
+/* What each route took (metrics labelled route="name", /stats under "routes"). */
+#define STATS_ROUTE(X)								\
+	X(matched, "route_matched_total", NULL, "matched",			\
+	    "Events a route matched (and sent to its sinks, or dropped), by route.", \
+	    STAT_LINE_NONE, NULL)
+
 #define STAT_FIELD(field, ...)	uint64_t field;
 
 struct worker_counts	{ STATS_WORKER(STAT_FIELD) };
 struct listener_counts	{ STATS_LISTENER(STAT_FIELD) };
 struct sink_stats	{ STATS_SINK(STAT_FIELD) };
+struct route_counts	{ STATS_ROUTE(STAT_FIELD) };
 
 struct worker_stats {
 	struct worker_counts	 w;
 	struct listener_counts	 lsn[CFG_MAX_LISTENERS];	/* by listener index */
 	struct sink_stats	 sink[CFG_MAX_SINKS];		/* by sink index */
+	struct route_counts	 route[CFG_MAX_ROUTES];		/* by route index */
 } __attribute__((aligned(64)));
 
 /* One row of a table above, for the code that reads every counter. */
@@ -192,8 +200,8 @@ struct stat_desc {
 	const char	*text;
 };
 
-extern const struct stat_desc stats_worker[], stats_listener[], stats_sink[];
-extern const int stats_nworker, stats_nlistener, stats_nsink;
+extern const struct stat_desc stats_worker[], stats_listener[], stats_sink[], stats_route[];
+extern const int stats_nworker, stats_nlistener, stats_nsink, stats_nroute;
 
 /* The counter a row describes, in one struct of its table. */
 #define STAT_VALUE(base, d)	(*(const uint64_t *)((const char *)(base) + (d)->off))

@@ -32,6 +32,7 @@ struct named {
 	const char		*name;
 	struct listener_counts	 lsn;	/* a listener's */
 	struct sink_stats	 st;	/* a sink's */
+	struct route_counts	 rt;	/* a route's */
 };
 
 /* What the workers counted, summed. */
@@ -40,8 +41,8 @@ struct agg {
 	uint64_t		 accepted[CFG_MAX_WORKERS];	/* by worker number */
 	uint64_t		 open[CFG_MAX_WORKERS];
 	int			 nworkers;
-	struct named		 lsn[MAX_NAMES], sink[MAX_NAMES];
-	int			 nlsn, nsink;
+	struct named		 lsn[MAX_NAMES], sink[MAX_NAMES], route[MAX_NAMES];
+	int			 nlsn, nsink, nroute;
 };
 
 static struct agg		 gone;		/* workers that exited */
@@ -119,6 +120,9 @@ add(struct agg *a, const struct worker_stats *w, const struct config *cf, int id
 	for (int i = 0; i < cf->nsinks; i++)
 		if ((e = lookup(a->sink, &a->nsink, cf->sinks[i].name, keep)) != NULL)
 			add_rows(&e->st, &w->sink[i], stats_sink, stats_nsink, keep);
+	for (int i = 0; i < cf->nroutes; i++)
+		if ((e = lookup(a->route, &a->nroute, cf->routes[i].name, keep)) != NULL)
+			add_rows(&e->rt, &w->route[i], stats_route, stats_nroute, keep);
 }
 
 /* A worker exited: keep what it counted, and clear its slot for the next one. */
@@ -319,6 +323,8 @@ prometheus(struct evbuffer *b, const struct agg *a, const struct metrics_master 
 	    offsetof(struct named, lsn));
 	named_metrics(b, stats_sink, stats_nsink, "sink", a->sink, a->nsink,
 	    offsetof(struct named, st));
+	named_metrics(b, stats_route, stats_nroute, "route", a->route, a->nroute,
+	    offsetof(struct named, rt));
 	table_metrics(b);
 	one(b, "ingestd_worker_restarts_total", "counter",
 	    "Workers that died unexpectedly and were respawned.", procs_restarts());
@@ -464,6 +470,8 @@ json(struct evbuffer *b, const struct agg *a, const struct metrics_master *m)
 	    offsetof(struct named, lsn));
 	json_named(b, "sinks", stats_sink, stats_nsink, a->sink, a->nsink,
 	    offsetof(struct named, st));
+	json_named(b, "routes", stats_route, stats_nroute, a->route, a->nroute,
+	    offsetof(struct named, rt));
 	evbuffer_add_printf(b, ",\"stats_endpoint\":{\"closed\":{\"evicted\":%llu,\"busy\":%llu,"
 	    "\"request_timeout\":%llu,\"send_timeout\":%llu,\"request_too_large\":%llu,"
 	    "\"bad_request\":%llu}}}\n", (unsigned long long)n->evicted,

@@ -5,14 +5,16 @@
  * encoding into an in-memory sink buffer, as a worker does after read(2).
  * Prints records/s and ns/record.
  *
- *   tests/bench/micro [-n passes] [-s mix | 3164] [seconds]
+ *   tests/bench/micro [-n passes] [-r] [-s mix | 3164] [seconds]
  *
  * -s mix (the default) is a realistic mix of 100-300 byte records (RFC
  * 3164, RFC 5424 with structured data, JSON objects); -s 3164 is the
  * 100-byte RFC 3164 record of `ingestd-bench -s 3164 --size 100`, made by
  * ingestd-bench's own code.  -n runs exactly that many passes over the
  * stream instead of for seconds: a fixed amount of work, for counting
- * instructions per record under callgrind.
+ * instructions per record under callgrind.  -r picks each record's sinks
+ * by five routes first (ROUTES: field comparisons, a JSON member, one
+ * regular expression), as records.c does when routes are configured.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,25 +23,80 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cond.h"
 #include "config.h"
 #include "encode.h"
 #include "framing.h"
+#include "proc.h"
+#include "routes.h"
+#include "stats.h"
 
 #define STREAM_RECORDS	20000
+
+/* -r: each route's condition, sink and whether it falls through. */
+static const struct { const char *match; int sink, final; } ROUTES[] = {
+	{ "severity <= err", 1, 0 },
+	{ "facility in [auth, authpriv]", 2, 1 },
+	{ "app == sshd and host == host7", 2, 1 },
+	{ "msg ~ \"fail(ed|ure)\"", 3, 1 },
+	{ "body.level == error or listener == audit", 3, 1 },
+};
+#define NROUTES	((int)(sizeof(ROUTES) / sizeof(ROUTES[0])))
 
 static struct listener_cfg lst;
 static struct encode_meta meta;
 static struct obuf out;
-static unsigned long nrec;
+static unsigned long nrec, routed[4];
+static int use_routes;
 
 static void
 on_record(void *arg, const char *rec, size_t len, int truncated)
 {
+	struct parsed pr;
+	int idx[CFG_MAX_SINKS], n;
+
 	(void)arg;
 	if (out.cap - out.len < ENCODE_MAX(len, meta.prefixlen))
 		out.len = 0;		/* the sink wrote its batch */
-	encode_event(&out, &meta, &lst, rec, len, truncated);
 	nrec++;
+	if (!use_routes) {
+		encode_event(&out, &meta, &lst, rec, len, truncated);
+		return;
+	}
+	encode_parse(&pr, &meta, &lst, rec, len);
+	n = routes_pick(&lst, &meta, &pr, rec, len, idx);
+	for (int i = 0; i < n; i++)
+		routed[idx[i]]++;
+	encode_put(&out, &meta, &lst, &pr, rec, len, truncated);
+}
+
+/* The configuration records.c would see: ROUTES, the listener's own sink 0. */
+static void
+set_routes(void)
+{
+	static struct route_cfg r[NROUTES];
+	static struct config cf;
+	static struct worker_stats st;
+	char err[256];
+
+	for (int i = 0; i < NROUTES; i++) {
+		if ((r[i].cond = cond_parse(ROUTES[i].match, err, sizeof(err))) == NULL) {
+			fprintf(stderr, "micro: %s: %s\n", ROUTES[i].match, err);
+			exit(1);
+		}
+		r[i].sink_idx[0] = ROUTES[i].sink;
+		r[i].nsink_idx = 1;
+		r[i].final = ROUTES[i].final;
+		lst.route_idx[lst.nroute_idx++] = i;
+	}
+	cf.routes = r;
+	cf.nroutes = NROUTES;
+	proc.cf = &cf;
+	proc.stats = &st;
+	lst.name = "bench";
+	lst.sink_idx[0] = 0;
+	lst.nsink_idx = 1;
+	use_routes = 1;
 }
 
 /* One record of the mix, padded with text to a size of 100 to 300 bytes. */
@@ -85,7 +142,7 @@ make_3164(char *stream)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: micro [-n passes] [-s mix | 3164] [seconds]\n");
+	fprintf(stderr, "usage: micro [-n passes] [-r] [-s mix | 3164] [seconds]\n");
 	exit(EX_USAGE);
 }
 
@@ -101,10 +158,13 @@ main(int argc, char **argv)
 	unsigned long bytes = 0, passes = 0, npass = 0;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "n:s:")) != -1) {
+	while ((ch = getopt(argc, argv, "n:rs:")) != -1) {
 		switch (ch) {
 		case 'n':
 			passes = strtoul(optarg, NULL, 10);
+			break;
+		case 'r':
+			set_routes();
 			break;
 		case 's':
 			shape = optarg;
@@ -144,8 +204,12 @@ main(int argc, char **argv)
 		npass++;
 		t = now() - t0;
 	} while (passes ? npass < passes : t < seconds);
-	printf("micro: %s: %lu records (%.0f MB) in %.2f s: %.0f records/s, %.0f ns/record,"
-	    " %.0f MB/s in, one core\n", shape, nrec, bytes / 1e6, t, nrec / t, t * 1e9 / nrec, bytes / 1e6 / t);
+	printf("micro: %s%s: %lu records (%.0f MB) in %.2f s: %.0f records/s, %.0f ns/record,"
+	    " %.0f MB/s in, one core\n", shape, use_routes ? " with 5 routes" : "", nrec,
+	    bytes / 1e6, t, nrec / t, t * 1e9 / nrec, bytes / 1e6 / t);
+	if (use_routes)
+		printf("micro: routed to sinks 0-3: %lu %lu %lu %lu\n", routed[0], routed[1],
+		    routed[2], routed[3]);
 	frame_free(&fr);
 	free(out.p);
 	free(stream);

@@ -16,6 +16,7 @@ main(void)
 	srunner_add_suite(sr, addr_suite());
 	srunner_add_suite(sr, backoff_suite());
 	srunner_add_suite(sr, cidr_suite());
+	srunner_add_suite(sr, cond_suite());
 	srunner_add_suite(sr, conntab_suite());
 	srunner_add_suite(sr, encode_suite());
 	srunner_add_suite(sr, filelock_suite());
@@ -26,6 +27,7 @@ main(void)
 	srunner_add_suite(sr, proxy_suite());
 	srunner_add_suite(sr, records_suite());
 	srunner_add_suite(sr, relp_suite());
+	srunner_add_suite(sr, routes_suite());
 	srunner_add_suite(sr, relp_client_suite());
 	srunner_add_suite(sr, relp_session_suite());
 	srunner_add_suite(sr, segment_suite());

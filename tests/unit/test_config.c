@@ -117,9 +117,16 @@ assert_cfg_equal(const struct config *a, const struct config *b)
 		ck_assert_int_eq(a->sinks[i].tls.enabled, b->sinks[i].tls.enabled);
 		ck_assert_int_eq(a->sinks[i].spool.enabled, b->sinks[i].spool.enabled);
 	}
+	ck_assert_int_eq(a->nroutes, b->nroutes);
+	for (int i = 0; i < a->nroutes; i++)
+		for (const struct cfg_setting *s = cfg_settings; s->name; s++)
+			if (s->scope == CS_ROUTE)
+				ck_assert_msg(strcmp(cfg_format(s, &a->routes[i], x, sizeof(x)),
+				    cfg_format(s, &b->routes[i], y, sizeof(y))) == 0,
+				    "routes[%d].%s: %s != %s", i, s->name, x, y);
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
 		if (s->scope == CS_LISTENER || s->scope == CS_TLS || s->scope == CS_SINK ||
-		    s->scope == CS_SPOOL)
+		    s->scope == CS_SPOOL || s->scope == CS_ROUTE)
 			continue;
 		ck_assert_msg(strcmp(cfg_format(s, a, x, sizeof(x)), cfg_format(s, b, y, sizeof(y))) == 0,
 		    "%s%s%s: %s != %s", cfg_scope_names[s->scope], s->scope ? "." : "", s->name, x, y);
@@ -604,6 +611,27 @@ static const struct bad_conf bad_pipeline[] = {
 	  "listeners[0].deny", "\"x\": not an IPv4 or IPv6 address" },
 	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; record_timeout = 3601; } );\n", 3,
 	  "listeners[0].record_timeout", "must be from 0 to 3600 seconds" },
+	{ H2 LST "routes = ( { name = \"r\";\n match = \"severity <= eror\"; sinks = [ \"default\" ]; } );\n",
+	  5, "routes[0].match", "at column 13: \"eror\" is no severity (a name such as warning, or "
+	  "0 to 7)" },
+	{ H2 LST "routes = ( { name = \"r\";\n match = \"msg ~ \\\"a(\\\"\"; sinks = [ \"default\" ]; } );\n",
+	  5, "routes[0].match", "at column 7: regular expression \"a(\": missing closing parenthesis "
+	  "at offset 2" },
+	{ H2 LST "routes = ( { name = \"r\"; sinks = [ \"default\" ]; },\n"
+	  " { name = \"r\"; drop = true; } );\n", 5, "routes[1].name",
+	  "\"r\" is the name of routes[0] too" },
+	{ H2 LST "routes = ( { name = \"r\";\n sinks = [ \"nope\" ]; } );\n", 5, "routes[0].sinks",
+	  "no sink is named \"nope\"" },
+	{ H2 LST "routes = ( { name = \"r\"; } );\n", 4, "routes[0].sinks",
+	  "required: the sinks its events go to (or drop = true)" },
+	{ H2 LST "routes = ( { name = \"r\"; drop = true; sinks = [ \"default\" ]; } );\n", 4,
+	  "routes[0].sinks", "a route with drop = true has no sinks" },
+	{ H2 LST "routes = ( { name = \"r\"; drop = true;\n listeners = [ \"x\" ]; } );\n", 5,
+	  "routes[0].listeners", "no listener is named \"x\"" },
+	{ H2 LST "routes = ( { drop = true; } );\n", 4, "routes[0].name",
+	  "required setting is missing" },
+	{ H2 LST "routes = ( { name = \"r\"; drop = true; fallthrough = true; } );\n", 4,
+	  "routes[0].fallthrough", "unknown setting" },
 };
 
 START_TEST(pipeline_error)
@@ -953,9 +981,10 @@ START_TEST(table_is_consistent)
 			ck_assert_msg(d >= s->min && d <= s->max, "%s: default out of range", s->name);
 		}
 		ck_assert_msg(s->def != NULL || s->type == CT_LISTEN ||
-		    (s->scope == CS_SINK && strcmp(s->name, "name") == 0), "%s: no default", s->name);
+		    ((s->scope == CS_SINK || s->scope == CS_ROUTE) && strcmp(s->name, "name") == 0),
+		    "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 72);
+	ck_assert_int_eq(n, 78);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -963,22 +992,24 @@ START_TEST(table_is_consistent)
 	ck_assert_str_eq(cfg_scope_names[CS_TLS], "tls");
 	ck_assert_str_eq(cfg_scope_names[CS_SINK], "sinks");
 	ck_assert_str_eq(cfg_scope_names[CS_SPOOL], "spool");
+	ck_assert_str_eq(cfg_scope_names[CS_ROUTE], "routes");
 }
 END_TEST
 
 /* The defaults written in the table are what a config without them gets. */
 START_TEST(table_defaults_are_applied)
 {
-	struct config *cf = load_ok(LST);
+	struct config *cf = load_ok(LST "routes = ( { name = \"r\"; drop = true; } );\n");
 	char buf[256], want[256];
 
 	for (const struct cfg_setting *s = cfg_settings; s->name; s++) {
 		const void *base = s->scope == CS_LISTENER ? (const void *)&cf->listeners[0] :
 		    s->scope == CS_TLS ? (const void *)&cf->listeners[0].tls :
 		    s->scope == CS_SINK ? (const void *)&cf->sinks[0] :
-		    s->scope == CS_SPOOL ? (const void *)&cf->sinks[0].spool : (const void *)cf;
+		    s->scope == CS_SPOOL ? (const void *)&cf->sinks[0].spool :
+		    s->scope == CS_ROUTE ? (const void *)&cf->routes[0] : (const void *)cf;
 
-		if (s->def == NULL)
+		if (s->def == NULL || (s->scope == CS_ROUTE && strcmp(s->name, "drop") == 0))
 			continue;
 		if (s->scope == CS_LISTENER && strcmp(s->name, "name") == 0)
 			continue;	/* empty means the listen text */
@@ -1223,6 +1254,10 @@ static const char *const round_trip_confs[] = {
 	"shutdown_timeout = 999.999;\nlisteners = ( { listen = \"127.0.0.1:1\"; } );\n",
 	LST "sinks = ( { name = \"f\"; type = \"forward\"; upstreams = [ \"127.0.0.1:1\" ];\n"
 	"  protocol = \"relp\"; spool = { path = \"/tmp\"; max_size = \"2G\"; sync = \"none\"; }; } );\n",
+	LST "routes = ( { name = \"noise\"; match = \"msg ~ \\\"^GET /(health|ping)\\\\\\\\b\\\"\";\n"
+	"  drop = true; },\n { name = \"r\"; listeners = [ \"127.0.0.1:5514\" ];\n"
+	"  match = \"severity <= warning and not app in [\\\"a b\\\", c]\"; sinks = [ \"default\" ];\n"
+	"  final = false; } );\n",
 };
 
 START_TEST(dump_round_trip)

@@ -10,6 +10,7 @@
 Suite	*addr_suite(void);	/* test_addr.c:    common/addr.c */
 Suite	*backoff_suite(void);	/* test_backoff.c: server/backoff.c */
 Suite	*cidr_suite(void);	/* test_cidr.c:    common/cidr.c */
+Suite	*cond_suite(void);	/* test_cond.c:    common/cond.c */
 Suite	*config_suite(void);	/* test_config.c:  common/config.c */
 Suite	*conntab_suite(void);	/* test_conntab.c: common/conntab.c */
 Suite	*encode_suite(void);	/* test_encode.c: worker/pipeline/encode.c */
@@ -21,6 +22,7 @@ Suite	*parse_syslog_suite(void);	/* test_parse_syslog.c: worker/protocol/parse_s
 Suite	*proxy_suite(void);	/* test_proxy.c:   worker/protocol/proxy.c */
 Suite	*records_suite(void);	/* test_records.c: worker/pipeline/records.c */
 Suite	*relp_suite(void);	/* test_relp.c:    worker/protocol/relp.c */
+Suite	*routes_suite(void);	/* test_routes.c:  worker/pipeline/routes.c */
 Suite	*relp_client_suite(void);	/* test_relp_client.c: worker/protocol/relp_client.c */
 Suite	*relp_session_suite(void);
 Suite	*segment_suite(void);	/* test_segment.c: worker/sinks/segment.c */	/* test_relp_session.c: worker/conn/relp_session.c */

@@ -291,6 +291,8 @@ conn_record(struct conn *c, const char *rec, size_t len, int truncated)
 	proc.stats->lsn[c->l - proc.cf->listeners].records++;
 	meta.prefix = c->prefix;
 	meta.prefixlen = c->prefixlen;
+	meta.peer = (const struct sockaddr *)&c->peer_sa;
+	meta.tls_peer = c->tr ? c->tr->peer_id : NULL;
 	return records_route(&meta, c->l, rec, len, truncated);
 }
 

@@ -208,6 +208,7 @@ datagram(struct reader *r, struct mmsghdr *m)
 		return;
 	meta.prefix = r->prefix.p;
 	meta.prefixlen = r->prefix.len;
+	meta.peer = (const struct sockaddr *)&r->src;
 	while (p < end) {
 		const char *lf = memchr(p, '\n', (size_t)(end - p));
 

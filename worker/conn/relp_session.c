@@ -165,8 +165,8 @@ session_feed(struct session *a, const char *data, size_t n, session_record_fn *r
 static int
 reached(const struct session *a, const struct session_wait *w)
 {
-	for (int k = 0; k < a->l->nsink_idx; k++)
-		if (!sink_reached(a->l->sink_idx[k], w->mark[k]))
+	for (int k = 0; k < a->l->nack_idx; k++)
+		if (!sink_reached(a->l->ack_idx[k], w->mark[k]))
 			return 0;
 	return 1;
 }
@@ -194,8 +194,8 @@ session_mark(struct session *a)
 	}
 	w = &a->w[a->nw++];
 	w->end = a->held.len;
-	for (int k = 0; k < a->l->nsink_idx; k++) {
-		int idx = a->l->sink_idx[k];
+	for (int k = 0; k < a->l->nack_idx; k++) {
+		int idx = a->l->ack_idx[k];
 
 		w->mark[k] = sink_mark(idx);
 		if (!sink_reached(idx, w->mark[k]))

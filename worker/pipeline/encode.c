@@ -245,26 +245,36 @@ encode_prefix(struct obuf *o, const char *peer, const char *listener, const char
 	o->len += nm;
 }
 
+/* How a record is read: its format, and as syslog when it is. */
+void
+encode_parse(struct parsed *pr, const struct encode_meta *m, const struct listener_cfg *l,
+    const char *rec, size_t len)
+{
+	pr->format = pick_format(l->format, rec, len);
+	pr->why = NULL;
+	pr->syslog = pr->format == FORMAT_SYSLOG &&
+	    syslog_parse_at(rec, len, &m->clock, &pr->sm, &pr->why) == 0;
+}
+
 /*
- * Append the event for one record.  A record that fails to parse is kept
- * with its raw text, or dropped (out untouched) when the listener says so.
+ * Append the event of a parsed record.  A record that fails to parse is
+ * kept with its raw text, or dropped (out untouched) when the listener says
+ * so.
  */
 enum encode_result
-encode_event(struct obuf *o, const struct encode_meta *m, const struct listener_cfg *l,
-    const char *rec, size_t len, int truncated)
+encode_put(struct obuf *o, const struct encode_meta *m, const struct listener_cfg *l,
+    const struct parsed *pr, const char *rec, size_t len, int truncated)
 {
 	size_t start = o->len;
-	const char *why = NULL;
-	struct syslog_msg sm;
-	int format = pick_format(l->format, rec, len);
+	const char *why = pr->why;
 
 	PUTS(o, "{\"received_at\":\"");
 	put(o, m->received_at, m->received_atlen);
 	PUTS(o, "\"");
 	put(o, m->prefix, m->prefixlen);
-	if (format == FORMAT_SYSLOG && syslog_parse_at(rec, len, &m->clock, &sm, &why) == 0) {
-		put_syslog(o, &sm);
-	} else if (format == FORMAT_JSON) {
+	if (pr->syslog) {
+		put_syslog(o, &pr->sm);
+	} else if (pr->format == FORMAT_JSON) {
 		PUTS(o, ",\"body\":");
 		if (json_copy_object(o, rec, len, &why) == -1)
 			o->len -= sizeof(",\"body\":") - 1;
@@ -277,7 +287,7 @@ encode_event(struct obuf *o, const struct encode_meta *m, const struct listener_
 		PUTS(o, ",\"parse_error\":");
 		json_string(o, why, strlen(why));
 	}
-	if (format == FORMAT_RAW || why != NULL) {
+	if (pr->format == FORMAT_RAW || why != NULL) {
 		PUTS(o, ",\"msg\":");
 		json_string(o, rec, len);
 	}
@@ -285,4 +295,15 @@ encode_event(struct obuf *o, const struct encode_meta *m, const struct listener_
 		PUTS(o, ",\"truncated\":true");
 	PUTS(o, "}\n");
 	return why ? ENCODE_PARSE_ERROR : ENCODE_OK;
+}
+
+/* Append the event for one record: encode_parse, then encode_put. */
+enum encode_result
+encode_event(struct obuf *o, const struct encode_meta *m, const struct listener_cfg *l,
+    const char *rec, size_t len, int truncated)
+{
+	struct parsed pr;
+
+	encode_parse(&pr, m, l, rec, len);
+	return encode_put(o, m, l, &pr, rec, len, truncated);
 }

@@ -38,13 +38,30 @@ struct encode_meta {
 	struct syslog_clock clock;	/* for BSD timestamps, at now */
 	const char	*prefix;	/* ,"peer":"...","listener":"..." pre-encoded */
 	size_t		 prefixlen;
+	const struct sockaddr *peer;	/* the client's address (routes' peer), or NULL */
+	const char	*tls_peer;	/* the identity its certificate matched, or NULL */
+};
+
+/* A record as parsed, before it is encoded (what routes look at). */
+struct parsed {
+	int		 format;	/* FORMAT_SYSLOG, FORMAT_JSON or FORMAT_RAW */
+	int		 syslog;	/* a syslog record that parsed: sm holds it */
+	struct syslog_msg sm;
+	const char	*why;		/* syslog: why it did not parse */
 };
 
 /* Most bytes encode_prefix appends for a peer, a listener name and more of these lengths. */
 #define ENCODE_PREFIX_MAX(peerlen, namelen, morelen) \
 	(JSON_STRING_MAX(peerlen) + JSON_STRING_MAX(namelen) + (morelen) + 20)
 
+struct sockaddr;
+
 void			 encode_set_time(struct encode_meta *, const struct timespec *);
+void			 encode_parse(struct parsed *, const struct encode_meta *,
+			    const struct listener_cfg *, const char *rec, size_t len);
+enum encode_result	 encode_put(struct obuf *, const struct encode_meta *,
+			    const struct listener_cfg *, const struct parsed *, const char *rec,
+			    size_t len, int truncated);
 void			 encode_prefix(struct obuf *, const char *peer, const char *listener,
 			    const char *more);
 enum encode_result	 encode_event(struct obuf *, const struct encode_meta *,

@@ -1,15 +1,18 @@
 /*
- * records: a record becomes one event, encoded straight into the queue of
- * the first sink that takes it and copied to the listener's other sinks.
- * When a sink wants something else (octet-counted frames, or the records as
- * they came: a forward sink's settings), the event is encoded once aside
- * and each sink gets it, or the record, in its own form.
+ * records: a record is parsed, its sinks are picked (its listener's, or
+ * those of the routes that match it: routes.c), and it becomes one event,
+ * encoded straight into the queue of the first sink that takes it and
+ * copied to the others.  When a sink wants something else (octet-counted
+ * frames, or the records as they came: a forward sink's settings), the
+ * event is encoded once aside and each sink gets it, or the record, in its
+ * own form.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "proc.h"
 #include "records.h"
+#include "routes.h"
 #include "sink.h"
 #include "stats.h"
 
@@ -37,9 +40,10 @@ put(int idx, const char *line, size_t linelen, const char *rec, size_t reclen)
 	return 0;
 }
 
+/* Into a buffer aside, then to each sink in its own form. */
 static int
-route_formatted(const struct encode_meta *m, const struct listener_cfg *l, const char *rec,
-    size_t len, int truncated)
+deliver_formatted(const struct encode_meta *m, const struct listener_cfg *l,
+    const struct parsed *pr, const int *idx, int n, const char *rec, size_t len, int truncated)
 {
 	static struct obuf ev;
 	enum encode_result r;
@@ -48,25 +52,22 @@ route_formatted(const struct encode_meta *m, const struct listener_cfg *l, const
 	ev.len = 0;
 	if (obuf_reserve(&ev, ENCODE_MAX(len, m->prefixlen)) == -1)
 		return -1;
-	r = encode_event(&ev, m, l, rec, len, truncated);
+	r = encode_put(&ev, m, l, pr, rec, len, truncated);
 	if (r == ENCODE_DROPPED) {
 		proc.stats->w.parse_dropped++;
 		return 0;
 	}
 	proc.stats->w.parse_errors += r == ENCODE_PARSE_ERROR;
-	for (int k = 0; k < l->nsink_idx; k++)
-		if (put(l->sink_idx[k], ev.p, ev.len, rec, len) == -1)
+	for (int k = 0; k < n; k++)
+		if (put(idx[k], ev.p, ev.len, rec, len) == -1)
 			rc = -1;
 	return rc;
 }
 
-/*
- * Returns 0 when every sink of the listener queued the event (or
- * on_parse_error dropped it on purpose), -1 when a full sink dropped it.
- */
-int
-records_route(const struct encode_meta *m, const struct listener_cfg *l, const char *rec,
-    size_t len, int truncated)
+/* The event into the queue of the first sink of idx that takes it, copied to the others. */
+static int
+deliver(const struct encode_meta *m, const struct listener_cfg *l, const struct parsed *pr,
+    const int *idx, int n, const char *rec, size_t len, int truncated)
 {
 	size_t need = ENCODE_MAX(len, m->prefixlen), start;
 	struct worker_counts *stats = &proc.stats->w;
@@ -74,29 +75,49 @@ records_route(const struct encode_meta *m, const struct listener_cfg *l, const c
 	struct obuf *q = NULL;
 	int k, rc = 0;
 
-	stats->records++;
-	stats->truncated += truncated != 0;
 	if (l->sinks_formatted)
-		return route_formatted(m, l, rec, len, truncated);
-	for (k = 0; k < l->nsink_idx; k++) {
-		if ((q = sink_reserve(l->sink_idx[k], need)) != NULL)
+		return deliver_formatted(m, l, pr, idx, n, rec, len, truncated);
+	for (k = 0; k < n; k++) {
+		if ((q = sink_reserve(idx[k], need)) != NULL)
 			break;
-		sink_dropped(l->sink_idx[k]);
+		sink_dropped(idx[k]);
 		rc = -1;
 	}
 	if (q == NULL)
-		return -1;
+		return n == 0 ? 0 : -1;
 	start = q->len;
-	r = encode_event(q, m, l, rec, len, truncated);
+	r = encode_put(q, m, l, pr, rec, len, truncated);
 	if (r == ENCODE_DROPPED) {
 		stats->parse_dropped++;
 		return 0;
 	}
 	stats->parse_errors += r == ENCODE_PARSE_ERROR;
 	/* Copy before committing: a commit may write the batch out. */
-	for (int j = k + 1; j < l->nsink_idx; j++)
-		if (put(l->sink_idx[j], q->p + start, q->len - start, rec, len) == -1)
+	for (int j = k + 1; j < n; j++)
+		if (put(idx[j], q->p + start, q->len - start, rec, len) == -1)
 			rc = -1;
-	sink_commit(l->sink_idx[k]);
+	sink_commit(idx[k]);
 	return rc;
+}
+
+/*
+ * Returns 0 when every sink of the record queued the event (or
+ * on_parse_error or a route dropped it on purpose), -1 when a full sink
+ * dropped it.
+ */
+int
+records_route(const struct encode_meta *m, const struct listener_cfg *l, const char *rec,
+    size_t len, int truncated)
+{
+	int idx[CFG_MAX_SINKS], n;
+	struct parsed pr;
+
+	proc.stats->w.records++;
+	proc.stats->w.truncated += truncated != 0;
+	encode_parse(&pr, m, l, rec, len);
+	if (l->nroute_idx == 0)
+		return deliver(m, l, &pr, l->sink_idx, l->nsink_idx, rec, len, truncated);
+	if ((n = routes_pick(l, m, &pr, rec, len, idx)) < 0)
+		return 0;
+	return deliver(m, l, &pr, idx, n, rec, len, truncated);
 }

@@ -1,5 +1,5 @@
 /*
- * records: route one framed record to its listener's sinks as an event
+ * records: route one framed record to its sinks as an event
  * (worker/pipeline/: the pipeline layer).
  *
  * The layer between the connections and the sinks: a record becomes an
@@ -7,8 +7,9 @@
  * common/, protocol/, sinks/.  Pure of I/O: what it writes goes into the
  * sinks' queues.
  *
- * DESIGN: routes with conditions, rate limits and templates go here
- * (routes.c, ratelimit.c, template.c), between a record and the queues.
+ * Routes with conditions are in routes.c; DESIGN: rate limits and
+ * templates go here too (ratelimit.c, template.c), between a record and
+ * the queues.
  */
 #ifndef INGESTD_RECORDS_H
 #define INGESTD_RECORDS_H

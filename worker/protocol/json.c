@@ -695,14 +695,34 @@ string_char(const unsigned char **pp, const unsigned char *end, unsigned char *u
 	return 1;
 }
 
-/* Whether the string at *pp (after its opening quote) decodes to name; stepped over. */
+/* The end (its closing quote) of the string at p when it has no escape in it, else NULL. */
+static const unsigned char *
+plain_string_end(const unsigned char *p, const unsigned char *end)
+{
+	for (; p < end; p++)
+		if (*p == '"' || *p == '\\')
+			return *p == '"' ? p : NULL;
+	return NULL;
+}
+
+/*
+ * Whether the string at *pp (after its opening quote) decodes to name;
+ * stepped over.  A name without escapes (the usual one) is compared as it
+ * stands.
+ */
 static int
 name_is(const unsigned char **pp, const unsigned char *end, const char *name, size_t nlen)
 {
+	const unsigned char *q = plain_string_end(*pp, end);
 	unsigned char u[4];
 	size_t i = 0;
 	int n, same = 1;
 
+	if (q != NULL) {
+		same = (size_t)(q - *pp) == nlen && memcmp(*pp, name, nlen) == 0;
+		*pp = q + 1;
+		return same;
+	}
 	while ((n = string_char(pp, end, u)) > 0) {
 		if (same && (nlen - i < (size_t)n || memcmp(name + i, u, n) != 0))
 			same = 0;
@@ -730,6 +750,11 @@ value_out(const unsigned char *p, const unsigned char *end, char *out, size_t si
 		return o;
 	}
 	p++;
+	if ((v = plain_string_end(p, end)) != NULL) {	/* no escapes: as it stands */
+		o = (size_t)(v - p) < size ? (size_t)(v - p) : size;
+		memcpy(out, p, o);
+		return o;
+	}
 	while ((n = string_char(&p, end, u)) > 0 && size - o >= (size_t)n) {
 		memcpy(out + o, u, n);
 		o += n;
