@@ -143,8 +143,29 @@ const struct cfg_setting cfg_settings[] = {
 	  "accepted; with proxy_protocol, the client is the address in the PROXY header, "
 	  "and one more is closed once its header is read. 0: no cap." },
 	{ "ipv6_prefix", CS_LISTENER, CT_INT, "64", 1, 128, NULL, 1, L(ipv6_prefix),
-	  "Length of the IPv6 prefix that max_connections_per_ip counts as one client: "
-	  "a host usually holds a whole /64, so counting single addresses would not cap it." },
+	  "Length of the IPv6 prefix that max_connections_per_ip and the rate limits count as "
+	  "one client: a host usually holds a whole /64, so counting single addresses would "
+	  "not cap it." },
+	{ "rate_records", CS_LISTENER, CT_INT, "0", 0, 100000000, NULL, 1, L(rate_records),
+	  "Most records a second one client may send on this listener (a client: one IPv4 "
+	  "address, one IPv6 prefix of ipv6_prefix bits, the client in the PROXY header behind "
+	  "a balancer; every client of a unix socket counts as one), over all its connections "
+	  "to one worker: each worker holds the limit for the connections it serves, so a "
+	  "client spread over N workers may send up to N times as much. 0: no limit. "
+	  "Stream listeners only. See rate_action." },
+	{ "rate_bytes", CS_LISTENER, CT_SIZE, "0", 0, 1024 * GIB, NULL, 1, L(rate_bytes),
+	  "Most bytes a second one client may send on this listener, counted as rate_records "
+	  "is; 0: no limit." },
+	{ "rate_burst", CS_LISTENER, CT_SECONDS, "1", 0, 3600, NULL, 1, L(rate_burst_ms),
+	  "How much a client quiet for a while may send at once: this many seconds of its "
+	  "rates (the depth of its token bucket), at least one record." },
+	{ "rate_action", CS_LISTENER, CT_ENUM, "throttle", 0, 0, "throttle|drop", 1,
+	  L(rate_action),
+	  "Over its rate, a client's connections are not read from until it is back under it "
+	  "(\"throttle\": TCP pushes back on that client alone, nothing is lost), or its records "
+	  "are dropped and counted (\"drop\"; on a RELP listener they are answered, as "
+	  "on_parse_error = \"drop\" does). Counted in ingestd_ratelimit_throttled_total and "
+	  "ingestd_ratelimit_dropped_total." },
 	{ "allow", CS_LISTENER, CT_NAMES, "", 0, 0, NULL, 1, L(allow),
 	  "IPv4 and IPv6 addresses or CIDR blocks, e.g. [ \"10.0.0.0/8\", \"::1\" ], that "
 	  "may connect; empty: every address not denied. Does not apply to unix sockets. "
@@ -1309,8 +1330,16 @@ check_transport(struct ctx *c, struct listener_cfg *l, const config_setting_t *g
 	l->datagram = l->listen.addr.type == SOCK_DGRAM;
 	if (socket_identity(c, l, g, i) == -1)
 		return -1;
+	snprintf(name, sizeof(name), "listeners[%d].rate_burst", i);
+	if ((l->rate_records > 0 || l->rate_bytes > 0) && l->rate_burst_ms == 0)
+		return fail(c, config_setting_get_member(g, "rate_burst"), name,
+		    "must be more than 0 with a rate limit");
 	if (!l->datagram)
 		return 0;
+	snprintf(name, sizeof(name), "listeners[%d].rate_records", i);
+	if (l->rate_records > 0 || l->rate_bytes > 0)
+		return fail(c, g, name, "rate limits hold back streams; %s is a datagram listener",
+		    l->listen.text);
 	snprintf(name, sizeof(name), "listeners[%d].protocol", i);
 	if (l->protocol != PROTO_TCP)
 		return fail(c, config_setting_get_member(g, "protocol"), name,

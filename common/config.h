@@ -40,6 +40,7 @@ enum listener_protocol { PROTO_TCP, PROTO_RELP };
 enum framing_mode { FRAMING_AUTO, FRAMING_LF, FRAMING_OCTET };
 enum record_format { FORMAT_AUTO, FORMAT_SYSLOG, FORMAT_JSON, FORMAT_RAW };
 enum parse_error_action { ON_ERROR_KEEP, ON_ERROR_DROP };
+enum rate_action { RATE_THROTTLE, RATE_DROP };
 /* Sink settings. */
 enum sink_type { SINK_FILE, SINK_STDOUT, SINK_FORWARD, SINK_REDIS, SINK_NATS };
 enum forward_mode { FORWARD_FAILOVER, FORWARD_ROUNDROBIN };
@@ -123,6 +124,10 @@ struct listener_cfg {
 	int		 max_connections;
 	int		 max_connections_per_ip;
 	int		 ipv6_prefix;
+	int		 rate_records;		/* per client and second; 0: no limit */
+	long		 rate_bytes;
+	long		 rate_burst_ms;
+	int		 rate_action;
 	struct cfg_names allow, deny;
 	struct cidr	*allow_v, *deny_v;		/* resolved from allow, deny */
 	int		 nallow, ndeny;

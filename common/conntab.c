@@ -295,8 +295,8 @@ ct_free(void)
 }
 
 /* The address as max_connections_per_ip counts it; 0 for a unix peer. */
-static int
-addr_key(const struct sockaddr *sa, int prefix6, uint8_t key[16])
+int
+ct_addr_key(const struct sockaddr *sa, int prefix6, uint8_t key[16])
 {
 	memset(key, 0, 16);
 	if (sa->sa_family == AF_INET) {
@@ -333,7 +333,7 @@ ct_acquire(int lsn, int owner, const struct sockaddr *sa, const struct ct_limits
 	t->lsn = lsn;
 	if (sh == NULL)
 		return CT_ADMIT;	/* uncounted: no table */
-	has_addr = sa ? addr_key(sa, lim->prefix6, t->key) : 0;
+	has_addr = sa ? ct_addr_key(sa, lim->prefix6, t->key) : 0;
 	at = make_key(KIND_ADDR, lsn, t->key, OWNER_ALL);
 	ao = make_key(KIND_ADDR, lsn, t->key, owner);
 	lock();
@@ -375,7 +375,7 @@ ct_acquire_ip(int owner, const struct sockaddr *sa, const struct ct_limits *lim,
 	struct entry at, ao;
 	uint8_t key[16];
 
-	if (sh == NULL || !t->counted || t->per_ip || !addr_key(sa, lim->prefix6, key))
+	if (sh == NULL || !t->counted || t->per_ip || !ct_addr_key(sa, lim->prefix6, key))
 		return CT_ADMIT;	/* uncounted, or counted already */
 	at = make_key(KIND_ADDR, t->lsn, key, OWNER_ALL);
 	ao = make_key(KIND_ADDR, t->lsn, key, owner);
@@ -462,7 +462,7 @@ ct_count(int lsn, const struct sockaddr *sa, int prefix6)
 	struct entry k;
 	long n;
 
-	if (sa && !addr_key(sa, prefix6, key))
+	if (sa && !ct_addr_key(sa, prefix6, key))
 		return 0;
 	k = sa ? make_key(KIND_ADDR, lsn, key, OWNER_ALL) : make_key(KIND_LISTENER, lsn, NULL,
 	    OWNER_ALL);

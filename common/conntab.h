@@ -55,6 +55,7 @@ enum ct_refusal	 ct_acquire_ip(int owner, const struct sockaddr *, const struct 
 void		 ct_release(int owner, const struct ct_ticket *);
 void		 ct_forget_owner(int owner);
 long		 ct_count(int lsn, const struct sockaddr *, int prefix6);
+int		 ct_addr_key(const struct sockaddr *, int prefix6, uint8_t key[16]);
 unsigned long	 ct_used(void);
 const char	*ct_reason_name(enum ct_refusal);
 struct log_limit *ct_log_limit(enum ct_refusal);

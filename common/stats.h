@@ -125,7 +125,13 @@ enum stat_line { STAT_LINE_NONE, STAT_LINE_EXIT, STAT_LINE_CLOSED, STAT_LINE_REF
 	TLS_FAILURE(X, revoked, NULL) TLS_FAILURE(X, not_permitted, NULL)	\
 	TLS_FAILURE(X, not_tls, NULL) TLS_FAILURE(X, no_shared_params, NULL)	\
 	TLS_FAILURE(X, protocol, NULL) TLS_FAILURE(X, closed, NULL)		\
-	TLS_FAILURE(X, handshake_timeout, NULL)
+	TLS_FAILURE(X, handshake_timeout, NULL)					\
+	X(rate_throttled, "ratelimit_throttled_total", NULL, "ratelimit.throttled",	\
+	    "Times a client's connection was held back by its listener's rate limit "	\
+	    "(rate_action = throttle), by listener.", STAT_LINE_NONE, NULL)	\
+	X(rate_dropped, "ratelimit_dropped_total", NULL, "ratelimit.dropped",	\
+	    "Records dropped by the listener's rate limit (rate_action = drop), by listener.", \
+	    STAT_LINE_NONE, NULL)
 
 /* One reason of ingestd_tls_handshake_failures_total (enum tls_failure, common/tlsctx.h). */
 #define TLS_FAILURE(X, why, help)						\

@@ -25,6 +25,7 @@ main(void)
 	srunner_add_suite(sr, json_suite());
 	srunner_add_suite(sr, parse_syslog_suite());
 	srunner_add_suite(sr, proxy_suite());
+	srunner_add_suite(sr, ratelimit_suite());
 	srunner_add_suite(sr, records_suite());
 	srunner_add_suite(sr, relp_suite());
 	srunner_add_suite(sr, routes_suite());

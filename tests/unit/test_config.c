@@ -632,6 +632,13 @@ static const struct bad_conf bad_pipeline[] = {
 	  "required setting is missing" },
 	{ H2 LST "routes = ( { name = \"r\"; drop = true; fallthrough = true; } );\n", 4,
 	  "routes[0].fallthrough", "unknown setting" },
+	{ H2 "listeners = ( { listen = \"udp://127.0.0.1:1\"; rate_records = 5; } );\n", 3,
+	  "listeners[0].rate_records", "rate limits hold back streams; udp://127.0.0.1:1 is a "
+	  "datagram listener" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\";\n rate_bytes = \"1M\"; rate_burst = 0; } );\n",
+	  4, "listeners[0].rate_burst", "must be more than 0 with a rate limit" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; rate_action = \"block\"; } );\n", 3,
+	  "listeners[0].rate_action", "\"block\" is not one of throttle|drop" },
 };
 
 START_TEST(pipeline_error)
@@ -984,7 +991,7 @@ START_TEST(table_is_consistent)
 		    ((s->scope == CS_SINK || s->scope == CS_ROUTE) && strcmp(s->name, "name") == 0),
 		    "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 78);
+	ck_assert_int_eq(n, 82);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -1014,7 +1021,7 @@ START_TEST(table_defaults_are_applied)
 		if (s->scope == CS_LISTENER && strcmp(s->name, "name") == 0)
 			continue;	/* empty means the listen text */
 		if (s->type == CT_STRING || s->type == CT_ENUM || s->type == CT_WORKERS ||
-		    s->type == CT_SIZE)
+		    (s->type == CT_SIZE && strcmp(s->def, "0") != 0))
 			snprintf(want, sizeof(want), "\"%s\"", s->def);
 		else if (s->type == CT_NAMES)
 			snprintf(want, sizeof(want), "[ ]");
@@ -1129,6 +1136,10 @@ START_TEST(dump_text)
 	    "\t\tmax_connections = 0;\n"
 	    "\t\tmax_connections_per_ip = 0;\n"
 	    "\t\tipv6_prefix = 64;\n"
+	    "\t\trate_records = 0;\n"
+	    "\t\trate_bytes = 0;\n"
+	    "\t\trate_burst = 1;\n"
+	    "\t\trate_action = \"throttle\";\n"
 	    "\t\tallow = [ ];\n"
 	    "\t\tdeny = [ ];\n"
 	    "\t\trecv_buffer = \"4M\";\n"
@@ -1154,6 +1165,10 @@ START_TEST(dump_text)
 	    "\t\tmax_connections = 500;\n"
 	    "\t\tmax_connections_per_ip = 20;\n"
 	    "\t\tipv6_prefix = 56;\n"
+	    "\t\trate_records = 0;\n"
+	    "\t\trate_bytes = 0;\n"
+	    "\t\trate_burst = 1;\n"
+	    "\t\trate_action = \"throttle\";\n"
 	    "\t\tallow = [ \"10.0.0.0/8\", \"::1\" ];\n"
 	    "\t\tdeny = [ \"10.1.0.0/16\" ];\n"
 	    "\t\trecv_buffer = \"4M\";\n"

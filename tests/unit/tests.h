@@ -20,6 +20,7 @@ Suite	*httphead_suite(void);	/* test_httphead.c: server/httphead.c */
 Suite	*json_suite(void);	/* test_json.c:    worker/protocol/json.c */
 Suite	*parse_syslog_suite(void);	/* test_parse_syslog.c: worker/protocol/parse_syslog.c */
 Suite	*proxy_suite(void);	/* test_proxy.c:   worker/protocol/proxy.c */
+Suite	*ratelimit_suite(void);	/* test_ratelimit.c: worker/pipeline/ratelimit.c */
 Suite	*records_suite(void);	/* test_records.c: worker/pipeline/records.c */
 Suite	*relp_suite(void);	/* test_relp.c:    worker/protocol/relp.c */
 Suite	*routes_suite(void);	/* test_routes.c:  worker/pipeline/routes.c */

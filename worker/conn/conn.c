@@ -19,8 +19,9 @@
  * is cut off.  Both use libevent's common timeouts: every timer of one
  * duration sits in one queue, so arming, resetting and expiring cost O(1),
  * whatever the number of connections.  Neither fires while the server
- * itself holds the client up (back-pressure, or answers waiting for the
- * sinks).
+ * itself holds the client up (back-pressure, answers waiting for the
+ * sinks, or its listener's rate limit: a client over it is not read from
+ * until its bucket has refilled, ratelimit.c).
  *
  * Bytes cross the wire through the connection's transport (transport.h):
  * the plain one, or TLS.  A TLS handshake is a phase of the connection
@@ -55,6 +56,7 @@
 #include "json.h"
 #include "log.h"
 #include "proc.h"
+#include "ratelimit.h"
 #include "records.h"
 #include "stats.h"
 #include "tlsctx.h"
@@ -88,6 +90,8 @@ struct conn {
 	short			 ev_on;		/* ev is added */
 	struct event		 idle_ev;	/* idle_timeout */
 	struct event		 rec_ev;	/* record_timeout, or handshake_timeout */
+	struct event		 thr_ev;	/* the end of a rate limit's hold */
+	int			 throttled;	/* held back by its listener's rate limit */
 	const struct timeval	*idle_tv, *rec_tv, *hs_tv;	/* common timeouts, or NULL */
 	const struct listener_cfg *l;
 	const struct conn_handler *h, *next;	/* next: after a handler that comes first */
@@ -122,6 +126,7 @@ static void	on_read(evutil_socket_t, short, void *);
 static void	update_read(struct conn *);
 static void	arm_linger(struct conn *);
 static int	read_client(struct conn *, int to_the_end);
+static void	on_throttle_end(evutil_socket_t, short, void *);
 
 /* libevent's common-timeout handle for a duration: one queue per duration. */
 static const struct timeval *
@@ -229,6 +234,7 @@ conn_close(struct conn *c, const char *reason)
 	event_del(&c->ev);
 	event_del(&c->idle_ev);
 	event_del(&c->rec_ev);
+	event_del(&c->thr_ev);
 	if (c->out) {
 		event_del(&c->out->wev);
 		event_del(&c->out->send_ev);
@@ -289,6 +295,11 @@ conn_record(struct conn *c, const char *rec, size_t len, int truncated)
 {
 	c->records++;
 	proc.stats->lsn[c->l - proc.cf->listeners].records++;
+	if (c->l->rate_action == RATE_DROP && ratelimit_on(c->l) &&
+	    !ratelimit_admit(c->l, (const struct sockaddr *)&c->peer_sa, len, clock_ms())) {
+		proc.stats->lsn[c->l - proc.cf->listeners].rate_dropped++;
+		return 0;
+	}
 	meta.prefix = c->prefix;
 	meta.prefixlen = c->prefixlen;
 	meta.peer = (const struct sockaddr *)&c->peer_sa;
@@ -369,7 +380,7 @@ set_tls_peer(struct conn *c, const char *id)
 static int
 want_read(const struct conn *c)
 {
-	if (!reading || c->closed || c->handshaking)
+	if (!reading || c->closed || c->handshaking || c->throttled)
 		return 0;
 	if (c->out && c->out->buf.len >= CONN_OUT_MAX)
 		return 0;
@@ -498,6 +509,27 @@ tls_on_plain(struct conn *c, const char *data, size_t n)
 }
 
 /*
+ * rate_action = throttle: what a read brought is charged to its client,
+ * and a client in debt is not read from until it is out of it.
+ */
+static void
+charge(struct conn *c, uint64_t records, size_t bytes)
+{
+	struct timeval tv;
+	long ms;
+
+	if (c->l->rate_action != RATE_THROTTLE || !ratelimit_on(c->l) ||
+	    (ms = ratelimit_charge(c->l, (const struct sockaddr *)&c->peer_sa, records, bytes,
+	    clock_ms())) == 0)
+		return;
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	c->throttled = 1;
+	evtimer_add(&c->thr_ev, &tv);
+	proc.stats->lsn[c->l - proc.cf->listeners].rate_throttled++;
+}
+
+/*
  * Read what the client sent, at most CONN_READS_PER_WAKE times.  A short
  * read ends it, as the socket is then likely empty, unless to_the_end: then
  * reading stops only at EAGAIN or the end of the stream.
@@ -525,6 +557,7 @@ read_client(struct conn *c, int to_the_end)
 			if (c->closed)
 				return -1;
 			arm_timers(c, records_before);
+			charge(c, c->records - records_before, (size_t)n);
 			if ((size_t)n < sizeof(readbuf) && !to_the_end)
 				break;
 			continue;
@@ -647,7 +680,7 @@ static void
 expire(struct conn *c, struct event *ev, const struct timeval *tv, const char *why,
     uint64_t *count, struct log_limit *ll)
 {
-	if (!c->handshaking && (!reading || (c->h->waiting && c->h->waiting(c)))) {
+	if (!c->handshaking && (!reading || c->throttled || (c->h->waiting && c->h->waiting(c)))) {
 		event_add(ev, tv);	/* the wait is ours, not the client's */
 		return;
 	}
@@ -872,6 +905,7 @@ setup(struct conn *c, const struct ct_ticket *t)
 	c->ev_mask = EV_READ;
 	evtimer_assign(&c->idle_ev, proc.base, on_idle, c);
 	evtimer_assign(&c->rec_ev, proc.base, on_record_timeout, c);
+	evtimer_assign(&c->thr_ev, proc.base, on_throttle_end, c);
 	c->idle_tv = common_timeout(c->l->idle_timeout_ms);
 	c->rec_tv = common_timeout(c->l->record_timeout_ms);
 	c->hs_tv = c->l->tls.enabled ? common_timeout(c->l->tls.handshake_timeout_ms) : NULL;
@@ -943,6 +977,19 @@ restart_timers(struct conn *c)
 		event_add(&c->idle_ev, c->idle_tv);
 	if (c->rec_tv && evtimer_pending(&c->rec_ev, NULL))
 		event_add(&c->rec_ev, c->rec_tv);
+}
+
+/* A client held back by its rate limit is read again; its clocks start again too. */
+static void
+on_throttle_end(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	c->throttled = 0;
+	restart_timers(c);
+	update_read(c);
 }
 
 /* Back-pressure from the sinks: stop or resume reading on every connection. */

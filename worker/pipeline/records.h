@@ -7,9 +7,9 @@
  * common/, protocol/, sinks/.  Pure of I/O: what it writes goes into the
  * sinks' queues.
  *
- * Routes with conditions are in routes.c; DESIGN: rate limits and
- * templates go here too (ratelimit.c, template.c), between a record and
- * the queues.
+ * Routes with conditions are in routes.c, the per-client rate limits the
+ * connections apply in ratelimit.c; DESIGN: templates go here too
+ * (template.c), between a record and the queues.
  */
 #ifndef INGESTD_RECORDS_H
 #define INGESTD_RECORDS_H
