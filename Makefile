@@ -195,6 +195,8 @@ FUZZ_SRC_frame_restore = worker/protocol/framing.c
 FUZZ_SRC_relp_client = worker/protocol/relp_client.c worker/protocol/relp.c
 FUZZ_SRC_segment = worker/sinks/segment.c
 FUZZ_SRC_cond = common/cond.c common/cidr.c
+FUZZ_SRC_parse_syslog = worker/protocol/parse_syslog.c common/tz.c
+FUZZ_SRC_tz = common/tz.c
 # Libraries a target needs besides the sanitizers.
 FUZZ_LIBS_cond = -lpcre2-8
 fuzz_src = $(or $(FUZZ_SRC_$(1)),worker/protocol/$(1).c) common/obuf.c
@@ -216,7 +218,8 @@ fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 
 tests/bench/micro: tests/bench/micro.c tests/bench/bench_records.o worker/protocol/framing.o \
 		worker/protocol/parse_syslog.o worker/protocol/json.o worker/pipeline/encode.o \
-		worker/pipeline/routes.o common/cond.o common/cidr.o common/proc.o common/obuf.o
+		worker/pipeline/routes.o common/cond.o common/cidr.o common/proc.o common/obuf.o \
+		common/tz.o
 	$(CC) $(CFLAGS) $(INC_pipeline) $(LDFLAGS) -o $@ $^ -lpcre2-8
 
 tests/bench/blast: tests/bench/blast.c

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "log.h"
 #include "tlsctx.h"
+#include "tz.h"
 
 #define M(f)	offsetof(struct config, f)
 #define L(f)	offsetof(struct listener_cfg, f)
@@ -146,6 +147,14 @@ const struct cfg_setting cfg_settings[] = {
 	  "Length of the IPv6 prefix that max_connections_per_ip and the rate limits count as "
 	  "one client: a host usually holds a whole /64, so counting single addresses would "
 	  "not cap it." },
+	{ "timezone", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(timezone),
+	  "The time zone of the senders' RFC 3164 timestamps, which carry none: a tz database "
+	  "name such as \"Europe/Berlin\" (the system's zoneinfo, or $TZDIR), read when the "
+	  "configuration is loaded. The event's timestamp then has that zone's offset at that "
+	  "time (\"2026-03-29T01:30:00+01:00\"), daylight saving time included: a time the "
+	  "clocks skipped takes the offset before the change, a time they repeated the first "
+	  "of its two. Empty: UTC (\"Z\"). Timestamps with an offset (RFC 5424, RFC 3339) "
+	  "keep theirs." },
 	{ "rate_records", CS_LISTENER, CT_INT, "0", 0, 100000000, NULL, 1, L(rate_records),
 	  "Most records a second one client may send on this listener (a client: one IPv4 "
 	  "address, one IPv6 prefix of ipv6_prefix bits, the client in the PROXY header behind "
@@ -1325,11 +1334,14 @@ socket_identity(struct ctx *c, struct listener_cfg *l, const config_setting_t *g
 static int
 check_transport(struct ctx *c, struct listener_cfg *l, const config_setting_t *g, int i)
 {
-	char name[64];
+	char name[64], why[512];
 
 	l->datagram = l->listen.addr.type == SOCK_DGRAM;
 	if (socket_identity(c, l, g, i) == -1)
 		return -1;
+	snprintf(name, sizeof(name), "listeners[%d].timezone", i);
+	if (l->timezone[0] && (l->tz = tz_load(l->timezone, why, sizeof(why))) == NULL)
+		return fail(c, config_setting_get_member(g, "timezone"), name, "%s", why);
 	snprintf(name, sizeof(name), "listeners[%d].rate_burst", i);
 	if ((l->rate_records > 0 || l->rate_bytes > 0) && l->rate_burst_ms == 0)
 		return fail(c, config_setting_get_member(g, "rate_burst"), name,
@@ -1776,6 +1788,7 @@ cfg_free(struct config *cf)
 		tlsctx_free(cf->listeners[i].tls.ctx);
 		free(cf->listeners[i].allow_v);
 		free(cf->listeners[i].deny_v);
+		tz_free(cf->listeners[i].tz);
 	}
 	free(cf->listeners);
 	for (int i = 0; i < cf->nsinks; i++) {

@@ -16,6 +16,8 @@
 #include "addr.h"
 #include "cidr.h"
 
+struct tz;
+
 #define CFG_DEFAULT_PATH	"/etc/ingestd/ingestd.conf"
 #define CFG_EMBEDDED_NAME	"(embedded default)"
 #define CFG_MAX_LISTENERS	64
@@ -128,6 +130,8 @@ struct listener_cfg {
 	long		 rate_bytes;
 	long		 rate_burst_ms;
 	int		 rate_action;
+	char		*timezone;		/* RFC 3164 timestamps: empty, UTC */
+	struct tz	*tz;			/* resolved from timezone */
 	struct cfg_names allow, deny;
 	struct cidr	*allow_v, *deny_v;		/* resolved from allow, deny */
 	int		 nallow, ndeny;

@@ -6,6 +6,7 @@ errors, kept or dropped; output always valid UTF-8 JSON.  Records come
 from real clients (util-linux logger, syslog-ng's loggen) and plain
 sockets, and are read back from the sink's file (see lib/events.py).
 """
+import calendar
 import collections
 import json
 import re
@@ -341,3 +342,53 @@ def rfc3164_iso_timestamp(ctx):
           and ev.get("msg", "").startswith("seq: "),
           f"loggen's RFC 3164 line gives {json.dumps(ev)}: its timestamp "
           "\"2026-11-24T01:17:40\" (no zone) is not recognised, so host, app and procid stay in msg")
+
+
+def instant(ts):
+    """An RFC 3339 timestamp with an offset or Z, as seconds since the epoch."""
+    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|([+-])(\d\d):(\d\d))",
+                     ts)
+    check(m, f"not an RFC 3339 timestamp: {ts}")
+    t = calendar.timegm(tuple(int(m[i]) for i in range(1, 7)))
+    if m[7] != "Z":
+        t -= (1 if m[8] == "+" else -1) * (int(m[9]) * 3600 + int(m[10]) * 60)
+    return t
+
+
+@case
+def timezone_rfc3164(ctx):
+    """
+    Listeners with timezone = "Europe/Berlin" and "America/New_York":
+    util-linux logger --rfc3164 run in each zone (TZ) writes local time
+    without a zone, and each event's timestamp, with that zone's offset,
+    is the moment it was sent (within 5 s of received_at); the days the
+    clocks change, a skipped time takes the offset before, a repeated one
+    the first of its two.
+    """
+    path = ctx.path("events.jsonl")
+    ny = free_port()
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}", "timezone": "Europe/Berlin"},
+                              {"listen": f"{LOCAL4}:{ny}", "timezone": "America/New_York"}],
+                        sinks=[{"name": "events", "path": path}])
+    s.start()
+    for port, zone in ((s.port, "Europe/Berlin"), (ny, "America/New_York")):
+        rc, out = tool(["logger", "--tcp", "--rfc3164", "-n", LOCAL4, "-P", str(port), "-t", "tz",
+                        f"now in {zone}"], env={"TZ": zone})
+        check(rc == 0, f"logger exited {rc}: {tail(out)}")
+    edges = [(s.port, "Mar 29 02:30:00", "-03-29T02:30:00+01:00"),
+             (s.port, "Oct 25 02:30:00", "-10-25T02:30:00+02:00"),
+             (ny, "Mar  8 02:30:00", "-03-08T02:30:00-05:00"),
+             (ny, "Nov  1 01:30:00", "-11-01T01:30:00-04:00")]
+    for port, stamp, _ in edges:
+        with socket.create_connection((LOCAL4, port)) as c:
+            c.sendall(f"<13>{stamp} h edge: {stamp}\n".encode())
+    wait_lines([path], 2 + len(edges), timeout=10)
+    s.stop()
+    events = {e["msg"]: e for e in read_events(path)}
+    for zone in ("Europe/Berlin", "America/New_York"):
+        e = events[f"now in {zone}"]
+        check(abs(instant(e["timestamp"]) - instant(e["received_at"])) <= 5,
+              f"{zone}: timestamp {e['timestamp']} for an event received at {e['received_at']}")
+    for _, stamp, want in edges:
+        got = events[stamp]["timestamp"]
+        check(got.endswith(want), f"{stamp}: timestamp {got}, expected YYYY{want}")

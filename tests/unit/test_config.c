@@ -637,6 +637,9 @@ static const struct bad_conf bad_pipeline[] = {
 	  "datagram listener" },
 	{ H2 "listeners = ( { listen = \"127.0.0.1:1\";\n rate_bytes = \"1M\"; rate_burst = 0; } );\n",
 	  4, "listeners[0].rate_burst", "must be more than 0 with a rate limit" },
+	{ H2 "listeners = ( { listen = \"127.0.0.1:1\";\n timezone = \"Mars/Olympus\"; } );\n", 4,
+	  "listeners[0].timezone", "no time zone \"Mars/Olympus\" (/usr/share/zoneinfo/Mars/Olympus: "
+	  "No such file or directory)" },
 	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; rate_action = \"block\"; } );\n", 3,
 	  "listeners[0].rate_action", "\"block\" is not one of throttle|drop" },
 };
@@ -991,7 +994,7 @@ START_TEST(table_is_consistent)
 		    ((s->scope == CS_SINK || s->scope == CS_ROUTE) && strcmp(s->name, "name") == 0),
 		    "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 82);
+	ck_assert_int_eq(n, 83);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -1136,6 +1139,7 @@ START_TEST(dump_text)
 	    "\t\tmax_connections = 0;\n"
 	    "\t\tmax_connections_per_ip = 0;\n"
 	    "\t\tipv6_prefix = 64;\n"
+	    "\t\ttimezone = \"\";\n"
 	    "\t\trate_records = 0;\n"
 	    "\t\trate_bytes = 0;\n"
 	    "\t\trate_burst = 1;\n"
@@ -1165,6 +1169,7 @@ START_TEST(dump_text)
 	    "\t\tmax_connections = 500;\n"
 	    "\t\tmax_connections_per_ip = 20;\n"
 	    "\t\tipv6_prefix = 56;\n"
+	    "\t\ttimezone = \"\";\n"
 	    "\t\trate_records = 0;\n"
 	    "\t\trate_bytes = 0;\n"
 	    "\t\trate_burst = 1;\n"

@@ -30,6 +30,7 @@ Suite	*segment_suite(void);	/* test_segment.c: worker/sinks/segment.c */	/* test
 Suite	*safefile_suite(void);	/* test_safefile.c: common/safefile.c */
 Suite	*sink_suite(void);	/* test_sink.c:    worker/sinks/sink.c */
 Suite	*slots_suite(void);	/* test_slots.c:   server/slots.c */
+Suite	*tz_suite(void);	/* test_tz.c:      common/tz.c, zoned BSD timestamps */
 Suite	*tls_suite(void);	/* test_tls.c:     common/tlsctx.c, worker/conn/tls.c */
 
 const struct sockaddr *test_sockaddr(const char *text);	/* util.c */

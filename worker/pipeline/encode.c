@@ -250,10 +250,18 @@ void
 encode_parse(struct parsed *pr, const struct encode_meta *m, const struct listener_cfg *l,
     const char *rec, size_t len)
 {
+	struct syslog_clock zoned;
+	const struct syslog_clock *clock = &m->clock;
+
+	if (l->tz) {		/* the listener's zone for BSD timestamps */
+		zoned = m->clock;
+		zoned.tz = l->tz;
+		clock = &zoned;
+	}
 	pr->format = pick_format(l->format, rec, len);
 	pr->why = NULL;
 	pr->syslog = pr->format == FORMAT_SYSLOG &&
-	    syslog_parse_at(rec, len, &m->clock, &pr->sm, &pr->why) == 0;
+	    syslog_parse_at(rec, len, clock, &pr->sm, &pr->why) == 0;
 }
 
 /*

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "parse_syslog.h"
+#include "tz.h"
 
 #define FRAC_MAX	9		/* digits of a time fraction */
 #define FUTURE_MAX	(31 * 86400)	/* BSD stamps: seconds ahead of now */
@@ -296,6 +297,7 @@ put2(char *d, int v)
 void
 syslog_clock_set(struct syslog_clock *c, time_t now)
 {
+	c->tz = NULL;
 	c->now = now;
 	c->year = year_of_days(floor_div(now, 86400));
 	if (c->year < 1 || c->year > 9999)
@@ -314,25 +316,15 @@ syslog_clock_set(struct syslog_clock *c, time_t now)
  * date.  With now outside years 1..9999, ts is left empty.  hms is the
  * stamp's "HH:MM:SS", which is already as RFC 3339 writes it.
  */
-static void
-bsdformat(struct syslog_msg *m, const struct stamp *t, const char *hms,
-    const struct syslog_clock *c)
-{
-	int64_t y = c->year, secs;
-	char *ts = m->ts;
+static void	zoned(struct syslog_msg *, const struct stamp *, const char *,
+		    const struct syslog_clock *);
 
-	if (y < 1 || y > 9999)
-		return;
-	/* Days count on linearly past a month's end: Feb 29 of a common year is Mar 1. */
-	secs = (c->month_day[t->mon - 1] + t->day - 1) * 86400 +
-	    t->hour * 3600 + t->min * 60 + t->sec;
-	if (secs - c->now > FUTURE_MAX)
-		y--;
-	if (t->mon == 2 && t->day == 29)
-		while (!leap(y))
-			y--;
-	if (y == c->year) {
-		memcpy(ts, c->year_text, 4);
+/* "YYYY-MM-DDTHH:MM:SS" into ts: the year's digits from year_text when given. */
+static void
+put_date(char *ts, int64_t y, const char *year_text, const struct stamp *t, const char *hms)
+{
+	if (year_text) {
+		memcpy(ts, year_text, 4);
 	} else {
 		put2(ts, (int)(y / 100));
 		put2(ts + 2, (int)(y % 100));
@@ -343,9 +335,66 @@ bsdformat(struct syslog_msg *m, const struct stamp *t, const char *hms,
 	put2(ts + 8, t->day);
 	ts[10] = 'T';
 	memcpy(ts + 11, hms, 8);
+}
+
+static void
+bsdformat(struct syslog_msg *m, const struct stamp *t, const char *hms,
+    const struct syslog_clock *c)
+{
+	int64_t y = c->year, secs;
+	char *ts = m->ts;
+
+	if (c->tz) {
+		zoned(m, t, hms, c);
+		return;
+	}
+	if (y < 1 || y > 9999)
+		return;
+	/* Days count on linearly past a month's end: Feb 29 of a common year is Mar 1. */
+	secs = (c->month_day[t->mon - 1] + t->day - 1) * 86400 +
+	    t->hour * 3600 + t->min * 60 + t->sec;
+	if (secs - c->now > FUTURE_MAX)
+		y--;
+	if (t->mon == 2 && t->day == 29)
+		while (!leap(y))
+			y--;
+	put_date(ts, y, y == c->year ? c->year_text : NULL, t, hms);
 	ts[19] = 'Z';
 	ts[20] = '\0';
 	m->tslen = 20;
+}
+
+/*
+ * A BSD timestamp in the clock's zone: the year as bsdformat takes it,
+ * but from now's local date, and the offset of that wall-clock time
+ * (tz_offset_local: a time in a gap takes the offset before it, one in an
+ * overlap the first of its two).
+ */
+static void
+zoned(struct syslog_msg *m, const struct stamp *t, const char *hms, const struct syslog_clock *c)
+{
+	int64_t now = c->now + tz_offset_utc(c->tz, c->now), y = year_of_days(floor_div(now, 86400));
+	int64_t secs = t->hour * 3600 + t->min * 60 + t->sec, local;
+	int32_t off;
+	char *ts = m->ts;
+
+	if (y < 2 || y > 9999)
+		return;
+	if ((days_from_civil(y, t->mon, 1) + t->day - 1) * 86400 + secs - now > FUTURE_MAX)
+		y--;
+	if (t->mon == 2 && t->day == 29)
+		while (!leap(y))
+			y--;
+	local = (days_from_civil(y, t->mon, 1) + t->day - 1) * 86400 + secs;
+	off = tz_offset_local(c->tz, local);
+	put_date(ts, y, NULL, t, hms);
+	ts[19] = off < 0 ? '-' : '+';
+	off = off < 0 ? -off : off;
+	put2(ts + 20, off / 3600 % 100);
+	ts[22] = ':';
+	put2(ts + 23, off / 60 % 60);
+	ts[25] = '\0';
+	m->tslen = 25;
 }
 
 static void

@@ -15,7 +15,8 @@
  *   optionally a host name, then "tag[pid]: msg" or "tag: msg" (app and
  *   procid), else the rest is msg.  A BSD timestamp has no year or zone:
  *   the year is taken from now (the previous year if that would put the
- *   message more than a month in the future) and the zone is UTC ("Z").
+ *   message more than a month in the future), and the zone is the clock's
+ *   (its offset written, "+01:00") or UTC ("Z").
  *   Without a timestamp, ts is empty.
  *
  * syslog_parse returns 0, or -1 with *why set ("no PRI", "PRI out of
@@ -53,8 +54,14 @@ struct syslog_msg {
 /* One SD parameter; value is raw, still with its \" \\ \] escapes. */
 typedef void syslog_sd_fn(void *arg, struct slice id, struct slice name, struct slice value);
 
-/* now's year (UTC) and the day each of its months begins, for BSD timestamps */
+struct tz;
+
+/*
+ * now's year (UTC) and the day each of its months begins, for BSD
+ * timestamps; tz, when set, the zone they are in (else UTC).
+ */
 struct syslog_clock {
+	const struct tz	*tz;
 	time_t		 now;
 	int64_t		 year;
 	int64_t		 month_day[12];	/* days from 1970-01-01 to the 1st */
