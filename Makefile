@@ -218,8 +218,8 @@ fuzz: deps $(FUZZ_NAMES:%=tests/fuzz/fuzz_%)
 
 tests/bench/micro: tests/bench/micro.c tests/bench/bench_records.o worker/protocol/framing.o \
 		worker/protocol/parse_syslog.o worker/protocol/json.o worker/pipeline/encode.o \
-		worker/pipeline/routes.o common/cond.o common/cidr.o common/proc.o common/obuf.o \
-		common/tz.o
+		worker/pipeline/routes.o worker/pipeline/template.o common/cond.o common/cidr.o \
+		common/proc.o common/obuf.o common/tz.o
 	$(CC) $(CFLAGS) $(INC_pipeline) $(LDFLAGS) -o $@ $^ -lpcre2-8
 
 tests/bench/blast: tests/bench/blast.c

@@ -318,9 +318,22 @@ const struct cfg_setting cfg_settings[] = {
 	{ "framing", CS_SINK, CT_ENUM, "lf", 0, 0, "lf|octet-counted", 1, S(framing),
 	  "How a forward sink frames what it sends: one per line (\"lf\"), or RFC 6587 "
 	  "octet counting (\"LEN SP MSG\")." },
-	{ "payload", CS_SINK, CT_ENUM, "event", 0, 0, "event|record", 1, S(payload),
-	  "What a forward sink sends: the JSON event, or the record as it was received "
-	  "(a relay)." },
+	{ "payload", CS_SINK, CT_ENUM, "event", 0, 0, "event|record|rfc5424", 1, S(payload),
+	  "What a file, stdout or forward sink writes: the JSON event (shaped by fields, "
+	  "drop_fields, rename and static_fields), the record as it was received (a relay, "
+	  "or an archive of originals), or an RFC 5424 line rebuilt from the event, for "
+	  "collectors that want syslog (TEMPLATES in ingestd.conf(5)). redis and nats sinks write "
+	  "events." },
+	{ "fields", CS_SINK, CT_NAMES, "", 0, 0, NULL, 1, S(fields),
+	  "The event's fields this sink writes, in the event's order, e.g. [ \"received_at\", "
+	  "\"host\", \"msg\" ]; empty: all of them." },
+	{ "drop_fields", CS_SINK, CT_NAMES, "", 0, 0, NULL, 1, S(drop_fields),
+	  "The event's fields this sink leaves out, e.g. [ \"peer\", \"sd\" ]." },
+	{ "rename", CS_SINK, CT_NAMES, "", 0, 0, NULL, 1, S(rename),
+	  "Fields written under another name, as \"old=new\", e.g. [ \"msg=message\" ]." },
+	{ "static_fields", CS_SINK, CT_NAMES, "", 0, 0, NULL, 1, S(static_fields),
+	  "Fields with a fixed text added at the end of each event, as \"name=value\", e.g. "
+	  "[ \"env=prod\", \"dc=fra1\" ]." },
 	{ "protocol", CS_SINK, CT_ENUM, "tcp", 0, 0, "tcp|relp", 1, S(protocol),
 	  "How a forward sink talks to its upstreams. \"tcp\": a stream of records, cut by "
 	  "framing; an event leaves the queue once the kernel took it, so what an upstream "
@@ -1008,11 +1021,119 @@ check_nats(struct ctx *c, const struct sink_cfg *s, const config_setting_t *g, i
 	return 0;
 }
 
+/* text appended to *out (*len bytes so far). */
+static void
+append(char **out, size_t *len, const char *text)
+{
+	size_t n = strlen(text);
+	char *p = realloc(*out, *len + n + 1);
+
+	if (p == NULL)
+		fatal("realloc");
+	memcpy(p + *len, text, n + 1);
+	*out = p;
+	*len += n;
+}
+
+/* A field name or value as JSON string text (quotes included) appended to *out. */
+static void
+json_text(char **out, size_t *len, const char *s)
+{
+	size_t n = strlen(s), o = *len;
+	char *p = realloc(*out, o + 6 * n + 3);
+
+	if (p == NULL)
+		fatal("realloc");
+	p[o++] = '"';
+	for (; *s; s++) {
+		unsigned char ch = *s;
+
+		if (ch == '"' || ch == '\\')
+			o += sprintf(p + o, "\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			o += sprintf(p + o, "\\u%04x", ch);
+		else
+			p[o++] = ch;
+	}
+	p[o++] = '"';
+	p[o] = '\0';
+	*out = p;
+	*len = o;
+}
+
+/* "a=b" into a and b (copies); -1 when either is empty. */
 static int
-check_sinks(struct ctx *c, const struct config *cf, const config_setting_t *list)
+split_pair(const char *text, char **a, char **b)
+{
+	const char *eq = strchr(text, '=');
+
+	if (eq == NULL || eq == text || eq[1] == '\0')
+		return -1;
+	if ((*a = strndup(text, eq - text)) == NULL || (*b = strdup(eq + 1)) == NULL)
+		fatal("strdup");
+	return 0;
+}
+
+/*
+ * A sink's template (fields, drop_fields, rename, static_fields): only for
+ * events, and for sinks that write them as lines; the renames and static
+ * fields resolved into what the pipeline writes.
+ */
+static int
+check_template(struct ctx *c, struct sink_cfg *s, const config_setting_t *g, int i)
+{
+	char name[64];
+	size_t n = 0;
+
+	s->templated = s->fields.n || s->drop_fields.n || s->rename.n || s->static_fields.n;
+	snprintf(name, sizeof(name), "sinks[%d].payload", i);
+	if (s->payload != PAYLOAD_EVENT && (s->type == SINK_REDIS || s->type == SINK_NATS))
+		return fail(c, config_setting_get_member(g, "payload"), name,
+		    "redis and nats sinks write events");
+	if (s->templated && s->payload != PAYLOAD_EVENT)
+		return fail(c, config_setting_get_member(g, "payload"), name,
+		    "fields, drop_fields, rename and static_fields shape events, not \"%s\"",
+		    s->payload == PAYLOAD_RECORD ? "record" : "rfc5424");
+	if (s->templated && (s->type == SINK_REDIS || s->type == SINK_NATS))
+		return fail(c, g, name, "a template is for file, stdout and forward sinks");
+	snprintf(name, sizeof(name), "sinks[%d].rename", i);
+	if (s->rename.n && ((s->rename_from = calloc(s->rename.n, sizeof(char *))) == NULL ||
+	    (s->rename_to = calloc(s->rename.n, sizeof(char *))) == NULL))
+		fatal("calloc");
+	for (int k = 0; k < s->rename.n; k++) {
+		char *to = NULL;
+
+		if (split_pair(s->rename.v[k], &s->rename_from[k], &to) == -1)
+			return fail(c, config_setting_get_member(g, "rename"), name,
+			    "\"%s\" is not \"old=new\"", s->rename.v[k]);
+		json_text(&s->rename_to[k], &n, to);
+		n = 0;
+		free(to);
+		s->template_extra += strlen(s->rename_to[k]) + 1;
+	}
+	snprintf(name, sizeof(name), "sinks[%d].static_fields", i);
+	for (int k = 0; k < s->static_fields.n; k++) {
+		char *key = NULL, *val = NULL;
+
+		if (split_pair(s->static_fields.v[k], &key, &val) == -1)
+			return fail(c, config_setting_get_member(g, "static_fields"), name,
+			    "\"%s\" is not \"name=value\"", s->static_fields.v[k]);
+		append(&s->statics, &n, ",");
+		json_text(&s->statics, &n, key);
+		append(&s->statics, &n, ":");
+		json_text(&s->statics, &n, val);
+		free(key);
+		free(val);
+	}
+	s->template_extra += n;
+	return 0;
+}
+
+static int
+check_sinks(struct ctx *c, struct config *cf, const config_setting_t *list)
 {
 	for (int i = 0; i < cf->nsinks; i++) {
-		const struct sink_cfg *a = &cf->sinks[i];
+		struct sink_cfg *a = &cf->sinks[i];
 		const config_setting_t *g = list ? config_setting_get_elem(list, i) : NULL;
 		char name[64];
 
@@ -1035,6 +1156,8 @@ check_sinks(struct ctx *c, const struct config *cf, const config_setting_t *list
 		if (a->protocol == PROTO_RELP && a->type != SINK_FORWARD)
 			return fail(c, g, name, "protocol = \"relp\" is for forward sinks");
 		if (a->type == SINK_NATS && check_nats(c, a, g, i) == -1)
+			return -1;
+		if (check_template(c, a, g, i) == -1)
 			return -1;
 	}
 	return 0;
@@ -1065,7 +1188,8 @@ resolve_units(struct config *cf)
 
 		s->octet = s->type == SINK_FORWARD &&
 		    (s->framing == FORWARD_OCTET || s->protocol == PROTO_RELP);
-		s->raw = s->type == SINK_FORWARD && s->payload == PAYLOAD_RECORD;
+		s->raw = s->payload == PAYLOAD_RECORD;
+		s->formatted = s->octet || s->raw || s->templated || s->payload == PAYLOAD_RFC5424;
 	}
 	return 0;
 }
@@ -1092,8 +1216,7 @@ resolve_sinks(struct ctx *c, struct config *cf, const config_setting_t *list)
 					return fail(c, where, name, "\"%s\" is listed twice",
 					    l->sinks.v[k]);
 			l->sink_idx[l->nsink_idx++] = idx;
-			if (cf->sinks[idx].octet || cf->sinks[idx].raw)
-				l->sinks_formatted = 1;
+			l->sinks_formatted |= cf->sinks[idx].formatted;
 		}
 	}
 	return 0;
@@ -1190,7 +1313,7 @@ resolve_routes(struct ctx *c, struct config *cf, const config_setting_t *list)
 				int idx = cf->routes[r].sink_idx[k];
 
 				add_index(l->ack_idx, &l->nack_idx, idx);
-				l->sinks_formatted |= cf->sinks[idx].octet || cf->sinks[idx].raw;
+				l->sinks_formatted |= cf->sinks[idx].formatted;
 			}
 		}
 	}
@@ -1797,6 +1920,13 @@ cfg_free(struct config *cf)
 		free_strings(CS_SPOOL, &cf->sinks[i].spool);
 		tlsctx_free(cf->sinks[i].tls.ctx);
 		free(cf->sinks[i].upstream_v);
+		for (int k = 0; cf->sinks[i].rename_from && k < cf->sinks[i].rename.n; k++) {
+			free(cf->sinks[i].rename_from[k]);
+			free(cf->sinks[i].rename_to[k]);
+		}
+		free(cf->sinks[i].rename_from);
+		free(cf->sinks[i].rename_to);
+		free(cf->sinks[i].statics);
 	}
 	free(cf->sinks);
 	for (int i = 0; i < cf->nroutes; i++) {

@@ -47,7 +47,7 @@ enum rate_action { RATE_THROTTLE, RATE_DROP };
 enum sink_type { SINK_FILE, SINK_STDOUT, SINK_FORWARD, SINK_REDIS, SINK_NATS };
 enum forward_mode { FORWARD_FAILOVER, FORWARD_ROUNDROBIN };
 enum forward_framing { FORWARD_LF, FORWARD_OCTET };
-enum forward_payload { PAYLOAD_EVENT, PAYLOAD_RECORD };
+enum forward_payload { PAYLOAD_EVENT, PAYLOAD_RECORD, PAYLOAD_RFC5424 };
 enum sink_sync { SYNC_NONE, SYNC_INTERVAL, SYNC_ALWAYS };
 enum sink_overflow { OVERFLOW_BLOCK, OVERFLOW_DROP };
 /* TLS settings. */
@@ -168,6 +168,12 @@ struct sink_cfg {
 	long		 publish_timeout_ms;	/* nats: an event not acknowledged goes again */
 	int		 octet;		/* resolved: units are "LEN SP MSG" frames, not lines */
 	int		 raw;		/* resolved: the record as it came, not the event */
+	struct cfg_names fields, drop_fields, rename, static_fields;	/* the event's template */
+	int		 templated;	/* resolved: one of them is set */
+	char		**rename_from, **rename_to;	/* resolved from rename */
+	char		*statics;	/* resolved: ,"name":"value"... as JSON */
+	size_t		 template_extra;	/* resolved: most bytes a template adds */
+	int		 formatted;	/* resolved: other than the event line as encoded */
 	struct tls_cfg	 tls;		/* forward: to the upstreams */
 	struct spool_cfg spool;
 };

@@ -5,7 +5,7 @@
  * encoding into an in-memory sink buffer, as a worker does after read(2).
  * Prints records/s and ns/record.
  *
- *   tests/bench/micro [-n passes] [-r] [-s mix | 3164] [seconds]
+ *   tests/bench/micro [-n passes] [-r] [-t] [-s mix | 3164] [seconds]
  *
  * -s mix (the default) is a realistic mix of 100-300 byte records (RFC
  * 3164, RFC 5424 with structured data, JSON objects); -s 3164 is the
@@ -14,7 +14,9 @@
  * stream instead of for seconds: a fixed amount of work, for counting
  * instructions per record under callgrind.  -r picks each record's sinks
  * by five routes first (ROUTES: field comparisons, a JSON member, one
- * regular expression), as records.c does when routes are configured.
+ * regular expression), as records.c does when routes are configured.  -t
+ * shapes each event by a sink's template too (four fields kept, one
+ * renamed, one static), as records.c does for such a sink.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,7 @@
 #include "proc.h"
 #include "routes.h"
 #include "stats.h"
+#include "template.h"
 
 #define STREAM_RECORDS	20000
 
@@ -48,6 +51,32 @@ static struct encode_meta meta;
 static struct obuf out;
 static unsigned long nrec, routed[4];
 static int use_routes;
+static struct sink_cfg tmpl;		/* -t */
+static char shaped[1 << 16];
+
+/* -t: the event just encoded, shaped as a templated sink writes it. */
+static void
+shape_event(size_t start)
+{
+	if (out.len - start - 1 + tmpl.template_extra <= sizeof(shaped))
+		template_event(&tmpl, out.p + start, out.len - start - 1, shaped);
+}
+
+static void
+set_template(void)
+{
+	static char *keep[] = { "received_at", "host", "app", "msg" };
+	static char *from[] = { "msg" }, *to[] = { "\"message\"" };
+
+	tmpl.fields.v = keep;
+	tmpl.fields.n = 4;
+	tmpl.rename.n = 1;
+	tmpl.rename_from = from;
+	tmpl.rename_to = to;
+	tmpl.statics = ",\"env\":\"prod\"";
+	tmpl.template_extra = strlen(to[0]) + 1 + strlen(tmpl.statics);
+	tmpl.templated = 1;
+}
 
 static void
 on_record(void *arg, const char *rec, size_t len, int truncated)
@@ -55,12 +84,17 @@ on_record(void *arg, const char *rec, size_t len, int truncated)
 	struct parsed pr;
 	int idx[CFG_MAX_SINKS], n;
 
+	size_t start;
+
 	(void)arg;
 	if (out.cap - out.len < ENCODE_MAX(len, meta.prefixlen))
 		out.len = 0;		/* the sink wrote its batch */
 	nrec++;
+	start = out.len;
 	if (!use_routes) {
 		encode_event(&out, &meta, &lst, rec, len, truncated);
+		if (tmpl.templated)
+			shape_event(start);
 		return;
 	}
 	encode_parse(&pr, &meta, &lst, rec, len);
@@ -68,6 +102,8 @@ on_record(void *arg, const char *rec, size_t len, int truncated)
 	for (int i = 0; i < n; i++)
 		routed[idx[i]]++;
 	encode_put(&out, &meta, &lst, &pr, rec, len, truncated);
+	if (tmpl.templated)
+		shape_event(start);
 }
 
 /* The configuration records.c would see: ROUTES, the listener's own sink 0. */
@@ -142,7 +178,7 @@ make_3164(char *stream)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: micro [-n passes] [-r] [-s mix | 3164] [seconds]\n");
+	fprintf(stderr, "usage: micro [-n passes] [-r] [-t] [-s mix | 3164] [seconds]\n");
 	exit(EX_USAGE);
 }
 
@@ -158,13 +194,16 @@ main(int argc, char **argv)
 	unsigned long bytes = 0, passes = 0, npass = 0;
 	int ch;
 
-	while ((ch = getopt(argc, argv, "n:rs:")) != -1) {
+	while ((ch = getopt(argc, argv, "n:rs:t")) != -1) {
 		switch (ch) {
 		case 'n':
 			passes = strtoul(optarg, NULL, 10);
 			break;
 		case 'r':
 			set_routes();
+			break;
+		case 't':
+			set_template();
 			break;
 		case 's':
 			shape = optarg;
@@ -204,8 +243,9 @@ main(int argc, char **argv)
 		npass++;
 		t = now() - t0;
 	} while (passes ? npass < passes : t < seconds);
-	printf("micro: %s%s: %lu records (%.0f MB) in %.2f s: %.0f records/s, %.0f ns/record,"
-	    " %.0f MB/s in, one core\n", shape, use_routes ? " with 5 routes" : "", nrec,
+	printf("micro: %s%s%s: %lu records (%.0f MB) in %.2f s: %.0f records/s, %.0f ns/record,"
+	    " %.0f MB/s in, one core\n", shape, use_routes ? " with 5 routes" : "",
+	    tmpl.templated ? " with a template" : "", nrec,
 	    bytes / 1e6, t, nrec / t, t * 1e9 / nrec, bytes / 1e6 / t);
 	if (use_routes)
 		printf("micro: routed to sinks 0-3: %lu %lu %lu %lu\n", routed[0], routed[1],

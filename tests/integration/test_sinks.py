@@ -552,3 +552,65 @@ def drop_sink_large_record(ctx):
     check(got == msgs, f"the file holds {[g[:20] for g in got]} for "
           f"{[x[:20] for x in msgs]}; sink lossy (events, bytes, dropped, failed): {dropped}: "
           "the 10,000-byte record was dropped with its queue empty")
+
+
+@case
+def sink_templates(ctx):
+    """
+    One listener's records into four sinks: the event as is, a shaped one
+    (fields, rename, static_fields), the records as received (payload =
+    "record") and RFC 5424 lines rebuilt (payload = "rfc5424"); read back:
+    the shaped lines are JSON with just those members and the event's
+    values, the records are byte for byte what was sent, and the RFC 5424
+    lines, sent again to a second listener, parse into the same fields.
+    """
+    p = {n: ctx.path(f"{n}.out") for n in ("full", "slim", "orig", "legacy", "back")}
+    again = free_port()
+    s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}",
+                               "sinks": ["full", "slim", "orig", "legacy"]},
+                              {"listen": f"{LOCAL4}:{again}", "sinks": ["back"]}],
+                        sinks=[{"name": "full", "path": p["full"]},
+                               {"name": "slim", "path": p["slim"],
+                                "fields": ["received_at", "host", "msg"],
+                                "rename": ["msg=message", "host=hostname"],
+                                "static_fields": ["env=prod"]},
+                               {"name": "orig", "path": p["orig"], "payload": "record"},
+                               {"name": "legacy", "path": p["legacy"], "payload": "rfc5424"},
+                               {"name": "back", "path": p["back"]}])
+    s.start()
+    records = [b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8",
+               b'<165>1 2003-10-11T22:14:15.003Z host1 evntslog 42 ID47 [ex@32473 iut="3" '
+               b'eventSource="Application"] An application event',
+               b"<13>1 2025-12-01T00:00:00Z h app - - - no structured data",
+               b'{"user":"ann","n":[1,2]}',
+               b"a raw line"]
+    with socket.create_connection(s.addr) as c:
+        c.sendall(b"".join(r + b"\n" for r in records))
+    wait_lines([p["legacy"]], len(records), timeout=10)
+    with open(p["legacy"], "rb") as f:
+        legacy = f.read()
+    with socket.create_connection((LOCAL4, again)) as c:
+        c.sendall(legacy)
+    wait_lines([p["back"]], len(records), timeout=10)
+    wait_lines([p["full"], p["slim"], p["orig"]], len(records), timeout=10)
+    s.stop()
+    full, back = read_events(p["full"]), read_events(p["back"])
+    with open(p["orig"], "rb") as f:
+        check(f.read() == b"".join(r + b"\n" for r in records), "payload = \"record\" changed "
+              "the records")
+    with open(p["slim"]) as f:
+        slim = [json.loads(line) for line in f]
+    for e, sl in zip(full, slim):
+        want = {"received_at": e["received_at"], "env": "prod"}
+        want.update({k: e[v] for k, v in (("hostname", "host"), ("message", "msg")) if v in e})
+        check(sl == want, f"shaped {sl}, expected {want}")
+    keys = ("facility", "severity", "timestamp", "host", "app", "procid", "msgid", "sd", "msg")
+    for r, e, b in zip(records, full, back):
+        if r.startswith(b"<"):
+            got = {k: b.get(k) for k in keys}
+            want = {k: e.get(k) for k in keys}
+        else:       # JSON or raw: the record is the message, user.notice, received_at
+            got = {k: b.get(k) for k in ("facility", "severity", "timestamp", "msg")}
+            want = {"facility": "user", "severity": "notice", "timestamp": e["received_at"],
+                    "msg": r.decode()}
+        check(got == want, f"{r!r} through RFC 5424 and back: {got}, expected {want}")

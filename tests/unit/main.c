@@ -35,6 +35,7 @@ main(void)
 	srunner_add_suite(sr, safefile_suite());
 	srunner_add_suite(sr, sink_suite());
 	srunner_add_suite(sr, slots_suite());
+	srunner_add_suite(sr, template_suite());
 	srunner_add_suite(sr, tls_suite());
 	srunner_add_suite(sr, tz_suite());
 	srunner_run_all(sr, CK_NORMAL);

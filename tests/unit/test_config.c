@@ -640,6 +640,15 @@ static const struct bad_conf bad_pipeline[] = {
 	{ H2 "listeners = ( { listen = \"127.0.0.1:1\";\n timezone = \"Mars/Olympus\"; } );\n", 4,
 	  "listeners[0].timezone", "no time zone \"Mars/Olympus\" (/usr/share/zoneinfo/Mars/Olympus: "
 	  "No such file or directory)" },
+	{ H2 LST "sinks = ( { name = \"a\";\n rename = [ \"msg\" ]; } );\n", 5, "sinks[0].rename",
+	  "\"msg\" is not \"old=new\"" },
+	{ H2 LST "sinks = ( { name = \"a\";\n static_fields = [ \"=x\" ]; } );\n", 5,
+	  "sinks[0].static_fields", "\"=x\" is not \"name=value\"" },
+	{ H2 LST "sinks = ( { name = \"a\"; fields = [ \"msg\" ];\n payload = \"record\"; } );\n",
+	  5, "sinks[0].payload", "fields, drop_fields, rename and static_fields shape events, "
+	  "not \"record\"" },
+	{ H2 LST "sinks = ( { name = \"a\"; type = \"redis\";\n payload = \"rfc5424\"; } );\n", 5,
+	  "sinks[0].payload", "redis and nats sinks write events" },
 	{ H2 "listeners = ( { listen = \"127.0.0.1:1\"; rate_action = \"block\"; } );\n", 3,
 	  "listeners[0].rate_action", "\"block\" is not one of throttle|drop" },
 };
@@ -994,7 +1003,7 @@ START_TEST(table_is_consistent)
 		    ((s->scope == CS_SINK || s->scope == CS_ROUTE) && strcmp(s->name, "name") == 0),
 		    "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 83);
+	ck_assert_int_eq(n, 87);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -1195,6 +1204,10 @@ START_TEST(dump_text)
 	    "\t\tmode = \"failover\";\n"
 	    "\t\tframing = \"lf\";\n"
 	    "\t\tpayload = \"event\";\n"
+	    "\t\tfields = [ ];\n"
+	    "\t\tdrop_fields = [ ];\n"
+	    "\t\trename = [ ];\n"
+	    "\t\tstatic_fields = [ ];\n"
 	    "\t\tprotocol = \"tcp\";\n"
 	    "\t\trelp_window = 1024;\n"
 	    "\t\tstream = \"ingestd\";\n"
@@ -1220,6 +1233,10 @@ START_TEST(dump_text)
 	    "\t\tmode = \"failover\";\n"
 	    "\t\tframing = \"lf\";\n"
 	    "\t\tpayload = \"event\";\n"
+	    "\t\tfields = [ ];\n"
+	    "\t\tdrop_fields = [ ];\n"
+	    "\t\trename = [ ];\n"
+	    "\t\tstatic_fields = [ ];\n"
 	    "\t\tprotocol = \"tcp\";\n"
 	    "\t\trelp_window = 1024;\n"
 	    "\t\tstream = \"ingestd\";\n"

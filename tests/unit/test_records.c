@@ -29,13 +29,8 @@ load(const char *text)
 static void
 setup(void)
 {
-	struct timespec ts = { 1764547200, 123456000 };	/* 2025-12-01T00:00:00.123456Z */
-
 	cf = NULL;
-	memset(&meta, 0, sizeof(meta));
-	encode_set_time(&meta, &ts);
-	meta.prefix = ",\"peer\":\"p\",\"listener\":\"l\"";
-	meta.prefixlen = strlen(meta.prefix);
+	test_meta(&meta);
 }
 
 static void

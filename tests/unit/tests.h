@@ -30,9 +30,12 @@ Suite	*segment_suite(void);	/* test_segment.c: worker/sinks/segment.c */	/* test
 Suite	*safefile_suite(void);	/* test_safefile.c: common/safefile.c */
 Suite	*sink_suite(void);	/* test_sink.c:    worker/sinks/sink.c */
 Suite	*slots_suite(void);	/* test_slots.c:   server/slots.c */
+Suite	*template_suite(void);	/* test_template.c: worker/pipeline/template.c */
 Suite	*tz_suite(void);	/* test_tz.c:      common/tz.c, zoned BSD timestamps */
 Suite	*tls_suite(void);	/* test_tls.c:     common/tlsctx.c, worker/conn/tls.c */
 
 const struct sockaddr *test_sockaddr(const char *text);	/* util.c */
+struct encode_meta;
+void	 test_meta(struct encode_meta *);	/* util.c: peer "p", listener "l", 2025-12-01 */
 
 #endif

@@ -4,8 +4,22 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <time.h>
 
+#include "encode.h"
 #include "tests.h"
+
+/* What a read of peer "p" on listener "l" at 2025-12-01T00:00:00.123456Z gives records. */
+void
+test_meta(struct encode_meta *m)
+{
+	struct timespec ts = { 1764547200, 123456000 };
+
+	memset(m, 0, sizeof(*m));
+	encode_set_time(m, &ts);
+	m->prefix = ",\"peer\":\"p\",\"listener\":\"l\"";
+	m->prefixlen = strlen(m->prefix);
+}
 
 /* "10.1.2.3" or "2001:db8::1" as a socket address (port 0), in a static buffer. */
 const struct sockaddr *

@@ -14,17 +14,49 @@
 #include "records.h"
 #include "routes.h"
 #include "sink.h"
+#include "template.h"
 #include "stats.h"
 
-/* The event line (with its LF) or the record, framed as sink idx wants. */
+/* What sink idx writes of the record: the event line (without its LF), shaped or not, the
+ * record, or an RFC 5424 line; in *p, n bytes. */
 static int
-put(int idx, const char *line, size_t linelen, const char *rec, size_t reclen)
+payload(const struct sink_cfg *sc, const struct encode_meta *m, const struct parsed *pr,
+    const char *line, size_t linelen, const char *rec, size_t reclen, const char **p,
+    size_t *n)
+{
+	static struct obuf shaped;
+
+	*p = sc->raw ? rec : line;
+	*n = sc->raw ? reclen : linelen - 1;
+	if (sc->payload == PAYLOAD_RFC5424) {
+		shaped.len = 0;
+		if (obuf_reserve(&shaped, TEMPLATE_RFC5424_MAX(reclen)) == -1)
+			return -1;
+		*n = template_rfc5424(m, pr, rec, reclen, shaped.p);
+		*p = shaped.p;
+	} else if (sc->templated) {
+		shaped.len = 0;
+		if (obuf_reserve(&shaped, *n + sc->template_extra + 2) == -1)
+			return -1;
+		*n = template_event(sc, line, linelen - 1, shaped.p);
+		*p = shaped.p;
+	}
+	return 0;
+}
+
+/* The record as sink idx wants it (payload), framed as it wants it. */
+static int
+put(int idx, const struct encode_meta *m, const struct parsed *pr, const char *line,
+    size_t linelen, const char *rec, size_t reclen)
 {
 	const struct sink_cfg *sc = &proc.cf->sinks[idx];
-	int octet = sc->octet, raw = sc->raw;
-	const char *p = raw ? rec : line;
-	size_t n = raw ? reclen : linelen - 1;
-	struct obuf *q = sink_reserve(idx, n + 24);
+	int octet = sc->octet;
+	const char *p;
+	size_t n;
+	struct obuf *q = NULL;
+
+	if (payload(sc, m, pr, line, linelen, rec, reclen, &p, &n) == 0)
+		q = sink_reserve(idx, n + 24);
 
 	if (q == NULL) {
 		sink_dropped(idx);
@@ -59,7 +91,7 @@ deliver_formatted(const struct encode_meta *m, const struct listener_cfg *l,
 	}
 	proc.stats->w.parse_errors += r == ENCODE_PARSE_ERROR;
 	for (int k = 0; k < n; k++)
-		if (put(idx[k], ev.p, ev.len, rec, len) == -1)
+		if (put(idx[k], m, pr, ev.p, ev.len, rec, len) == -1)
 			rc = -1;
 	return rc;
 }
@@ -94,7 +126,7 @@ deliver(const struct encode_meta *m, const struct listener_cfg *l, const struct 
 	stats->parse_errors += r == ENCODE_PARSE_ERROR;
 	/* Copy before committing: a commit may write the batch out. */
 	for (int j = k + 1; j < n; j++)
-		if (put(idx[j], q->p + start, q->len - start, rec, len) == -1)
+		if (put(idx[j], m, pr, q->p + start, q->len - start, rec, len) == -1)
 			rc = -1;
 	sink_commit(idx[k]);
 	return rc;

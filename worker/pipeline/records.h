@@ -8,8 +8,7 @@
  * sinks' queues.
  *
  * Routes with conditions are in routes.c, the per-client rate limits the
- * connections apply in ratelimit.c; DESIGN: templates go here too
- * (template.c), between a record and the queues.
+ * connections apply in ratelimit.c, sinks' templates in template.c.
  */
 #ifndef INGESTD_RECORDS_H
 #define INGESTD_RECORDS_H

@@ -790,6 +790,38 @@ json_member(const char *obj, size_t len, const char *name, size_t nlen, char *ou
 	return -1;
 }
 
+int
+json_next_member(const char *obj, size_t len, size_t *pos, const char **name, size_t *nlen,
+    const char **value, size_t *vlen)
+{
+	const unsigned char *b = (const unsigned char *)obj, *end = b + len, *p = b + *pos, *q;
+
+	p = skip_ws_at(p, end);
+	if (*pos == 0) {
+		if (p == end || *p != '{')
+			return -1;
+		p = skip_ws_at(p + 1, end);
+	} else if (p < end && *p == ',') {
+		p = skip_ws_at(p + 1, end);
+	}
+	if (p < end && *p == '}')
+		return 0;
+	if (p == end || *p != '"' || (q = string_end(p + 1, end)) == NULL)
+		return -1;
+	*name = (const char *)p + 1;
+	*nlen = (size_t)(q - p - 2);
+	p = skip_ws_at(q, end);
+	if (p == end || *p != ':')
+		return -1;
+	p = skip_ws_at(p + 1, end);
+	if ((q = value_end(p, end)) == NULL || q == p)
+		return -1;
+	*value = (const char *)p;
+	*vlen = (size_t)(q - p);
+	*pos = (size_t)(q - b);
+	return 1;
+}
+
 size_t
 json_fill(const char *tmpl, const char *obj, size_t len, char *out, size_t size,
     size_t (*clean)(char *, size_t, size_t))

@@ -60,6 +60,15 @@ ssize_t	 json_member(const char *obj, size_t len, const char *name, size_t nlen,
  * it has none; clean, when given, rewrites each such value in place (n bytes
  * at p, room for size) and returns its new length.  Returns the length.
  */
+/*
+ * The next top-level member of a JSON object, from *pos (0: the object's
+ * start) on: its name as it stands in the text (between its quotes, not
+ * decoded) and its value's text.  Returns 1, 0 after the last member, -1
+ * when the text is not an object this module wrote or checked.
+ */
+int	 json_next_member(const char *obj, size_t len, size_t *pos, const char **name,
+	    size_t *nlen, const char **value, size_t *vlen);
+
 size_t	 json_fill(const char *tmpl, const char *obj, size_t len, char *out, size_t size,
 	    size_t (*clean)(char *p, size_t n, size_t size));
 
