@@ -258,6 +258,7 @@ compile_regex(struct parser *ps, struct cond *c)
 {
 	PCRE2_UCHAR msg[256];
 	PCRE2_SIZE off;
+	uint32_t type, unit;
 	int rc;
 
 	c->re = pcre2_compile((PCRE2_SPTR)ps->word, ps->len, 0, &rc, &off, NULL);
@@ -268,6 +269,10 @@ compile_regex(struct parser *ps, struct cond *c)
 		return -1;
 	}
 	c->jit = pcre2_jit_compile(c->re, PCRE2_JIT_COMPLETE) == 0;	/* else interpreted */
+	c->first = -1;
+	if (pcre2_pattern_info(c->re, PCRE2_INFO_FIRSTCODETYPE, &type) == 0 && type == 1 &&
+	    pcre2_pattern_info(c->re, PCRE2_INFO_FIRSTCODEUNIT, &unit) == 0 && unit < 256)
+		c->first = (int)unit;
 	return 0;
 }
 
@@ -486,12 +491,28 @@ cond_free(struct cond *c)
 	free(c);
 }
 
+/*
+ * A value without the byte every match begins with cannot match: most
+ * values are ruled out by memchr(3) alone, without the call into PCRE2.
+ */
+static int
+cannot_match(const struct cond *c, const char *s, size_t n)
+{
+	int other = c->first >= 'a' && c->first <= 'z' ? c->first - 32 :
+	    c->first >= 'A' && c->first <= 'Z' ? c->first + 32 : -1;
+
+	return c->first >= 0 && memchr(s, c->first, n) == NULL &&
+	    (other < 0 || memchr(s, other, n) == NULL);
+}
+
 int
 cond_regex_match(const struct cond *c, const char *s, size_t n)
 {
 	static pcre2_match_data *md;
 	int rc;
 
+	if (cannot_match(c, s, n))
+		return 0;
 	if (md == NULL && (md = pcre2_match_data_create(1, NULL)) == NULL)
 		return 0;
 	rc = c->jit ? pcre2_jit_match(c->re, (PCRE2_SPTR)s, n, 0, 0, md, NULL) :

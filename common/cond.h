@@ -54,6 +54,7 @@ struct cond {
 	int		 ncidrs;
 	void		*re;		/* ~ !~: a pcre2_code */
 	int		 jit;		/* re was JIT-compiled */
+	int		 first;		/* a byte every match begins with (either case), or -1 */
 };
 
 /* The tree of text, or NULL with err (at most size bytes) saying why and where. */

@@ -246,8 +246,8 @@ encode_prefix(struct obuf *o, const char *peer, const char *listener, const char
 }
 
 /* How a record is read: its format, and as syslog when it is. */
-void
-encode_parse(struct parsed *pr, const struct encode_meta *m, const struct listener_cfg *l,
+static inline __attribute__((always_inline)) void
+parse(struct parsed *pr, const struct encode_meta *m, const struct listener_cfg *l,
     const char *rec, size_t len)
 {
 	struct syslog_clock zoned;
@@ -265,12 +265,11 @@ encode_parse(struct parsed *pr, const struct encode_meta *m, const struct listen
 }
 
 /*
- * Append the event of a parsed record.  A record that fails to parse is
- * kept with its raw text, or dropped (out untouched) when the listener says
- * so.
+ * The event of a parsed record.  A record that fails to parse is kept with
+ * its raw text, or dropped (out untouched) when the listener says so.
  */
-enum encode_result
-encode_put(struct obuf *o, const struct encode_meta *m, const struct listener_cfg *l,
+static inline __attribute__((always_inline)) enum encode_result
+put_event(struct obuf *o, const struct encode_meta *m, const struct listener_cfg *l,
     const struct parsed *pr, const char *rec, size_t len, int truncated)
 {
 	size_t start = o->len;
@@ -305,13 +304,27 @@ encode_put(struct obuf *o, const struct encode_meta *m, const struct listener_cf
 	return why ? ENCODE_PARSE_ERROR : ENCODE_OK;
 }
 
-/* Append the event for one record: encode_parse, then encode_put. */
+void
+encode_parse(struct parsed *pr, const struct encode_meta *m, const struct listener_cfg *l,
+    const char *rec, size_t len)
+{
+	parse(pr, m, l, rec, len);
+}
+
+enum encode_result
+encode_put(struct obuf *o, const struct encode_meta *m, const struct listener_cfg *l,
+    const struct parsed *pr, const char *rec, size_t len, int truncated)
+{
+	return put_event(o, m, l, pr, rec, len, truncated);
+}
+
+/* Append the event for one record: encode_parse, then encode_put, in one. */
 enum encode_result
 encode_event(struct obuf *o, const struct encode_meta *m, const struct listener_cfg *l,
     const char *rec, size_t len, int truncated)
 {
 	struct parsed pr;
 
-	encode_parse(&pr, m, l, rec, len);
-	return encode_put(o, m, l, &pr, rec, len, truncated);
+	parse(&pr, m, l, rec, len);
+	return put_event(o, m, l, &pr, rec, len, truncated);
 }

@@ -9,11 +9,22 @@
 #include "json.h"
 #include "template.h"
 
+/* Whether the NUL-terminated v is name (n bytes): no strlen, names are short. */
+static int
+same_name(const char *v, const char *name, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && v[i] == name[i])
+		i++;
+	return i == n && v[i] == '\0';
+}
+
 static int
 listed(const struct cfg_names *nm, const char *name, size_t n)
 {
 	for (int i = 0; i < nm->n; i++)
-		if (strlen(nm->v[i]) == n && memcmp(nm->v[i], name, n) == 0)
+		if (same_name(nm->v[i], name, n))
 			return 1;
 	return 0;
 }
@@ -40,8 +51,7 @@ template_event(const struct sink_cfg *s, const char *ev, size_t len, char *out)
 		if (o > 1)
 			out[o++] = ',';
 		for (k = 0; k < s->rename.n; k++)
-			if (strlen(s->rename_from[k]) == nlen &&
-			    memcmp(s->rename_from[k], name, nlen) == 0)
+			if (same_name(s->rename_from[k], name, nlen))
 				break;
 		if (k < s->rename.n) {
 			put(out, &o, s->rename_to[k], strlen(s->rename_to[k]));

@@ -320,7 +320,7 @@ static void	zoned(struct syslog_msg *, const struct stamp *, const char *,
 		    const struct syslog_clock *);
 
 /* "YYYY-MM-DDTHH:MM:SS" into ts: the year's digits from year_text when given. */
-static void
+static inline __attribute__((always_inline)) void
 put_date(char *ts, int64_t y, const char *year_text, const struct stamp *t, const char *hms)
 {
 	if (year_text) {
