@@ -104,6 +104,9 @@ The records are 100-byte RFC 3164 records.  The runs:
                ingestd has workers, with the same number of the same
                events (read back from ingestd's stream) into a stream of
                the same kind: the cluster's ceiling on this machine.
+  routes       blast over 8 connections into ingestd without routes and
+               with the five routes of `micro -r`, BENCH_ROUNDS rounds:
+               what routing costs end to end.
 
 It prints markdown tables with ratios relative to ingestd, and writes
 tests/bench/results/bench-DATE.json (raw results) and bench-DATE.png (a
@@ -271,6 +274,7 @@ class Server:
             sink += " flush_interval = %s;" % c["flush_interval"]
         sinks = "{ %s }" % sink if "sinks" not in c else c["sinks"](self)
         stats = 'stats = { listen = "127.0.0.1:%d"; };\n' % c["stats"] if "stats" in c else ""
+        stats += c.get("extra", "")
         return self.write("ingestd.conf",
                           'workers = 2;\npid_file = "%s";\nworker_connections = %d;\n'
                           'log = { level = "info"; target = "%s"; };\n%s'
@@ -1115,10 +1119,36 @@ def nats(tmp):
     return rows
 
 
+# The five routes of `micro -r`, every one into the one file sink: what routing costs.
+ROUTES = r"""routes = (
+  { name = "errors"; match = "severity <= err"; sinks = [ "file" ]; final = false; },
+  { name = "auth"; match = "facility in [auth, authpriv]"; sinks = [ "file" ]; },
+  { name = "ssh"; match = "app == sshd and host == host7"; sinks = [ "file" ]; },
+  { name = "fail"; match = "msg ~ \"fail(ed|ure)\""; sinks = [ "file" ]; },
+  { name = "json"; match = "body.level == error or listener == audit"; sinks = [ "file" ]; }
+);
+"""
+
+
+def routes(tmp):
+    """blast over 8 connections into ingestd with and without the five routes, in rounds."""
+    def run(variant):
+        r = with_server(tmp, "ingestd", lambda s: measure(s, lambda: loadgen(
+            s.port, "-m", "blast", "-c", 8, "-d", SECONDS, *RECORDS)),
+            {"extra": ROUTES} if variant == "5 routes" else None)
+        r.update(row="ingestd, " + variant)
+        return r
+    return rounds("routes", [("no routes",), ("5 routes",)], run,
+                  lambda r: r.get("records_per_s"))
+
+
 def micro():
     wait_quiet()
-    r = subprocess.run([MICRO, "3"], capture_output=True, text=True)
-    return r.stdout.strip()
+    out = []
+    for args in ([], ["-r"], ["-t"]):
+        r = subprocess.run([MICRO] + args + ["3"], capture_output=True, text=True)
+        out.append(r.stdout.strip().splitlines()[0] if r.stdout.strip() else r.stderr.strip())
+    return "\n".join(out)
 
 
 # ----------------------------------------------------------------- report
@@ -1515,7 +1545,8 @@ def report(res):
     print("Machine: %d CPUs (%s), %d GiB, Linux %s; every load %g s; "
           "100-byte RFC 3164 records.\n" % (m["cpus"], m["cpu_model"], m["mem_gb"],
                                            m["kernel"], SECONDS))
-    print("Pipeline on one core (tests/bench/micro): %s\n" % res["micro"])
+    print("Pipeline on one core (tests/bench/micro; with five routes; with a template):\n\n%s\n"
+          % "\n".join("- " + line for line in res["micro"].splitlines()))
     print("## Throughput (8 connections; ratios: the server's figure / ingestd's)\n")
     print("With ingestd-bench, each server's median of %d rounds by records/s (every round's "
           "figure in the note; lost: the most any round lost); loggen: one round.\n" % ROUNDS)
@@ -1547,6 +1578,16 @@ def report(res):
         print("## NATS JetStream: blast over 8 connections into a nats sink, and the bare "
               "publisher with the same events (3-node loopback cluster, file storage)\n")
         print(nats_table(res["nats"]) + "\n")
+    if res.get("routes"):
+        print("## Routes: blast over 8 connections, without routes and with the five of "
+              "`micro -r` (all into the one file sink)\n")
+        base = get(res["routes"][0], "records_per_s")
+        print(table(["ingestd", "records/s written", "x no routes", "CPU s / M records", "rounds"],
+                    [[r.get("row"), fmt(get(r, "records_per_s")),
+                      ratio(get(r, "records_per_s"), base), fmt(get(r, "cpu_s_per_million"),
+                                                                 "{:.3f}"),
+                      ", ".join(fmt(x) for x in r.get("rounds") or [])]
+                     for r in res["routes"]]) + "\n")
     if res.get("handover"):
         print("## A reload with %s connections open, each handed to the new generation\n"
               % fmt(HANDOVER_CONNS))
@@ -1570,7 +1611,7 @@ def tls_report(t):
 
 
 PARTS = ("throughput", "churn", "latency", "relp", "accept", "udp", "tls", "handover", "spool",
-         "nats")
+         "nats", "routes")
 
 
 def suite(parts=PARTS):
@@ -1586,7 +1627,8 @@ def suite(parts=PARTS):
     try:
         for name, fn in (("throughput", throughput), ("churn", churn), ("latency", latency),
                          ("relp", relp), ("accept", accept), ("udp", udp), ("tls", tls),
-                         ("handover", handover), ("spool", spool), ("nats", nats)):
+                         ("handover", handover), ("spool", spool), ("nats", nats),
+                         ("routes", routes)):
             if name in parts:
                 res[name] = fn(tmp)
     finally:
