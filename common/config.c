@@ -1915,18 +1915,18 @@ cfg_free(struct config *cf)
 	}
 	free(cf->listeners);
 	for (int i = 0; i < cf->nsinks; i++) {
-		free_strings(CS_SINK, &cf->sinks[i]);
-		free_strings(CS_TLS, &cf->sinks[i].tls);
-		free_strings(CS_SPOOL, &cf->sinks[i].spool);
-		tlsctx_free(cf->sinks[i].tls.ctx);
-		free(cf->sinks[i].upstream_v);
 		for (int k = 0; cf->sinks[i].rename_from && k < cf->sinks[i].rename.n; k++) {
-			free(cf->sinks[i].rename_from[k]);
+			free(cf->sinks[i].rename_from[k]);	/* before free_strings empties rename */
 			free(cf->sinks[i].rename_to[k]);
 		}
 		free(cf->sinks[i].rename_from);
 		free(cf->sinks[i].rename_to);
 		free(cf->sinks[i].statics);
+		free_strings(CS_SINK, &cf->sinks[i]);
+		free_strings(CS_TLS, &cf->sinks[i].tls);
+		free_strings(CS_SPOOL, &cf->sinks[i].spool);
+		tlsctx_free(cf->sinks[i].tls.ctx);
+		free(cf->sinks[i].upstream_v);
 	}
 	free(cf->sinks);
 	for (int i = 0; i < cf->nroutes; i++) {
