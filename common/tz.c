@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "civil.h"
 #include "tz.h"
 
 #define TZ_FILE_MAX	(256 * 1024)	/* bytes of a zone file read; real ones are < 4 KiB */
@@ -46,31 +47,6 @@ be(const unsigned char *p, int n)
 	if (n == 4)
 		return (int32_t)(uint32_t)v;
 	return (int64_t)v;
-}
-
-/* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
-static int64_t
-days_from_civil(int64_t y, int m, int d)
-{
-	int64_t era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static int64_t
-year_of(int64_t t)
-{
-	int64_t z = (t >= 0 ? t : t - DAY + 1) / DAY + 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097, doe = z - era * 146097;
-	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100), mp = (5 * doy + 2) / 153;
-
-	return yoe + era * 400 + (mp >= 10);
 }
 
 /* ---- the footer: "STD offset [DST [offset] ,start[/time],end[/time]]" ---- */
@@ -164,8 +140,8 @@ static int64_t
 rule_at(const struct rule_day *r, int64_t y, int32_t before)
 {
 	static const int mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	int64_t first = days_from_civil(y, r->m, 1);
-	int len = mdays[r->m - 1] + (r->m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0));
+	int64_t first = civil_days(y, r->m, 1);
+	int len = mdays[r->m - 1] + (r->m == 2 && civil_leap(y));
 	int wday = (int)(((first + 4) % 7 + 7) % 7);	/* 1970-01-01 was a Thursday */
 	int day = 1 + (r->d - wday + 7) % 7 + 7 * (r->w - 1);
 
@@ -181,7 +157,7 @@ rule_offset(const struct tz *z, int64_t utc)
 
 	if (z->rule == 1)
 		return z->std_off;
-	y = year_of(utc + z->std_off);
+	y = civil_year(civil_floor_div(utc + z->std_off, DAY));
 	start = rule_at(&z->start, y, z->std_off);
 	end = rule_at(&z->end, y, z->dst_off);
 	if (start < end)

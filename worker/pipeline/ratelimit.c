@@ -72,7 +72,7 @@ fill(struct rl_entry *e, const struct listener_cfg *l, int64_t now_ms)
 static void
 refill(struct rl_entry *e, const struct listener_cfg *l, int64_t now_ms)
 {
-	int64_t dt = now_ms - e->last_ms;
+	int64_t dt = now_ms - e->last_ms, rcap = cap_records(l), bcap = cap_bytes(l);
 
 	if (dt <= 0)
 		return;
@@ -80,10 +80,10 @@ refill(struct rl_entry *e, const struct listener_cfg *l, int64_t now_ms)
 		dt = 86400000;
 	e->records += (int64_t)l->rate_records * dt;
 	e->bytes += (int64_t)l->rate_bytes * dt;
-	if (e->records > cap_records(l))
-		e->records = cap_records(l);
-	if (e->bytes > cap_bytes(l))
-		e->bytes = cap_bytes(l);
+	if (e->records > rcap)
+		e->records = rcap;
+	if (e->bytes > bcap)
+		e->bytes = bcap;
 	e->last_ms = now_ms;
 }
 

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "civil.h"
 #include "parse_syslog.h"
 #include "tz.h"
 
@@ -118,7 +119,6 @@ hms(const char *p, struct stamp *t)
 	    (t->sec = num2(p + 6, 0, 60)) >= 0;
 }
 
-static int	leap(int64_t);
 static int	monthday(int mon, int day);
 
 /* "YYYY-MM-DDTHH:MM:SS", 19 readable bytes at p, a real date (no Feb 29 of a common year). */
@@ -132,7 +132,7 @@ datetime(const char *p, struct stamp *t)
 	t->year = hi * 100 + lo;
 	return p[4] == '-' && (t->mon = num2(p + 5, 1, 12)) >= 0 &&
 	    p[7] == '-' && (t->day = num2(p + 8, 1, 31)) >= 0 &&
-	    monthday(t->mon, t->day) && (t->mon != 2 || t->day != 29 || leap(t->year)) &&
+	    monthday(t->mon, t->day) && (t->mon != 2 || t->day != 29 || civil_leap(t->year)) &&
 	    (p[10] == 'T' || p[10] == 't') && hms(p + 11, t);
 }
 
@@ -211,12 +211,6 @@ month(const char *p)
 	}
 }
 
-static int
-leap(int64_t y)
-{
-	return y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-}
-
 /* Feb 29 passes: whether its year is leap is only known later. */
 static int
 monthday(int mon, int day)
@@ -253,40 +247,6 @@ bsdstamp(const char *p, const char *e, struct stamp *t)
 	return i + 9;
 }
 
-/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
-static int64_t
-days_from_civil(int64_t y, int m, int d)
-{
-	int64_t era, yoe, doy;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
-}
-
-/* The year of the day z days after 1970-01-01. */
-static int64_t
-year_of_days(int64_t z)
-{
-	int64_t era, doe, yoe, doy, mp;
-
-	z += 719468;
-	era = (z >= 0 ? z : z - 146096) / 146097;
-	doe = z - era * 146097;
-	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	mp = (5 * doy + 2) / 153;
-	return yoe + era * 400 + (mp >= 10);
-}
-
-static int64_t
-floor_div(int64_t a, int64_t b)
-{
-	return a / b - (a % b < 0);
-}
-
 static void
 put2(char *d, int v)
 {
@@ -299,11 +259,11 @@ syslog_clock_set(struct syslog_clock *c, time_t now)
 {
 	c->tz = NULL;
 	c->now = now;
-	c->year = year_of_days(floor_div(now, 86400));
+	c->year = civil_year(civil_floor_div(now, 86400));
 	if (c->year < 1 || c->year > 9999)
 		return;
 	for (int m = 1; m <= 12; m++)
-		c->month_day[m - 1] = days_from_civil(c->year, m, 1);
+		c->month_day[m - 1] = civil_days(c->year, m, 1);
 	put2(c->year_text, (int)(c->year / 100));
 	put2(c->year_text + 2, (int)(c->year % 100));
 }
@@ -356,7 +316,7 @@ bsdformat(struct syslog_msg *m, const struct stamp *t, const char *hms,
 	if (secs - c->now > FUTURE_MAX)
 		y--;
 	if (t->mon == 2 && t->day == 29)
-		while (!leap(y))
+		while (!civil_leap(y))
 			y--;
 	put_date(ts, y, y == c->year ? c->year_text : NULL, t, hms);
 	ts[19] = 'Z';
@@ -373,19 +333,20 @@ bsdformat(struct syslog_msg *m, const struct stamp *t, const char *hms,
 static void
 zoned(struct syslog_msg *m, const struct stamp *t, const char *hms, const struct syslog_clock *c)
 {
-	int64_t now = c->now + tz_offset_utc(c->tz, c->now), y = year_of_days(floor_div(now, 86400));
+	int64_t now = c->now + tz_offset_utc(c->tz, c->now);
+	int64_t y = civil_year(civil_floor_div(now, 86400));
 	int64_t secs = t->hour * 3600 + t->min * 60 + t->sec, local;
 	int32_t off;
 	char *ts = m->ts;
 
 	if (y < 2 || y > 9999)
 		return;
-	if ((days_from_civil(y, t->mon, 1) + t->day - 1) * 86400 + secs - now > FUTURE_MAX)
+	if ((civil_days(y, t->mon, 1) + t->day - 1) * 86400 + secs - now > FUTURE_MAX)
 		y--;
 	if (t->mon == 2 && t->day == 29)
-		while (!leap(y))
+		while (!civil_leap(y))
 			y--;
-	local = (days_from_civil(y, t->mon, 1) + t->day - 1) * 86400 + secs;
+	local = (civil_days(y, t->mon, 1) + t->day - 1) * 86400 + secs;
 	off = tz_offset_local(c->tz, local);
 	put_date(ts, y, NULL, t, hms);
 	ts[19] = off < 0 ? '-' : '+';
