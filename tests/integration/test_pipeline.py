@@ -6,7 +6,6 @@ errors, kept or dropped; output always valid UTF-8 JSON.  Records come
 from real clients (util-linux logger, syslog-ng's loggen) and plain
 sockets, and are read back from the sink's file (see lib/events.py).
 """
-import calendar
 import collections
 import json
 import re
@@ -16,7 +15,8 @@ import time
 from lib.base import LOCAL4, case, check, Failure, tail
 from lib.net import free_port, peer_of, peer_state, wait_closed
 from lib.server import pipeline_server
-from lib.events import RFC3339_RE, exit_counts, has_msgs, read_events, wait_events, wait_lines
+from lib.events import (RFC3339_RE, exit_counts, has_msgs, log_time, read_events, wait_events,
+                        wait_lines)
 from lib.clients import octet_frame, token, tool
 
 
@@ -344,17 +344,6 @@ def rfc3164_iso_timestamp(ctx):
           "\"2026-11-24T01:17:40\" (no zone) is not recognised, so host, app and procid stay in msg")
 
 
-def instant(ts):
-    """An RFC 3339 timestamp with an offset or Z, as seconds since the epoch."""
-    m = re.fullmatch(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|([+-])(\d\d):(\d\d))",
-                     ts)
-    check(m, f"not an RFC 3339 timestamp: {ts}")
-    t = calendar.timegm(tuple(int(m[i]) for i in range(1, 7)))
-    if m[7] != "Z":
-        t -= (1 if m[8] == "+" else -1) * (int(m[9]) * 3600 + int(m[10]) * 60)
-    return t
-
-
 @case
 def timezone_rfc3164(ctx):
     """
@@ -387,7 +376,7 @@ def timezone_rfc3164(ctx):
     events = {e["msg"]: e for e in read_events(path)}
     for zone in ("Europe/Berlin", "America/New_York"):
         e = events[f"now in {zone}"]
-        check(abs(instant(e["timestamp"]) - instant(e["received_at"])) <= 5,
+        check(abs(log_time(e["timestamp"]) - log_time(e["received_at"])) <= 5,
               f"{zone}: timestamp {e['timestamp']} for an event received at {e['received_at']}")
     for _, stamp, want in edges:
         got = events[stamp]["timestamp"]

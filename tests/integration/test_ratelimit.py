@@ -6,14 +6,13 @@ does not fit is dropped and counted, exactly); the limits refused where
 they cannot apply.
 """
 import re
-import socket
 import sys
 import threading
 import time
 
-from lib.base import LOCAL4, case, check, tail
-from lib.events import read_events, wait_lines
-from lib.net import LORIS_SOURCES, free_port, http_get, prom_values
+from lib.base import LOCAL4, case, check, tail, wait_until
+from lib.events import log_time, read_events, wait_lines
+from lib.net import LORIS_SOURCES, connect_from, free_port, http_get, prom_values
 from lib.server import pipeline_server
 
 NOISY, CALM = LORIS_SOURCES[0], LORIS_SOURCES[1]
@@ -31,16 +30,14 @@ class Sender(threading.Thread):
     bounded by count and by seconds.
     """
 
-    def __init__(self, addr, source, cid, count, rate=0, seconds=30):
+    def __init__(self, ctx, addr, source, cid, count, rate=0, seconds=30):
         super().__init__(daemon=True)
-        self.addr, self.source, self.cid, self.count = addr, source, cid, count
+        self.ctx, self.addr, self.source, self.cid, self.count = ctx, addr, source, cid, count
         self.rate, self.seconds, self.sent = rate, seconds, 0
         self.t0 = self.t1 = None
 
     def run(self):
-        with socket.socket() as c:
-            c.bind((self.source, 0))
-            c.connect(self.addr)
+        with connect_from(self.ctx, self.source, self.addr, timeout=30) as c:
             self.t0 = time.monotonic()
             deadline = self.t0 + self.seconds
             while self.sent < self.count and time.monotonic() < deadline:
@@ -54,13 +51,8 @@ class Sender(threading.Thread):
 
 def received(path, cid):
     """The receive times (seconds since the epoch) of client cid's events, in order."""
-    out = []
-    for e in read_events(path):
-        if f"c={cid} " in e.get("msg", ""):
-            ts = e["received_at"]
-            out.append(time.mktime(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) +
-                       float("0." + ts[20:26]) - time.timezone)
-    return out
+    return [log_time(e["received_at"]) for e in read_events(path)
+            if f"c={cid} " in e.get("msg", "")]
 
 
 def limited_server(ctx, action, rate):
@@ -85,11 +77,11 @@ def ratelimit_throttle(ctx):
     """
     rate = 2000
     s, sport, path = limited_server(ctx, "throttle", rate)
-    alone = Sender(s.addr, CALM, 1, 1500, rate=500)
+    alone = Sender(ctx, s.addr, CALM, 1, 1500, rate=500)
     alone.run()
     wait_lines([path], 1500, timeout=10)
-    calm = Sender(s.addr, CALM, 2, 2500, rate=500)
-    noisy = Sender(s.addr, NOISY, 3, 16000, seconds=8)
+    calm = Sender(ctx, s.addr, CALM, 2, 2500, rate=500)
+    noisy = Sender(ctx, s.addr, NOISY, 3, 16000, seconds=8)
     noisy.start()
     time.sleep(0.5)
     calm.start()
@@ -132,15 +124,16 @@ def ratelimit_drop(ctx):
     exactly how many, and a calm client from another address loses none.
     """
     s, sport, path = limited_server(ctx, "drop", 1000)
-    noisy = Sender(s.addr, NOISY, 3, 6000)
-    calm = Sender(s.addr, CALM, 2, 500, rate=250)
+    noisy = Sender(ctx, s.addr, NOISY, 3, 6000)
+    calm = Sender(ctx, s.addr, CALM, 2, 500, rate=250)
     noisy.start()
     calm.start()
     noisy.join(20)
     calm.join(20)
     metric = 'ingestd_ratelimit_dropped_total{listener="l0"}'
     records = 'ingestd_records_total{listener="l0"}'
-    check(wait_until_counted(sport, records, 6500), "not every record was read")
+    check(wait_until(lambda: prom_values(http_get(sport, "/metrics")[2]).get(records, 0) >= 6500,
+                     10, interval=0.05), "not every record was read")
     dropped = int(prom_values(http_get(sport, "/metrics")[2]).get(metric, 0))
     wait_lines([path], 6500 - dropped, timeout=10)
     time.sleep(0.2)
@@ -152,15 +145,6 @@ def ratelimit_drop(ctx):
     check(got_noisy < 6000 * 0.8, f"{got_noisy} of 6000 passed a limit of 1000/s")
     print(f"# ratelimit_drop: the noisy client {got_noisy} of 6000 delivered, {dropped} dropped "
           "and counted; the calm one 500 of 500", file=sys.stderr, flush=True)
-
-
-def wait_until_counted(sport, metric, n, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if prom_values(http_get(sport, "/metrics")[2]).get(metric, 0) >= n:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @case

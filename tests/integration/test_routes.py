@@ -18,7 +18,7 @@ import time
 from lib.base import LOCAL4, case, check, tail
 from lib.clients import tool
 from lib.events import read_events, wait_lines
-from lib.net import LORIS_SOURCES, free_port, http_get, prom_values
+from lib.net import LORIS_SOURCES, connect_from, free_port, http_get, prom_values
 from lib.server import pipeline_server
 
 ROUTES = r'''routes = (
@@ -32,10 +32,8 @@ ROUTES = r'''routes = (
 );'''
 
 
-def send(addr, data, source=LOCAL4):
-    with socket.socket() as c:
-        c.bind((source, 0))
-        c.connect(addr)
+def send(ctx, addr, data, source=LOCAL4):
+    with connect_from(ctx, source, addr) as c:
         c.sendall(data)
 
 
@@ -68,9 +66,10 @@ def routes_everyday(ctx):
                         msg])
         check(rc == 0, f"logger exited {rc}: {tail(out)}")
     gold = b'{"user":{"tier":"gold"},"text":"%s"}\n'
-    send(s.addr, gold % b"gold from .2", LORIS_SOURCES[0])
-    send(s.addr, gold % b"gold from .3", LORIS_SOURCES[1])
-    send((LOCAL4, second), b"<11>Oct 11 22:14:15 h app: error on the second\nplain on the second\n")
+    send(ctx, s.addr, gold % b"gold from .2", LORIS_SOURCES[0])
+    send(ctx, s.addr, gold % b"gold from .3", LORIS_SOURCES[1])
+    send(ctx, (LOCAL4, second),
+         b"<11>Oct 11 22:14:15 h app: error on the second\nplain on the second\n")
     want = {"archive": ["GET / 200", "gold from .2", "gold from .3"],
             "alerts": ["disk failed", "error on the second", "gold from .2", "not in sudoers"],
             "security": ["accepted key", "not in sudoers", "session opened"],
@@ -116,8 +115,10 @@ def routes_bad_condition(ctx):
     check(rc == 1 and re.search(want, err), f"-t exited {rc}: {tail(err)}")
     m = s.mark()
     s.signal(signal.SIGHUP)
-    s.wait_for_log(r"reload failed: .*routes\[0\]\.match: at column 7: regular expression", since=m)
-    send(s.addr, b"<13>Oct 11 22:14:15 h keep: still routed\n<13>Oct 11 22:14:15 h x: to other\n")
+    s.wait_for_log(r"reload failed: .*routes\[0\]\.match: at column 7: regular expression",
+                   since=m)
+    send(ctx, s.addr,
+         b"<13>Oct 11 22:14:15 h keep: still routed\n<13>Oct 11 22:14:15 h x: to other\n")
     wait_lines([path], 1, timeout=5)
     wait_lines([ctx.path("other.jsonl")], 1, timeout=5)
     check(texts(path) == ["still routed"], f"events: {texts(path)}")

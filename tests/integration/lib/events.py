@@ -15,7 +15,6 @@ import collections
 import json
 import os
 import re
-import time
 
 from .base import check, Failure, tail, wait_until
 
@@ -40,12 +39,21 @@ RFC3339_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d
 CS_RE = re.compile(r"c=(\d+) s=(\d+)")
 
 
+STAMP_RE = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(\.\d+)?(Z|([+-])(\d\d):(\d\d))")
+
+
 def log_time(stamp):
-    """Seconds (since the epoch, UTC) of a log line's 2026-01-02T03:04:05.678Z stamp."""
-    day, clock = stamp.rstrip("Z").split("T")
-    hms, ms = clock.split(".")
-    t = time.strptime(f"{day} {hms}", "%Y-%m-%d %H:%M:%S")
-    return calendar.timegm(t) + int(ms) / 1000
+    """
+    Seconds since the epoch of an RFC 3339 stamp: a log line's
+    2026-01-02T03:04:05.678Z, an event's received_at (microseconds) or
+    timestamp (with an offset such as +01:00).
+    """
+    m = STAMP_RE.fullmatch(stamp)
+    check(m, f"not an RFC 3339 timestamp: {stamp}")
+    t = calendar.timegm(tuple(int(m[i]) for i in range(1, 7))) + float(m[7] or 0)
+    if m[8] != "Z":
+        t -= (1 if m[9] == "+" else -1) * (int(m[10]) * 3600 + int(m[11]) * 60)
+    return t
 
 
 class LineCount:
