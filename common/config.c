@@ -1035,30 +1035,43 @@ append(char **out, size_t *len, const char *text)
 	*len += n;
 }
 
+/*
+ * s quoted into buf (size bytes; cut short before it would not fit): " and
+ * backslash escaped, a control byte as ctl says (libconfig's \xNN, JSON's
+ * \u00NN).
+ */
+static void
+escape(const char *s, char *buf, size_t size, const char *ctl)
+{
+	size_t o = 0;
+
+	buf[o++] = '"';
+	for (; *s && o + 6 < size; s++) {
+		unsigned char ch = *s;
+
+		if (ch == '"' || ch == '\\')
+			o += snprintf(buf + o, size - o, "\\%c", ch);
+		else if (ch < 0x20 || ch == 0x7f)
+			o += snprintf(buf + o, size - o, ctl, ch);
+		else
+			buf[o++] = ch;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+}
+
 /* A field name or value as JSON string text (quotes included) appended to *out. */
 static void
 json_text(char **out, size_t *len, const char *s)
 {
-	size_t n = strlen(s), o = *len;
-	char *p = realloc(*out, o + 6 * n + 3);
+	size_t need = 6 * strlen(s) + 3;
+	char *p = realloc(*out, *len + need);
 
 	if (p == NULL)
 		fatal("realloc");
-	p[o++] = '"';
-	for (; *s; s++) {
-		unsigned char ch = *s;
-
-		if (ch == '"' || ch == '\\')
-			o += sprintf(p + o, "\\%c", ch);
-		else if (ch < 0x20 || ch == 0x7f)
-			o += sprintf(p + o, "\\u%04x", ch);
-		else
-			p[o++] = ch;
-	}
-	p[o++] = '"';
-	p[o] = '\0';
+	escape(s, p + *len, need, "\\u%04x");
 	*out = p;
-	*len = o;
+	*len += strlen(p + *len);
 }
 
 /* "a=b" into a and b (copies); -1 when either is empty. */
@@ -1958,21 +1971,7 @@ cfg_unref(struct config *cf)
 static void
 quote(const char *s, char *buf, size_t size)
 {
-	size_t o = 0;
-
-	buf[o++] = '"';
-	for (; *s && o + 6 < size; s++) {
-		unsigned char ch = *s;
-
-		if (ch == '"' || ch == '\\')
-			o += snprintf(buf + o, size - o, "\\%c", ch);
-		else if (ch < 0x20 || ch == 0x7f)
-			o += snprintf(buf + o, size - o, "\\x%02x", ch);
-		else
-			buf[o++] = ch;
-	}
-	buf[o++] = '"';
-	buf[o] = '\0';
+	escape(s, buf, size, "\\x%02x");	/* libconfig's escape of a byte */
 }
 
 static void
