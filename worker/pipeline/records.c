@@ -17,8 +17,11 @@
 #include "template.h"
 #include "stats.h"
 
-/* What sink idx writes of the record: the event line (without its LF), shaped or not, the
- * record, or an RFC 5424 line; in *p, n bytes. */
+/*
+ * What sink sc writes of the record: the event line (without its LF),
+ * shaped by its template or not, the record, or an RFC 5424 line; in *p,
+ * *n bytes.
+ */
 static int
 payload(const struct sink_cfg *sc, const struct encode_meta *m, const struct parsed *pr,
     const char *line, size_t linelen, const char *rec, size_t reclen, const char **p,
