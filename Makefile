@@ -5,6 +5,8 @@
 #   make check      all tests: unit (Check) and integration (the real binary on loopback)
 #   make bench      the comparative benchmark suite (not part of make check)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make deb        the Debian packages ingestd and ingestd-bench (debian/)
+#   make check-deb  build them, install them here, run the installed daemon, purge (root)
 
 CC	?= cc
 PREFIX	?= /usr/local
@@ -12,7 +14,10 @@ SBINDIR	?= $(PREFIX)/sbin
 BINDIR	?= $(PREFIX)/bin
 MANDIR	?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
-PKGS	 = libevent libconfig libsystemd hiredis libnats libssl libcrypto libpcre2-8
+# The version: common/version.h is the one place (ingestd -V, the man pages'
+# .Os line as installed, the Debian packages).
+VERSION	:= $(shell sed -n 's/^\#define[[:space:]]*INGESTD_VERSION[[:space:]]*"\(.*\)"/\1/p' common/version.h)
+PKGS	 = libevent libconfig libsystemd hiredis libnats libssl libcrypto libpcre2-8 libseccomp
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=gnu11 -Wall -Wextra -D_GNU_SOURCE -MMD -MP
 CFLAGS	+= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -27,7 +32,7 @@ LDLIBS	+= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 DEB_PKGS = gcc make clang libclang-rt-14-dev pkg-config libevent-dev libconfig-dev check \
 	   python3 util-linux bsdutils syslog-ng-core groff-base man-db procps iproute2 logrotate \
 	   libsystemd-dev libhiredis-dev libnats-dev libpcre2-dev libssl-dev openssl redis-server nats-server libestr0 libfastjson4 liblognorm5 librelp0 \
-	   haproxy
+	   haproxy libseccomp-dev debhelper lintian fakeroot
 
 # What make bench needs besides DEB_PKGS: gnuplot draws the chart.
 BENCH_PKGS = gnuplot-nox
@@ -75,7 +80,7 @@ UNIT_SRC   = $(wildcard tests/unit/*.c)
 BENCH_SRC  = $(wildcard tests/bench/bench*.c)
 
 .PHONY: all deps bench-deps install-missing run check unit integration bench-smoke check-docs install clean man \
-	fuzz bench
+	fuzz bench deb check-deb
 
 all: ingestd ingestd-bench
 
@@ -87,25 +92,25 @@ ingestd-bench: $(BENCH_SRC:.c=.o)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lm -lssl -lcrypto
 
 tests/bench/%.o: tests/bench/%.c
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 cfgdoc: common/cfgdoc.o $(COMMON_SRC:.c=.o)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 common/%.o: common/%.c
-	$(CC) $(CFLAGS) $(INC_common) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(INC_common) -c -o $@ $<
 worker/protocol/%.o: worker/protocol/%.c
-	$(CC) $(CFLAGS) $(INC_protocol) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(INC_protocol) -c -o $@ $<
 worker/sinks/%.o: worker/sinks/%.c
-	$(CC) $(CFLAGS) $(INC_sinks) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(INC_sinks) -c -o $@ $<
 worker/pipeline/%.o: worker/pipeline/%.c
-	$(CC) $(CFLAGS) $(INC_pipeline) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(INC_pipeline) -c -o $@ $<
 worker/conn/%.o: worker/conn/%.c
-	$(CC) $(CFLAGS) $(INC_conn) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(INC_conn) -c -o $@ $<
 worker/%.o: worker/%.c
-	$(CC) $(CFLAGS) $(INC_worker) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(INC_worker) -c -o $@ $<
 server/%.o: server/%.c
-	$(CC) $(CFLAGS) $(INC_server) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(INC_server) -c -o $@ $<
 
 -include $(wildcard common/*.d server/*.d worker/*.d worker/*/*.d tests/*/*.d)
 
@@ -150,7 +155,7 @@ run: deps ingestd
 # The unit tests see every layer; the sinks' driver table is theirs (a fake driver).
 UNIT_LIB_OBJ = $(filter-out worker/sinks/drivers.o, $(LIB_OBJ))
 tests/unit/run: $(UNIT_SRC) $(UNIT_LIB_OBJ)
-	$(CC) $(CFLAGS) $(INC_tests) $(shell pkg-config --cflags check) $(LDFLAGS) -o $@ \
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(INC_tests) $(shell pkg-config --cflags check) $(LDFLAGS) -o $@ \
 		$(UNIT_SRC) $(UNIT_LIB_OBJ) $(LDLIBS) $(shell pkg-config --libs check)
 
 unit: tests/unit/run
@@ -172,9 +177,11 @@ man: cfgdoc
 	./cfgdoc man man/ingestd.conf.5 > man/ingestd.conf.5.new && mv man/ingestd.conf.5.new man/ingestd.conf.5
 	./cfgdoc conf > etc/ingestd.conf
 
+# The package test (check-deb) is left out of the sanitized pass: the package
+# is built with its own flags, so a second run would test the same thing.
 check: deps
 	$(MAKE) all tests/unit/run cfgdoc tests/integration/natsctl
-	$(MAKE) check-docs unit bench-smoke integration
+	$(MAKE) check-docs unit bench-smoke integration $(if $(SANITIZE),,check-deb)
 
 # ingestd-bench against ingestd, a few seconds: blast, rate and RELP through a reload.
 bench-smoke: ingestd ingestd-bench
@@ -220,10 +227,10 @@ tests/bench/micro: tests/bench/micro.c tests/bench/bench_records.o worker/protoc
 		worker/protocol/parse_syslog.o worker/protocol/json.o worker/pipeline/encode.o \
 		worker/pipeline/routes.o worker/pipeline/template.o common/cond.o common/cidr.o \
 		common/proc.o common/obuf.o common/tz.o
-	$(CC) $(CFLAGS) $(INC_pipeline) $(LDFLAGS) -o $@ $^ -lpcre2-8
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(INC_pipeline) $(LDFLAGS) -o $@ $^ -lpcre2-8
 
 tests/bench/blast: tests/bench/blast.c
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 # Test tools, not the product: built without the sanitizers, which only slow them.
 TOOL_CFLAGS = -O2 -g -std=gnu11 -Wall -Wextra -D_GNU_SOURCE
@@ -237,7 +244,7 @@ tests/bench/natspub: tests/bench/natspub.c
 	$(CC) $(TOOL_CFLAGS) -o $@ $^ $(shell pkg-config --libs libnats)
 
 tests/bench/discard: tests/bench/discard.c
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 # Not part of make check: figures, not pass/fail, within 10 minutes (see
 # tests/bench/bench.py); results under tests/bench/results/.  Never run two at once.
@@ -245,22 +252,63 @@ bench: deps bench-deps ingestd ingestd-bench tests/bench/micro tests/bench/disca
 		tests/bench/natspub tests/integration/natsctl
 	python3 tests/bench/bench.py
 
+# The man pages' .Os line gets the version; logrotate's snippet, which names
+# /usr/local/sbin/ingestd (the default PREFIX's), runs $(SBINDIR)/ingestd.
 install: ingestd ingestd-bench
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SYSCONFDIR)/ingestd
 	install -m 755 ingestd $(DESTDIR)$(SBINDIR)/ingestd
 	install -m 755 ingestd-bench $(DESTDIR)$(BINDIR)/ingestd-bench
-	install -m 644 man/ingestd-bench.1 $(DESTDIR)$(MANDIR)/man1/ingestd-bench.1
-	install -m 644 man/ingestd.8 $(DESTDIR)$(MANDIR)/man8/ingestd.8
-	install -m 644 man/ingestd.conf.5 $(DESTDIR)$(MANDIR)/man5/ingestd.conf.5
+	for m in ingestd-bench.1 ingestd.8 ingestd.conf.5; do \
+		out=$(DESTDIR)$(MANDIR)/man$${m##*.}/$$m; \
+		sed 's/^\.Os$$/.Os ingestd $(VERSION)/' man/$$m > $$out && chmod 644 $$out && \
+		grep -q '^\.Os ingestd $(VERSION)$$' $$out || { echo "make install: no .Os line in man/$$m" >&2; exit 1; }; \
+	done
 	test -e $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf || \
 		install -m 644 etc/ingestd.conf $(DESTDIR)$(SYSCONFDIR)/ingestd/ingestd.conf
 	install -d $(DESTDIR)$(SYSCONFDIR)/logrotate.d
 	test -e $(DESTDIR)$(SYSCONFDIR)/logrotate.d/ingestd || \
-		install -m 644 etc/logrotate.d/ingestd $(DESTDIR)$(SYSCONFDIR)/logrotate.d/ingestd
+		{ sed 's,/usr/local/sbin/ingestd,$(SBINDIR)/ingestd,g' etc/logrotate.d/ingestd > \
+			$(DESTDIR)$(SYSCONFDIR)/logrotate.d/ingestd && \
+		chmod 644 $(DESTDIR)$(SYSCONFDIR)/logrotate.d/ingestd; }
+
+# make deb: ingestd_VERSION_ARCH.deb and ingestd-bench_VERSION_ARCH.deb in the
+# top directory, built by dpkg-buildpackage from debian/ in a copy of the
+# working tree (its tracked and new files, committed or not) under build/deb/:
+# the package build runs make clean in its tree, which must not be this one,
+# whose ./ingestd the tests may be running.  debian/changelog is written in
+# the copy only, with common/version.h's version.  lintian must find no error
+# and no warning (an override would go in debian/PACKAGE.lintian-overrides,
+# with its reason; there is none).
+DEB_ARCH = $(shell dpkg --print-architecture 2>/dev/null)
+DEB_TREE = build/deb/ingestd-$(VERSION)
+DEBS	 = ingestd_$(VERSION)_$(DEB_ARCH).deb ingestd-bench_$(VERSION)_$(DEB_ARCH).deb
+# The same packages whatever make runs this one: make check SANITIZE=1 passes
+# SANITIZE down, and CFLAGS or LDFLAGS in the environment would replace
+# dpkg-buildflags' (the hardening lintian checks).
+DEB_ENV	 = env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u SANITIZE -u CFLAGS -u CPPFLAGS -u LDFLAGS -u LDLIBS
+
+deb:
+	rm -rf build/deb ingestd_*.deb ingestd-bench_*.deb
+	mkdir -p $(DEB_TREE)
+	git ls-files -co --exclude-standard | while read -r f; do [ -e "$$f" ] && echo "$$f"; done | \
+		tar -cf - -T - | tar -xf - -C $(DEB_TREE)
+	{ echo "ingestd ($(VERSION)) unstable; urgency=medium"; echo; \
+	  echo "  * Built by make deb; the version is common/version.h's."; echo; \
+	  echo " -- $$(sed -n 's/^Maintainer: //p' debian/control)  $$(git log -1 --format=%aD)"; \
+	} > $(DEB_TREE)/debian/changelog
+	cd $(DEB_TREE) && $(DEB_ENV) dpkg-buildpackage -b -us -uc -jauto
+	lintian --fail-on error,warning build/deb/ingestd_$(VERSION)_$(DEB_ARCH).changes
+	cp $(DEBS:%=build/deb/%) .
+
+# Build the packages, install them on this machine, run the installed daemon
+# on loopback, purge them: tests/deb/check_deb.py (root; about 30 s).
+check-deb:
+	python3 tests/deb/check_deb.py
 
 clean:
 	rm -f ingestd ingestd-bench cfgdoc tests/unit/run */*.o */*/*.o \
 		common/*.d server/*.d worker/*.d worker/*/*.d tests/*/*.d \
 		$(FUZZ_NAMES:%=tests/fuzz/fuzz_%) tests/bench/micro tests/bench/blast \
 		tests/bench/discard tests/integration/natsctl tests/bench/natspub
+	rm -rf build ingestd_*.deb ingestd-bench_*.deb

@@ -59,6 +59,15 @@ const struct cfg_setting cfg_settings[] = {
 	  "not cut. RELP and TLS connections, and those whose listener address the new "
 	  "configuration no longer serves as a plain stream, drain as before. The "
 	  "setting of the new generation decides. See RELOAD in ingestd(8)." },
+	{ "sandbox", CS_MAIN, CT_BOOL, "true", 0, 0, NULL, 1, M(sandbox),
+	  "Workers run under a seccomp allow-list of the system calls they need; any "
+	  "other call kills the worker, and the master logs which call it was and "
+	  "respawns it. false turns the filter off: a debugging aid, for finding the "
+	  "call a new setup needs (see SECURITY in ingestd(8)), not a way to run." },
+	{ "core_dumps", CS_MAIN, CT_BOOL, "false", 0, 0, NULL, 1, M(core_dumps),
+	  "A crashing worker may leave a core dump (as RLIMIT_CORE and the system's "
+	  "core_pattern allow). Off by default: a worker's memory holds clients' records "
+	  "and TLS session keys." },
 	{ "level", CS_LOG, CT_ENUM, "info", 0, 0, "error|warning|notice|info|debug", 1, M(log_level),
 	  "Least severe message that is logged." },
 	{ "target", CS_LOG, CT_STRING, "syslog", 0, 0, NULL, 1, M(log_target),
@@ -70,6 +79,15 @@ const struct cfg_setting cfg_settings[] = {
 	  "/stats (\"IPv4:port\", \"[IPv6]:port\" or a unix socket path). Empty: none. "
 	  "Anyone who can connect can read it: keep it on loopback or a private address. "
 	  "Its limits (32 connections, 8 KiB requests, 5 s to send one): METRICS in ingestd(8)." },
+	{ "socket_user", CS_STATS, CT_STRING, "", 0, 0, NULL, 1, M(stats_sock.user),
+	  "listen a unix socket path: the owner of the socket file, e.g. the local "
+	  "Prometheus agent's user. Empty: the master's user." },
+	{ "socket_group", CS_STATS, CT_STRING, "", 0, 0, NULL, 1, M(stats_sock.group),
+	  "listen a unix socket path: the group of the socket file. Empty: the master's group." },
+	{ "socket_mode", CS_STATS, CT_STRING, "", 0, 0, NULL, 1, M(stats_sock.mode),
+	  "listen a unix socket path: the permissions of the socket file, in octal, such as "
+	  "\"0660\"; who may read the figures needs write permission. Empty: what the "
+	  "master's umask leaves (0755 under umask 022: only the master's user may connect)." },
 	{ "name", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(name),
 	  "Name of the listener in log messages; empty means the listen address. "
 	  "Names are unique." },
@@ -192,12 +210,12 @@ const struct cfg_setting cfg_settings[] = {
 	  "it). It holds the datagrams that arrive while the workers are busy; what does "
 	  "not fit is dropped by the kernel, counted in "
 	  "ingestd_datagrams_dropped_total and logged. Not used by stream listeners." },
-	{ "socket_user", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(socket_user),
+	{ "socket_user", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(sock.user),
 	  "Unix socket listeners (stream and datagram): the owner of the socket file. "
 	  "Empty: the master's user." },
-	{ "socket_group", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(socket_group),
+	{ "socket_group", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(sock.group),
 	  "Unix socket listeners: the group of the socket file. Empty: the master's group." },
-	{ "socket_mode", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(socket_mode),
+	{ "socket_mode", CS_LISTENER, CT_STRING, "", 0, 0, NULL, 1, L(sock.mode),
 	  "Unix socket listeners: the permissions of the socket file, in octal, such as "
 	  "\"0660\"; who may send needs write permission. Empty: 0666 for a unixgram: socket "
 	  "(as systemd's SocketMode=: every local program may log, as /dev/log must), and "
@@ -1427,38 +1445,43 @@ warn_unused(struct ctx *c, const config_setting_t *g, int i)
 	}
 }
 
-/* A unix socket's owner, group and mode, resolved; -1 where they stay as bind(2) made them. */
+/*
+ * A unix socket's owner, group and mode (the settings socket_user,
+ * socket_group and socket_mode of group g, named prefix.NAME in errors),
+ * resolved; -1 where they stay as bind(2) made them, or perm for the mode.
+ */
 static int
-socket_identity(struct ctx *c, struct listener_cfg *l, const config_setting_t *g, int i)
+socket_identity(struct ctx *c, struct sock_perm *sp, const config_setting_t *g,
+    const char *prefix, int perm)
 {
-	struct passwd *pw;
-	struct group *gr;
+	struct passwd *pw = NULL;
+	struct group *gr = NULL;
 	char name[64], *end;
 	long mode;
 
-	l->socket_uid = l->socket_gid = -1;
-	snprintf(name, sizeof(name), "listeners[%d].socket_user", i);
-	if (l->socket_user[0] && (pw = getpwnam(l->socket_user)) == NULL)
+	sp->uid = sp->gid = -1;
+	snprintf(name, sizeof(name), "%s.socket_user", prefix);
+	if (sp->user[0] && (pw = getpwnam(sp->user)) == NULL)
 		return fail(c, config_setting_get_member(g, "socket_user"), name,
-		    "no such user \"%s\"", l->socket_user);
-	if (l->socket_user[0])
-		l->socket_uid = (int)pw->pw_uid;
-	snprintf(name, sizeof(name), "listeners[%d].socket_group", i);
-	if (l->socket_group[0] && (gr = getgrnam(l->socket_group)) == NULL)
+		    "no such user \"%s\"", sp->user);
+	if (sp->user[0])
+		sp->uid = (int)pw->pw_uid;
+	snprintf(name, sizeof(name), "%s.socket_group", prefix);
+	if (sp->group[0] && (gr = getgrnam(sp->group)) == NULL)
 		return fail(c, config_setting_get_member(g, "socket_group"), name,
-		    "no such group \"%s\"", l->socket_group);
-	if (l->socket_group[0])
-		l->socket_gid = (int)gr->gr_gid;
-	snprintf(name, sizeof(name), "listeners[%d].socket_mode", i);
-	if (l->socket_mode[0] == '\0') {
-		l->socket_perm = l->datagram ? 0666 : -1;
+		    "no such group \"%s\"", sp->group);
+	if (sp->group[0])
+		sp->gid = (int)gr->gr_gid;
+	snprintf(name, sizeof(name), "%s.socket_mode", prefix);
+	if (sp->mode[0] == '\0') {
+		sp->perm = perm;
 		return 0;
 	}
-	mode = strtol(l->socket_mode, &end, 8);
+	mode = strtol(sp->mode, &end, 8);
 	if (*end != '\0' || mode < 0 || mode > 0777)
 		return fail(c, config_setting_get_member(g, "socket_mode"), name,
-		    "\"%s\" is not a mode from 0 to 0777 in octal", l->socket_mode);
-	l->socket_perm = (int)mode;
+		    "\"%s\" is not a mode from 0 to 0777 in octal", sp->mode);
+	sp->perm = (int)mode;
 	return 0;
 }
 
@@ -1470,10 +1493,11 @@ socket_identity(struct ctx *c, struct listener_cfg *l, const config_setting_t *g
 static int
 check_transport(struct ctx *c, struct listener_cfg *l, const config_setting_t *g, int i)
 {
-	char name[64], why[512];
+	char name[64], prefix[32], why[512];
 
 	l->datagram = l->listen.addr.type == SOCK_DGRAM;
-	if (socket_identity(c, l, g, i) == -1)
+	snprintf(prefix, sizeof(prefix), "listeners[%d]", i);
+	if (socket_identity(c, &l->sock, g, prefix, l->datagram ? 0666 : -1) == -1)
 		return -1;
 	snprintf(name, sizeof(name), "listeners[%d].timezone", i);
 	if (l->timezone[0] && (l->tz = tz_load(l->timezone, why, sizeof(why))) == NULL)
@@ -1797,11 +1821,11 @@ check_stats(struct ctx *c, struct config *cf, config_setting_t *stats)
 {
 	const char *why;
 
-	if (cf->stats_listen[0] == '\0' ||
-	    addr_parse_stream(cf->stats_listen, &cf->stats_addr, &why) == 0)
-		return 0;
-	return fail(c, config_setting_get_member(stats, "listen"), "stats.listen", "\"%s\": %s",
-	    cf->stats_listen, why);
+	if (cf->stats_listen[0] != '\0' &&
+	    addr_parse_stream(cf->stats_listen, &cf->stats_addr, &why) == -1)
+		return fail(c, config_setting_get_member(stats, "listen"), "stats.listen",
+		    "\"%s\": %s", cf->stats_listen, why);
+	return socket_identity(c, &cf->stats_sock, stats, "stats", -1);
 }
 
 static struct config *

@@ -77,6 +77,13 @@ struct cfg_names {
 	int		  n;
 };
 
+/* A unix socket file's owner, group and mode: unix listeners, the stats endpoint. */
+struct sock_perm {
+	char		*user, *group, *mode;		/* socket_user, socket_group, socket_mode */
+	int		 uid, gid;			/* resolved; -1: leave it */
+	int		 perm;				/* resolved from mode; -1: the umask's */
+};
+
 /* A tls group (listeners[i].tls, sinks[i].tls); common/tlsctx.c builds its context. */
 struct tls_cfg {
 	int		 enabled;	/* the group is there */
@@ -136,9 +143,7 @@ struct listener_cfg {
 	struct cidr	*allow_v, *deny_v;		/* resolved from allow, deny */
 	int		 nallow, ndeny;
 	long		 recv_buffer;
-	char		*socket_user, *socket_group, *socket_mode;
-	int		 socket_uid, socket_gid;	/* resolved; -1: leave it */
-	int		 socket_perm;			/* resolved from socket_mode; -1: umask */
+	struct sock_perm sock;				/* unix sockets */
 	int		 datagram;			/* resolved: udp:// or unixgram: */
 	struct tls_cfg	 tls;
 };
@@ -203,11 +208,14 @@ struct config {
 	char		*pid_file;
 	long		 shutdown_timeout_ms;
 	int		 handover;		/* hand connections to the next generation */
+	int		 sandbox;		/* workers under their seccomp allow-list */
+	int		 core_dumps;		/* workers may dump core */
 	int		 worker_connections;
 	int		 log_level;
 	char		*log_target;
 	char		*stats_listen;	/* empty: no stats endpoint */
 	struct addr	 stats_addr;	/* resolved from stats_listen */
+	struct sock_perm stats_sock;	/* stats_listen a unix socket: its file */
 	struct listener_cfg *listeners;
 	int		 nlisteners;
 	struct sink_cfg	*sinks;

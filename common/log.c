@@ -104,6 +104,26 @@ log_open(const char *target, int level)
 	return 0;
 }
 
+/*
+ * For a process about to close every descriptor but its own: the one the
+ * log writes to (2 for syslog and stderr).  syslog(3)'s socket is libc's,
+ * its number unknown: it is closed here and made again by log_resume.
+ */
+int
+log_hold(void)
+{
+	if (lg.target == TARGET_SYSLOG)
+		closelog();
+	return lg.fd;
+}
+
+void
+log_resume(void)
+{
+	if (lg.target == TARGET_SYSLOG)
+		openlog(lg.ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
 /* After log rotation: reopen the file by name; keep the old one on failure. */
 int
 log_reopen(void)

@@ -25,6 +25,8 @@ struct log_limit {
 void	 log_init_stderr(void);
 int	 log_open(const char *target, int level);	/* "stderr", "syslog" or a path */
 int	 log_reopen(void);
+int	 log_hold(void);
+void	 log_resume(void);
 void	 log_set_owner(uid_t, gid_t);
 
 void	 log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -196,6 +196,7 @@ struct worker_stats {
 	struct listener_counts	 lsn[CFG_MAX_LISTENERS];	/* by listener index */
 	struct sink_stats	 sink[CFG_MAX_SINKS];		/* by sink index */
 	struct route_counts	 route[CFG_MAX_ROUTES];		/* by route index */
+	uint64_t		 forbidden_call;		/* killed by its sandbox: the call's number + 1 */
 } __attribute__((aligned(64)));
 
 /* One row of a table above, for the code that reads every counter. */

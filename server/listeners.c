@@ -28,7 +28,7 @@ struct lsock {
 	int		 mode;
 	int		 backlog;
 	long		 recv_buffer;	/* datagram sockets */
-	int		 uid, gid, perm;	/* unix sockets: owner, mode (-1: as bound) */
+	struct sock_perm sp;		/* unix sockets: owner, mode (-1: as bound; no names) */
 	uint64_t	 drops_logged;	/* UDP: the kernel's count of drops, as last logged */
 	int		 drops_watched;
 	int		 id;		/* in the connection table; unique among live sockets */
@@ -115,12 +115,12 @@ set_recv_buffer(int fd, const struct lsock *ls)
 
 /* socket_user and socket_group, given to the file and never through a symbolic link. */
 static int
-set_owner(const struct lsock *ls, const char *path)
+set_owner(const char *path, const char *what, const char *text, const struct sock_perm *sp)
 {
-	if ((ls->uid != -1 || ls->gid != -1) &&
-	    fchownat(AT_FDCWD, path, (uid_t)ls->uid, (gid_t)ls->gid, AT_SYMLINK_NOFOLLOW) == -1) {
-		log_warn("listen %s: cannot give the socket its socket_user and socket_group",
-		    ls->text);
+	if ((sp->uid != -1 || sp->gid != -1) &&
+	    fchownat(AT_FDCWD, path, (uid_t)sp->uid, (gid_t)sp->gid, AT_SYMLINK_NOFOLLOW) == -1) {
+		log_warn("%s %s: cannot give the socket its socket_user and socket_group", what,
+		    text);
 		return -1;
 	}
 	return 0;
@@ -130,40 +130,43 @@ set_owner(const struct lsock *ls, const char *path)
  * A unix socket is created with its mode (bind(2) applies the umask, so no
  * one can connect before the mode is right; none set: the umask as it is)
  * and then given its owner, without following a symbolic link planted in
- * its place.
+ * its place.  what and text name it in the log ("listen", "/run/x.sock"):
+ * a listener's or the stats endpoint's.
  */
-static int
-bind_unix(int fd, const struct lsock *ls)
+int
+lsn_bind_unix(int fd, const struct addr *a, const char *what, const char *text,
+    const struct sock_perm *sp)
 {
-	const char *path = ((const struct sockaddr_un *)&ls->addr.ss)->sun_path;
-	mode_t old = ls->perm == -1 ? 0 : umask(~(mode_t)ls->perm & 0777);
-	int rc = bind(fd, (const struct sockaddr *)&ls->addr.ss, ls->addr.len);
+	const char *path = ((const struct sockaddr_un *)&a->ss)->sun_path;
+	mode_t old = sp->perm == -1 ? 0 : umask(~(mode_t)sp->perm & 0777);
+	int rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
 
-	if (ls->perm != -1)
+	if (sp->perm != -1)
 		umask(old);
 	if (rc == -1)
 		return -1;
-	if (set_owner(ls, path) == -1) {
+	if (set_owner(path, what, text, sp) == -1) {
 		unlink(path);
 		return -1;
 	}
 	return 0;
 }
 
-/* A reload changed a kept unix socket's owner or mode: the file gets them, never through a link. */
-static void
-update_unix(struct lsock *ls, const struct listener_cfg *l)
+/* A reload changed a kept unix socket's owner or mode (from *now to *sp): the file gets them. */
+void
+lsn_update_unix(const struct addr *a, const char *what, const char *text,
+    struct sock_perm *now, const struct sock_perm *sp)
 {
-	const char *path = ((const struct sockaddr_un *)&ls->addr.ss)->sun_path;
+	const char *path = ((const struct sockaddr_un *)&a->ss)->sun_path;
 
-	if (ls->uid == l->socket_uid && ls->gid == l->socket_gid && ls->perm == l->socket_perm)
+	if (now->uid == sp->uid && now->gid == sp->gid && now->perm == sp->perm)
 		return;
-	ls->uid = l->socket_uid;
-	ls->gid = l->socket_gid;
-	ls->perm = l->socket_perm;
-	set_owner(ls, path);
-	if (ls->perm != -1 && fchmodat(AT_FDCWD, path, (mode_t)ls->perm, AT_SYMLINK_NOFOLLOW) == -1)
-		log_warn("listen %s: cannot give the socket its socket_mode", ls->text);
+	now->uid = sp->uid;
+	now->gid = sp->gid;
+	now->perm = sp->perm;
+	set_owner(path, what, text, now);
+	if (now->perm != -1 && fchmodat(AT_FDCWD, path, (mode_t)now->perm, AT_SYMLINK_NOFOLLOW) == -1)
+		log_warn("%s %s: cannot give the socket its socket_mode", what, text);
 }
 
 /* A datagram socket's receive buffer, and on a unix one the senders' pid, uid and gid. */
@@ -201,7 +204,7 @@ bind_one(const struct lsock *ls)
 		goto fail;
 	if (type == SOCK_DGRAM && dgram_options(fd, ls) == -1)
 		goto fail;
-	if (fam == AF_UNIX ? bind_unix(fd, ls) == -1 :
+	if (fam == AF_UNIX ? lsn_bind_unix(fd, &ls->addr, "listen", ls->text, &ls->sp) == -1 :
 	    bind(fd, (const struct sockaddr *)&ls->addr.ss, ls->addr.len) == -1)
 		goto fail;
 	if (type == SOCK_STREAM && listen(fd, ls->backlog) == -1)
@@ -261,9 +264,7 @@ new_sock(const struct listener_cfg *l)
 	ls->mode = l->accept_mode;
 	ls->backlog = l->backlog;
 	ls->recv_buffer = l->recv_buffer;
-	ls->uid = l->socket_uid;
-	ls->gid = l->socket_gid;
-	ls->perm = l->socket_perm;
+	ls->sp = (struct sock_perm){ NULL, NULL, NULL, l->sock.uid, l->sock.gid, l->sock.perm };
 	ls->fresh = 1;
 	for (int i = 0; i < CFG_MAX_WORKERS; i++)
 		ls->fds[i] = -1;
@@ -418,7 +419,7 @@ update_options(struct lsock *ls, const struct listener_cfg *l)
 	int dgram = ls->addr.type == SOCK_DGRAM;
 
 	if (ls->addr.ss.ss_family == AF_UNIX)
-		update_unix(ls, l);
+		lsn_update_unix(&ls->addr, "listen", ls->text, &ls->sp, &l->sock);
 	if (dgram ? ls->recv_buffer == l->recv_buffer : ls->backlog == l->backlog)
 		return;
 	ls->backlog = l->backlog;

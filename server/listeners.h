@@ -26,5 +26,9 @@ int	 lsn_inherit(int fd);
 int	 lsn_all_fds(int *fds, int max);
 void	 lsn_inherit_done(void);
 int	 lsn_clear_unix_path(const struct addr *, const char *text);
+int	 lsn_bind_unix(int fd, const struct addr *, const char *what, const char *text,
+	    const struct sock_perm *);
+void	 lsn_update_unix(const struct addr *, const char *what, const char *text,
+	    struct sock_perm *now, const struct sock_perm *);
 
 #endif

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <event2/event.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -224,21 +226,21 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	lsn_watch_drops();
 }
 
-/* For /metrics and /stats. */
-static void
-figures(struct metrics_master *m)
-{
-	m->generation = gens.serving_gen;
-	m->reloads_ok = gens.reloads_ok;
-	m->reloads_failed = gens.reloads_failed;
-}
-
-/* For the systemd watchdog: whether a worker of the serving generation runs. */
+/* For the systemd watchdog and /healthz: whether a worker of the serving generation runs. */
 static int
 serving(unsigned *gen)
 {
 	*gen = gens.serving_gen;
 	return slot_count(procs_table(), gens.serving_gen, SLOT_MASK(SLOT_RUNNING)) > 0;
+}
+
+/* For /metrics, /stats and /healthz. */
+static void
+figures(struct metrics_master *m)
+{
+	m->accepting = serving(&m->generation);
+	m->reloads_ok = gens.reloads_ok;
+	m->reloads_failed = gens.reloads_failed;
 }
 
 static const int master_signals[] = {
@@ -288,12 +290,29 @@ new_base(void)
 	return b;
 }
 
+/*
+ * user and group apply when ingestd starts as root.  A master that already
+ * runs as them (the systemd unit's User= and Group=) has nothing to do.
+ */
+static void
+check_identity(const struct config *cf)
+{
+	struct passwd *pw = cf->user[0] ? getpwnam(cf->user) : NULL;
+	struct group *gr = cf->group[0] ? getgrnam(cf->group) : NULL;
+
+	if (geteuid() == 0)
+		return;
+	if ((cf->user[0] && (pw == NULL || pw->pw_uid != geteuid())) ||
+	    (cf->group[0] && (gr == NULL || gr->gr_gid != getegid())))
+		log_warnx("user and group apply only when ingestd starts as root; ignored "
+		    "(running as uid %ld, gid %ld)", (long)geteuid(), (long)getegid());
+}
+
 int
 master_run(struct config *cf, const struct options *opt)
 {
 	gen_init(opt, cf);
-	if (geteuid() != 0 && (cf->user[0] || cf->group[0]))
-		log_warnx("user and group apply only when ingestd starts as root; ignored");
+	check_identity(cf);
 	upgrade_init(opt->argv);
 	notify_take_sockets();	/* before daemonizing: LISTEN_PID is this process */
 	gen_prepare(cf);

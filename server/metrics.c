@@ -51,6 +51,7 @@ static struct config		*current;	/* the configuration serving (a reference) */
 static void			(*master_figures)(struct metrics_master *);
 static struct http_server	*http;
 static char			*bound_text;	/* stats.listen served; NULL when none */
+static struct sock_perm		 bound_sock;	/* its owner and mode, a unix socket's */
 static int			 inherited = -1;	/* from the master a binary upgrade replaces */
 
 /* The entry for name, added (with the name copied if keep) when new; NULL when full. */
@@ -486,21 +487,39 @@ is_path(const char *path, size_t len, const char *want)
 	return len == strlen(want) && memcmp(path, want, len) == 0;
 }
 
-/* The http server's handler: /metrics and /stats. */
+/*
+ * /healthz: 200 while a worker of the serving generation runs; 503 while
+ * none does (a start whose workers keep failing, all of them respawning).
+ */
+static int
+health(const struct metrics_master *m, struct evbuffer *b, const char **type)
+{
+	*type = "text/plain; charset=utf-8";
+	if (m->accepting) {
+		evbuffer_add_printf(b, "ok: generation %u accepting\n", m->generation);
+		return 200;
+	}
+	evbuffer_add_printf(b, "unavailable: no worker of generation %u runs\n", m->generation);
+	return 503;
+}
+
+/* The http server's handler: /metrics, /stats and /healthz. */
 static int
 serve(void *arg, const char *path, size_t len, struct evbuffer *b, const char **type)
 {
 	static struct agg a;	/* large: not on the stack */
-	struct metrics_master m = { 0, 0, 0 };
+	struct metrics_master m = { 0, 0, 0, 0 };
 	int prom = is_path(path, len, "/metrics");
 
 	(void)arg;
+	master_figures(&m);
+	if (is_path(path, len, "/healthz"))
+		return health(&m, b, type);
 	if (!prom && !is_path(path, len, "/stats")) {
-		evbuffer_add_printf(b, "Try /metrics or /stats\n");
+		evbuffer_add_printf(b, "Try /metrics, /stats or /healthz\n");
 		return 404;
 	}
 	collect(&a);
-	master_figures(&m);
 	if (prom) {
 		prometheus(b, &a, &m);
 		*type = "text/plain; version=0.0.4; charset=utf-8";
@@ -517,13 +536,15 @@ bind_stats(const struct config *cf)
 	const struct addr *a = &cf->stats_addr;
 	int on = 1, fd;
 
-	if (a->ss.ss_family == AF_UNIX && lsn_clear_unix_path(a, cf->stats_listen) == -1)
+	int unix_path = a->ss.ss_family == AF_UNIX;
+
+	if (unix_path && lsn_clear_unix_path(a, cf->stats_listen) == -1)
 		return -1;
 	if ((fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1)
 		return -1;
-	if ((a->ss.ss_family != AF_UNIX &&
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1) ||
-	    bind(fd, (const struct sockaddr *)&a->ss, a->len) == -1 || listen(fd, 128) == -1) {
+	if ((!unix_path && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) == -1) ||
+	    (unix_path ? lsn_bind_unix(fd, a, "stats", cf->stats_listen, &cf->stats_sock) :
+	    bind(fd, (const struct sockaddr *)&a->ss, a->len)) == -1 || listen(fd, 128) == -1) {
 		close(fd);
 		return -1;
 	}
@@ -561,8 +582,12 @@ metrics_configure(struct config *cf)
 	cfg_ref(cf);
 	cfg_unref(current);
 	current = cf;
-	if (bound_text && strcmp(bound_text, cf->stats_listen) == 0)
+	if (bound_text && strcmp(bound_text, cf->stats_listen) == 0) {
+		if (cf->stats_addr.ss.ss_family == AF_UNIX)
+			lsn_update_unix(&cf->stats_addr, "stats", bound_text, &bound_sock,
+			    &cf->stats_sock);
 		return;
+	}
 	if (cf->stats_listen[0] == '\0') {
 		if (bound_text)
 			log_notice("stats: %s closed", bound_text);
@@ -589,6 +614,7 @@ metrics_configure(struct config *cf)
 		return;
 	}
 	bound_text = strdup(cf->stats_listen);
+	bound_sock = cf->stats_sock;		/* an inherited socket: as the old master made it */
 	log_info("stats: serving /metrics and /stats on %s", cf->stats_listen);
 }
 

@@ -14,6 +14,7 @@ struct event_base;
 /* The master's own figures, asked for at each request. */
 struct metrics_master {
 	unsigned	 generation;	/* the one serving */
+	int		 accepting;	/* a worker of it runs (/healthz) */
 	uint64_t	 reloads_ok, reloads_failed;
 };
 

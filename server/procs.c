@@ -16,6 +16,8 @@
 #include "config.h"
 #include "log.h"
 #include "procs.h"
+#include "sandbox.h"
+#include "stats.h"
 
 static struct slot_table	 table;
 static struct event_base	*base;
@@ -310,12 +312,20 @@ procs_offer(struct slot *s, const int *inboxes, int n, const void *listeners, si
 		    (long)s->pid);
 }
 
+/* How a worker ended; killed by its sandbox, the call it made (noted in its stats slot). */
 static void
-describe_exit(int status, char *buf, size_t size)
+describe_exit(const struct slot *s, int status, char *buf, size_t size)
 {
+	uint64_t call = stats_slot((int)(s - table.s))->forbidden_call;
+	char name[96];
+
 	if (WIFEXITED(status))
 		snprintf(buf, size, "exited with status %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
+	else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS && call) {
+		sandbox_call_name(call, name, sizeof(name));
+		snprintf(buf, size, "killed by its sandbox (a call to %s, off its seccomp "
+		    "allow-list)", name);
+	} else if (WIFSIGNALED(status))
 		snprintf(buf, size, "killed by signal %d (%s)%s", WTERMSIG(status),
 		    strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
 	else
@@ -327,9 +337,9 @@ static void
 worker_exited(struct slot *s, int status)
 {
 	long uptime = clock_ms() - s->started_ms, pid = s->pid;
-	char how[128];
+	char how[256];
 
-	describe_exit(status, how, sizeof(how));
+	describe_exit(s, status, how, sizeof(how));
 	close_channel(s);
 	hooks.exited(s, status);
 	s->pid = 0;

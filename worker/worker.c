@@ -1,8 +1,8 @@
 /*
  * worker: the life of one worker process.
  *
- *   drop privileges -> event_base -> the layers, wired -> accept -> tell the
- *   master "ready" -> loop
+ *   close what it was not given -> drop privileges -> event_base -> the
+ *   layers, wired -> the sandbox (sandbox.c) -> tell the master "ready" -> loop
  *
  * It drains (stops accepting, finishes open connections, exits) on the
  * master's drain command, on SIGQUIT, or when its master dies (EOF on the
@@ -29,6 +29,7 @@
 #include "handover.h"
 #include "log.h"
 #include "proc.h"
+#include "sandbox.h"
 #include "sink.h"
 #include "stats.h"
 #include "worker.h"
@@ -87,6 +88,26 @@ drop_privileges(const struct config *cf)
 		    (long)gid, strerror(errno));
 		exit(EXIT_FATAL);
 	}
+}
+
+/*
+ * Keep only what the master gave: the channel, the inbox, the listeners and
+ * the log.  The rest (the master's event loop descriptors, what it
+ * inherited) is closed before the worker opens anything of its own, and
+ * capabilities it could never use are gone before it switches user.
+ */
+static void
+begin_sandbox(const struct worker_start *ws)
+{
+	int keep[CFG_MAX_LISTENERS + 3], n = 0;
+
+	keep[n++] = ws->chan;
+	keep[n++] = ws->inbox;
+	keep[n++] = log_hold();
+	for (int i = 0; i < ws->cf->nlisteners; i++)
+		keep[n++] = ws->fds[i];
+	sandbox_begin(keep, n);
+	log_resume();
 }
 
 /*
@@ -336,6 +357,7 @@ worker_main(const struct worker_start *ws)
 	srandom((unsigned)getpid() ^ (unsigned)clock_ms());	/* forked workers draw apart (retry jitter) */
 	snprintf(proc.name, sizeof(proc.name), "worker %d (generation %u)", wrk.id, wrk.gen);
 	chan_fd = ws->chan;
+	begin_sandbox(ws);
 	drop_privileges(proc.cf);
 	event_set_log_callback(libevent_log);
 	if ((proc.base = event_base_new()) == NULL) {
@@ -355,6 +377,7 @@ worker_main(const struct worker_start *ws)
 	exit_check = evtimer_new(proc.base, on_exit_check, NULL);
 	tick = event_new(proc.base, -1, EV_PERSIST, on_tick, NULL);
 	event_add(tick, &(struct timeval){ 0, TICK_MS * 1000 });
+	sandbox_enter(proc.cf);
 	if (write(chan_fd, &ready, 1) != 1)
 		drain("the master is gone");
 	event_base_dispatch(proc.base);

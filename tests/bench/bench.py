@@ -107,6 +107,8 @@ The records are 100-byte RFC 3164 records.  The runs:
   routes       blast over 8 connections into ingestd without routes and
                with the five routes of `micro -r`, BENCH_ROUNDS rounds:
                what routing costs end to end.
+  sandbox      the same blast with the workers' seccomp filter (the
+               default) and with `sandbox = false`: what the filter costs.
 
 It prints markdown tables with ratios relative to ingestd, and writes
 tests/bench/results/bench-DATE.json (raw results) and bench-DATE.png (a
@@ -1130,16 +1132,28 @@ ROUTES = r"""routes = (
 """
 
 
-def routes(tmp):
-    """blast over 8 connections into ingestd with and without the five routes, in rounds."""
+def blast_variants(tmp, name, variants):
+    """blast over 8 connections into ingestd, for each (row, extra config or None), in rounds."""
+    extra = dict(variants)
+
     def run(variant):
         r = with_server(tmp, "ingestd", lambda s: measure(s, lambda: loadgen(
             s.port, "-m", "blast", "-c", 8, "-d", SECONDS, *RECORDS)),
-            {"extra": ROUTES} if variant == "5 routes" else None)
+            {"extra": extra[variant]} if extra[variant] else None)
         r.update(row="ingestd, " + variant)
         return r
-    return rounds("routes", [("no routes",), ("5 routes",)], run,
-                  lambda r: r.get("records_per_s"))
+    return rounds(name, [(v,) for v, _ in variants], run, lambda r: r.get("records_per_s"))
+
+
+def routes(tmp):
+    """blast over 8 connections into ingestd with and without the five routes, in rounds."""
+    return blast_variants(tmp, "routes", [("no routes", None), ("5 routes", ROUTES)])
+
+
+def sandbox(tmp):
+    """blast over 8 connections into ingestd with its workers' seccomp filter and without."""
+    return blast_variants(tmp, "sandbox", [("sandbox on", None),
+                                           ("sandbox off", "sandbox = false;")])
 
 
 def micro():
@@ -1193,6 +1207,15 @@ def throughput_table(rows):
     return table(["server", "load", "records/s written", "x ingestd", "CPU s / M records",
                   "x ingestd", "peak RSS MB", "bytes / record written", "sent", "lost", "note"],
                  out)
+
+
+def variants_table(rows, vs):
+    """blast_variants' rows, each against the first."""
+    base = get(rows[0], "records_per_s")
+    return table(["ingestd", "records/s written", vs, "CPU s / M records", "rounds"],
+                 [[r.get("row"), fmt(get(r, "records_per_s")), ratio(get(r, "records_per_s"), base),
+                   fmt(get(r, "cpu_s_per_million"), "{:.3f}"),
+                   ", ".join(fmt(x) for x in r.get("rounds") or [])] for r in rows])
 
 
 def lat_cells(r, key="latency_us"):
@@ -1581,13 +1604,11 @@ def report(res):
     if res.get("routes"):
         print("## Routes: blast over 8 connections, without routes and with the five of "
               "`micro -r` (all into the one file sink)\n")
-        base = get(res["routes"][0], "records_per_s")
-        print(table(["ingestd", "records/s written", "x no routes", "CPU s / M records", "rounds"],
-                    [[r.get("row"), fmt(get(r, "records_per_s")),
-                      ratio(get(r, "records_per_s"), base), fmt(get(r, "cpu_s_per_million"),
-                                                                 "{:.3f}"),
-                      ", ".join(fmt(x) for x in r.get("rounds") or [])]
-                     for r in res["routes"]]) + "\n")
+        print(variants_table(res["routes"], "x no routes") + "\n")
+    if res.get("sandbox"):
+        print("## Sandbox: blast over 8 connections, the workers under their seccomp filter "
+              "(the default) and without it\n")
+        print(variants_table(res["sandbox"], "x sandbox on") + "\n")
     if res.get("handover"):
         print("## A reload with %s connections open, each handed to the new generation\n"
               % fmt(HANDOVER_CONNS))
@@ -1611,7 +1632,7 @@ def tls_report(t):
 
 
 PARTS = ("throughput", "churn", "latency", "relp", "accept", "udp", "tls", "handover", "spool",
-         "nats", "routes")
+         "nats", "routes", "sandbox")
 
 
 def suite(parts=PARTS):
@@ -1628,7 +1649,7 @@ def suite(parts=PARTS):
         for name, fn in (("throughput", throughput), ("churn", churn), ("latency", latency),
                          ("relp", relp), ("accept", accept), ("udp", udp), ("tls", tls),
                          ("handover", handover), ("spool", spool), ("nats", nats),
-                         ("routes", routes)):
+                         ("routes", routes), ("sandbox", sandbox)):
             if name in parts:
                 res[name] = fn(tmp)
     finally:

@@ -1,34 +1,33 @@
 /*
  * slowwrite: an LD_PRELOAD shim for the integration tests.
  *
- * Every write(2) to a file whose name ends in ".jsonl" (a file sink's)
- * takes SLOWWRITE_MS milliseconds (default 3) more, as writes do on a disk
+ * Every write(2) to the file SLOWWRITE_PATH names (a file sink's) takes
+ * SLOWWRITE_MS milliseconds (default 3) more, as writes do on a disk
  * under writeback pressure, where the kernel makes writers wait
  * (balance_dirty_pages).  A worker then spends most of its time inside
  * write(2), where a stop (SIGSTOP, a debugger, a frozen cgroup) is most
  * likely to find it: what the stopped_worker_stalls_nobody case needs.
+ * The file is told by its inode (fstat, stat): the calls a worker's
+ * sandbox allows.
  *
  *   cc -shared -fPIC -o slowwrite.so tests/integration/slowwrite.c -ldl
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static int
 is_sink(int fd)
 {
-	char link[64], path[4096];
-	ssize_t n;
+	const char *path = getenv("SLOWWRITE_PATH");
+	struct stat a, b;
 
-	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-	if ((n = readlink(link, path, sizeof(path) - 1)) <= 6)
-		return 0;
-	path[n] = '\0';
-	return strcmp(path + n - 6, ".jsonl") == 0;
+	return path && fstat(fd, &a) == 0 && S_ISREG(a.st_mode) && stat(path, &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 ssize_t

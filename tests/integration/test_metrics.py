@@ -16,8 +16,8 @@ import time
 
 from lib.base import LOCAL4, case, check, tail, wait_until
 from lib.proc import fd_count, vm_rss_kb
-from lib.net import (LORIS_SOURCES, connect_from, flood, free_port, http_get, peer_state,
-                     prom_values, refused_at_once, split_states)
+from lib.net import (LORIS_SOURCES, connect_from, flood, free_port, http_get, http_get_unix,
+                     peer_state, prom_values, refused_at_once, split_states)
 from lib.server import pipeline_server
 from lib.events import wait_lines
 from lib.clients import tool
@@ -339,4 +339,51 @@ def stats_endpoint_abuse(ctx):
     print(f"# stats_endpoint_abuse: master VmRSS {rss0 >> 10} MB before, {peak >> 10} MB at its "
           f"peak; {sum(got.values())} requests of the normal client, all 200; 1,000 connections "
           f"in {took:.1f} s, {evicted} evicted", file=sys.stderr, flush=True)
+    s.stop()
+
+
+@case
+def stats_unix_socket(ctx):
+    """
+    stats.listen on a unix socket, for a local Prometheus agent: the file
+    gets socket_user, socket_group and socket_mode; /metrics, /stats and
+    /healthz answer on it; a reload that changes the mode applies it to
+    the file in place (no new socket).
+    """
+    import pwd
+    import grp
+    import stat
+    nobody = pwd.getpwnam("nobody").pw_uid
+    nogroup = grp.getgrnam("nogroup").gr_gid
+    sock = ctx.path("stats.sock")
+
+    def stats(mode):
+        return (f'stats = {{ listen = "{sock}"; socket_user = "nobody"; '
+                f'socket_group = "nogroup"; socket_mode = "{mode}"; }};')
+
+    s = ctx.server(workers=1, level="info", extra=stats("0660"))
+    s.start()
+    s.wait_workers(1)
+    st = os.stat(sock)
+    check(stat.S_ISSOCK(st.st_mode), f"{sock} is not a socket")
+    check((st.st_uid, st.st_gid) == (nobody, nogroup),
+          f"{sock} belongs to {st.st_uid}:{st.st_gid}, not nobody:nogroup")
+    check(stat.S_IMODE(st.st_mode) == 0o660, f"{sock} has mode {stat.S_IMODE(st.st_mode):o}")
+    status, body = http_get_unix(sock, "/healthz")
+    check(status == 200 and body.startswith("ok: generation 1 accepting"),
+          f"/healthz: {status} {body!r}")
+    status, body = http_get_unix(sock, "/metrics")
+    check(status == 200 and "ingestd_connections_accepted_total" in body, f"/metrics: {status}")
+    status, body = http_get_unix(sock, "/stats")
+    check(status == 200 and json.loads(body), f"/stats: {status}")
+    inode = st.st_ino
+    s.write_config(extra=stats("0600"))
+    m = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_for_log(r"reload: generation 2 accepting", since=m, timeout=10)
+    st = os.stat(sock)
+    check(st.st_ino == inode, "the reload made a new socket")
+    check(stat.S_IMODE(st.st_mode) == 0o600, f"after the reload: mode {stat.S_IMODE(st.st_mode):o}")
+    status, body = http_get_unix(sock, "/healthz")
+    check(status == 200 and "generation 2" in body, f"/healthz after the reload: {status} {body!r}")
     s.stop()

@@ -464,7 +464,8 @@ def stopped_worker_stalls_nobody(ctx):
     path = ctx.path("events.jsonl")
     s = pipeline_server(ctx, [{"listen": f"{LOCAL4}:{ctx.port}"}],
                         sinks=[{"name": "events", "path": path}], level="info")
-    s.start(env=preload_env(ctx, "slowwrite.c"))   # a disk that makes writers wait
+    slow = dict(preload_env(ctx, "slowwrite.c"), SLOWWRITE_PATH=path)
+    s.start(env=slow)                   # a disk that makes the sink's writers wait
     w = s.wait_workers(2)
     senders = []
     # Clients until both workers serve some (the kernel picks who accepts): at most 40.

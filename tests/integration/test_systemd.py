@@ -154,7 +154,8 @@ def systemd_units(ctx):
     """
     etc/ingestd.service (Type=notify, the binary under test in ExecStart) and
     etc/ingestd.socket pass `systemd-analyze verify` with nothing to say,
-    where systemd-analyze is installed.
+    and `systemd-analyze security --offline=true` rates the service's
+    exposure 2.0 or less, where systemd-analyze is installed.
     """
     tool_path = shutil.which("systemd-analyze")
     if tool_path is None:
@@ -163,10 +164,16 @@ def systemd_units(ctx):
         return
     for name in ("ingestd.service", "ingestd.socket"):
         with open(os.path.join(ROOT, "etc", name)) as f:
-            text = f.read().replace("/usr/local/sbin/ingestd", BINARY)
+            text = f.read().replace("/usr/sbin/ingestd", BINARY)
         with open(ctx.path(name), "w") as f:
             f.write(text)
     check("Type=notify" in open(ctx.path("ingestd.service")).read(), "the unit is not Type=notify")
     rc, out = tool([tool_path, "verify", "--man=no", ctx.path("ingestd.service"),
                     ctx.path("ingestd.socket")])
     check(rc == 0 and not out.strip(), f"systemd-analyze verify: exit {rc}: {tail(out, 6)}")
+    rc, out = tool([tool_path, "security", "--offline=true", "--no-pager",
+                    ctx.path("ingestd.service")])
+    m = re.search(r"Overall exposure level for ingestd.service: (\d+\.\d+)", out)
+    check(m, f"systemd-analyze security: exit {rc}: {tail(out, 4)}")
+    check(float(m.group(1)) <= 2.0, f"exposure {m.group(1)} > 2.0: {tail(out, 30)}")
+    print(f"# systemd_units: exposure {m.group(1)}", file=sys.stderr, flush=True)

@@ -433,6 +433,12 @@ static const struct bad_conf bad_listen[] = {
 	  3, "listeners[0].socket_user", "no such user \"no-such-user-x\"" },
 	{ H2 "listeners = ( { listen = \"/run/a.sock\"; socket_group = \"no-such-group-x\"; } );\n",
 	  3, "listeners[0].socket_group", "no such group \"no-such-group-x\"" },
+	{ H2 "stats = { listen = \"/run/s.sock\"; socket_mode = \"0866\"; };\n" LST, 3,
+	  "stats.socket_mode", "\"0866\" is not a mode from 0 to 0777 in octal" },
+	{ H2 "stats = { listen = \"/run/s.sock\"; socket_user = \"no-such-user-x\"; };\n" LST, 3,
+	  "stats.socket_user", "no such user \"no-such-user-x\"" },
+	{ H2 "stats = { listen = \"/run/s.sock\"; socket_group = \"no-such-group-x\"; };\n" LST,
+	  3, "stats.socket_group", "no such group \"no-such-group-x\"" },
 	{ H2 "listeners = ( { listen = \"udp://127.0.0.1:514\"; recv_buffer = \"1K\"; } );\n", 3,
 	  "listeners[0].recv_buffer", "must be from 4096 to 1073741824 bytes" },
 	{ H2 LST "sinks = ( { name = \"f\"; type = \"forward\"; } );\n", 4, "sinks[0].upstreams",
@@ -1003,7 +1009,7 @@ START_TEST(table_is_consistent)
 		    ((s->scope == CS_SINK || s->scope == CS_ROUTE) && strcmp(s->name, "name") == 0),
 		    "%s: no default", s->name);
 	}
-	ck_assert_int_eq(n, 87);
+	ck_assert_int_eq(n, 92);
 	ck_assert_str_eq(cfg_scope_names[CS_MAIN], "");
 	ck_assert_str_eq(cfg_scope_names[CS_LOG], "log");
 	ck_assert_str_eq(cfg_scope_names[CS_STATS], "stats");
@@ -1122,12 +1128,17 @@ START_TEST(dump_text)
 	    "pid_file = \"/tmp/x.pid\";\n"
 	    "shutdown_timeout = 0.5;\n"
 	    "handover = true;\n"
+	    "sandbox = true;\n"
+	    "core_dumps = false;\n"
 	    "log = {\n"
 	    "\tlevel = \"debug\";\n"
 	    "\ttarget = \"stderr\";\n"
 	    "};\n"
 	    "stats = {\n"
 	    "\tlisten = \"\";\n"
+	    "\tsocket_user = \"\";\n"
+	    "\tsocket_group = \"\";\n"
+	    "\tsocket_mode = \"\";\n"
 	    "};\n"
 	    "listeners = (\n"
 	    "\t{\n"
@@ -1425,6 +1436,26 @@ START_TEST(keep_fixed_no_change)
 }
 END_TEST
 
+/* The stats endpoint on a unix socket: its file's owner and mode, resolved; none set: -1. */
+START_TEST(stats_unix_socket)
+{
+	struct config *cf = load_ok(
+	    "stats = { listen = \"/run/ingestd/stats.sock\"; socket_user = \"root\"; "
+	    "socket_group = \"root\"; socket_mode = \"0660\"; };\n" LST);
+	struct config *plain = load_ok("stats = { listen = \"/run/ingestd/stats.sock\"; };\n" LST);
+
+	ck_assert_int_eq(cf->stats_addr.ss.ss_family, AF_UNIX);
+	ck_assert_int_eq(cf->stats_sock.uid, 0);
+	ck_assert_int_eq(cf->stats_sock.gid, 0);
+	ck_assert_int_eq(cf->stats_sock.perm, 0660);
+	ck_assert_int_eq(plain->stats_sock.uid, -1);
+	ck_assert_int_eq(plain->stats_sock.gid, -1);
+	ck_assert_int_eq(plain->stats_sock.perm, -1);
+	cfg_free(cf);
+	cfg_free(plain);
+}
+END_TEST
+
 /*
  * A UDP listener has a socket per worker (reuseport), a unixgram one a
  * socket every worker reads (shared), whatever accept_mode says; unix
@@ -1445,12 +1476,12 @@ START_TEST(datagram_listeners)
 	ck_assert_int_eq(cf->listeners[0].accept_mode, ACCEPT_REUSEPORT);
 	ck_assert_int_eq(cf->listeners[1].accept_mode, ACCEPT_SHARED);
 	ck_assert_int_eq(cf->listeners[0].recv_buffer, 4L << 20);
-	ck_assert_int_eq(cf->listeners[1].socket_perm, 0620);
-	ck_assert_int_eq(cf->listeners[1].socket_uid, 0);
-	ck_assert_int_eq(cf->listeners[1].socket_gid, -1);
-	ck_assert_int_eq(cf->listeners[2].socket_perm, -1);	/* the umask's */
-	ck_assert_int_eq(cf->listeners[2].socket_uid, -1);
-	ck_assert_int_eq(cf->listeners[0].socket_perm, 0666);
+	ck_assert_int_eq(cf->listeners[1].sock.perm, 0620);
+	ck_assert_int_eq(cf->listeners[1].sock.uid, 0);
+	ck_assert_int_eq(cf->listeners[1].sock.gid, -1);
+	ck_assert_int_eq(cf->listeners[2].sock.perm, -1);	/* the umask's */
+	ck_assert_int_eq(cf->listeners[2].sock.uid, -1);
+	ck_assert_int_eq(cf->listeners[0].sock.perm, 0666);
 	/* the same port over UDP and TCP: two listeners, two sockets */
 	ck_assert(!addr_equal(&cf->listeners[0].listen.addr, &cf->listeners[3].listen.addr));
 	cfg_free(cf);
@@ -1572,6 +1603,7 @@ config_suite(void)
 	tcase_add_test(tab, keep_fixed_no_change);
 	tcase_add_test(tab, only_pid_file_and_accept_mode_need_a_restart);
 	tcase_add_test(tab, datagram_listeners);
+	tcase_add_test(tab, stats_unix_socket);
 	tcase_add_test(tab, keep_fixed_accept_mode_of_kept_listener);
 	tcase_add_test(tab, error_in_include_names_included_file);
 	suite_add_tcase(s, tab);

@@ -7,6 +7,7 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))    # tests/in
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 BINARY = os.path.abspath(os.environ.get("INGESTD", os.path.join(ROOT, "ingestd")))
 SANITIZER_MARKS = ("runtime error:", "AddressSanitizer")
+SANDBOX_MARK = "killed by its sandbox"     # a worker made a call its seccomp filter lacks
 LOCAL4 = "127.0.0.1"
 LOCAL6 = "::1"
 

@@ -227,6 +227,22 @@ def http_get(port, path, timeout=5):
         return e.code, e.headers.get("Content-Type"), e.read().decode(errors="replace")
 
 
+def http_get_unix(path, url, timeout=5):
+    """(status, body) of GET url from the HTTP server on the unix socket path."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(timeout)
+        c.connect(path)
+        c.sendall(f"GET {url} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.decode(errors="replace").partition("\r\n\r\n")
+    return int(head.split(" ", 2)[1]), body
+
+
 def prom_values(text):
     """{'name{labels}': value} of a Prometheus text exposition."""
     values = {}

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 
-from .base import BINARY, HERE, LOCAL4, SANITIZER_MARKS, check, Failure, tail, wait_until
+from .base import BINARY, HERE, LOCAL4, SANDBOX_MARK, SANITIZER_MARKS, check, Failure, tail, wait_until
 from .proc import alive, children, kill_by_pid, nofile_preexec, read_pid, reap
 from .net import free_port, socket_owner
 from .events import EXIT_RE, LOGPID_RE, STARTED_RE
@@ -287,6 +287,7 @@ class Ctx:
         self.port = free_port()
         self.servers, self.procs, self.socks = [], [], []
         self.mounts = []            # unmounted by the cleanup, after the servers are gone
+        self.sandbox_kills = False  # a case that makes workers break their sandbox says so
         self.nrun = 0
 
     def path(self, *parts):
@@ -350,17 +351,20 @@ class Ctx:
         return problems
 
     def sanitizer_reports(self):
+        """A sanitizer's report, or a worker killed by its sandbox, in the case's files."""
+        marks = SANITIZER_MARKS + (() if self.sandbox_kills else (SANDBOX_MARK,))
         for name in sorted(os.listdir(self.dir)):
             path = self.path(name)
             if not os.path.isfile(path) or name.endswith((".conf", ".so", ".jsonl")):
                 continue
             with open(path, errors="replace") as f:
                 text = f.read()
-            for mark in SANITIZER_MARKS:
+            for mark in marks:
                 i = text.find(mark)
                 if i != -1:
                     line = text[text.rfind("\n", 0, i) + 1:].split("\n", 1)[0]
-                    return f"sanitizer report in {name}: {line.strip()[:300]}"
+                    what = "sandbox kill" if mark == SANDBOX_MARK else "sanitizer report"
+                    return f"{what} in {name}: {line.strip()[:300]}"
         return None
 
 
