@@ -614,8 +614,10 @@ metrics_configure(struct config *cf)
 		return;
 	}
 	bound_text = strdup(cf->stats_listen);
-	bound_sock = cf->stats_sock;		/* an inherited socket: as the old master made it */
-	log_info("stats: serving /metrics and /stats on %s", cf->stats_listen);
+	/* The names are the configuration's; only the resolved figures are kept. */
+	bound_sock = (struct sock_perm){ NULL, NULL, NULL, cf->stats_sock.uid, cf->stats_sock.gid,
+	    cf->stats_sock.perm };
+	log_info("stats: serving /metrics, /stats and /healthz on %s", cf->stats_listen);
 }
 
 /* A binary upgrade hands over the endpoint's socket; the next configure uses it. */

@@ -203,6 +203,8 @@ load_filter(void)
 	if ((ctx = seccomp_init(SCMP_ACT_TRAP)) == NULL)
 		return -1;
 	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (rc == 0)		/* a binary tree of the calls, not a list walked on each */
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
 	if (rc == 0)
 		rc = add_rules(ctx);
 	if (rc == 0)
