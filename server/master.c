@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "channel.h"
@@ -26,6 +27,7 @@
 #include "notify.h"
 #include "pidfile.h"
 #include "procs.h"
+#include "sandbox.h"
 #include "stats.h"
 #include "upgrade.h"
 #include "worker.h"
@@ -176,8 +178,23 @@ reaped(void)
 	check_exit();
 }
 
+/* A worker its sandbox killed noted the call in its stats slot (sandbox.c): name it. */
+static int
+exit_cause(const struct slot *s, int status, char *buf, size_t size)
+{
+	uint64_t call = stats_slot((int)(s - procs_table()->s))->forbidden_call;
+	char name[96];
+
+	if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGSYS || call == 0)
+		return 0;
+	sandbox_call_name(call, name, sizeof(name));
+	snprintf(buf, size, "killed by its sandbox (a call to %s, off its seccomp allow-list)",
+	    name);
+	return 1;
+}
+
 static const struct procs_hooks procs_hooks = {
-	prepare_worker, run_worker, worker_gone, generation_changed, reaped
+	prepare_worker, run_worker, worker_gone, generation_changed, reaped, exit_cause
 };
 
 static void

@@ -16,8 +16,6 @@
 #include "config.h"
 #include "log.h"
 #include "procs.h"
-#include "sandbox.h"
-#include "stats.h"
 
 static struct slot_table	 table;
 static struct event_base	*base;
@@ -312,20 +310,14 @@ procs_offer(struct slot *s, const int *inboxes, int n, const void *listeners, si
 		    (long)s->pid);
 }
 
-/* How a worker ended; killed by its sandbox, the call it made (noted in its stats slot). */
 static void
 describe_exit(const struct slot *s, int status, char *buf, size_t size)
 {
-	uint64_t call = stats_slot((int)(s - table.s))->forbidden_call;
-	char name[96];
-
+	if (hooks.cause(s, status, buf, size))
+		return;
 	if (WIFEXITED(status))
 		snprintf(buf, size, "exited with status %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS && call) {
-		sandbox_call_name(call, name, sizeof(name));
-		snprintf(buf, size, "killed by its sandbox (a call to %s, off its seccomp "
-		    "allow-list)", name);
-	} else if (WIFSIGNALED(status))
+	else if (WIFSIGNALED(status))
 		snprintf(buf, size, "killed by signal %d (%s)%s", WTERMSIG(status),
 		    strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
 	else

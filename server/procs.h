@@ -33,6 +33,8 @@ struct procs_hooks {
 	void	(*exited)(struct slot *, int status);	/* reaped; s->pid is still the child's */
 	void	(*changed)(unsigned gen);	/* a slot of gen is ready, dead or given up */
 	void	(*reaped)(void);		/* after each reaping pass */
+	/* Why a reaped worker ended, in buf, when its process knows better than its status; 0: not. */
+	int	(*cause)(const struct slot *, int status, char *buf, size_t size);
 };
 
 void		 procs_init(struct event_base *, const struct procs_hooks *);

@@ -155,35 +155,40 @@ on_sigsys(int sig, siginfo_t *si, void *uc)
 	raise(sig);
 }
 
+/* One rule with at most one argument test, unless an earlier one failed (rc). */
+static int
+rule(scmp_filter_ctx ctx, int rc, uint32_t action, int nr, struct scmp_arg_cmp *test)
+{
+	return rc != 0 ? rc : seccomp_rule_add_array(ctx, action, nr, test ? 1 : 0, test);
+}
+
 static int
 add_rules(scmp_filter_ctx ctx)
 {
+	scmp_datum_t self = (scmp_datum_t)getpid();
 	int rc = 0, nr;
 
 	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
 		if ((nr = seccomp_syscall_resolve_name(allowed[i])) != __NR_SCMP_ERROR)
-			rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+			rc = rule(ctx, rc, SCMP_ACT_ALLOW, nr, NULL);
 	for (size_t i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]); i++)
-		rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-		    SCMP_A1(SCMP_CMP_EQ, ioctls[i]));
+		rc = rule(ctx, rc, SCMP_ACT_ALLOW, SCMP_SYS(ioctl),
+		    &SCMP_A1(SCMP_CMP_EQ, ioctls[i]));
 	for (size_t i = 0; i < sizeof(prctls) / sizeof(prctls[0]); i++)
-		rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-		    SCMP_A0(SCMP_CMP_EQ, prctls[i]));
+		rc = rule(ctx, rc, SCMP_ACT_ALLOW, SCMP_SYS(prctl),
+		    &SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)prctls[i]));
 	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
-		rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-		    SCMP_A0(SCMP_CMP_EQ, families[i]));
+		rc = rule(ctx, rc, SCMP_ACT_ALLOW, SCMP_SYS(socket),
+		    &SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)families[i]));
 	/* Threads, never a process: glibc falls back from clone3, whose flags hide in a struct. */
-	rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-	    SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
-	rc |= seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+	rc = rule(ctx, rc, SCMP_ACT_ALLOW, SCMP_SYS(clone),
+	    &SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+	rc = rule(ctx, rc, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), NULL);
 	/* Signals to itself only: raise(3), abort(3). */
-	rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1,
-	    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
-	rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
-	    SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+	rc = rule(ctx, rc, SCMP_ACT_ALLOW, SCMP_SYS(kill), &SCMP_A0(SCMP_CMP_EQ, self));
+	rc = rule(ctx, rc, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), &SCMP_A0(SCMP_CMP_EQ, self));
 	/* Limits read, never set (prlimit64 with no new limit). */
-	rc |= seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), 1, SCMP_A2(SCMP_CMP_EQ, 0));
-	return rc;
+	return rule(ctx, rc, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64), &SCMP_A2(SCMP_CMP_EQ, 0));
 }
 
 /* The allow-list, on every thread of the worker (libnats may have started some). */
