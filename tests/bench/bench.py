@@ -108,7 +108,10 @@ The records are 100-byte RFC 3164 records.  The runs:
                with the five routes of `micro -r`, BENCH_ROUNDS rounds:
                what routing costs end to end.
   sandbox      the same blast with the workers' seccomp filter (the
-               default) and with `sandbox = false`: what the filter costs.
+               default) and with `sandbox = false`, BENCH_ROUNDS rounds,
+               then churn at 30,000 connections/s (one record each, where
+               system calls are most per record) both ways: what the filter
+               costs.
 
 It prints markdown tables with ratios relative to ingestd, and writes
 tests/bench/results/bench-DATE.json (raw results) and bench-DATE.png (a
@@ -1150,10 +1153,25 @@ def routes(tmp):
     return blast_variants(tmp, "routes", [("no routes", None), ("5 routes", ROUTES)])
 
 
+SANDBOX = [("sandbox on", None), ("sandbox off", "sandbox = false;")]
+
+
 def sandbox(tmp):
-    """blast over 8 connections into ingestd with its workers' seccomp filter and without."""
-    return blast_variants(tmp, "sandbox", [("sandbox on", None),
-                                           ("sandbox off", "sandbox = false;")])
+    """
+    ingestd with its workers' seccomp filter and without: blast over 8
+    connections (few system calls a record), and churn at 30,000
+    connections/s (about ten a connection: accept4, epoll_ctl, reads, close).
+    """
+    extra = dict(SANDBOX)
+
+    def churn_run(variant):
+        r = with_server(tmp, "ingestd", follow_load("churn", 30000, 2000, CHURN),
+                        {"extra": extra[variant]} if extra[variant] else None)
+        r.update(row="ingestd, churn, " + variant)
+        return r
+    return {"blast": blast_variants(tmp, "sandbox", SANDBOX),
+            "churn": rounds("sandbox churn", [(v,) for v, _ in SANDBOX], churn_run,
+                            lambda r: r.get("cpu_s_per_million"))}
 
 
 def micro():
@@ -1209,13 +1227,14 @@ def throughput_table(rows):
                  out)
 
 
-def variants_table(rows, vs):
-    """blast_variants' rows, each against the first."""
+def variants_table(rows, vs, rounds_of="records/s", spec="{:,.0f}"):
+    """Rows of one load in variants (blast_variants'), each against the first."""
     base = get(rows[0], "records_per_s")
-    return table(["ingestd", "records/s written", vs, "CPU s / M records", "rounds"],
+    return table(["ingestd", "records/s written", vs, "CPU s / M records",
+                  "rounds (%s)" % rounds_of],
                  [[r.get("row"), fmt(get(r, "records_per_s")), ratio(get(r, "records_per_s"), base),
                    fmt(get(r, "cpu_s_per_million"), "{:.3f}"),
-                   ", ".join(fmt(x) for x in r.get("rounds") or [])] for r in rows])
+                   ", ".join(fmt(x, spec) for x in r.get("rounds") or [])] for r in rows])
 
 
 def lat_cells(r, key="latency_us"):
@@ -1608,7 +1627,11 @@ def report(res):
     if res.get("sandbox"):
         print("## Sandbox: blast over 8 connections, the workers under their seccomp filter "
               "(the default) and without it\n")
-        print(variants_table(res["sandbox"], "x sandbox on") + "\n")
+        print(variants_table(res["sandbox"]["blast"], "x sandbox on") + "\n")
+        print("Churn, 30,000 connections/s, one record each (CPU s / M records: per million "
+              "connections):\n")
+        print(variants_table(res["sandbox"]["churn"], "x sandbox on", "CPU s / M", "{:.3f}") +
+              "\n")
     if res.get("handover"):
         print("## A reload with %s connections open, each handed to the new generation\n"
               % fmt(HANDOVER_CONNS))
