@@ -203,10 +203,6 @@ spill(struct sink *s)
 		spill_later(s, "cannot be opened");
 		return;
 	}
-	if (s->in.len > 0 && !spool_room(s->spool, s->in.len)) {
-		spill_later(s, "full (max_size)");
-		return;
-	}
 	while (off < s->in.len) {
 		size_t n = sink_unit_len(s, s->in.p + off, s->in.len - off);
 
@@ -214,8 +210,13 @@ spill(struct sink *s)
 			break;
 		off += n;
 	}
-	if (off < s->in.len || spool_write(s->spool) == -1) {
-		spill_later(s, off < s->in.len ? "out of memory" : strerror(errno));
+	if (off < s->in.len) {
+		spool_unput(s->spool);
+		spill_later(s, "out of memory");
+		return;
+	}
+	if (spool_write(s->spool) == -1) {
+		spill_later(s, errno == EDQUOT ? "full (max_size)" : strerror(errno));
 		return;
 	}
 	s->spooled += s->in.len;

@@ -425,12 +425,33 @@ spool_open(const struct sink_cfg *cf, int idx, struct sink_stats *st, void (*mor
 	return sp;
 }
 
-/* Whether len more bytes fit in max_size, counting every worker's spool of this sink. */
-int
-spool_room(const struct spool *sp, size_t len)
+/*
+ * max_size, across the workers: what a write adds (its records with their
+ * heads, and the head of a segment it may begin) is first added to this
+ * worker's spool_bytes, then every worker's are summed.  Two workers that
+ * write at once each see the other's share, so together they never pass
+ * max_size (at worst both wait a turn).  The bytes held until the write is
+ * counted, or 0: full.
+ */
+static uint64_t
+reserve(struct spool *sp)
 {
-	return stats_sink_sum(sp->idx, offsetof(struct sink_stats, spool_bytes)) + len <=
-	    (uint64_t)sp->cf->spool.max_size;
+	uint64_t len = sp->wbuf.len + SEG_HEADER;
+
+	__atomic_fetch_add(&sp->st->spool_bytes, len, __ATOMIC_SEQ_CST);
+	if (stats_sink_sum(sp->idx, offsetof(struct sink_stats, spool_bytes)) <=
+	    (uint64_t)sp->cf->spool.max_size)
+		return len;
+	__atomic_fetch_sub(&sp->st->spool_bytes, len, __ATOMIC_SEQ_CST);
+	return 0;
+}
+
+/* Forget what spool_put gathered: it was not written. */
+void
+spool_unput(struct spool *sp)
+{
+	sp->wbuf.len = 0;
+	sp->wrecords = 0;
 }
 
 /* Add a unit to what spool_write writes next. */
@@ -509,18 +530,23 @@ reclaim(struct spool *sp)
 
 /*
  * Write what spool_put gathered, in one write(2), to this worker's newest
- * segment (a new one when it is full).  -1 with errno (ENOSPC: the disk is
- * full): nothing of it is in the spool, and it is dropped from the buffer;
- * the caller keeps the units and tries again.
+ * segment (a new one when it is full).  -1 with errno (EDQUOT: max_size is
+ * reached; ENOSPC: the disk is full): nothing of it is in the spool, and it
+ * is dropped from the buffer; the caller keeps the units and tries again.
  */
 int
 spool_write(struct spool *sp)
 {
+	uint64_t held;
 	int retried = 0;
 	ssize_t n;
 
 	if (sp->wbuf.len == 0)
 		return 0;
+	if ((held = reserve(sp)) == 0) {
+		errno = EDQUOT;
+		goto fail;
+	}
 	if (sp->wfd != -1 && sp->wsize + sp->wbuf.len > sp->seg_max)
 		reclaim(sp);
 again:
@@ -538,14 +564,15 @@ again:
 	}
 	sp->wsize += sp->wbuf.len;
 	sp->st->spool_bytes += sp->wbuf.len;
+	__atomic_fetch_sub(&sp->st->spool_bytes, held, __ATOMIC_SEQ_CST);
 	sp->own->records += sp->wrecords;
 	sp->dirty = 1;
-	sp->wbuf.len = 0;
-	sp->wrecords = 0;
+	spool_unput(sp);
 	return 0;
 fail:
-	sp->wbuf.len = 0;
-	sp->wrecords = 0;
+	if (held)
+		__atomic_fetch_sub(&sp->st->spool_bytes, held, __ATOMIC_SEQ_CST);
+	spool_unput(sp);
 	return -1;
 }
 

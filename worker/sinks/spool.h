@@ -39,8 +39,8 @@ struct spool;
 
 struct spool	*spool_open(const struct sink_cfg *, int idx, struct sink_stats *,
 		    void (*more)(void *), void *arg);
-int		 spool_room(const struct spool *, size_t len);
 int		 spool_put(struct spool *, const char *unit, size_t len);
+void		 spool_unput(struct spool *);
 int		 spool_write(struct spool *);
 int		 spool_sync(struct spool *);
 size_t		 spool_read(struct spool *, struct obuf *q, size_t want);
