@@ -16,7 +16,7 @@ import socket
 
 from lib.base import LOCAL4, case, check, tail, wait_until
 from lib.net import free_port, http_get
-from lib.proc import alive, read_pid
+from lib.proc import alive, fd_targets, read_pid
 from lib.server import installed_copy, nobody_sinks, preload_env, server_env
 from lib.events import wait_lines
 
@@ -30,18 +30,6 @@ def status_fields(pid):
     """/proc/PID/status as {field: value}."""
     with open(f"/proc/{pid}/status") as f:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
-
-
-def fd_targets(pid):
-    """{fd: what it is} of a process, from /proc/PID/fd."""
-    d = f"/proc/{pid}/fd"
-    out = {}
-    for n in os.listdir(d):
-        try:
-            out[int(n)] = os.readlink(os.path.join(d, n))
-        except OSError:
-            pass
-    return out
 
 
 def privileged_ports(n):
@@ -140,7 +128,7 @@ def worker_confinement(ctx):
         workers = s.wait_workers(2)
         check(healthz(sport) == 200, f"/healthz is not 200 with {workers} running")
         master = s.master
-        master_pipes = {t for t in fd_targets(master).values() if t.startswith("pipe:")}
+        master_pipes = {t for t in fd_targets(master) if t.startswith("pipe:")}
         for w in workers:
             st = status_fields(w)
             check(st["Seccomp"] == "2" and st.get("Seccomp_filters", "1") == "1",
@@ -153,10 +141,10 @@ def worker_confinement(ctx):
             check(owner == (nobody if dumps else 0),
                   f"worker {w} (core_dumps {dumps}): /proc/{w} is uid {owner}'s")
             fds = fd_targets(w)
-            kinds = [t for t in fds.values() if t.startswith("anon_inode:")]
+            kinds = [t for t in fds if t.startswith("anon_inode:")]
             check(kinds.count("anon_inode:[eventpoll]") == 1 and
                   "anon_inode:[timerfd]" not in kinds, f"worker {w}: {sorted(kinds)}")
-            shared = master_pipes & set(fds.values())
+            shared = master_pipes & set(fds)
             check(not shared, f"worker {w} holds the master's pipes {shared}")
         s.stop()
 

@@ -219,15 +219,18 @@ def nofile_of(pid):
 
 
 def fd_targets(pid):
-    """What the descriptors of pid point to ("socket:[INODE]", paths); empty once it is gone."""
-    out = set()
+    """
+    What the descriptors of pid point to ("socket:[INODE]", paths), one
+    entry a descriptor; empty once it is gone.
+    """
+    out = []
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return out
     for fd in fds:
         try:
-            out.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
         except OSError:
             pass
     return out
